@@ -1,0 +1,58 @@
+# github-runner: developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export PYTHONPATH := $(CURDIR)/src:$(CURDIR)/lib:$(CURDIR)
+
+.PHONY: help venv fmt lint static unit setup integration test demo bench clean
+
+help:
+	@echo "make demo         run the runner manager against local LXD and the sandbox"
+	@echo "make test         lint, static, unit, then integration (sets up LXD, image, broker)"
+	@echo "make fmt|lint|static|unit|integration|setup|bench"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+fmt: venv
+	$(BIN)/ruff format src sandbox tests lib benchmarks scripts
+	$(BIN)/ruff check --fix src sandbox tests lib benchmarks scripts
+
+lint: venv
+	$(BIN)/ruff check src sandbox tests lib benchmarks scripts
+	$(BIN)/ruff format --check src sandbox tests lib benchmarks scripts
+	$(BIN)/codespell src sandbox tests lib benchmarks scripts docs README.md templates
+
+static: venv
+	$(BIN)/mypy src sandbox lib
+
+unit: venv
+	$(BIN)/pytest tests/unit tests/sandbox -q -p no:cacheprovider \
+		--cov=src --cov-report=term --cov-fail-under=85
+
+# Real LXD daemon + test image + RabbitMQ on loopback (root; idempotent).
+setup:
+	scripts/setup-lxd.sh
+	scripts/build-lxd-image.sh --test
+	scripts/setup-rabbitmq.sh
+
+integration: venv setup
+	$(BIN)/pytest tests/integration -q -p no:cacheprovider -x --durations=15
+
+test: lint static unit integration
+
+demo: venv setup
+	$(PY) scripts/demo.py
+
+bench: venv setup
+	for b in benchmarks/*.py; do $(PY) $$b --small || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage

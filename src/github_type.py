@@ -1,0 +1,220 @@
+"""Types describing GitHub objects the charm works with (no I/O, no PyGithub)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})$")
+
+
+class GitHubRunnerStatus(str, Enum):
+    """Status GitHub reports for a self-hosted runner."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class GitHubRepo:
+    """A repository path.
+
+    Attributes:
+        owner: The user or organisation that owns the repository.
+        repo: The repository name.
+    """
+
+    owner: str
+    repo: str
+
+    def path(self) -> str:
+        """Return the path as ``owner/repo``."""
+        return f"{self.owner}/{self.repo}"
+
+
+@dataclass(frozen=True)
+class GitHubOrg:
+    """An organisation path with the runner group runners join.
+
+    Attributes:
+        org: The organisation name.
+        group: The runner group name.
+    """
+
+    org: str
+    group: str = "default"
+
+    def path(self) -> str:
+        """Return the organisation name."""
+        return self.org
+
+
+GitHubPath = GitHubOrg | GitHubRepo
+
+
+def parse_github_path(path: str, runner_group: str = "default") -> GitHubPath:
+    """Parse the ``path`` config option: ``owner/repo`` or an organisation name.
+
+    Args:
+        path: The path as configured.
+        runner_group: The runner group, used for organisations only.
+
+    Returns:
+        The repository or organisation path.
+
+    Raises:
+        ValueError: If the path is neither form.
+    """
+    path = path.strip()
+    parts = path.split("/")
+    if len(parts) == 2 and all(_NAME.match(p) for p in parts):
+        return GitHubRepo(owner=parts[0], repo=parts[1])
+    if len(parts) == 1 and _NAME.match(parts[0]):
+        return GitHubOrg(org=parts[0], group=runner_group)
+    raise ValueError(f"{path!r} is neither an organisation name nor owner/repo")
+
+
+def api_base_url(github_url: str) -> str:
+    """Derive the REST API base URL from the GitHub (or GHES) web URL.
+
+    Args:
+        github_url: ``https://github.com`` or a GitHub Enterprise Server base URL.
+
+    Returns:
+        ``https://api.github.com`` for github.com, else ``<url>/api/v3``.
+    """
+    url = github_url.rstrip("/")
+    if url in ("https://github.com", "http://github.com"):
+        return "https://api.github.com"
+    return f"{url}/api/v3"
+
+
+@dataclass(frozen=True)
+class SelfHostedRunner:
+    """A self-hosted runner as GitHub lists it.
+
+    Attributes:
+        id: GitHub's runner id.
+        name: The runner name.
+        status: Online or offline.
+        busy: Whether it runs a job now.
+        labels: Label names.
+    """
+
+    id: int
+    name: str
+    status: GitHubRunnerStatus
+    busy: bool
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunnerApplication:
+    """A downloadable runner application (``GET .../actions/runners/downloads``).
+
+    Attributes:
+        os: Operating system, e.g. ``linux``.
+        architecture: ``x64`` or ``arm64``.
+        download_url: Where to download the tarball.
+        filename: The tarball's file name (carries the version).
+        sha256_checksum: Expected SHA-256 of the tarball, if GitHub gave one.
+        temp_download_token: Bearer token for the download, if GitHub gave one.
+    """
+
+    os: str
+    architecture: str
+    download_url: str
+    filename: str
+    sha256_checksum: str | None = None
+    temp_download_token: str | None = None
+
+    @property
+    def version(self) -> str:
+        """Return the version carried by the file name (``actions-runner-linux-x64-2.3.0``)."""
+        match = re.search(r"(\d+\.\d+\.\d+)", self.filename)
+        return match.group(1) if match else "unknown"
+
+
+@dataclass(frozen=True)
+class JITConfig:
+    """A just-in-time runner configuration.
+
+    Attributes:
+        runner_id: GitHub's id of the registered runner.
+        encoded_jit_config: The opaque configuration for ``run.sh --jitconfig``. Secret.
+    """
+
+    runner_id: int
+    encoded_jit_config: str
+
+    def __repr__(self) -> str:
+        """Hide the secret configuration."""
+        return f"JITConfig(runner_id={self.runner_id}, encoded_jit_config=***)"
+
+
+@dataclass(frozen=True)
+class RegistrationToken:
+    """A registration or remove token.
+
+    Attributes:
+        token: The token. Secret.
+        expires_at: When it expires.
+    """
+
+    token: str
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        """Hide the secret token."""
+        return f"RegistrationToken(token=***, expires_at={self.expires_at.isoformat()})"
+
+
+class JobStatus(str, Enum):
+    """Status of a workflow job."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    WAITING = "waiting"
+    REQUESTED = "requested"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A workflow job as GitHub reports it.
+
+    Attributes:
+        id: The job id.
+        status: Queued, in progress, completed...
+        conclusion: success, failure... once completed.
+        created_at: When it was queued.
+        started_at: When a runner picked it up.
+        runner_name: The runner that picked it up, if any.
+        labels: Labels the job asks for.
+    """
+
+    id: int
+    status: JobStatus
+    conclusion: str | None
+    created_at: datetime
+    started_at: datetime | None
+    runner_name: str | None
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RateLimitStatus:
+    """The token's core rate limit.
+
+    Attributes:
+        limit: Requests allowed per window.
+        remaining: Requests left in the window.
+        reset_at: When the window resets.
+    """
+
+    limit: int
+    remaining: int
+    reset_at: datetime
