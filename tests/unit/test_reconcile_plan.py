@@ -1,0 +1,204 @@
+"""Table of reconcile and flush plans (pure function, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from reconcile_plan import (
+    DeleteReason,
+    GithubView,
+    InstanceState,
+    InstanceView,
+    PlanTimeouts,
+    RunnerState,
+    judge,
+    plan_flush,
+    plan_reconcile,
+)
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+OLD = NOW - timedelta(minutes=30)
+YOUNG = NOW - timedelta(seconds=20)
+
+
+def inst(
+    name: str, created: datetime = OLD, state: InstanceState = InstanceState.RUNNING
+) -> InstanceView:
+    return InstanceView(name=name, state=state, created_at=created)
+
+
+def rec(name: str, online: bool = True, busy: bool = False, rid: int | None = None) -> GithubView:
+    return GithubView(
+        id=rid if rid is not None else abs(hash(name)) % 10_000,
+        name=name,
+        online=online,
+        busy=busy,
+    )
+
+
+def deleted(plan) -> dict[str, DeleteReason]:
+    return {d.runner.name: d.reason for d in plan.deletions}
+
+
+@pytest.mark.parametrize(
+    ("instances", "records", "desired", "create", "delta", "deletions"),
+    [
+        pytest.param([], [], 3, 3, 3, {}, id="scale-up-from-zero"),
+        pytest.param([inst("a")], [rec("a")], 3, 2, 2, {}, id="scale-up-partial"),
+        pytest.param([inst("a")], [rec("a")], 1, 0, 0, {}, id="steady"),
+        pytest.param(
+            [
+                inst("a", NOW - timedelta(minutes=40)),
+                inst("b", NOW - timedelta(minutes=10)),
+                inst("c"),
+            ],
+            [rec("a"), rec("b"), rec("c", busy=True)],
+            1,
+            0,
+            -2,
+            {"a": DeleteReason.SURPLUS, "b": DeleteReason.SURPLUS},
+            id="scale-down-keeps-busy",
+        ),
+        pytest.param(
+            [inst("a", NOW - timedelta(minutes=40)), inst("b", NOW - timedelta(minutes=10))],
+            [rec("a"), rec("b")],
+            1,
+            0,
+            -1,
+            {"a": DeleteReason.SURPLUS},
+            id="scale-down-oldest-idle-first",
+        ),
+        pytest.param(
+            [inst("a"), inst("b")],
+            [rec("a", busy=True), rec("b", busy=True)],
+            0,
+            0,
+            -2,
+            {},
+            id="busy-never-scaled-down",
+        ),
+        pytest.param([inst("a", YOUNG)], [], 1, 0, 0, {}, id="young-instance-is-starting"),
+        pytest.param(
+            [inst("a", OLD)],
+            [],
+            1,
+            1,
+            1,
+            {"a": DeleteReason.ORPHAN_INSTANCE},
+            id="orphan-instance-after-bootstrap",
+        ),
+        pytest.param(
+            [],
+            [rec("a", online=False)],
+            1,
+            1,
+            1,
+            {"a": DeleteReason.ORPHAN_RECORD},
+            id="orphan-offline-record",
+        ),
+        pytest.param(
+            [],
+            [rec("a", online=True)],
+            1,
+            1,
+            1,
+            {},
+            id="online-record-without-instance-left-alone",
+        ),
+        pytest.param(
+            [inst("a", OLD)],
+            [rec("a", online=False)],
+            1,
+            1,
+            1,
+            {"a": DeleteReason.UNHEALTHY},
+            id="never-online",
+        ),
+        pytest.param(
+            [inst("a", YOUNG)],
+            [rec("a", online=False)],
+            1,
+            0,
+            0,
+            {},
+            id="registered-not-yet-online",
+        ),
+        pytest.param(
+            [inst("a", state=InstanceState.STOPPED)],
+            [rec("a")],
+            1,
+            1,
+            1,
+            {"a": DeleteReason.UNHEALTHY},
+            id="stopped-instance",
+        ),
+        pytest.param(
+            [inst("a"), inst("b", YOUNG), inst("c", NOW - timedelta(seconds=5))],
+            [rec("a")],
+            1,
+            0,
+            -2,
+            {"c": DeleteReason.SURPLUS, "b": DeleteReason.SURPLUS},
+            id="surplus-after-idle-takes-youngest-starting",
+        ),
+        pytest.param(
+            [inst("a")],
+            [rec("a")],
+            -1,
+            0,
+            -1,
+            {"a": DeleteReason.SURPLUS},
+            id="negative-desired-is-zero",
+        ),
+    ],
+)
+def test_plan_table(instances, records, desired, create, delta, deletions) -> None:
+    plan = plan_reconcile(instances, records, desired, NOW)
+    assert plan.create == create
+    assert plan.delta == delta
+    assert deleted(plan) == deletions
+
+
+def test_offline_busy_is_not_scaled_down() -> None:
+    plan = plan_reconcile([inst("a")], [rec("a", online=False, busy=True)], 0, NOW)
+    assert plan.deletions == ()
+    assert plan.count(RunnerState.BUSY) == 1
+
+
+def test_bootstrap_timeout_is_configurable() -> None:
+    timeouts = PlanTimeouts(bootstrap=timedelta(seconds=10))
+    plan = plan_reconcile([inst("a", YOUNG)], [], 1, NOW, timeouts)
+    assert deleted(plan) == {"a": DeleteReason.ORPHAN_INSTANCE}
+
+
+def test_counts() -> None:
+    plan = plan_reconcile(
+        [inst("a"), inst("b"), inst("c", YOUNG)], [rec("a"), rec("b", busy=True)], 3, NOW
+    )
+    assert (
+        plan.count(RunnerState.IDLE),
+        plan.count(RunnerState.BUSY),
+        plan.count(RunnerState.STARTING),
+    ) == (1, 1, 1)
+
+
+def test_flush_idle_keeps_busy_and_unknown() -> None:
+    runners = judge(
+        [inst("a"), inst("b"), inst("c", OLD)],
+        [rec("a"), rec("b", busy=True), rec("d", online=True), rec("e", online=False)],
+        NOW,
+        PlanTimeouts(),
+    )
+    flushed = {d.runner.name: d.reason for d in plan_flush(runners, include_busy=False)}
+    assert flushed == {
+        "a": DeleteReason.FLUSH,
+        "c": DeleteReason.ORPHAN_INSTANCE,
+        "e": DeleteReason.ORPHAN_RECORD,
+    }
+
+
+def test_flush_busy_takes_all() -> None:
+    runners = judge([inst("a"), inst("b")], [rec("a"), rec("b", busy=True)], NOW, PlanTimeouts())
+    assert {d.runner.name for d in plan_flush(runners, include_busy=True)} == {"a", "b"}
