@@ -145,6 +145,53 @@ class RunnerBusyError(GithubClientError):
         self.runner_name = runner_name
 
 
+class GithubRunnerGroupNotFoundError(GithubClientError):
+    """The organisation has no runner group of the configured name."""
+
+    def __init__(self, org: str, group: str) -> None:
+        """Build the error.
+
+        Args:
+            org: The organisation.
+            group: The runner group name that was not found.
+        """
+        super().__init__(f"organisation {org} has no runner group named {group!r}", path=org)
+        self.org = org
+        self.group = group
+
+
+class RunnerApplicationNotFoundError(GithubNotFoundError):
+    """GitHub lists no runner application for the wanted OS and architecture."""
+
+    def __init__(self, os_name: str, arch: str, path: str | None = None) -> None:
+        """Build the error.
+
+        Args:
+            os_name: The operating system asked for, e.g. ``linux``.
+            arch: The architecture asked for, e.g. ``x64``.
+            path: The GitHub path the downloads were listed for.
+        """
+        super().__init__(f"GitHub offers no runner application for {os_name}/{arch}", path=path)
+        self.os_name = os_name
+        self.arch = arch
+
+
+class InvalidJobUrlError(GithubClientError):
+    """A job URL (untrusted, e.g. from the queue) is not a job URL of the configured GitHub."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        """Build the error.
+
+        Args:
+            url: The rejected URL (shortened in the message).
+            reason: Why it is rejected.
+        """
+        shown = url if len(url) <= 200 else url[:200] + "..."
+        super().__init__(f"invalid job URL {shown!r}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
 # --- LXD --------------------------------------------------------------------------------------
 
 
@@ -250,6 +297,14 @@ class IssueMetricEventError(MetricsError):
     """A metric event could not be written."""
 
 
+class MetricsStorageNotFoundError(MetricsStorageError):
+    """A runner has no metrics store."""
+
+
+class MetricsStorageExistsError(MetricsStorageError):
+    """A runner already has a metrics store."""
+
+
 # --- reactive ---------------------------------------------------------------------------------
 
 
@@ -263,6 +318,19 @@ class ReactiveRunnerError(ReactiveError):
 
 class QueueError(ReactiveError):
     """The message queue could not be reached or used."""
+
+
+class JobMessageError(ReactiveError):
+    """A job message on the queue is not valid JSON, not a job, or names a bad job URL."""
+
+    def __init__(self, reason: str) -> None:
+        """Build the error.
+
+        Args:
+            reason: What is wrong with the message (never the message body itself).
+        """
+        super().__init__(f"invalid job message: {reason}")
+        self.reason = reason
 
 
 # --- repo policy ------------------------------------------------------------------------------

@@ -194,6 +194,11 @@ class JobInfo:
         started_at: When a runner picked it up.
         runner_name: The runner that picked it up, if any.
         labels: Labels the job asks for.
+        completed_at: When it finished, if it did.
+        run_id: The workflow run it belongs to.
+        runner_id: GitHub's id of the runner that picked it up, if any.
+        name: The job's name.
+        workflow_name: The workflow's name.
     """
 
     id: int
@@ -203,6 +208,11 @@ class JobInfo:
     started_at: datetime | None
     runner_name: str | None
     labels: tuple[str, ...] = ()
+    completed_at: datetime | None = None
+    run_id: int | None = None
+    runner_id: int | None = None
+    name: str | None = None
+    workflow_name: str | None = None
 
 
 @dataclass(frozen=True)

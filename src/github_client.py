@@ -1,0 +1,788 @@
+"""The charm's GitHub REST client: the only module that imports PyGithub.
+
+Every method takes a :data:`github_type.GitHubPath` (repository or organisation), returns the
+typed objects of :mod:`github_type` and raises the ``GithubClientError`` family of
+:mod:`errors`. PyGithub is used as the transport (authentication, base URL, connection pool);
+the endpoints are called through its ``Requester`` (what ``Github.requester`` returns, built
+directly because ``Github()`` only takes whole-second timeouts) so that every call, page and
+retry is visible here.
+
+Time and retry policy (per public method call):
+
+* Each HTTP attempt has a timeout of ``timeout`` seconds (connect and read).
+* 5xx answers, timeouts and connection errors are retried with exponential backoff
+  (0.5 s, 1 s, 2 s, ... capped at 4 s), at most ``MAX_ATTEMPTS`` attempts per request. An attempt
+  other than the very first one of the call only starts if it can finish within ``max_wait``
+  seconds of the start of the call, so one call never blocks much longer than
+  ``max(timeout, max_wait)``. When the budget or the attempts run out the last failure is raised
+  as :class:`errors.GithubApiError`.
+* Rate limits are never waited for: 403 with ``x-ratelimit-remaining: 0`` and 429 (or a 403
+  carrying ``retry-after``, GitHub's secondary limit) raise :class:`errors.GithubRateLimitError`
+  at once, with the reset time GitHub gave, so the caller (a reconcile on a timer) backs off.
+* PyGithub's own retry (``GithubRetry``, which may sleep until a rate limit resets) and its
+  request throttling are switched off.
+
+Secrets: the token is only handed to PyGithub's ``Auth.Token``; it never appears in messages or
+logs. PyGithub's DEBUG logging of each request prints response bodies (which hold registration
+tokens and JIT configurations), so DEBUG records of the ``github.Requester`` logger are dropped.
+
+Thread safety: PyGithub's connection object is not safe to share between threads, so each thread
+gets its own ``Requester``; the runner-group cache is shared and locked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, cast
+from urllib.parse import quote, urlsplit
+
+from github import Auth
+from github.Requester import Requester
+
+import errors
+from github_type import (
+    GitHubOrg,
+    GitHubPath,
+    GitHubRepo,
+    GitHubRunnerStatus,
+    JITConfig,
+    JobInfo,
+    JobStatus,
+    RateLimitStatus,
+    RegistrationToken,
+    RunnerApplication,
+    SelfHostedRunner,
+)
+
+logger = logging.getLogger(__name__)
+
+PER_PAGE = 100
+MAX_ATTEMPTS = 4
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 4.0
+USER_AGENT = "github-runner-charm"
+REPO_RUNNER_GROUP_ID = 1
+_MESSAGE_LIMIT = 200
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_JOB_PATH = re.compile(r"^/repos/([^/]+)/([^/]+)/actions/jobs/([0-9]{1,19})$")
+
+
+class _DropRequesterDebug(logging.Filter):
+    """Drop PyGithub's per-request DEBUG records: they print response bodies holding secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep records above DEBUG only.
+
+        Args:
+            record: The log record.
+
+        Returns:
+            Whether to keep the record.
+        """
+        return record.levelno > logging.DEBUG
+
+
+_REQUESTER_FILTER = _DropRequesterDebug()
+logging.getLogger("github.Requester").addFilter(_REQUESTER_FILTER)
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    """One HTTP answer, as the transport seam returns it.
+
+    Attributes:
+        status: The HTTP status.
+        headers: Response headers, names in lower case.
+        body: The response body (JSON text or empty).
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: str
+
+
+class TransportError(Exception):
+    """No HTTP answer: timeout or connection error (raised by the transport seam)."""
+
+
+Sender = Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None], HttpReply]
+
+
+class _Budget:
+    """The time budget of one public call."""
+
+    def __init__(self, clock: Callable[[], float], max_wait: float) -> None:
+        self._clock = clock
+        self._start = clock()
+        self._max_wait = max_wait
+        self.attempts = 0
+
+    def allows(self, seconds: float) -> bool:
+        """Return whether ``seconds`` more still fit in the budget (the first attempt always does).
+
+        Args:
+            seconds: Time the next wait plus attempt may take.
+
+        Returns:
+            Whether to go on.
+        """
+        if self.attempts == 0:
+            return True
+        return self._clock() - self._start + seconds <= self._max_wait
+
+
+class GithubClient:
+    """Typed client of the GitHub REST endpoints the charm uses.
+
+    Attributes:
+        api_url: The REST API base URL (``https://api.github.com`` or ``<ghes>/api/v3``).
+        timeout: Timeout of one HTTP attempt, in seconds.
+        max_wait: Time budget of one public call, retries included, in seconds.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        api_url: str = "https://api.github.com",
+        *,
+        timeout: float = 15,
+        max_wait: float = 30,
+    ) -> None:
+        """Build the client. No request is made.
+
+        Args:
+            token: The personal access token. Secret.
+            api_url: The REST API base URL; see :func:`github_type.api_base_url`.
+            timeout: Timeout of one HTTP attempt, in seconds.
+            max_wait: Time budget of one public call, retries included, in seconds. It must be at
+                least ``timeout``.
+
+        Raises:
+            ValueError: If the token is empty, the URL is not http(s) or the times make no sense.
+        """
+        if not token or not token.strip():
+            raise ValueError("the GitHub token is empty")
+        url = api_url.strip().rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"invalid GitHub API URL {api_url!r}: need http(s)://host[/path]")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"invalid GitHub API URL {api_url!r}: no query or credentials")
+        if timeout <= 0 or max_wait < timeout:
+            raise ValueError("need 0 < timeout <= max_wait")
+        self.api_url = url
+        self.timeout = timeout
+        self.max_wait = max_wait
+        self._token = token
+        self._local = threading.local()
+        self._groups: dict[tuple[str, str], int] = {}
+        self._groups_lock = threading.Lock()
+        self._clock: Callable[[], float] = time.monotonic
+        self._sleep: Callable[[float], None] = time.sleep
+        self._send: Sender = self._send_pygithub
+
+    def __repr__(self) -> str:
+        """Describe the client without its token."""
+        return f"GithubClient(api_url={self.api_url!r})"
+
+    # --- runners ---------------------------------------------------------------------------
+
+    def list_runners(self, path: GitHubPath, prefix: str) -> list[SelfHostedRunner]:
+        """List the self-hosted runners whose name starts with ``prefix``.
+
+        Reads every page (100 runners each): ``ceil(total / 100)`` requests, at least one.
+
+        Args:
+            path: The repository or organisation.
+            prefix: Name prefix of the runners to keep (the unit's prefix).
+
+        Returns:
+            The matching runners, in GitHub's order.
+        """
+        budget = self._budget()
+        url = f"{_prefix(path)}/actions/runners"
+        found: dict[int, SelfHostedRunner] = {}
+        page = 1
+        seen = 0
+        while True:
+            data = self._request(
+                "GET", url, path, budget, params={"per_page": PER_PAGE, "page": page}
+            )
+            try:
+                total = int(data["total_count"])
+                items = data["runners"]
+                if not isinstance(items, list):
+                    raise TypeError("runners is not a list")
+                runners = [_runner(item) for item in items]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise _malformed("runner list", exc) from exc
+            seen += len(runners)
+            for runner in runners:
+                if runner.name.startswith(prefix):
+                    found.setdefault(runner.id, runner)
+            if len(runners) < PER_PAGE or seen >= total:
+                return list(found.values())
+            page += 1
+
+    def delete_runner(self, path: GitHubPath, runner_id: int, runner_name: str = "") -> None:
+        """Delete a self-hosted runner registration. A runner already gone is not an error.
+
+        Args:
+            path: The repository or organisation.
+            runner_id: GitHub's id of the runner.
+            runner_name: The runner's name, for :class:`errors.RunnerBusyError` (no lookup is
+                made; the id is used when it is empty).
+
+        Raises:
+            RunnerBusyError: If the runner is running a job (422).
+        """
+        url = f"{_prefix(path)}/actions/runners/{int(runner_id)}"
+        try:
+            self._request("DELETE", url, path, self._budget())
+        except errors.GithubNotFoundError:
+            logger.debug("runner %s on %s was already deleted", runner_id, path.path())
+        except errors.GithubApiError as exc:
+            if exc.status == 422:
+                raise errors.RunnerBusyError(runner_name or f"#{runner_id}") from exc
+            raise
+
+    def get_jit_config(self, path: GitHubPath, name: str, labels: Iterable[str]) -> JITConfig:
+        """Register a just-in-time runner and return its configuration.
+
+        For an organisation the runner joins ``path.group`` (looked up by name once per client,
+        then cached); for a repository the default group.
+
+        Args:
+            path: The repository or organisation.
+            name: The runner's name.
+            labels: Its labels (1 to 100).
+
+        Returns:
+            The runner id and the encoded configuration for ``run.sh --jitconfig``.
+
+        Raises:
+            ValueError: If there are no labels or more than 100.
+            GithubConflictError: If a runner with this name exists (409).
+            GithubRunnerGroupNotFoundError: If the organisation has no such runner group.
+        """
+        label_list = list(labels)
+        if not 1 <= len(label_list) <= 100:
+            raise ValueError("a JIT runner needs 1 to 100 labels")
+        budget = self._budget()
+        if isinstance(path, GitHubOrg):
+            group_id = self._runner_group_id(path, budget)
+        else:
+            group_id = REPO_RUNNER_GROUP_ID
+        body = {"name": name, "runner_group_id": group_id, "labels": label_list}
+        url = f"{_prefix(path)}/actions/runners/generate-jitconfig"
+        data = self._request("POST", url, path, budget, body=body)
+        try:
+            return JITConfig(
+                runner_id=int(data["runner"]["id"]),
+                encoded_jit_config=_str(data["encoded_jit_config"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed("JIT configuration", exc) from exc
+
+    def get_registration_token(self, path: GitHubPath) -> RegistrationToken:
+        """Create a registration token (for ``config.sh --token``).
+
+        Args:
+            path: The repository or organisation.
+
+        Returns:
+            The token and its expiry.
+        """
+        return self._token_call(path, "registration-token")
+
+    def get_removal_token(self, path: GitHubPath) -> RegistrationToken:
+        """Create a remove token (for ``config.sh remove --token``).
+
+        Args:
+            path: The repository or organisation.
+
+        Returns:
+            The token and its expiry.
+        """
+        return self._token_call(path, "remove-token")
+
+    def get_runner_application(
+        self, path: GitHubPath, os_name: str = "linux", arch: str = "x64"
+    ) -> RunnerApplication:
+        """Return the runner application download for an OS and architecture.
+
+        Args:
+            path: The repository or organisation.
+            os_name: ``linux``, ``osx`` or ``win``.
+            arch: ``x64``, ``arm64``, ...
+
+        Returns:
+            The download (URL, file name, SHA-256 when GitHub gives it).
+
+        Raises:
+            RunnerApplicationNotFoundError: If GitHub lists none for this OS and architecture.
+        """
+        data = self._request(
+            "GET", f"{_prefix(path)}/actions/runners/downloads", path, self._budget()
+        )
+        try:
+            if not isinstance(data, list):
+                raise TypeError("downloads is not a list")
+            apps = [_application(item) for item in data]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed("runner application list", exc) from exc
+        for app in apps:
+            if app.os == os_name and app.architecture == arch:
+                return app
+        raise errors.RunnerApplicationNotFoundError(os_name, arch, path.path())
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    def get_job(self, path: GitHubRepo, job_id: int) -> JobInfo:
+        """Return a workflow job.
+
+        Args:
+            path: The repository that runs the job.
+            job_id: The job id.
+
+        Returns:
+            The job.
+
+        Raises:
+            GithubNotFoundError: If there is no such job (404).
+        """
+        url = f"{_prefix(path)}/actions/jobs/{int(job_id)}"
+        data = self._request("GET", url, path, self._budget())
+        try:
+            return _job(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed("job", exc) from exc
+
+    def get_job_by_url(self, url: str) -> JobInfo:
+        """Return the job behind an API job URL (``<api_url>/repos/o/r/actions/jobs/<id>``).
+
+        The URL is untrusted (it comes from a queue): it must be on this client's API URL and
+        have exactly that form; the request is rebuilt from the parsed parts.
+
+        Args:
+            url: The job's API URL.
+
+        Returns:
+            The job.
+
+        Raises:
+            InvalidJobUrlError: If the URL is not a job URL under this client's API URL.
+        """
+        repo, job_id = self.parse_job_url(url)
+        return self.get_job(repo, job_id)
+
+    def parse_job_url(self, url: str) -> tuple[GitHubRepo, int]:
+        """Split an API job URL into repository and job id, checking it is under ``api_url``.
+
+        Args:
+            url: The job's API URL.
+
+        Returns:
+            The repository and the job id.
+
+        Raises:
+            InvalidJobUrlError: If the URL is not a job URL under this client's API URL.
+        """
+        if not isinstance(url, str) or len(url) > 2048:
+            raise errors.InvalidJobUrlError(str(url)[:_MESSAGE_LIMIT], "not a short string")
+        try:
+            got = urlsplit(url.strip())
+            got_port = got.port
+        except ValueError as exc:
+            raise errors.InvalidJobUrlError(url, "not a URL") from exc
+        base = urlsplit(self.api_url)
+        if (
+            got.scheme.lower() != base.scheme.lower()
+            or (got.hostname or "").lower() != (base.hostname or "").lower()
+            or _port(got.scheme, got_port) != _port(base.scheme, base.port)
+            or got.username is not None
+            or got.password is not None
+        ):
+            raise errors.InvalidJobUrlError(url, f"not on {self.api_url}")
+        if got.query or got.fragment:
+            raise errors.InvalidJobUrlError(url, "has a query or fragment")
+        base_path = base.path.rstrip("/")
+        if not got.path.startswith(base_path + "/"):
+            raise errors.InvalidJobUrlError(url, f"not on {self.api_url}")
+        match = _JOB_PATH.match(got.path[len(base_path) :])
+        if not match or not _NAME.match(match.group(1)) or not _NAME.match(match.group(2)):
+            raise errors.InvalidJobUrlError(
+                url, "not <api>/repos/<owner>/<repo>/actions/jobs/<id>"
+            )
+        return GitHubRepo(owner=match.group(1), repo=match.group(2)), int(match.group(3))
+
+    # --- rate limit -------------------------------------------------------------------------
+
+    def get_rate_limit(self) -> RateLimitStatus:
+        """Return the token's core rate limit (this request does not count against it).
+
+        Returns:
+            Limit, remaining requests and reset time.
+        """
+        data = self._request("GET", "/rate_limit", None, self._budget())
+        try:
+            core = data["resources"]["core"] if "resources" in data else data["rate"]
+            return RateLimitStatus(
+                limit=int(core["limit"]),
+                remaining=int(core["remaining"]),
+                reset_at=datetime.fromtimestamp(int(core["reset"]), tz=timezone.utc),
+            )
+        except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
+            raise _malformed("rate limit", exc) from exc
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _budget(self) -> _Budget:
+        return _Budget(self._clock, self.max_wait)
+
+    def _token_call(self, path: GitHubPath, kind: str) -> RegistrationToken:
+        url = f"{_prefix(path)}/actions/runners/{kind}"
+        data = self._request("POST", url, path, self._budget())
+        try:
+            return RegistrationToken(
+                token=_str(data["token"]), expires_at=_parse_time(data["expires_at"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _malformed(kind, exc) from exc
+
+    def _runner_group_id(self, path: GitHubOrg, budget: _Budget) -> int:
+        key = (path.org.lower(), path.group)
+        with self._groups_lock:
+            cached = self._groups.get(key)
+        if cached is not None:
+            return cached
+        url = f"{_prefix(path)}/actions/runner-groups"
+        groups: list[tuple[int, str]] = []
+        page = 1
+        while True:
+            data = self._request(
+                "GET", url, path, budget, params={"per_page": PER_PAGE, "page": page}
+            )
+            try:
+                total = int(data["total_count"])
+                items = data["runner_groups"]
+                if not isinstance(items, list):
+                    raise TypeError("runner_groups is not a list")
+                page_groups = [(int(item["id"]), _str(item["name"])) for item in items]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise _malformed("runner group list", exc) from exc
+            groups.extend(page_groups)
+            exact = [gid for gid, name in groups if name == path.group]
+            if exact:
+                group_id = exact[0]
+                break
+            if len(page_groups) < PER_PAGE or len(groups) >= total:
+                loose = [gid for gid, name in groups if name.lower() == path.group.lower()]
+                if not loose:
+                    raise errors.GithubRunnerGroupNotFoundError(path.org, path.group)
+                group_id = loose[0]
+                break
+            page += 1
+        with self._groups_lock:
+            self._groups[key] = group_id
+        return group_id
+
+    def _request(
+        self,
+        verb: str,
+        url: str,
+        path: GitHubPath | None,
+        budget: _Budget,
+        *,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
+        """Send one request with retries and map the answer.
+
+        Args:
+            verb: HTTP method.
+            url: Path under the API URL, starting with ``/``.
+            path: The repository or organisation concerned, for errors.
+            budget: The time budget of the public call.
+            params: Query parameters.
+            body: JSON body.
+
+        Returns:
+            The decoded JSON answer (``None`` for an empty body).
+
+        Raises:
+            GithubApiError: If the request cannot be completed in the budget.
+        """
+        if not budget.allows(self.timeout):
+            raise errors.GithubApiError(
+                f"GitHub is too slow: {verb} {url} does not fit in {self.max_wait}s",
+                path=_path_str(path),
+            )
+        while True:
+            budget.attempts += 1
+            failure: errors.GithubClientError
+            try:
+                reply = self._send(verb, url, params, body)
+            except TransportError as exc:
+                failure = errors.GithubApiError(
+                    f"GitHub did not answer {verb} {url}: {exc}", path=_path_str(path)
+                )
+            else:
+                if 200 <= reply.status < 300:
+                    return _decode(reply)
+                failure = _map_error(reply, verb, url, path)
+                if reply.status < 500:
+                    raise failure
+            pause = min(BACKOFF_FIRST * 2 ** (budget.attempts - 1), BACKOFF_MAX)
+            if budget.attempts >= MAX_ATTEMPTS or not budget.allows(pause + self.timeout):
+                raise failure
+            logger.info("%s %s failed (%s), retrying in %.1fs", verb, url, failure, pause)
+            self._sleep(pause)
+
+    def _requester(self) -> Requester:
+        # PyGithub's Github() insists on an int timeout; its Requester (what Github.requester
+        # returns) takes the float that requests accepts, so it is built directly.
+        requester = getattr(self._local, "requester", None)
+        if requester is None:
+            requester = Requester(
+                auth=Auth.Token(self._token),
+                base_url=self.api_url,
+                timeout=cast("int", self.timeout),
+                user_agent=USER_AGENT,
+                per_page=PER_PAGE,
+                verify=True,
+                retry=None,
+                pool_size=None,
+                seconds_between_requests=None,
+                seconds_between_writes=None,
+                lazy=True,
+            )
+            self._local.requester = requester
+        return requester
+
+    def _send_pygithub(
+        self,
+        verb: str,
+        url: str,
+        params: dict[str, Any] | None,
+        body: dict[str, Any] | None,
+    ) -> HttpReply:
+        """Send one HTTP request through PyGithub: the transport seam.
+
+        Args:
+            verb: HTTP method.
+            url: Path under the API URL.
+            params: Query parameters.
+            body: JSON body.
+
+        Returns:
+            The answer, whatever its status.
+
+        Raises:
+            TransportError: On a timeout or connection error.
+            GithubApiError: If PyGithub refuses the exchange (e.g. a redirect off the host).
+        """
+        requester = self._requester()
+        try:
+            status, headers, text = requester.requestJson(
+                verb, url, parameters=params, headers=None, input=body
+            )
+        except OSError as exc:  # requests' exceptions derive from OSError
+            raise TransportError(type(exc).__name__) from exc
+        except (RuntimeError, ValueError, AssertionError) as exc:
+            raise errors.GithubApiError(f"{verb} {url} failed: {type(exc).__name__}") from exc
+        return HttpReply(
+            status=int(status),
+            headers={str(k).lower(): str(v) for k, v in headers.items()},
+            body=text,
+        )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _prefix(path: GitHubPath) -> str:
+    if isinstance(path, GitHubRepo):
+        return f"/repos/{quote(path.owner, safe='')}/{quote(path.repo, safe='')}"
+    return f"/orgs/{quote(path.org, safe='')}"
+
+
+def _path_str(path: GitHubPath | None) -> str | None:
+    return path.path() if path is not None else None
+
+
+def _port(scheme: str, port: int | None) -> int:
+    if port is not None:
+        return port
+    return 443 if scheme.lower() == "https" else 80
+
+
+def _decode(reply: HttpReply) -> Any:
+    if not reply.body.strip():
+        return None
+    try:
+        return json.loads(reply.body)
+    except ValueError as exc:
+        raise errors.GithubApiError("GitHub answered malformed JSON", status=reply.status) from exc
+
+
+def _server_message(reply: HttpReply) -> str:
+    try:
+        data = json.loads(reply.body) if reply.body else None
+    except ValueError:
+        return ""
+    message = data.get("message") if isinstance(data, dict) else None
+    return message[:_MESSAGE_LIMIT] if isinstance(message, str) else ""
+
+
+def _rate_limit_reset(headers: Mapping[str, str], now: datetime) -> datetime | None:
+    retry_after = headers.get("retry-after")
+    if retry_after:
+        try:
+            return now + timedelta(seconds=max(0.0, float(retry_after)))
+        except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(retry_after)
+            return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        except (TypeError, ValueError):
+            pass
+    reset = headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            return datetime.fromtimestamp(int(float(reset)), tz=timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            return None
+    return None
+
+
+def _map_error(
+    reply: HttpReply, verb: str, url: str, path: GitHubPath | None
+) -> errors.GithubClientError:
+    """Map a non-2xx answer to the project's error.
+
+    Args:
+        reply: The answer.
+        verb: HTTP method.
+        url: Path under the API URL.
+        path: The repository or organisation concerned.
+
+    Returns:
+        The error to raise (5xx ones are retried first by the caller).
+    """
+    status = reply.status
+    where = _path_str(path)
+    headers = reply.headers
+    now = datetime.now(timezone.utc)
+    if status == 401:
+        return errors.GithubTokenError(where)
+    if status == 429 or (
+        status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
+    ):
+        return errors.GithubRateLimitError(_rate_limit_reset(headers, now), status=status)
+    if status == 403:
+        return errors.GithubPermissionError(where or "the GitHub API")
+    detail = _server_message(reply)
+    suffix = f": {detail}" if detail else ""
+    if status == 404:
+        return errors.GithubNotFoundError(
+            f"{verb} {url}: not found{suffix}", status=404, path=where
+        )
+    if status == 409:
+        return errors.GithubConflictError(
+            f"{verb} {url}: conflict{suffix}", status=409, path=where
+        )
+    return errors.GithubApiError(
+        f"{verb} {url}: GitHub answered {status}{suffix}", status=status, path=where
+    )
+
+
+def _malformed(what: str, exc: Exception) -> errors.GithubApiError:
+    return errors.GithubApiError(f"GitHub answered a malformed {what} ({type(exc).__name__})")
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _parse_time(value: Any) -> datetime:
+    text = _str(value).strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    when = datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _opt_time(value: Any) -> datetime | None:
+    return None if value is None else _parse_time(value)
+
+
+def _labels(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError("labels is not a list")
+    names = []
+    for label in value:
+        names.append(_str(label["name"]) if isinstance(label, dict) else _str(label))
+    return tuple(names)
+
+
+def _runner(item: Any) -> SelfHostedRunner:
+    status = _str(item["status"])
+    if status == GitHubRunnerStatus.ONLINE.value:
+        runner_status = GitHubRunnerStatus.ONLINE
+    else:
+        runner_status = GitHubRunnerStatus.OFFLINE
+    busy = item["busy"]
+    if not isinstance(busy, bool):
+        raise TypeError("busy is not a boolean")
+    return SelfHostedRunner(
+        id=int(item["id"]),
+        name=_str(item["name"]),
+        status=runner_status,
+        busy=busy,
+        labels=_labels(item.get("labels", [])),
+    )
+
+
+def _application(item: Any) -> RunnerApplication:
+    return RunnerApplication(
+        os=_str(item["os"]),
+        architecture=_str(item["architecture"]),
+        download_url=_str(item["download_url"]),
+        filename=_str(item["filename"]),
+        sha256_checksum=_opt_str(item.get("sha256_checksum")),
+        temp_download_token=_opt_str(item.get("temp_download_token")),
+    )
+
+
+def _job(item: Any) -> JobInfo:
+    runner_id = item.get("runner_id")
+    run_id = item.get("run_id")
+    return JobInfo(
+        id=int(item["id"]),
+        status=JobStatus(_str(item["status"])),
+        conclusion=_opt_str(item.get("conclusion")),
+        created_at=_parse_time(item["created_at"]),
+        started_at=_opt_time(item.get("started_at")),
+        runner_name=_opt_str(item.get("runner_name")) or None,
+        labels=_labels(item.get("labels", [])),
+        completed_at=_opt_time(item.get("completed_at")),
+        run_id=int(run_id) if run_id is not None else None,
+        runner_id=int(runner_id) if runner_id is not None else None,
+        name=_opt_str(item.get("name")),
+        workflow_name=_opt_str(item.get("workflow_name")),
+    )
