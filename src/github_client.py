@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -52,14 +51,19 @@ from github_type import (
     GitHubOrg,
     GitHubPath,
     GitHubRepo,
-    GitHubRunnerStatus,
     JITConfig,
     JobInfo,
-    JobStatus,
     RateLimitStatus,
     RegistrationToken,
     RunnerApplication,
     SelfHostedRunner,
+    application_from_json,
+    job_from_json,
+    json_int,
+    json_str,
+    parse_job_url,
+    parse_time,
+    runner_from_json,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,27 +75,14 @@ BACKOFF_MAX = 4.0
 USER_AGENT = "github-runner-charm"
 REPO_RUNNER_GROUP_ID = 1
 _MESSAGE_LIMIT = 200
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_JOB_PATH = re.compile(r"^/repos/([^/]+)/([^/]+)/actions/jobs/([0-9]{1,19})$")
 
 
-class _DropRequesterDebug(logging.Filter):
-    """Drop PyGithub's per-request DEBUG records: they print response bodies holding secrets."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Keep records above DEBUG only.
-
-        Args:
-            record: The log record.
-
-        Returns:
-            Whether to keep the record.
-        """
-        return record.levelno > logging.DEBUG
+def _drop_debug(record: logging.LogRecord) -> bool:
+    """Keep records above DEBUG: PyGithub's DEBUG lines print response bodies holding secrets."""
+    return record.levelno > logging.DEBUG
 
 
-_REQUESTER_FILTER = _DropRequesterDebug()
-logging.getLogger("github.Requester").addFilter(_REQUESTER_FILTER)
+logging.getLogger("github.Requester").addFilter(_drop_debug)
 
 
 @dataclass(frozen=True)
@@ -162,24 +153,26 @@ class GithubClient:
             token: The personal access token. Secret.
             api_url: The REST API base URL; see :func:`github_type.api_base_url`.
             timeout: Timeout of one HTTP attempt, in seconds.
-            max_wait: Time budget of one public call, retries included, in seconds. It must be at
-                least ``timeout``.
+            max_wait: Time budget of one public call, retries included, in seconds. ``timeout``
+                is lowered to it if larger.
 
         Raises:
-            ValueError: If the token is empty, the URL is not http(s) or the times make no sense.
+            ValueError: If the token is empty, the URL is not plain http(s) or a time is not > 0.
         """
         if not token or not token.strip():
             raise ValueError("the GitHub token is empty")
         url = api_url.strip().rstrip("/")
         parts = urlsplit(url)
+        if parts.username or parts.password:
+            raise ValueError("the GitHub API URL must not hold credentials")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"invalid GitHub API URL {api_url!r}: need http(s)://host[/path]")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError(f"invalid GitHub API URL {api_url!r}: no query or credentials")
-        if timeout <= 0 or max_wait < timeout:
-            raise ValueError("need 0 < timeout <= max_wait")
+        if parts.query or parts.fragment:
+            raise ValueError(f"invalid GitHub API URL {api_url!r}: no query or fragment")
+        if timeout <= 0 or max_wait <= 0:
+            raise ValueError("timeout and max_wait must be positive")
         self.api_url = url
-        self.timeout = timeout
+        self.timeout = min(timeout, max_wait)
         self.max_wait = max_wait
         self._token = token
         self._local = threading.local()
@@ -217,11 +210,11 @@ class GithubClient:
                 "GET", url, path, budget, params={"per_page": PER_PAGE, "page": page}
             )
             try:
-                total = int(data["total_count"])
+                total = json_int(data["total_count"])
                 items = data["runners"]
                 if not isinstance(items, list):
                     raise TypeError("runners is not a list")
-                runners = [_runner(item) for item in items]
+                runners = [runner_from_json(item) for item in items]
             except (KeyError, TypeError, ValueError) as exc:
                 raise _malformed("runner list", exc) from exc
             seen += len(runners)
@@ -286,8 +279,8 @@ class GithubClient:
         data = self._request("POST", url, path, budget, body=body)
         try:
             return JITConfig(
-                runner_id=int(data["runner"]["id"]),
-                encoded_jit_config=_str(data["encoded_jit_config"]),
+                runner_id=json_int(data["runner"]["id"]),
+                encoded_jit_config=json_str(data["encoded_jit_config"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise _malformed("JIT configuration", exc) from exc
@@ -336,7 +329,7 @@ class GithubClient:
         try:
             if not isinstance(data, list):
                 raise TypeError("downloads is not a list")
-            apps = [_application(item) for item in data]
+            apps = [application_from_json(item) for item in data]
         except (KeyError, TypeError, ValueError) as exc:
             raise _malformed("runner application list", exc) from exc
         for app in apps:
@@ -362,7 +355,7 @@ class GithubClient:
         url = f"{_prefix(path)}/actions/jobs/{int(job_id)}"
         data = self._request("GET", url, path, self._budget())
         try:
-            return _job(data)
+            return job_from_json(data)
         except (KeyError, TypeError, ValueError) as exc:
             raise _malformed("job", exc) from exc
 
@@ -388,41 +381,12 @@ class GithubClient:
         """Split an API job URL into repository and job id, checking it is under ``api_url``.
 
         Args:
-            url: The job's API URL.
+            url: The job's API URL (untrusted).
 
         Returns:
             The repository and the job id.
-
-        Raises:
-            InvalidJobUrlError: If the URL is not a job URL under this client's API URL.
         """
-        if not isinstance(url, str) or len(url) > 2048:
-            raise errors.InvalidJobUrlError(str(url)[:_MESSAGE_LIMIT], "not a short string")
-        try:
-            got = urlsplit(url.strip())
-            got_port = got.port
-        except ValueError as exc:
-            raise errors.InvalidJobUrlError(url, "not a URL") from exc
-        base = urlsplit(self.api_url)
-        if (
-            got.scheme.lower() != base.scheme.lower()
-            or (got.hostname or "").lower() != (base.hostname or "").lower()
-            or _port(got.scheme, got_port) != _port(base.scheme, base.port)
-            or got.username is not None
-            or got.password is not None
-        ):
-            raise errors.InvalidJobUrlError(url, f"not on {self.api_url}")
-        if got.query or got.fragment:
-            raise errors.InvalidJobUrlError(url, "has a query or fragment")
-        base_path = base.path.rstrip("/")
-        if not got.path.startswith(base_path + "/"):
-            raise errors.InvalidJobUrlError(url, f"not on {self.api_url}")
-        match = _JOB_PATH.match(got.path[len(base_path) :])
-        if not match or not _NAME.match(match.group(1)) or not _NAME.match(match.group(2)):
-            raise errors.InvalidJobUrlError(
-                url, "not <api>/repos/<owner>/<repo>/actions/jobs/<id>"
-            )
-        return GitHubRepo(owner=match.group(1), repo=match.group(2)), int(match.group(3))
+        return parse_job_url(self.api_url, url)
 
     # --- rate limit -------------------------------------------------------------------------
 
@@ -436,9 +400,9 @@ class GithubClient:
         try:
             core = data["resources"]["core"] if "resources" in data else data["rate"]
             return RateLimitStatus(
-                limit=int(core["limit"]),
-                remaining=int(core["remaining"]),
-                reset_at=datetime.fromtimestamp(int(core["reset"]), tz=timezone.utc),
+                limit=json_int(core["limit"]),
+                remaining=json_int(core["remaining"]),
+                reset_at=datetime.fromtimestamp(json_int(core["reset"]), tz=timezone.utc),
             )
         except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
             raise _malformed("rate limit", exc) from exc
@@ -453,7 +417,7 @@ class GithubClient:
         data = self._request("POST", url, path, self._budget())
         try:
             return RegistrationToken(
-                token=_str(data["token"]), expires_at=_parse_time(data["expires_at"])
+                token=json_str(data["token"]), expires_at=parse_time(data["expires_at"])
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise _malformed(kind, exc) from exc
@@ -472,11 +436,11 @@ class GithubClient:
                 "GET", url, path, budget, params={"per_page": PER_PAGE, "page": page}
             )
             try:
-                total = int(data["total_count"])
+                total = json_int(data["total_count"])
                 items = data["runner_groups"]
                 if not isinstance(items, list):
                     raise TypeError("runner_groups is not a list")
-                page_groups = [(int(item["id"]), _str(item["name"])) for item in items]
+                page_groups = [(json_int(item["id"]), json_str(item["name"])) for item in items]
             except (KeyError, TypeError, ValueError) as exc:
                 raise _malformed("runner group list", exc) from exc
             groups.extend(page_groups)
@@ -524,7 +488,7 @@ class GithubClient:
         if not budget.allows(self.timeout):
             raise errors.GithubApiError(
                 f"GitHub is too slow: {verb} {url} does not fit in {self.max_wait}s",
-                path=_path_str(path),
+                path=_pathjson_str(path),
             )
         while True:
             budget.attempts += 1
@@ -533,7 +497,7 @@ class GithubClient:
                 reply = self._send(verb, url, params, body)
             except TransportError as exc:
                 failure = errors.GithubApiError(
-                    f"GitHub did not answer {verb} {url}: {exc}", path=_path_str(path)
+                    f"GitHub did not answer {verb} {url}: {exc}", path=_pathjson_str(path)
                 )
             else:
                 if 200 <= reply.status < 300:
@@ -615,14 +579,8 @@ def _prefix(path: GitHubPath) -> str:
     return f"/orgs/{quote(path.org, safe='')}"
 
 
-def _path_str(path: GitHubPath | None) -> str | None:
+def _pathjson_str(path: GitHubPath | None) -> str | None:
     return path.path() if path is not None else None
-
-
-def _port(scheme: str, port: int | None) -> int:
-    if port is not None:
-        return port
-    return 443 if scheme.lower() == "https" else 80
 
 
 def _decode(reply: HttpReply) -> Any:
@@ -679,7 +637,7 @@ def _map_error(
         The error to raise (5xx ones are retried first by the caller).
     """
     status = reply.status
-    where = _path_str(path)
+    where = _pathjson_str(path)
     headers = reply.headers
     now = datetime.now(timezone.utc)
     if status == 401:
@@ -707,82 +665,3 @@ def _map_error(
 
 def _malformed(what: str, exc: Exception) -> errors.GithubApiError:
     return errors.GithubApiError(f"GitHub answered a malformed {what} ({type(exc).__name__})")
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    return value
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else _str(value)
-
-
-def _parse_time(value: Any) -> datetime:
-    text = _str(value).strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    when = datetime.fromisoformat(text)
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
-def _opt_time(value: Any) -> datetime | None:
-    return None if value is None else _parse_time(value)
-
-
-def _labels(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise TypeError("labels is not a list")
-    names = []
-    for label in value:
-        names.append(_str(label["name"]) if isinstance(label, dict) else _str(label))
-    return tuple(names)
-
-
-def _runner(item: Any) -> SelfHostedRunner:
-    status = _str(item["status"])
-    if status == GitHubRunnerStatus.ONLINE.value:
-        runner_status = GitHubRunnerStatus.ONLINE
-    else:
-        runner_status = GitHubRunnerStatus.OFFLINE
-    busy = item["busy"]
-    if not isinstance(busy, bool):
-        raise TypeError("busy is not a boolean")
-    return SelfHostedRunner(
-        id=int(item["id"]),
-        name=_str(item["name"]),
-        status=runner_status,
-        busy=busy,
-        labels=_labels(item.get("labels", [])),
-    )
-
-
-def _application(item: Any) -> RunnerApplication:
-    return RunnerApplication(
-        os=_str(item["os"]),
-        architecture=_str(item["architecture"]),
-        download_url=_str(item["download_url"]),
-        filename=_str(item["filename"]),
-        sha256_checksum=_opt_str(item.get("sha256_checksum")),
-        temp_download_token=_opt_str(item.get("temp_download_token")),
-    )
-
-
-def _job(item: Any) -> JobInfo:
-    runner_id = item.get("runner_id")
-    run_id = item.get("run_id")
-    return JobInfo(
-        id=int(item["id"]),
-        status=JobStatus(_str(item["status"])),
-        conclusion=_opt_str(item.get("conclusion")),
-        created_at=_parse_time(item["created_at"]),
-        started_at=_opt_time(item.get("started_at")),
-        runner_name=_opt_str(item.get("runner_name")) or None,
-        labels=_labels(item.get("labels", [])),
-        completed_at=_opt_time(item.get("completed_at")),
-        run_id=int(run_id) if run_id is not None else None,
-        runner_id=int(runner_id) if runner_id is not None else None,
-        name=_opt_str(item.get("name")),
-        workflow_name=_opt_str(item.get("workflow_name")),
-    )

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+import errors
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})$")
+_JOB_PATH = re.compile(r"^/repos/([^/]+)/([^/]+)/actions/jobs/([0-9]{1,19})$")
 
 
 class GitHubRunnerStatus(str, Enum):
@@ -228,3 +233,193 @@ class RateLimitStatus:
     limit: int
     remaining: int
     reset_at: datetime
+
+
+# --- parsing GitHub's JSON answers (untrusted: raise KeyError / TypeError / ValueError) ---------
+
+
+def json_str(value: Any) -> str:
+    """Return ``value`` if it is a string.
+
+    Args:
+        value: A decoded JSON value.
+
+    Returns:
+        The string.
+
+    Raises:
+        TypeError: If it is not a string.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def json_int(value: Any) -> int:
+    """Return ``value`` as an int if it is a JSON integer (or a number with no fraction).
+
+    Args:
+        value: A decoded JSON value.
+
+    Returns:
+        The integer.
+
+    Raises:
+        TypeError: If it is not an integral number.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    if isinstance(value, float) and not value.is_integer():
+        raise TypeError("expected an integer, got a fraction")
+    return int(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else json_str(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else json_int(value)
+
+
+def parse_time(value: Any) -> datetime:
+    """Parse an ISO 8601 time as GitHub writes it (``2024-01-01T00:00:00Z``), in UTC if naive.
+
+    Args:
+        value: A decoded JSON value.
+
+    Returns:
+        The aware datetime.
+    """
+    text = json_str(value).strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    when = datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _opt_time(value: Any) -> datetime | None:
+    return None if value is None else parse_time(value)
+
+
+def _labels(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError("labels is not a list")
+    return tuple(
+        json_str(label["name"]) if isinstance(label, dict) else json_str(label) for label in value
+    )
+
+
+def runner_from_json(item: Any) -> SelfHostedRunner:
+    """Build a runner from GitHub's ``runner`` object (any status but online is offline).
+
+    Args:
+        item: The decoded JSON object.
+
+    Returns:
+        The runner.
+    """
+    online = json_str(item["status"]) == GitHubRunnerStatus.ONLINE.value
+    busy = item["busy"]
+    if not isinstance(busy, bool):
+        raise TypeError("busy is not a boolean")
+    return SelfHostedRunner(
+        id=json_int(item["id"]),
+        name=json_str(item["name"]),
+        status=GitHubRunnerStatus.ONLINE if online else GitHubRunnerStatus.OFFLINE,
+        busy=busy,
+        labels=_labels(item.get("labels", [])),
+    )
+
+
+def application_from_json(item: Any) -> RunnerApplication:
+    """Build a runner application from GitHub's ``runner-application`` object.
+
+    Args:
+        item: The decoded JSON object.
+
+    Returns:
+        The runner application.
+    """
+    return RunnerApplication(
+        os=json_str(item["os"]),
+        architecture=json_str(item["architecture"]),
+        download_url=json_str(item["download_url"]),
+        filename=json_str(item["filename"]),
+        sha256_checksum=_opt_str(item.get("sha256_checksum")),
+        temp_download_token=_opt_str(item.get("temp_download_token")),
+    )
+
+
+def job_from_json(item: Any) -> JobInfo:
+    """Build a job from GitHub's ``job`` object.
+
+    Args:
+        item: The decoded JSON object.
+
+    Returns:
+        The job.
+    """
+    return JobInfo(
+        id=json_int(item["id"]),
+        status=JobStatus(json_str(item["status"])),
+        conclusion=_opt_str(item.get("conclusion")),
+        created_at=parse_time(item["created_at"]),
+        started_at=_opt_time(item.get("started_at")),
+        runner_name=_opt_str(item.get("runner_name")) or None,
+        labels=_labels(item.get("labels", [])),
+        completed_at=_opt_time(item.get("completed_at")),
+        run_id=_opt_int(item.get("run_id")),
+        runner_id=_opt_int(item.get("runner_id")),
+        name=_opt_str(item.get("name")),
+        workflow_name=_opt_str(item.get("workflow_name")),
+    )
+
+
+def _port(scheme: str, port: int | None) -> int:
+    if port is not None:
+        return port
+    return 443 if scheme.lower() == "https" else 80
+
+
+def parse_job_url(api_url: str, url: str) -> tuple[GitHubRepo, int]:
+    """Split an untrusted API job URL into repository and job id.
+
+    The URL must be ``<api_url>/repos/<owner>/<repo>/actions/jobs/<id>`` exactly: same scheme,
+    host and port as ``api_url``, under its path, no credentials, query or fragment.
+
+    Args:
+        api_url: The REST API base URL the URL must be under.
+        url: The job's API URL (e.g. from the queue).
+
+    Returns:
+        The repository and the job id.
+
+    Raises:
+        InvalidJobUrlError: If the URL is anything else.
+    """
+    if not isinstance(url, str) or len(url) > 2048:
+        raise errors.InvalidJobUrlError(str(url)[:200], "not a string of at most 2048 characters")
+    try:
+        got = urlsplit(url.strip())
+        got_port = got.port
+    except ValueError as exc:
+        raise errors.InvalidJobUrlError(url, "not a URL") from exc
+    base = urlsplit(api_url.rstrip("/"))
+    if (
+        got.scheme.lower() != base.scheme.lower()
+        or (got.hostname or "").lower() != (base.hostname or "").lower()
+        or _port(got.scheme, got_port) != _port(base.scheme, base.port)
+        or got.username is not None
+        or got.password is not None
+    ):
+        raise errors.InvalidJobUrlError(url, f"not on {api_url}")
+    if got.query or got.fragment:
+        raise errors.InvalidJobUrlError(url, "has a query or fragment")
+    base_path = base.path.rstrip("/")
+    if not got.path.startswith(base_path + "/"):
+        raise errors.InvalidJobUrlError(url, f"not on {api_url}")
+    match = _JOB_PATH.match(got.path[len(base_path) :])
+    if not match or not _NAME.match(match.group(1)) or not _NAME.match(match.group(2)):
+        raise errors.InvalidJobUrlError(url, "not <api>/repos/<owner>/<repo>/actions/jobs/<id>")
+    return GitHubRepo(owner=match.group(1), repo=match.group(2)), int(match.group(3))
