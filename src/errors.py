@@ -227,6 +227,29 @@ class LXDTimeoutError(LXDError):
     """An LXD operation or a wait on an instance exceeded its deadline."""
 
 
+class LXDAlreadyExistsError(LXDError):
+    """An LXD object (instance, profile, pool) with this name exists already."""
+
+
+class LXDExecError(LXDError):
+    """A command run in an instance with ``check=True`` exited with a non-zero code."""
+
+    def __init__(
+        self, message: str, instance: str | None = None, exit_code: int = -1, stderr: str = ""
+    ) -> None:
+        """Build the error.
+
+        Args:
+            message: What failed (the command with its secrets hidden).
+            instance: The instance it ran in.
+            exit_code: The command's exit code.
+            stderr: The end of its standard error, secrets hidden.
+        """
+        super().__init__(message, operation="exec", instance=instance)
+        self.exit_code = exit_code
+        self.stderr = stderr
+
+
 # --- runners ----------------------------------------------------------------------------------
 
 
