@@ -1,10 +1,12 @@
-"""Types of the LXD seam (:mod:`lxd`): plain values, no I/O, no pylxd."""
+"""Types and pure helpers of the LXD seam (:mod:`lxd`): plain values, no I/O, no pylxd."""
 
 from __future__ import annotations
 
 import re
+import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Literal
 
@@ -14,6 +16,10 @@ InstanceType = Literal["container", "virtual-machine"]
 Device = dict[str, str]
 """An LXD device: its ``type`` and the type's keys, every value a string."""
 
+HIDDEN = "***"
+"""What a secret is replaced by in logs and errors."""
+
+_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")
 _SIZE = re.compile(r"^[1-9][0-9]*(KiB|MiB|GiB|TiB)$")
 
 
@@ -174,3 +180,149 @@ class ResourceProfile:
         if self.disk is None:
             return {}
         return {"root": {"type": "disk", "path": "/", "pool": self.pool, "size": self.disk}}
+
+
+# --- pure helpers of the seam ----------------------------------------------------------------
+
+
+def hide_secrets(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of every secret in a text by ``***``.
+
+    Args:
+        text: The text (a command line, an error message).
+        secrets: The secret values; empty ones are ignored.
+
+    Returns:
+        The text without the secrets.
+    """
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, HIDDEN)
+    return text
+
+
+def display_command(cmd: Iterable[str], secrets: Iterable[str] = ()) -> str:
+    """Render a command for logs and errors, secrets hidden.
+
+    Args:
+        cmd: The command's arguments.
+        secrets: The secret values that may appear in (or inside) arguments.
+
+    Returns:
+        A shell-quoted command line with every secret replaced by ``***``.
+    """
+    secret_list = list(secrets)
+    return shlex.join(hide_secrets(arg, secret_list) for arg in cmd)
+
+
+def validate_instance_name(name: str) -> None:
+    """Check a name is a valid LXD instance name.
+
+    Args:
+        name: The name.
+
+    Raises:
+        ValueError: It is not: 1-63 letters, digits or hyphens, starting with a letter, not
+            ending with a hyphen.
+    """
+    if not _NAME.match(name) or name.endswith("-"):
+        raise ValueError(
+            f"invalid LXD instance name {name!r}: use 1-63 letters, digits and hyphens, "
+            "starting with a letter and not ending with a hyphen"
+        )
+
+
+def matches_filter(
+    name: str,
+    config: Mapping[str, str],
+    prefix: str | None = None,
+    user_config: Mapping[str, str] | None = None,
+) -> bool:
+    """Whether an instance matches a name prefix and ``user.*`` config values.
+
+    Args:
+        name: The instance's name.
+        config: Its (non-expanded) config.
+        prefix: If set, the name must start with it.
+        user_config: If set, each key must be present in the config with exactly this value.
+            Keys without the ``user.`` namespace are given it.
+
+    Returns:
+        True when every condition holds.
+    """
+    if prefix is not None and not name.startswith(prefix):
+        return False
+    for key, value in (user_config or {}).items():
+        full_key = key if key.startswith("user.") else f"user.{key}"
+        if config.get(full_key) != value:
+            return False
+    return True
+
+
+def parse_lxd_time(value: str | None) -> datetime | None:
+    """Parse LXD's RFC 3339 timestamps (nanoseconds, ``Z``) into aware UTC datetimes.
+
+    Args:
+        value: The timestamp, e.g. "2026-11-23T07:45:12.123456789Z".
+
+    Returns:
+        The time in UTC, or None when absent, unparsable or LXD's zero time (year 1 or 1970).
+    """
+    if not value:
+        return None
+    match = re.match(
+        r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?$", value.strip()
+    )
+    if not match:
+        return None
+    base, fraction, zone = match.groups()
+    micro = (fraction or "0")[:6].ljust(6, "0")
+    offset = "+00:00" if zone in (None, "Z") else zone
+    try:
+        parsed = datetime.fromisoformat(f"{base}.{micro}{offset}")
+    except ValueError:
+        return None
+    if parsed.year <= 1970:
+        return None
+    return parsed.astimezone(timezone.utc)
+
+
+def proxy_device(listen_port: int, connect_port: int | None = None) -> Device:
+    """A proxy device that shows a host loopback service at 127.0.0.1 inside the instance.
+
+    Args:
+        listen_port: The port inside the instance.
+        connect_port: The port on the host's loopback; defaults to ``listen_port``.
+
+    Returns:
+        The device, for ``devices=`` or :meth:`LxdInstance.add_device`.
+
+    Raises:
+        ValueError: A port is out of range.
+    """
+    connect = listen_port if connect_port is None else connect_port
+    for port in (listen_port, connect):
+        if not 0 < port < 65536:
+            raise ValueError(f"invalid port {port}")
+    return {
+        "type": "proxy",
+        "bind": "instance",
+        "listen": f"tcp:127.0.0.1:{listen_port}",
+        "connect": f"tcp:127.0.0.1:{connect}",
+    }
+
+
+def disk_device(source: str, path: str, *, readonly: bool = False) -> Device:
+    """A disk device that mounts a host path into the instance.
+
+    Args:
+        source: The host path (directory or block device).
+        path: Where it appears in the instance.
+        readonly: Mount it read-only.
+
+    Returns:
+        The device.
+    """
+    device: Device = {"type": "disk", "source": source, "path": path}
+    if readonly:
+        device["readonly"] = "true"
+    return device

@@ -1,0 +1,565 @@
+"""One LXD instance of the seam (:mod:`lxd`): lifecycle, devices, commands, files.
+
+Talks to LXD only through :meth:`lxd.LxdClient.request` and friends, so pylxd stays in
+:mod:`lxd`. Instances come from :class:`lxd.LxdClient` (``create``, ``get``, ``list``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import errors
+from lxd_type import (
+    Device,
+    ExecResult,
+    InstanceStatus,
+    display_command,
+    hide_secrets,
+    parse_lxd_time,
+)
+
+if TYPE_CHECKING:
+    from lxd import LxdClient
+
+logger = logging.getLogger(__name__)
+
+OPERATION_SLACK = 5.0
+"""Seconds added to an HTTP timeout on top of the LXD-side timeout it carries."""
+
+_READY_STATES = frozenset({"running", "degraded"})
+
+
+# --- instances ------------------------------------------------------------------------------
+
+
+class LxdFiles:
+    """Files of one instance (``instance.files``)."""
+
+    def __init__(self, instance: LxdInstance) -> None:
+        """Bind to an instance.
+
+        Args:
+            instance: The instance.
+        """
+        self._instance = instance
+
+    def _path(self) -> str:
+        return f"instances/{quote(self._instance.name, safe='')}/files"
+
+    def push(
+        self, path: str, content: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0
+    ) -> None:
+        """Write a file in the instance (its directory must exist), replacing any file there.
+
+        Args:
+            path: Absolute path in the instance.
+            content: The bytes to write.
+            mode: The file's permissions.
+            uid: Its owner, as seen inside the instance.
+            gid: Its group, as seen inside the instance.
+        """
+        headers = {
+            "X-LXD-type": "file",
+            "X-LXD-mode": f"{mode:04o}",
+            "X-LXD-uid": str(uid),
+            "X-LXD-gid": str(gid),
+            "X-LXD-write": "overwrite",
+            "Content-Type": "application/octet-stream",
+        }
+        self._instance.client.request(
+            "post",
+            self._path(),
+            params={"path": path},
+            data=content,
+            headers=headers,
+            operation="push",
+            instance=self._instance.name,
+        )
+
+    def mkdir(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> None:
+        """Create a directory in the instance (its parent must exist); an existing one is kept.
+
+        Args:
+            path: Absolute path in the instance.
+            mode: Its permissions.
+            uid: Its owner, as seen inside the instance.
+            gid: Its group, as seen inside the instance.
+        """
+        headers = {
+            "X-LXD-type": "directory",
+            "X-LXD-mode": f"{mode:04o}",
+            "X-LXD-uid": str(uid),
+            "X-LXD-gid": str(gid),
+        }
+        try:
+            self._instance.client.request(
+                "post",
+                self._path(),
+                params={"path": path},
+                headers=headers,
+                operation="mkdir",
+                instance=self._instance.name,
+            )
+        except errors.LXDNotFoundError:
+            raise
+        except errors.LXDError as exc:
+            if "exist" not in exc.message.lower():
+                raise
+
+    def pull(self, path: str, max_bytes: int | None = None) -> bytes:
+        """Read a regular file from the instance. Symlinks and directories are refused.
+
+        Args:
+            path: Absolute path in the instance.
+            max_bytes: If set, refuse files larger than this (read at most this much + 1).
+
+        Returns:
+            The file's content.
+
+        Raises:
+            LXDNotFoundError: The file (or the instance) does not exist.
+            LXDError: It is not a regular file, or it is larger than ``max_bytes``.
+        """
+        name = self._instance.name
+        response = self._instance.client.request(
+            "get",
+            self._path(),
+            params={"path": path},
+            stream=True,
+            is_api=False,
+            operation="pull",
+            instance=name,
+        )
+        with response:
+            kind = response.headers.get("X-LXD-type", "file")
+            if kind != "file":
+                raise errors.LXDError(
+                    f"pull: {path} is a {kind}, not a regular file", "pull", name
+                )
+            limit = None if max_bytes is None else max_bytes + 1
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_content(chunk_size=65536):
+                chunks.append(chunk)
+                size += len(chunk)
+                if limit is not None and size >= limit:
+                    break
+        data = b"".join(chunks)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise errors.LXDError(f"pull: {path} is larger than {max_bytes} bytes", "pull", name)
+        return data
+
+
+class LxdInstance:
+    """One LXD instance. ``data`` is a snapshot; :meth:`refresh` reloads it.
+
+    Attributes:
+        client: The client it came from.
+        data: LXD's description of the instance at the last load.
+        files: Its files (push / pull / mkdir).
+    """
+
+    def __init__(self, client: LxdClient, data: dict[str, Any]) -> None:
+        """Wrap LXD's description of an instance.
+
+        Args:
+            client: The client.
+            data: LXD's instance object (at least ``name``).
+        """
+        self.client = client
+        self.data = data
+        self.files = LxdFiles(self)
+
+    def __repr__(self) -> str:
+        """Show the name and the status of the snapshot."""
+        return f"LxdInstance({self.name!r}, {self.data.get('status', '?')})"
+
+    @property
+    def name(self) -> str:
+        """The instance's name."""
+        return str(self.data["name"])
+
+    @property
+    def _path(self) -> str:
+        return f"instances/{quote(self.name, safe='')}"
+
+    @property
+    def config(self) -> dict[str, str]:
+        """Its own (non-expanded) config at the last load."""
+        return {str(k): str(v) for k, v in (self.data.get("config") or {}).items()}
+
+    @property
+    def devices(self) -> dict[str, Device]:
+        """Its own (non-expanded) devices at the last load."""
+        return {
+            str(k): {str(a): str(b) for a, b in v.items()}
+            for k, v in (self.data.get("devices") or {}).items()
+        }
+
+    @property
+    def instance_type(self) -> str:
+        """The instance type: "container" or "virtual-machine"."""
+        return str(self.data.get("type") or "container")
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When it was created (UTC)."""
+        return parse_lxd_time(self.data.get("created_at"))
+
+    @property
+    def status(self) -> InstanceStatus:
+        """Its status now (one API call)."""
+        state = self.client.sync(
+            "get", f"{self._path}/state", operation="status", instance=self.name
+        )
+        return InstanceStatus.from_lxd(str(state.get("status", "")))
+
+    def refresh(self) -> LxdInstance:
+        """Reload the snapshot from LXD.
+
+        Returns:
+            This instance.
+
+        Raises:
+            LXDNotFoundError: It no longer exists.
+        """
+        self.data = dict(self.client.sync("get", self._path, operation="get", instance=self.name))
+        return self
+
+    # -- lifecycle --
+
+    def _change_state(
+        self, action: str, op_timeout: float | None, extra: dict[str, Any] | None = None
+    ) -> None:
+        body: dict[str, Any] = {"action": action, **(extra or {})}
+        self.client.run_operation(
+            "put",
+            f"{self._path}/state",
+            json=body,
+            operation=action,
+            instance=self.name,
+            timeout=op_timeout,
+        )
+
+    def start(self, timeout: float | None = None, wait: bool = True) -> None:
+        """Start the instance.
+
+        Args:
+            timeout: Seconds the start may take.
+            wait: Wait for it to be Running; with False only request it.
+        """
+        if wait:
+            self._change_state("start", timeout)
+        else:
+            self.client.request(
+                "put",
+                f"{self._path}/state",
+                json={"action": "start"},
+                operation="start",
+                instance=self.name,
+                timeout=timeout,
+            )
+
+    def stop(self, timeout: float | None = None, force: bool = False) -> None:
+        """Stop the instance (an ephemeral one is deleted by LXD); a stopped one is a no-op.
+
+        Args:
+            timeout: Seconds a clean shutdown may take before failing (or before the kill,
+                with ``force``).
+            force: Kill it instead of shutting it down cleanly.
+        """
+        seconds = self.client.timeout if timeout is None else timeout
+        try:
+            if self.status == InstanceStatus.STOPPED:
+                return
+            self._change_state(
+                "stop", seconds + OPERATION_SLACK, {"timeout": int(seconds), "force": force}
+            )
+        except errors.LXDNotFoundError:
+            return
+        except errors.LXDError as exc:
+            if "already stopped" in exc.message.lower() or "not running" in exc.message.lower():
+                return
+            raise
+
+    def delete(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Delete the instance (killing it first if it runs); a missing one is a no-op.
+
+        Args:
+            wait: Wait for the deletion to finish.
+            timeout: Seconds stop + delete may take.
+        """
+        seconds = self.client.timeout if timeout is None else timeout
+        deadline = time.monotonic() + seconds
+        try:
+            if self.status != InstanceStatus.STOPPED:
+                self._change_state("stop", seconds, {"timeout": -1, "force": True})
+            remaining = max(1.0, deadline - time.monotonic())
+            if wait:
+                self.client.run_operation(
+                    "delete", self._path, operation="delete", instance=self.name, timeout=remaining
+                )
+            else:
+                self.client.request(
+                    "delete", self._path, operation="delete", instance=self.name, timeout=remaining
+                )
+        except errors.LXDNotFoundError:
+            return
+        except errors.LXDError:
+            # An ephemeral instance vanishes while being stopped: that is success.
+            if not self.client.exists(self.name):
+                return
+            raise
+        logger.info("deleted instance %s", self.name)
+
+    # -- devices and config --
+
+    def _update(self, change: Callable[[dict[str, Any]], bool], operation: str) -> None:
+        response = self.client.request("get", self._path, operation=operation, instance=self.name)
+        etag = response.headers.get("ETag", "")
+        data = response.json()["metadata"]
+        if not change(data):
+            self.data = data
+            return
+        body = {
+            key: data.get(key)
+            for key in ("architecture", "config", "devices", "ephemeral", "profiles", "stateful")
+        }
+        body["description"] = data.get("description", "")
+        headers = {"If-Match": etag} if etag else {}
+        self.client.run_operation(
+            "put", self._path, json=body, headers=headers, operation=operation, instance=self.name
+        )
+        self.refresh()
+
+    def add_device(self, name: str, device: Device) -> None:
+        """Add (or replace) a device; LXD applies it to a running instance live.
+
+        Args:
+            name: The device's name.
+            device: The device (see :func:`proxy_device`, :func:`disk_device`).
+
+        Raises:
+            LXDError: LXD refused it (the instance is unchanged).
+        """
+
+        def change(data: dict[str, Any]) -> bool:
+            devices = data.setdefault("devices", {})
+            if devices.get(name) == dict(device):
+                return False
+            devices[name] = dict(device)
+            return True
+
+        self._update(change, "add-device")
+
+    def remove_device(self, name: str) -> None:
+        """Remove a device; a missing one is a no-op.
+
+        Args:
+            name: The device's name.
+        """
+
+        def change(data: dict[str, Any]) -> bool:
+            return (data.get("devices") or {}).pop(name, None) is not None
+
+        self._update(change, "remove-device")
+
+    def set_config(self, values: Mapping[str, str | None]) -> None:
+        """Set (or, with None, unset) config keys.
+
+        Args:
+            values: Keys and their new values.
+        """
+
+        def change(data: dict[str, Any]) -> bool:
+            config = data.setdefault("config", {})
+            before = dict(config)
+            for key, value in values.items():
+                if value is None:
+                    config.pop(key, None)
+                else:
+                    config[key] = str(value)
+            return bool(config != before)
+
+        self._update(change, "set-config")
+
+    # -- commands --
+
+    def execute(
+        self,
+        cmd: list[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        user: int | None = None,
+        group: int | None = None,
+        timeout: float | None = None,
+        secret_args: Iterable[str] = (),
+        check: bool = False,
+    ) -> ExecResult:
+        """Run a command in the instance and collect its output (stdin is empty).
+
+        Args:
+            cmd: The command and its arguments (no shell unless you run one).
+            cwd: Its working directory.
+            env: Extra environment variables (LXD sets PATH, HOME=/root, USER...; pass HOME
+                yourself for another user). Values are never logged.
+            user: The uid to run as (root by default).
+            group: The gid to run as (``user`` by default).
+            timeout: Seconds it may run. On timeout LXDTimeoutError is raised; the process may
+                go on running in the instance.
+            secret_args: Values in ``cmd`` to hide as ``***`` in logs and errors.
+            check: Raise LXDExecError when the exit code is not 0.
+
+        Returns:
+            The exit code and the decoded output.
+
+        Raises:
+            LXDExecError: ``check`` and the command failed.
+            LXDTimeoutError: It ran longer than the timeout.
+        """
+        secrets = list(secret_args)
+        shown = display_command(cmd, secrets)
+        body: dict[str, Any] = {
+            "command": list(cmd),
+            "environment": dict(env or {}),
+            "wait-for-websocket": False,
+            "interactive": False,
+            "record-output": True,
+        }
+        if cwd is not None:
+            body["cwd"] = cwd
+        if user is not None:
+            body["user"] = user
+            body["group"] = user if group is None else group
+        elif group is not None:
+            body["group"] = group
+        started = time.monotonic()
+        try:
+            meta = self.client.run_operation(
+                "post",
+                f"{self._path}/exec",
+                json=body,
+                operation="exec",
+                instance=self.name,
+                timeout=timeout,
+            )
+        except errors.LXDError as exc:
+            exc.message = hide_secrets(f"{exc.message} (command: {shown})", secrets)
+            exc.args = (exc.message,)
+            raise
+        result_meta = meta.get("metadata") or {}
+        outputs = result_meta.get("output") or {}
+        stdout = self._fetch_output(outputs.get("1"))
+        stderr = self._fetch_output(outputs.get("2"))
+        result = ExecResult(
+            exit_code=int(result_meta.get("return", -1)), stdout=stdout, stderr=stderr
+        )
+        logger.debug(
+            "exec in %s: %s -> %d (%.3f s)",
+            self.name,
+            shown,
+            result.exit_code,
+            time.monotonic() - started,
+        )
+        if check and not result.ok:
+            raise errors.LXDExecError(
+                hide_secrets(f"exec: {shown} exited with {result.exit_code}", secrets),
+                instance=self.name,
+                exit_code=result.exit_code,
+                stderr=hide_secrets(result.stderr[-2000:], secrets),
+            )
+        return result
+
+    def _fetch_output(self, log_path: str | None) -> str:
+        if not log_path:
+            return ""
+        response = self.client.request(
+            "get", log_path, is_api=False, operation="exec-output", instance=self.name
+        )
+        try:
+            self.client.request("delete", log_path, operation="exec-output", instance=self.name)
+        except errors.LXDError:
+            logger.debug("could not delete exec log %s", log_path)
+        return response.content.decode("utf-8", errors="replace")
+
+    # -- waiting --
+
+    def wait_until(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float,
+        what: str = "condition",
+        initial_delay: float = 0.05,
+        max_delay: float = 1.0,
+    ) -> None:
+        """Poll a predicate with a small backoff until it holds or the deadline passes.
+
+        Args:
+            predicate: Checked first at once, then after growing delays. LXD errors raised by it
+                count as "not yet".
+            timeout: Seconds to wait at most.
+            what: What is awaited, for the error.
+            initial_delay: First delay between checks.
+            max_delay: Longest delay between checks.
+
+        Raises:
+            LXDTimeoutError: It did not hold in time.
+        """
+        deadline = time.monotonic() + timeout
+        delay = initial_delay
+        last_error = ""
+        while True:
+            try:
+                if predicate():
+                    return
+            except errors.LXDUnavailableError:
+                raise
+            except errors.LXDError as exc:
+                last_error = f" (last error: {exc})"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise errors.LXDTimeoutError(
+                    f"{self.name}: {what} not reached within {timeout:g} s{last_error}",
+                    "wait",
+                    self.name,
+                )
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, max_delay)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until the instance is really up: Running, and its init reports it has booted.
+
+        With systemd inside, "booted" means ``systemctl is-system-running`` says running or
+        degraded; without systemctl it means a command runs.
+
+        Args:
+            timeout: Seconds to wait at most.
+
+        Raises:
+            LXDTimeoutError: It was not ready in time.
+        """
+        deadline = time.monotonic() + timeout
+        last = ""
+
+        def booted() -> bool:
+            nonlocal last
+            remaining = max(1.0, deadline - time.monotonic())
+            result = self.execute(["systemctl", "is-system-running"], timeout=min(10, remaining))
+            state = result.stdout.strip()
+            last = state or f"exit {result.exit_code}"
+            if state in _READY_STATES:
+                return True
+            return result.exit_code in (126, 127)  # no systemctl: the command ran, that is up
+
+        try:
+            self.wait_until(booted, timeout, "readiness")
+        except errors.LXDTimeoutError as exc:
+            exc.message = f"{exc.message}; last state: {last or 'no answer'}"
+            exc.args = (exc.message,)
+            raise
