@@ -1,0 +1,545 @@
+"""Unit tests of GithubClient's policy (retries, budget, error mapping, paging) over a fake seam.
+
+The transport seam ``GithubClient._send`` is replaced by a scripted fake that answers plain
+``HttpReply`` objects; PyGithub itself is exercised by tests/integration/test_github_client.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+import errors
+from github_client import GithubClient, HttpReply, TransportError
+from github_type import GitHubOrg, GitHubRepo, GitHubRunnerStatus, JobStatus
+
+TOKEN = "ghp_unit-secret-token-0123456789"
+API = "https://ghes.example/api/v3"
+REPO = GitHubRepo("octo", "hello")
+ORG = GitHubOrg("octo-org", "ci")
+
+Call = tuple[str, str, "dict[str, Any] | None", "dict[str, Any] | None"]
+
+
+def reply(status: int = 200, body: Any = None, **headers: str) -> HttpReply:
+    text = "" if body is None else json.dumps(body)
+    return HttpReply(status, {k.replace("_", "-"): v for k, v in headers.items()}, text)
+
+
+class FakeTransport:
+    """Scripted answers; a fake clock advanced by sends (latency) and sleeps."""
+
+    def __init__(self, *steps: Any, latency: float = 0.0) -> None:
+        self.steps = list(steps)
+        self.calls: list[Call] = []
+        self.sleeps: list[float] = []
+        self.now = 1000.0
+        self.latency = latency
+
+    def send(
+        self, verb: str, url: str, params: dict[str, Any] | None, body: dict[str, Any] | None
+    ) -> HttpReply:
+        self.calls.append((verb, url, params, body))
+        self.now += self.latency
+        if not self.steps:
+            raise AssertionError(f"unexpected request {verb} {url}")
+        step = self.steps.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        if callable(step):
+            return step(verb, url, params, body)  # type: ignore[no-any-return]
+        return step  # type: ignore[no-any-return]
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def make_client(*steps: Any, timeout: float = 5, max_wait: float = 30, latency: float = 0.0):
+    fake = FakeTransport(*steps, latency=latency)
+    client = GithubClient(TOKEN, API, timeout=timeout, max_wait=max_wait)
+    client._send = fake.send
+    client._sleep = fake.sleep
+    client._clock = fake.clock
+    return client, fake
+
+
+def runner_json(
+    rid: int, name: str, status: str = "offline", busy: bool = False
+) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "name": name,
+        "os": "linux",
+        "status": status,
+        "busy": busy,
+        "labels": [{"id": 1, "name": "self-hosted", "type": "read-only"}],
+    }
+
+
+def runners_page(total: int, page: int, prefix: str = "app-0-") -> Callable[..., HttpReply]:
+    def answer(verb: str, url: str, params: dict[str, Any] | None, body: Any) -> HttpReply:
+        assert params is not None and params["page"] == page and params["per_page"] == 100
+        first = (page - 1) * 100
+        items = [
+            runner_json(i + 1, f"{prefix}{i:04d}") for i in range(first, min(total, first + 100))
+        ]
+        return reply(200, {"total_count": total, "runners": items})
+
+    return answer
+
+
+# --- construction -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://x/api/v3", "not a url", "https://user:pw@ghes.example/api/v3", "https://h/?q=1", ""],
+)
+def test_constructor_rejects_bad_urls(url: str) -> None:
+    with pytest.raises(ValueError) as info:
+        GithubClient(TOKEN, url)
+    assert "user:pw" not in str(info.value)
+
+
+def test_constructor_rejects_empty_token_and_bad_times() -> None:
+    with pytest.raises(ValueError):
+        GithubClient("  ", API)
+    with pytest.raises(ValueError):
+        GithubClient(TOKEN, API, timeout=0)
+    with pytest.raises(ValueError):
+        GithubClient(TOKEN, API, max_wait=-1)
+
+
+def test_constructor_normalises_url_and_clamps_timeout() -> None:
+    client = GithubClient(TOKEN, API + "/", timeout=60, max_wait=10)
+    assert client.api_url == API
+    assert client.timeout == 10
+    assert TOKEN not in repr(client)
+
+
+# --- runners ----------------------------------------------------------------------------------
+
+
+def test_list_runners_reads_all_pages_and_filters_by_prefix() -> None:
+    client, fake = make_client(runners_page(250, 1), runners_page(250, 2), runners_page(250, 3))
+    runners = client.list_runners(REPO, "app-0-00")
+    assert len(fake.calls) == 3
+    assert [c[1] for c in fake.calls] == ["/repos/octo/hello/actions/runners"] * 3
+    assert [r.name for r in runners] == [f"app-0-{i:04d}" for i in range(100)]
+    assert runners[0].status is GitHubRunnerStatus.OFFLINE
+    assert runners[0].labels == ("self-hosted",)
+
+
+def test_list_runners_exact_multiple_of_page_size_stops_on_total() -> None:
+    client, fake = make_client(runners_page(200, 1), runners_page(200, 2))
+    assert len(client.list_runners(ORG, "")) == 200
+    assert len(fake.calls) == 2
+    assert fake.calls[0][1] == "/orgs/octo-org/actions/runners"
+
+
+def test_list_runners_empty_is_one_request() -> None:
+    client, fake = make_client(reply(200, {"total_count": 0, "runners": []}))
+    assert client.list_runners(REPO, "app") == []
+    assert len(fake.calls) == 1
+
+
+def test_list_runners_malformed_answer_is_api_error() -> None:
+    client, _ = make_client(reply(200, {"total_count": 1, "runners": [{"id": "x"}]}))
+    with pytest.raises(errors.GithubApiError, match="malformed runner list"):
+        client.list_runners(REPO, "")
+
+
+def test_path_parts_are_quoted() -> None:
+    client, fake = make_client(reply(200, {"total_count": 0, "runners": []}))
+    client.list_runners(GitHubRepo("a/b", "c?d"), "")
+    assert fake.calls[0][1] == "/repos/a%2Fb/c%3Fd/actions/runners"
+
+
+def test_delete_runner_ok_and_missing_is_noop() -> None:
+    client, fake = make_client(reply(204), reply(404, {"message": "Not Found"}))
+    client.delete_runner(REPO, 7, "app-0-x")
+    client.delete_runner(REPO, 8)
+    assert [(c[0], c[1]) for c in fake.calls] == [
+        ("DELETE", "/repos/octo/hello/actions/runners/7"),
+        ("DELETE", "/repos/octo/hello/actions/runners/8"),
+    ]
+
+
+def test_delete_busy_runner_raises_runner_busy_with_name() -> None:
+    client, _ = make_client(reply(422, {"message": "Runner is still running a job"}), reply(422))
+    with pytest.raises(errors.RunnerBusyError) as info:
+        client.delete_runner(ORG, 7, "app-0-busy")
+    assert info.value.runner_name == "app-0-busy"
+    assert info.value.status == 422
+    with pytest.raises(errors.RunnerBusyError) as info:
+        client.delete_runner(ORG, 9)
+    assert info.value.runner_name == "#9"
+
+
+# --- JIT and tokens ---------------------------------------------------------------------------
+
+
+def jit_reply(rid: int = 42) -> HttpReply:
+    return reply(201, {"runner": runner_json(rid, "app-0-new"), "encoded_jit_config": "c2VjcmV0"})
+
+
+def groups_reply(*names: str, total: int | None = None) -> HttpReply:
+    groups = [{"id": float(i + 1), "name": n} for i, n in enumerate(names)]
+    return reply(200, {"total_count": total or len(groups), "runner_groups": groups})
+
+
+def test_jit_config_for_repo_uses_default_group() -> None:
+    client, fake = make_client(jit_reply())
+    jit = client.get_jit_config(REPO, "app-0-new", ("self-hosted", "x64"))
+    assert jit.runner_id == 42
+    assert jit.encoded_jit_config == "c2VjcmV0"
+    assert "c2VjcmV0" not in repr(jit)
+    verb, url, _, body = fake.calls[0]
+    assert (verb, url) == ("POST", "/repos/octo/hello/actions/runners/generate-jitconfig")
+    assert body == {"name": "app-0-new", "runner_group_id": 1, "labels": ["self-hosted", "x64"]}
+
+
+def test_jit_config_for_org_resolves_group_once() -> None:
+    client, fake = make_client(groups_reply("Default", "ci"), jit_reply(1), jit_reply(2))
+    client.get_jit_config(ORG, "a", ["x"])
+    client.get_jit_config(ORG, "b", ["x"])
+    urls = [c[1] for c in fake.calls]
+    assert urls == [
+        "/orgs/octo-org/actions/runner-groups",
+        "/orgs/octo-org/actions/runners/generate-jitconfig",
+        "/orgs/octo-org/actions/runners/generate-jitconfig",
+    ]
+    assert fake.calls[1][3] is not None and fake.calls[1][3]["runner_group_id"] == 2
+
+
+def test_jit_config_group_name_falls_back_to_case_insensitive() -> None:
+    client, fake = make_client(groups_reply("Default"), jit_reply())
+    client.get_jit_config(GitHubOrg("octo-org", "default"), "a", ["x"])
+    assert fake.calls[1][3] is not None and fake.calls[1][3]["runner_group_id"] == 1
+
+
+def test_jit_config_group_lookup_pages() -> None:
+    first = reply(
+        200,
+        {"total_count": 101, "runner_groups": [{"id": i, "name": f"g{i}"} for i in range(100)]},
+    )
+    client, fake = make_client(first, groups_reply("ci", total=101), jit_reply())
+    client.get_jit_config(ORG, "a", ["x"])
+    assert [c[2] for c in fake.calls[:2]] == [
+        {"per_page": 100, "page": 1},
+        {"per_page": 100, "page": 2},
+    ]
+
+
+def test_jit_config_missing_group_names_it() -> None:
+    client, _ = make_client(groups_reply("Default"))
+    with pytest.raises(errors.GithubRunnerGroupNotFoundError) as info:
+        client.get_jit_config(ORG, "a", ["x"])
+    assert info.value.group == "ci"
+    assert "ci" in str(info.value) and "octo-org" in str(info.value)
+
+
+def test_jit_config_conflict_and_labels() -> None:
+    client, _ = make_client(reply(409, {"message": "Already exists"}))
+    with pytest.raises(errors.GithubConflictError) as info:
+        client.get_jit_config(REPO, "dup", ["x"])
+    assert info.value.status == 409
+    with pytest.raises(ValueError):
+        client.get_jit_config(REPO, "a", [])
+    with pytest.raises(ValueError):
+        client.get_jit_config(REPO, "a", [str(i) for i in range(101)])
+
+
+@pytest.mark.parametrize(
+    ("method", "kind"),
+    [("get_registration_token", "registration-token"), ("get_removal_token", "remove-token")],
+)
+def test_tokens(method: str, kind: str) -> None:
+    client, fake = make_client(
+        reply(201, {"token": "AABBCC", "expires_at": "2026-01-02T03:04:05.000+00:00"})
+    )
+    token = getattr(client, method)(ORG)
+    assert token.token == "AABBCC"
+    assert token.expires_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert "AABBCC" not in repr(token)
+    assert fake.calls[0][:2] == ("POST", f"/orgs/octo-org/actions/runners/{kind}")
+
+
+# --- downloads, jobs, rate limit --------------------------------------------------------------
+
+
+APPS = [
+    {
+        "os": "linux",
+        "architecture": "arm64",
+        "download_url": "https://x/a.tgz",
+        "filename": "actions-runner-linux-arm64-2.330.0.tar.gz",
+    },
+    {
+        "os": "linux",
+        "architecture": "x64",
+        "download_url": "https://x/b.tgz",
+        "filename": "actions-runner-linux-x64-2.330.0.tar.gz",
+        "sha256_checksum": "ab" * 32,
+    },
+]
+
+
+def test_runner_application() -> None:
+    client, fake = make_client(reply(200, APPS), reply(200, APPS))
+    app = client.get_runner_application(REPO)
+    assert app.architecture == "x64" and app.sha256_checksum == "ab" * 32
+    assert app.version == "2.330.0"
+    assert fake.calls[0][1] == "/repos/octo/hello/actions/runners/downloads"
+    assert client.get_runner_application(REPO, arch="arm64").sha256_checksum is None
+
+
+def test_runner_application_missing() -> None:
+    client, _ = make_client(reply(200, APPS))
+    with pytest.raises(errors.RunnerApplicationNotFoundError) as info:
+        client.get_runner_application(REPO, "win", "x64")
+    assert "win/x64" in str(info.value)
+    assert isinstance(info.value, errors.GithubNotFoundError)
+
+
+JOB = {
+    "id": 99,
+    "run_id": 5,
+    "status": "in_progress",
+    "conclusion": None,
+    "created_at": "2026-01-01T00:00:00Z",
+    "started_at": "2026-01-01T00:00:03Z",
+    "completed_at": None,
+    "name": "build",
+    "workflow_name": "ci",
+    "labels": ["self-hosted", "x64"],
+    "runner_id": 3,
+    "runner_name": "app-0-abc",
+}
+
+
+def test_get_job_and_by_url() -> None:
+    client, fake = make_client(reply(200, JOB), reply(200, JOB))
+    job = client.get_job(REPO, 99)
+    assert job.status is JobStatus.IN_PROGRESS
+    assert job.started_at is not None and (job.started_at - job.created_at).total_seconds() == 3
+    assert job.labels == ("self-hosted", "x64") and job.runner_name == "app-0-abc"
+    assert client.get_job_by_url(f"{API}/repos/octo/hello/actions/jobs/99") == job
+    assert [c[1] for c in fake.calls] == ["/repos/octo/hello/actions/jobs/99"] * 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example/api/v3/repos/o/r/actions/jobs/1",
+        "http://ghes.example/api/v3/repos/o/r/actions/jobs/1",
+        "https://ghes.example:8443/api/v3/repos/o/r/actions/jobs/1",
+        "https://ghes.example/repos/o/r/actions/jobs/1",
+        "https://ghes.example/api/v3/repos/o/r/actions/jobs/1?x=1",
+        "https://ghes.example/api/v3/repos/o/r/actions/jobs/1#f",
+        "https://u:p@ghes.example/api/v3/repos/o/r/actions/jobs/1",
+        "https://ghes.example/api/v3/repos/o/../actions/jobs/1",
+        "https://ghes.example/api/v3/repos/o/r/actions/jobs/abc",
+        "https://ghes.example/api/v3/repos/o/r/actions/runs/1",
+        "https://ghes.example/api/v3/repos/o/r/x/actions/jobs/1",
+        "https://ghes.example/api/v3/repos/o%2Fx/r/actions/jobs/1",
+        "https://ghes.example/api/v30/repos/o/r/actions/jobs/1",
+        "https://ghes.example:notaport/api/v3/repos/o/r/actions/jobs/1",
+        "",
+        "x" * 5000,
+    ],
+)
+def test_job_url_outside_api_is_rejected_without_request(url: str) -> None:
+    client, fake = make_client()
+    with pytest.raises(errors.InvalidJobUrlError):
+        client.get_job_by_url(url)
+    assert fake.calls == []
+
+
+def test_job_url_default_port_and_case_are_equivalent() -> None:
+    client, _ = make_client()
+    repo, job_id = client.parse_job_url(
+        "HTTPS://GHES.example:443/api/v3/repos/o/r/actions/jobs/12"
+    )
+    assert (repo, job_id) == (GitHubRepo("o", "r"), 12)
+
+
+def test_get_job_missing_and_unknown_status() -> None:
+    client, _ = make_client(
+        reply(404, {"message": "Not Found"}), reply(200, {**JOB, "status": "weird"})
+    )
+    with pytest.raises(errors.GithubNotFoundError) as info:
+        client.get_job(REPO, 1)
+    assert info.value.status == 404 and info.value.path == "octo/hello"
+    with pytest.raises(errors.GithubApiError, match="malformed job"):
+        client.get_job(REPO, 1)
+
+
+def test_rate_limit() -> None:
+    body = {
+        "resources": {"core": {"limit": 5000, "remaining": 4999, "reset": 1800000000, "used": 1}},
+        "rate": {},
+    }
+    client, fake = make_client(reply(200, body))
+    status = client.get_rate_limit()
+    assert (status.limit, status.remaining) == (5000, 4999)
+    assert status.reset_at == datetime.fromtimestamp(1800000000, tz=timezone.utc)
+    assert fake.calls[0][1] == "/rate_limit"
+
+
+# --- error mapping ----------------------------------------------------------------------------
+
+
+def test_401_is_token_error() -> None:
+    client, fake = make_client(reply(401, {"message": "Bad credentials"}))
+    with pytest.raises(errors.GithubTokenError) as info:
+        client.list_runners(REPO, "")
+    assert info.value.status == 401 and str(info.value) == "the token is invalid"
+    assert len(fake.calls) == 1
+
+
+def test_403_is_permission_error_naming_path() -> None:
+    client, _ = make_client(
+        reply(403, {"message": "Must have admin rights"}, x_ratelimit_remaining="4000")
+    )
+    with pytest.raises(errors.GithubPermissionError) as info:
+        client.get_registration_token(ORG)
+    assert info.value.path == "octo-org" and "octo-org" in str(info.value)
+
+
+def test_403_rate_limit_uses_reset_header_and_is_not_retried() -> None:
+    client, fake = make_client(
+        reply(
+            403,
+            {"message": "API rate limit exceeded"},
+            x_ratelimit_remaining="0",
+            x_ratelimit_reset="1800000000",
+        )
+    )
+    with pytest.raises(errors.GithubRateLimitError) as info:
+        client.list_runners(REPO, "")
+    assert info.value.status == 403
+    assert info.value.reset_at == datetime.fromtimestamp(1800000000, tz=timezone.utc)
+    assert len(fake.calls) == 1 and fake.sleeps == []
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_retry_after_is_rate_limit(status: int) -> None:
+    client, fake = make_client(reply(status, {"message": "slow down"}, retry_after="5"))
+    before = datetime.now(timezone.utc)
+    with pytest.raises(errors.GithubRateLimitError) as info:
+        client.get_job(REPO, 1)
+    assert info.value.status == status
+    assert info.value.reset_at is not None
+    assert 4 <= (info.value.reset_at - before).total_seconds() <= 7
+    assert len(fake.calls) == 1 and fake.sleeps == []
+
+
+def test_429_with_http_date_and_without_headers() -> None:
+    client, _ = make_client(
+        reply(429, retry_after="Wed, 21 Oct 2026 07:28:00 GMT"),
+        reply(429),
+        reply(429, retry_after="soon"),
+    )
+    with pytest.raises(errors.GithubRateLimitError) as info:
+        client.get_job(REPO, 1)
+    assert info.value.reset_at == datetime(2026, 10, 21, 7, 28, tzinfo=timezone.utc)
+    for _ in range(2):
+        with pytest.raises(errors.GithubRateLimitError) as info:
+            client.get_job(REPO, 1)
+        assert info.value.reset_at is None
+
+
+@pytest.mark.parametrize("status", [400, 410, 422, 301])
+def test_other_statuses_are_api_errors_with_status(status: int) -> None:
+    client, fake = make_client(reply(status, {"message": "nope"}))
+    with pytest.raises(errors.GithubApiError) as info:
+        client.get_job(REPO, 1)
+    assert info.value.status == status and "nope" in str(info.value)
+    assert len(fake.calls) == 1
+
+
+def test_malformed_json_is_api_error() -> None:
+    client, _ = make_client(HttpReply(200, {}, "{not json"))
+    with pytest.raises(errors.GithubApiError, match="malformed JSON"):
+        client.get_rate_limit()
+
+
+# --- retries and the time budget --------------------------------------------------------------
+
+
+def test_5xx_is_retried_with_backoff_then_succeeds() -> None:
+    client, fake = make_client(reply(503), reply(502), reply(200, JOB))
+    assert client.get_job(REPO, 99).id == 99
+    assert len(fake.calls) == 3
+    assert fake.sleeps == [0.5, 1.0]
+
+
+def test_persistent_5xx_gives_up_after_max_attempts() -> None:
+    client, fake = make_client(*[reply(503, {"message": "down"})] * 10)
+    with pytest.raises(errors.GithubApiError) as info:
+        client.get_job(REPO, 99)
+    assert info.value.status == 503
+    assert len(fake.calls) == 4
+    assert fake.sleeps == [0.5, 1.0, 2.0]
+
+
+def test_transport_errors_are_retried() -> None:
+    client, fake = make_client(TransportError("ConnectionError"), reply(200, JOB))
+    assert client.get_job(REPO, 99).id == 99
+    assert fake.sleeps == [0.5]
+
+
+def test_timeouts_stop_within_the_budget() -> None:
+    # Each attempt times out after 5 s; the budget is 12 s: 5 + 0.5 + 5 = 10.5 fits, 16.5 not.
+    client, fake = make_client(
+        *[TransportError("ReadTimeout")] * 5, timeout=5, max_wait=12, latency=5
+    )
+    start = fake.now
+    with pytest.raises(errors.GithubApiError, match="did not answer"):
+        client.get_job(REPO, 1)
+    assert len(fake.calls) == 2
+    assert fake.now - start <= 12
+
+
+def test_later_requests_of_a_call_share_the_budget() -> None:
+    # Pages answer slowly (4 s each, timeout 5 s, budget 10 s): page 2 cannot fit after page 1.
+    client, fake = make_client(
+        runners_page(250, 1), runners_page(250, 2), timeout=5, max_wait=10, latency=4
+    )
+    with pytest.raises(errors.GithubApiError, match="too slow"):
+        client.list_runners(REPO, "")
+    assert len(fake.calls) == 2
+
+
+def test_each_call_gets_a_fresh_budget() -> None:
+    client, fake = make_client(reply(200, JOB), reply(200, JOB), timeout=5, max_wait=5, latency=4)
+    client.get_job(REPO, 1)
+    client.get_job(REPO, 1)
+    assert len(fake.calls) == 2
+
+
+def test_4xx_are_not_retried() -> None:
+    for status in (401, 403, 404, 409, 422):
+        client, fake = make_client(reply(status), reply(200, JOB))
+        with pytest.raises(errors.GithubClientError):
+            client.get_job(REPO, 1)
+        assert len(fake.calls) == 1
+
+
+def test_token_never_in_messages() -> None:
+    client, _ = make_client(reply(401), reply(403), *[TransportError("ConnectionError")] * 4)
+    messages = []
+    for _ in range(3):
+        with pytest.raises(errors.GithubClientError) as info:
+            client.get_job(REPO, 1)
+        messages.append(str(info.value) + repr(info.value))
+    assert all(TOKEN not in m for m in messages)
