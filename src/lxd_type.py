@@ -20,6 +20,7 @@ HIDDEN = "***"
 """What a secret is replaced by in logs and errors."""
 
 _NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")
+_PLAIN_ARG = re.compile(r"[\w@%+=:,./*-]+")
 _SIZE = re.compile(r"^[1-9][0-9]*(KiB|MiB|GiB|TiB)$")
 
 
@@ -211,7 +212,11 @@ def display_command(cmd: Iterable[str], secrets: Iterable[str] = ()) -> str:
         A shell-quoted command line with every secret replaced by ``***``.
     """
     secret_list = list(secrets)
-    return shlex.join(hide_secrets(arg, secret_list) for arg in cmd)
+    shown = []
+    for arg in cmd:
+        hidden = hide_secrets(arg, secret_list)  # hide first: quoting could split a secret
+        shown.append(hidden if _PLAIN_ARG.fullmatch(hidden) else shlex.quote(hidden))
+    return " ".join(shown)
 
 
 def validate_instance_name(name: str) -> None:
