@@ -1,0 +1,624 @@
+"""Consume job messages from the reactive queue: one message, at most one runner per delivery.
+
+This is the only module of the project that imports kombu. A message is a JSON object
+``{"labels": [...], "url": "<GitHub API job URL>"}``. For each delivery the consumer decides:
+
+============================================  =======================================  ========
+Situation                                     Outcome                                  Settles
+============================================  =======================================  ========
+not JSON, not a job, bad job URL              ``INVALID``                              reject
+a label this application does not offer       ``UNSUPPORTED_LABELS``                   reject
+the job does not exist on GitHub (404)        ``JOB_NOT_FOUND``                        reject
+the job is already in progress or completed   ``ALREADY_TAKEN`` (no runner spawned)    ack
+runner spawned, GitHub shows the job taken    ``PICKED_UP``                            ack
+runner spawned, job not taken before deadline ``NOT_PICKED_UP``                        requeue
+GitHub failed (5xx, rate limit, timeout)      ``GITHUB_ERROR`` (after a backoff delay) requeue
+the spawner failed                            ``SPAWN_FAILED`` (after a backoff delay) requeue
+asked to stop (SIGTERM) while holding one     ``STOPPED`` (at once)                    requeue
+============================================  =======================================  ========
+
+"reject" is ``basic.reject(requeue=False)``: the message is dropped (or dead-lettered when the
+queue has a dead-letter exchange). "requeue" is ``basic.reject(requeue=True)``: the broker puts
+the same message back in the queue atomically. Requeueing never acks and republishes: an
+ack-then-publish loses the job when the process dies between the two calls, a publish-then-ack
+duplicates it. With reject-requeue the message is at all times either in the queue or held,
+unacked, by exactly one consumer, which spawns at most one runner for that delivery. If that
+consumer dies the broker returns the unacked message to the queue (AMQP, Redis, SQL transports;
+kombu's MongoDB transport only restores unacked messages when the connection closes cleanly,
+so a SIGKILL can lose the one message in hand there).
+
+A redelivered message is checked against GitHub again: if the runner spawned for the previous
+delivery took the job it is acked without a spawn, otherwise it gets one more runner. A job
+nobody takes cycles through the queue at most once per ``pickup_timeout`` per consumer until
+GitHub cancels it (then ``completed``: acked). Faults never make a hot loop: every requeue
+after a fault waits an exponential backoff first, holding the message unacked meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Protocol
+from urllib.parse import urlsplit
+
+import kombu
+import kombu.exceptions
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+import errors
+from github_type import JobInfo, JobStatus
+
+# kombu is only partly typed: the boundary goes through Any, and this module is the only user.
+_kombu: Any = kombu
+_KombuError: type[Exception] = kombu.exceptions.KombuError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LABELS = ("self-hosted", "linux")
+PICKED_UP_STATUSES = frozenset({JobStatus.IN_PROGRESS, JobStatus.COMPLETED})
+MAX_MESSAGE_BYTES = 64 * 1024
+_JOB_PATH = re.compile(r"/repos/[^/]+/[^/]+/actions/jobs/\d+/?$")
+_SHOWN_BODY_CHARS = 120
+
+
+class GithubJobChecker(Protocol):
+    """Reads a job from GitHub (the real one is ``github_client.GithubClient``)."""
+
+    def get_job_by_url(self, url: str) -> JobInfo:
+        """Return the job behind an API job URL.
+
+        Args:
+            url: The job's API URL, untrusted.
+
+        Returns:
+            The job.
+
+        Raises:
+            GithubNotFoundError: The job does not exist.
+            InvalidJobUrlError: The URL is not a job URL of the configured GitHub.
+            GithubClientError: Any other GitHub failure.
+        """
+        ...  # pragma: no cover
+
+
+class RunnerSpawner(Protocol):
+    """Creates one runner (the real one wraps the charm's RunnerManager)."""
+
+    def spawn_one(self) -> str:
+        """Create one runner, registered and starting.
+
+        Returns:
+            The runner's name.
+        """
+        ...  # pragma: no cover
+
+
+def _check_job_url(url: str) -> str:
+    """Check a job URL's form (the GitHub client validates it against its own API URL).
+
+    Args:
+        url: The URL from the message.
+
+    Returns:
+        The URL, unchanged.
+
+    Raises:
+        ValueError: The URL is not ``http(s)://host/.../repos/o/r/actions/jobs/<id>``.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # a bad port raises ValueError here
+    except ValueError as exc:
+        raise ValueError("not a URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("has credentials")
+    if parts.query or parts.fragment or not _JOB_PATH.search(parts.path):
+        raise ValueError("not .../repos/<owner>/<repo>/actions/jobs/<id>")
+    return url
+
+
+Label = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+JobUrl = Annotated[
+    str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_check_job_url)
+]
+
+
+class JobDetails(BaseModel):
+    """A job message from the queue.
+
+    Attributes:
+        labels: The labels the job asks for (``runs-on``).
+        url: The GitHub API URL of the job.
+    """
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    labels: list[Label] = Field(max_length=64)
+    url: JobUrl
+
+
+def parse_job_message(body: bytes | str) -> JobDetails:
+    """Parse and validate a message body.
+
+    Args:
+        body: The raw message body.
+
+    Returns:
+        The job details.
+
+    Raises:
+        JobMessageError: The body is too large, not UTF-8 JSON or not a job message.
+    """
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise errors.JobMessageError(f"larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.JobMessageError(f"not JSON ({exc.__class__.__name__})") from exc
+    if not isinstance(data, dict):
+        raise errors.JobMessageError("not a JSON object")
+    try:
+        return JobDetails.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise errors.JobMessageError(problems[:500]) from exc
+
+
+def build_supported_labels(
+    configured: Iterable[str], app_name: str, base_image: str, arch: str
+) -> frozenset[str]:
+    """Return the labels this application's runners offer, lower-cased.
+
+    Args:
+        configured: The labels from the charm's ``labels`` option.
+        app_name: The application name (runners carry it as a label).
+        base_image: The base image name, e.g. ``jammy``.
+        arch: The architecture label, e.g. ``x64``.
+
+    Returns:
+        The supported labels: the arguments plus ``self-hosted`` and ``linux``.
+    """
+    every = (*DEFAULT_LABELS, *configured, app_name, base_image, arch)
+    return frozenset(label.strip().lower() for label in every if label.strip())
+
+
+class Outcome(str, Enum):
+    """What the consumer did with one delivery."""
+
+    PICKED_UP = "picked-up"
+    ALREADY_TAKEN = "already-taken"
+    INVALID = "invalid"
+    UNSUPPORTED_LABELS = "unsupported-labels"
+    JOB_NOT_FOUND = "job-not-found"
+    NOT_PICKED_UP = "not-picked-up"
+    GITHUB_ERROR = "github-error"
+    SPAWN_FAILED = "spawn-failed"
+    STOPPED = "stopped"
+
+    @property
+    def settlement(self) -> str:
+        """Return ``ack``, ``reject`` (no requeue) or ``requeue``."""
+        if self in (Outcome.PICKED_UP, Outcome.ALREADY_TAKEN):
+            return "ack"
+        if self in (Outcome.INVALID, Outcome.UNSUPPORTED_LABELS, Outcome.JOB_NOT_FOUND):
+            return "reject"
+        return "requeue"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision about one delivery.
+
+    Attributes:
+        outcome: What happened.
+        delay: Seconds to wait (holding the message) before a requeue.
+        runner_name: The runner spawned for this delivery, if any.
+    """
+
+    outcome: Outcome
+    delay: float = 0.0
+    runner_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """How a consumer behaves; all durations in seconds.
+
+    Attributes:
+        queue_name: The queue (the application name).
+        supported_labels: Lower-cased labels this application offers.
+        pickup_timeout: How long to wait, after spawning, for GitHub to show the job taken.
+        pickup_poll_initial: First wait between job checks after spawning.
+        pickup_poll_max: Longest wait between job checks after spawning (exponential backoff).
+        error_delay_initial: Requeue delay after a first GitHub or spawn failure.
+        error_delay_max: Longest requeue delay (consecutive failures double it).
+        receive_timeout: How long one wait for a message lasts (bounds the stop latency).
+        connect_timeout: Timeout of a broker connection attempt and of AMQP socket I/O.
+        poll_interval: Polling interval of polling transports (MongoDB, SQL, memory).
+    """
+
+    queue_name: str
+    supported_labels: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_LABELS))
+    pickup_timeout: float = 300.0
+    pickup_poll_initial: float = 2.0
+    pickup_poll_max: float = 30.0
+    error_delay_initial: float = 5.0
+    error_delay_max: float = 120.0
+    receive_timeout: float = 1.0
+    connect_timeout: float = 10.0
+    poll_interval: float = 1.0
+
+    @classmethod
+    def from_mapping(cls, queue_name: str, data: Mapping[str, Any]) -> ConsumerSettings:
+        """Build settings from a JSON object (the ``consumer`` section of the config file).
+
+        Args:
+            queue_name: The queue name.
+            data: Optional keys ``supported_labels`` (list of str) and the duration fields.
+
+        Returns:
+            The settings.
+
+        Raises:
+            ReactiveError: A key is unknown or a value has the wrong type.
+        """
+        known = {f for f in cls.__dataclass_fields__ if f not in ("queue_name",)}
+        unknown = set(data) - known
+        if unknown:
+            raise errors.ReactiveError(f"unknown consumer settings: {sorted(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "supported_labels":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise errors.ReactiveError("supported_labels must be a list of strings")
+                kwargs[key] = frozenset(v.strip().lower() for v in value if v.strip())
+            else:
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                    raise errors.ReactiveError(f"{key} must be a non-negative number")
+                kwargs[key] = float(value)
+        return cls(queue_name=queue_name, **kwargs)
+
+
+def _declare(queue_name: str) -> Any:
+    """Return the queue entity, declared the same way as kombu's ``SimpleQueue``.
+
+    Args:
+        queue_name: The queue name.
+
+    Returns:
+        A durable queue bound to a durable direct exchange of the same name.
+    """
+    exchange = _kombu.Exchange(queue_name, type="direct", durable=True)
+    return _kombu.Queue(queue_name, exchange, routing_key=queue_name, durable=True)
+
+
+def _connection(mq_uri: str, connect_timeout: float, poll_interval: float) -> Any:
+    """Build a (lazy) broker connection with timeouts on every network operation.
+
+    Args:
+        mq_uri: The broker URI (secret: never logged).
+        connect_timeout: Connect and socket I/O timeout.
+        poll_interval: Polling interval for polling transports.
+
+    Returns:
+        The kombu connection, not yet connected.
+    """
+    options: dict[str, Any] = {"polling_interval": poll_interval}
+    if mq_uri.split(":", 1)[0] in ("amqp", "amqps", "pyamqp"):
+        options = {"read_timeout": connect_timeout, "write_timeout": connect_timeout}
+    return _kombu.Connection(mq_uri, connect_timeout=connect_timeout, transport_options=options)
+
+
+def publish_job(
+    mq_uri: str, queue_name: str, body: bytes | str, connect_timeout: float = 10.0
+) -> None:
+    """Publish one raw job message (used by the sandbox, the demo and the tests).
+
+    Args:
+        mq_uri: The broker URI.
+        queue_name: The queue name.
+        body: The raw body; a JSON job message normally.
+        connect_timeout: Connect and socket I/O timeout.
+
+    Raises:
+        QueueError: The broker could not be reached or refused the message.
+    """
+    queue = _declare(queue_name)
+    conn = _connection(mq_uri, connect_timeout, 1.0)
+    try:
+        with conn:
+            conn.ensure_connection(max_retries=2, interval_start=0.2, timeout=connect_timeout)
+            producer = _kombu.Producer(conn.default_channel)
+            producer.publish(
+                body,
+                exchange=queue.exchange,
+                routing_key=queue_name,
+                declare=[queue],
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+                retry=False,
+            )
+    except (*conn.connection_errors, *conn.channel_errors, _KombuError, OSError) as exc:
+        raise errors.QueueError(
+            f"cannot publish to queue {queue_name}: {type(exc).__name__}"
+        ) from exc
+
+
+class JobConsumer:
+    """Takes job messages one at a time and gets each a runner.
+
+    Attributes:
+        settings: The consumer settings.
+        counts: How many deliveries ended with each outcome.
+    """
+
+    def __init__(
+        self,
+        mq_uri: str,
+        settings: ConsumerSettings,
+        checker: GithubJobChecker,
+        spawner: RunnerSpawner,
+        *,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Build a consumer; it connects in :meth:`run`.
+
+        Args:
+            mq_uri: The broker URI (secret: never logged).
+            settings: The consumer settings.
+            checker: Reads jobs from GitHub.
+            spawner: Creates one runner.
+            stop: Set it to make the consumer finish (SIGTERM handler); a new one by default.
+            clock: Monotonic clock (injectable for tests).
+        """
+        self._mq_uri = mq_uri
+        self.settings = settings
+        self._checker = checker
+        self._spawner = spawner
+        self._stop = stop if stop is not None else threading.Event()
+        self._clock = clock
+        self._failures = 0
+        self.counts: Counter[Outcome] = Counter()
+
+    def __repr__(self) -> str:
+        """Describe the consumer without its broker URI."""
+        return f"JobConsumer(queue={self.settings.queue_name!r})"
+
+    def stop(self) -> None:
+        """Ask the consumer to finish: a held message is requeued at once, then it returns."""
+        self._stop.set()
+
+    # --- deciding ----------------------------------------------------------------------------
+
+    def decide(self, body: bytes | str) -> Verdict:
+        """Decide what to do with one message body; may spawn one runner and wait for pickup.
+
+        Args:
+            body: The raw message body.
+
+        Returns:
+            The verdict. Never raises for bad input or GitHub/spawner failures.
+        """
+        try:
+            job = parse_job_message(body)
+        except errors.JobMessageError as exc:
+            shown = body[:_SHOWN_BODY_CHARS]
+            logger.warning("Rejecting message: %s (body starts %r)", exc.reason, shown)
+            return Verdict(Outcome.INVALID)
+        unsupported = sorted(
+            {label.lower() for label in job.labels} - self.settings.supported_labels
+        )
+        if unsupported:
+            logger.warning("Rejecting job %s: unsupported labels %s", job.url, unsupported)
+            return Verdict(Outcome.UNSUPPORTED_LABELS)
+        verdict = self._check_job(job.url)
+        if verdict is not None:
+            return verdict
+        if self._stop.is_set():
+            return Verdict(Outcome.STOPPED)
+        try:
+            runner_name = self._spawner.spawn_one()
+        except Exception:
+            logger.exception("Spawning a runner for job %s failed; requeueing", job.url)
+            return Verdict(Outcome.SPAWN_FAILED, delay=self._next_error_delay())
+        logger.info("Spawned runner %s for job %s", runner_name, job.url)
+        return self._wait_for_pickup(job.url, runner_name)
+
+    def _check_job(self, url: str) -> Verdict | None:
+        """Check the job before spawning.
+
+        Args:
+            url: The job URL.
+
+        Returns:
+            A final verdict, or None when the job still needs a runner.
+        """
+        try:
+            info = self._checker.get_job_by_url(url)
+        except errors.GithubNotFoundError:
+            logger.warning("Rejecting job %s: not found on GitHub", url)
+            return Verdict(Outcome.JOB_NOT_FOUND)
+        except errors.InvalidJobUrlError as exc:
+            logger.warning("Rejecting job: %s", exc)
+            return Verdict(Outcome.INVALID)
+        except errors.GithubClientError as exc:
+            delay = self._next_error_delay(exc)
+            logger.warning(
+                "Checking job %s failed (%s, status %s); requeueing in %.1fs",
+                url,
+                type(exc).__name__,
+                exc.status,
+                delay,
+            )
+            return Verdict(Outcome.GITHUB_ERROR, delay=delay)
+        if info.status in PICKED_UP_STATUSES:
+            logger.info("Job %s is already %s; acking without a runner", url, info.status.value)
+            self._failures = 0
+            return Verdict(Outcome.ALREADY_TAKEN)
+        return None
+
+    def _wait_for_pickup(self, url: str, runner_name: str) -> Verdict:
+        """Poll GitHub with exponential backoff until the job is taken or the deadline passes.
+
+        Args:
+            url: The job URL.
+            runner_name: The runner spawned for it.
+
+        Returns:
+            PICKED_UP, NOT_PICKED_UP, JOB_NOT_FOUND or STOPPED.
+        """
+        deadline = self._clock() + self.settings.pickup_timeout
+        interval = max(self.settings.pickup_poll_initial, 0.01)
+        while True:
+            remaining = max(deadline - self._clock(), 0.0)
+            if self._stop.wait(min(interval, remaining)):
+                logger.info("Stopping while job %s waits for runner %s", url, runner_name)
+                return Verdict(Outcome.STOPPED, runner_name=runner_name)
+            try:
+                info = self._checker.get_job_by_url(url)
+            except errors.GithubNotFoundError:
+                logger.warning("Job %s disappeared from GitHub; rejecting", url)
+                return Verdict(Outcome.JOB_NOT_FOUND, runner_name=runner_name)
+            except errors.GithubClientError as exc:
+                logger.warning("Checking job %s failed (%s); retrying", url, type(exc).__name__)
+            else:
+                if info.status in PICKED_UP_STATUSES:
+                    logger.info(
+                        "Job %s is %s (runner %s; spawned %s); acking",
+                        url,
+                        info.status.value,
+                        info.runner_name,
+                        runner_name,
+                    )
+                    self._failures = 0
+                    return Verdict(Outcome.PICKED_UP, runner_name=runner_name)
+            if self._clock() >= deadline:
+                logger.warning(
+                    "Job %s not taken within %.0fs of spawning %s; requeueing",
+                    url,
+                    self.settings.pickup_timeout,
+                    runner_name,
+                )
+                return Verdict(Outcome.NOT_PICKED_UP, runner_name=runner_name)
+            interval = min(interval * 2, self.settings.pickup_poll_max)
+
+    def _next_error_delay(self, exc: errors.GithubClientError | None = None) -> float:
+        """Return the next requeue delay after a failure (exponential, honours rate-limit resets).
+
+        Args:
+            exc: The GitHub error, if any.
+
+        Returns:
+            Seconds to wait before requeueing.
+        """
+        settings = self.settings
+        delay = min(settings.error_delay_initial * 2.0**self._failures, settings.error_delay_max)
+        self._failures = min(self._failures + 1, 30)
+        if isinstance(exc, errors.GithubRateLimitError) and exc.reset_at is not None:
+            until_reset = (exc.reset_at - datetime.now(timezone.utc)).total_seconds()
+            delay = min(max(delay, until_reset), settings.error_delay_max)
+        return delay
+
+    # --- consuming ---------------------------------------------------------------------------
+
+    def run(self, max_messages: int | None = None, idle_timeout: float | None = None) -> None:
+        """Consume messages one at a time until stopped.
+
+        Broker failures are retried with an exponential backoff (never a hot loop).
+
+        Args:
+            max_messages: Return after this many deliveries (tests); None for no limit.
+            idle_timeout: Return after this long without a message (tests); None for never.
+        """
+        handled = 0
+        last_activity = self._clock()
+        reconnect_delay = 0.5
+        while not self._stop.is_set():
+            conn = _connection(
+                self._mq_uri, self.settings.connect_timeout, self.settings.poll_interval
+            )
+            try:
+                with conn:
+                    conn.ensure_connection(
+                        max_retries=1, interval_start=0.1, timeout=self.settings.connect_timeout
+                    )
+                    reconnect_delay = 0.5
+                    inbox: list[Any] = []
+                    consumer = _kombu.Consumer(
+                        conn.default_channel,
+                        queues=[_declare(self.settings.queue_name)],
+                        on_message=inbox.append,
+                        prefetch_count=1,
+                    )
+                    with consumer:
+                        while not self._stop.is_set():
+                            if max_messages is not None and handled >= max_messages:
+                                return
+                            if not inbox:
+                                try:
+                                    conn.drain_events(timeout=self.settings.receive_timeout)
+                                except TimeoutError:
+                                    idle = self._clock() - last_activity
+                                    if idle_timeout is not None and idle >= idle_timeout:
+                                        return
+                                    continue
+                            while inbox:
+                                self._handle(inbox.pop(0))
+                                handled += 1
+                                last_activity = self._clock()
+            except (*conn.connection_errors, *conn.channel_errors, _KombuError, OSError) as exc:
+                logger.warning(
+                    "Broker connection failed (%s); reconnecting in %.1fs",
+                    type(exc).__name__,
+                    reconnect_delay,
+                )
+                self._stop.wait(reconnect_delay)
+                reconnect_delay = min(reconnect_delay * 2, 30.0)
+        logger.info("Consumer for queue %s stopped", self.settings.queue_name)
+
+    def _handle(self, message: Any) -> None:
+        """Decide about one delivery and settle it with the broker.
+
+        Args:
+            message: The kombu message.
+        """
+        redelivered = bool(getattr(message, "delivery_info", {}).get("redelivered"))
+        logger.info("Received a message (redelivered=%s)", redelivered)
+        try:
+            verdict = self.decide(message.body)
+        except Exception:
+            logger.exception("Unexpected error handling a message; requeueing")
+            verdict = Verdict(Outcome.SPAWN_FAILED, delay=self._next_error_delay())
+        self.counts[verdict.outcome] += 1
+        settlement = verdict.outcome.settlement
+        if settlement == "ack":
+            message.ack()
+        elif settlement == "reject":
+            message.reject(requeue=False)
+        else:
+            if verdict.delay > 0 and self._stop.wait(verdict.delay):
+                logger.info("Stopping: requeueing the held message now")
+            message.requeue()
+        logger.info("Message %s (%s)", settlement, verdict.outcome.value)
