@@ -127,8 +127,8 @@ class StorageManager(Protocol):
 class _Budget:
     """Remaining allowance while archiving one store."""
 
-    entries: int = QUARANTINE_MAX_ENTRIES
-    total_bytes: int = QUARANTINE_MAX_TOTAL_BYTES
+    entries: int
+    total_bytes: int
     skipped: list[str] = field(default_factory=list)
 
 
@@ -243,7 +243,7 @@ def archive_store(path: Path, runner_name: str, quarantine_dir: Path) -> Path:
                 continue
         else:
             raise MetricsStorageError("no free quarantine archive name", runner_name)
-        budget = _Budget()
+        budget = _Budget(entries=QUARANTINE_MAX_ENTRIES, total_bytes=QUARANTINE_MAX_TOTAL_BYTES)
         with (
             os.fdopen(out_fd, "wb") as raw,
             tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as tar,
