@@ -1,0 +1,61 @@
+"""Client of the pre-job repository policy service the charm runs on each unit."""
+
+from __future__ import annotations
+
+import logging
+
+import requests
+
+from errors import RepoPolicyError
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT = (5, 15)  # connect, read (seconds)
+
+
+class RepoPolicyComplianceClient:
+    """Asks the policy service for one-time tokens that runners present in their pre-job check."""
+
+    def __init__(
+        self, url: str, charm_token: str, session: requests.Session | None = None
+    ) -> None:
+        """Build the client.
+
+        Args:
+            url: Base URL of the service as the charm reaches it.
+            charm_token: The charm's own token for the service (the service token). Secret.
+            session: HTTP session to use.
+        """
+        self.base_url = url.rstrip("/")
+        self._token = charm_token
+        self._session = session or requests.Session()
+
+    def __repr__(self) -> str:
+        """Hide the token."""
+        return f"RepoPolicyComplianceClient(url={self.base_url!r})"
+
+    def get_one_time_token(self) -> str:
+        """Get a token a runner can use once to ask for a policy check.
+
+        Returns:
+            The one-time token.
+
+        Raises:
+            RepoPolicyError: If the service is not configured, unreachable or refuses.
+        """
+        if not self.base_url:
+            raise RepoPolicyError("the repository policy service is not configured")
+        try:
+            response = self._session.get(
+                f"{self.base_url}/one-time-token",
+                headers={"Authorization": f"Bearer {self._token}"},
+                timeout=TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            raise RepoPolicyError(f"policy service unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise RepoPolicyError(
+                f"policy service refused a one-time token (HTTP {response.status_code})",
+                status=response.status_code,
+            )
+        return response.text.strip()

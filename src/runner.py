@@ -1,0 +1,500 @@
+"""Manage the lifecycle of runners.
+
+The ``Runner`` class manages one runner: one LXD instance registered as one GitHub runner. The
+``RunnerManager`` class from ``runner_manager.py`` creates and manages a collection of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from errors import (
+    GithubNotFoundError,
+    GithubRunnerError,
+    LXDError,
+    LXDNotFoundError,
+    RunnerBusyError,
+    RunnerCreateError,
+    RunnerLogsError,
+    RunnerRemoveError,
+)
+from lxd import disk_device, proxy_device
+from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
+from runner_manager_settings import RunnerManagerSettings
+from runner_type import Arch, RunnerConfig, RunnerStatus, VirtualMachineResources
+
+if TYPE_CHECKING:
+    from lxd import LxdInstance
+    from metrics.storage import StorageManager
+    from runner_manager_type import RunnerManagerClients
+
+logger = logging.getLogger(__name__)
+
+APROXY_ARM_REVISION = 9
+APROXY_AMD_REVISION = 8
+METRICS_EXCHANGE_PATH = "/metrics-exchange"
+RUNNER_UID = 1000
+OWNER_KEYS = ("user.github-runner.app", "user.github-runner.unit")
+IMAGE_GENERATION_KEY = "user.github-runner.image-generation"
+LOG_MAX_BYTES = 20 << 20
+
+
+@dataclass(frozen=True)
+class Snap:
+    """A snap installation.
+
+    Attributes:
+        name: The snap application name.
+        channel: The channel to install the snap from.
+        revision: The revision number of the snap installation.
+    """
+
+    name: str
+    channel: str
+    revision: int | None = None
+
+
+@dataclass(frozen=True)
+class WgetExecutable:
+    """An executable to be installed through wget.
+
+    Attributes:
+        url: The URL of the executable binary.
+        cmd: Executable command name, e.g. yq_linux_amd64 -> yq.
+    """
+
+    url: str
+    cmd: str
+
+
+@dataclass(frozen=True)
+class CreateRunnerConfig:
+    """The configuration values for creating a single runner instance.
+
+    Attributes:
+        image: Name of the image to launch the LXD instance with.
+        resources: Resource setting for the LXD instance.
+        binary_path: Path to the runner binary (tarball).
+        registration_token: Token for registering the runner with ``config.sh``; empty to use
+            a just-in-time configuration (the default: no reusable token enters the instance).
+        arch: Current machine architecture.
+        profile: The LXD resource profile holding ``resources`` (created by the manager).
+        binary_version: Version of the tarball at ``binary_path``, if known.
+        metrics: The metrics store manager, when metrics are enabled.
+        instance_type: "virtual-machine" in production, "container" in test mode.
+    """
+
+    image: str
+    resources: VirtualMachineResources
+    binary_path: Path
+    registration_token: str
+    arch: Arch = Arch.X64
+    profile: str | None = None
+    binary_version: str | None = None
+    metrics: StorageManager | None = None
+    instance_type: str = "virtual-machine"
+
+    def __repr__(self) -> str:
+        """Hide the registration token."""
+        return f"CreateRunnerConfig(image={self.image!r}, arch={self.arch.value})"
+
+
+class Runner:
+    """Single instance of GitHub self-hosted runner.
+
+    Attributes:
+        runner_application: The runner application directory path.
+        env_file: The runner environment source .env file path.
+        config_script: The runner configuration script file path.
+        runner_script: The runner start script file path.
+        pre_job_script: The runner pre_job script file path. This is referenced in the env_file
+            in the ACTIONS_RUNNER_HOOK_JOB_STARTED environment variable.
+    """
+
+    def __init__(
+        self,
+        clients: RunnerManagerClients,
+        runner_config: RunnerConfig,
+        runner_status: RunnerStatus,
+        instance: LxdInstance | None = None,
+        *,
+        settings: RunnerManagerSettings | None = None,
+    ) -> None:
+        """Construct the runner instance.
+
+        Args:
+            clients: Clients to access various services.
+            runner_config: Configuration of the runner instance.
+            runner_status: Status info of the given runner.
+            instance: LXD instance of the runner if already created.
+            settings: Paths and timeouts (production defaults when not given).
+        """
+        self._clients = clients
+        self.config = runner_config
+        self.status = runner_status
+        self.instance = instance
+        self.settings = settings or RunnerManagerSettings()
+        self.runner_application = Path(self.settings.runner_dir)
+        self.env_file = self.runner_application / ".env"
+        self.config_script = self.runner_application / "config.sh"
+        self.runner_script = self.runner_application / "start.sh"
+        self.pre_job_script = self.runner_application / "pre-job.sh"
+
+    # --- create ----------------------------------------------------------------------------------
+
+    def create(self, config: CreateRunnerConfig) -> None:
+        """Create the runner instance on LXD and register it on GitHub.
+
+        Nothing half-built is left: on failure the instance, the GitHub registration and the
+        metrics store created here are removed before the error is raised.
+
+        Args:
+            config: The instance config to create the LXD instance and configure the runner.
+
+        Raises:
+            RunnerCreateError: Unable to create the runner.
+        """
+        name = self.config.name
+        started = time.monotonic()
+        try:
+            self.instance = self._launch(config)
+            self.instance.wait_ready(self.settings.ready_timeout)
+            if config.metrics is not None:
+                self._mount_metrics(config.metrics)
+            self._install_binary(config)
+            self._push_files()
+            self._register(config)
+            self._start()
+        except GithubRunnerError as exc:
+            self._cleanup_failed_create(config)
+            raise RunnerCreateError(f"creating runner {name} failed: {exc}", name) from exc
+        logger.info("runner %s created in %.1f s", name, time.monotonic() - started)
+
+    def _launch(self, config: CreateRunnerConfig) -> LxdInstance:
+        devices = {f"loopback-{port}": proxy_device(port) for port in self.settings.loopback_ports}
+        unit_prefix = self.config.name.rsplit("-", 1)[0]
+        profiles = ["default"] + ([config.profile] if config.profile else [])
+        return self._clients.lxd.create(
+            self.config.name,
+            config.image,
+            instance_type="container"
+            if config.instance_type == "container"
+            else "virtual-machine",
+            profiles=profiles,
+            config={
+                OWNER_KEYS[0]: self.config.app_name,
+                OWNER_KEYS[1]: unit_prefix,
+                IMAGE_GENERATION_KEY: self.config.image_generation,
+            },
+            devices=devices,
+            ephemeral=True,
+            start=True,
+            wait=True,
+        )
+
+    def _mounted_uid(self) -> int | None:
+        """Host uid of the runner user inside an unprivileged container, if it is mapped."""
+        assert self.instance is not None  # noqa: S101 - set by create before use
+        raw = self.instance.refresh().config.get("volatile.idmap.current")
+        if not raw:
+            return None
+        for entry in json.loads(raw):
+            if entry.get("Isuid") and entry.get("Nsid", 0) <= RUNNER_UID < entry.get(
+                "Nsid", 0
+            ) + entry.get("Maprange", 0):
+                return int(entry["Hostid"]) + RUNNER_UID - int(entry.get("Nsid", 0))
+        return None
+
+    def _mount_metrics(self, storage: StorageManager) -> None:
+        assert self.instance is not None  # noqa: S101 - set by create before use
+        uid = self._mounted_uid()
+        store = storage.create(self.config.name, owner_uid=uid)  # type: ignore[call-arg]
+        ts = store.path / RUNNER_INSTALLED_TS_FILE_NAME
+        ts.write_text(f"{time.time():.3f}\n", encoding="utf-8")
+        self.instance.add_device("metrics", disk_device(str(store.path), METRICS_EXCHANGE_PATH))
+
+    def _install_binary(self, config: CreateRunnerConfig) -> None:
+        assert self.instance is not None  # noqa: S101 - set by create before use
+        app = str(self.runner_application)
+        probe = self.instance.execute(
+            [
+                "bash",
+                "-c",
+                f"mkdir -p {shlex.quote(app)} && chown {RUNNER_UID}:{RUNNER_UID} "
+                f"{shlex.quote(app)} && {shlex.quote(app)}/bin/Runner.Listener --version",
+            ],
+            timeout=30,
+        )
+        installed = probe.stdout.strip() if probe.ok else ""
+        if config.binary_version and installed == config.binary_version:
+            return
+        if not config.binary_path.is_file():
+            if installed:
+                logger.warning("no cached runner binary; using the image's %s", installed)
+                return
+            raise RunnerCreateError("no runner binary in the image or cache", self.config.name)
+        self.instance.files.push("/tmp/actions-runner.tar.gz", config.binary_path.read_bytes())  # noqa: S108
+        self.instance.execute(
+            [
+                "bash",
+                "-c",
+                f"tar -xzf /tmp/actions-runner.tar.gz -C {shlex.quote(app)} && "
+                f"chown -R {RUNNER_UID}:{RUNNER_UID} {shlex.quote(app)} && "
+                "rm -f /tmp/actions-runner.tar.gz",
+            ],
+            timeout=120,
+            check=True,
+        )
+
+    def _render(self, template: str, **extra: Any) -> bytes:
+        context = {
+            "runner_dir": str(self.runner_application),
+            "metrics_dir": METRICS_EXCHANGE_PATH,
+            "pre_job_script": str(self.pre_job_script),
+            "proxies": self.config.proxies,
+            "dockerhub_mirror": self.config.dockerhub_mirror,
+            "ssh_debug_connections": self.config.ssh_debug_connections,
+            "repo_policy_url": self.settings.repo_policy_url,
+            "runner_user": self.settings.runner_user,
+            "power_off": True,
+            **extra,
+        }
+        return self._clients.jinja.get_template(template).render(**context).encode()
+
+    def _push_files(self) -> None:
+        assert self.instance is not None  # noqa: S101 - set by create before use
+        files = self.instance.files
+        files.push(str(self.env_file), self._render("env.j2"), 0o644, RUNNER_UID, RUNNER_UID)
+        files.push(
+            str(self.pre_job_script), self._render("pre-job.sh.j2"), 0o755, RUNNER_UID, RUNNER_UID
+        )
+        files.push(str(self.runner_script), self._render("start.sh.j2"), 0o755, 0, 0)
+        if self.settings.repo_policy_url:
+            token = self._clients.repo.get_one_time_token()
+            files.push(
+                str(self.runner_application / ".repo-policy-token"),
+                token.encode(),
+                0o600,
+                RUNNER_UID,
+                RUNNER_UID,
+            )
+
+    def _labels(self, arch: Arch) -> list[str]:
+        labels = ["self-hosted", "linux", arch.value, self.config.app_name]
+        return labels + [label for label in self.config.labels if label not in labels]
+
+    def _register(self, config: CreateRunnerConfig) -> None:
+        assert self.instance is not None  # noqa: S101 - set by create before use
+        labels = self._labels(config.arch)
+        github = self._clients.github
+        if not config.registration_token:
+            try:
+                jit = github.get_jit_config(self.config.path, self.config.name, labels)
+            except GithubNotFoundError:
+                logger.warning("JIT configuration unavailable; registering with config.sh")
+            else:
+                self.status = RunnerStatus(runner_id=jit.runner_id, exist=True)
+                self.instance.files.push(
+                    str(self.runner_application / ".jitconfig"),
+                    jit.encoded_jit_config.encode(),
+                    0o600,
+                    RUNNER_UID,
+                    RUNNER_UID,
+                )
+                return
+        token = config.registration_token or github.get_registration_token(self.config.path).token
+        url = f"{self.config.github_url.rstrip('/')}/{self.config.path.path()}"
+        cmd = [
+            str(self.config_script),
+            "--url",
+            url,
+            "--token",
+            token,
+            "--name",
+            self.config.name,
+            "--labels",
+            ",".join(labels),
+            "--ephemeral",
+            "--unattended",
+        ]
+        self.instance.execute(
+            cmd,
+            cwd=str(self.runner_application),
+            user=RUNNER_UID,
+            env={"HOME": f"/home/{self.settings.runner_user}"},
+            timeout=120,
+            secret_args=[token],
+            check=True,
+        )
+
+    def _start(self) -> None:
+        assert self.instance is not None  # noqa: S101 - set by create before use
+        script = shlex.quote(str(self.runner_script))
+        self.instance.execute(
+            [
+                "bash",
+                "-c",
+                "if command -v systemd-run >/dev/null; then "
+                f"systemd-run --unit=github-runner --quiet --collect /bin/bash {script}; "
+                f"else setsid nohup /bin/bash {script} >/var/log/github-runner.log 2>&1 & fi",
+            ],
+            timeout=30,
+            check=True,
+        )
+
+    def _cleanup_failed_create(self, config: CreateRunnerConfig) -> None:
+        if self.status.runner_id is not None:
+            try:
+                self._clients.github.delete_runner(
+                    self.config.path, self.status.runner_id, self.config.name
+                )
+            except GithubRunnerError as exc:
+                logger.warning("could not deregister %s: %s", self.config.name, exc)
+        if self.instance is not None:
+            try:
+                self.instance.delete()
+            except LXDError as exc:
+                logger.warning("could not delete instance %s: %s", self.config.name, exc)
+        if config.metrics is not None:
+            try:
+                config.metrics.delete(self.config.name)
+            except GithubRunnerError as exc:
+                logger.warning("could not delete metrics store of %s: %s", self.config.name, exc)
+
+    # --- remove ----------------------------------------------------------------------------------
+
+    def remove(self, remove_token: str | None, *, allow_busy: bool = False) -> None:
+        """Remove this runner instance from LXD and GitHub.
+
+        GitHub goes first: once the record is gone no job can be assigned to the runner. A busy
+        runner answers 422; with ``allow_busy`` its instance is deleted (ending the job) and the
+        record removed once GitHub releases it, else the runner is left alone.
+
+        Args:
+            remove_token: Token for ``config.sh remove`` when the GitHub runner id is unknown.
+            allow_busy: Whether to remove a runner that is running a job.
+
+        Raises:
+            RunnerRemoveError: Failure in removing the runner.
+        """
+        name = self.config.name
+        try:
+            busy = self._deregister(remove_token)
+            if busy and not allow_busy:
+                raise RunnerRemoveError(f"runner {name} took a job; left alone", name)
+            self._delete_instance()
+            if busy:
+                self._deregister_after_kill()
+        except RunnerRemoveError:
+            raise
+        except GithubRunnerError as exc:
+            raise RunnerRemoveError(f"removing runner {name} failed: {exc}", name) from exc
+
+    def _deregister(self, remove_token: str | None) -> bool:
+        """Delete the GitHub record; return True if GitHub refused because the runner is busy."""
+        if self.status.runner_id is not None:
+            try:
+                self._clients.github.delete_runner(
+                    self.config.path, self.status.runner_id, self.config.name
+                )
+            except RunnerBusyError:
+                return True
+            return False
+        if remove_token and self.instance is not None:
+            self.instance.execute(
+                [str(self.config_script), "remove", "--token", remove_token],
+                cwd=str(self.runner_application),
+                user=RUNNER_UID,
+                env={"HOME": f"/home/{self.settings.runner_user}"},
+                timeout=60,
+                secret_args=[remove_token],
+            )
+        return False
+
+    def _delete_instance(self) -> None:
+        if self.instance is None:
+            return
+        with contextlib.suppress(LXDNotFoundError):  # ephemeral: may be gone after its job
+            self.instance.delete()
+
+    def _deregister_after_kill(self) -> None:
+        assert self.status.runner_id is not None  # noqa: S101 - only called for a known record
+        deadline = time.monotonic() + self.settings.busy_delete_wait
+        delay = 0.5
+        while True:
+            try:
+                self._clients.github.delete_runner(
+                    self.config.path, self.status.runner_id, self.config.name
+                )
+                return
+            except RunnerBusyError:
+                if time.monotonic() >= deadline:
+                    logger.warning(
+                        "GitHub still holds %s busy; the next reconcile removes the record",
+                        self.config.name,
+                    )
+                    return
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)
+
+    # --- logs ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def in_pre_job_check(instance: LxdInstance, settings: RunnerManagerSettings) -> bool:
+        """Tell whether the instance's runner is inside its pre-job policy check.
+
+        Args:
+            instance: The runner's instance.
+            settings: Where the runner application lives in the instance.
+
+        Returns:
+            Whether the pre-job script is running.
+        """
+        try:
+            result = instance.execute(
+                ["test", "-e", f"{settings.runner_dir}/.pre-job-running"], timeout=10
+            )
+        except LXDError:
+            return False
+        return result.ok
+
+    def pull_logs(self) -> None:
+        """Pull the logs of the runner into the unit's log directory.
+
+        Expects the runner to have an instance.
+
+        Raises:
+            RunnerLogsError: If the runner logs could not be pulled.
+        """
+        if self.instance is None:
+            raise RunnerLogsError("runner has no instance to pull logs from", self.config.name)
+        app = shlex.quote(str(self.runner_application))
+        archive = "/tmp/github-runner-logs.tar.gz"  # noqa: S108 - inside the runner instance
+        try:
+            self.instance.execute(
+                [
+                    "bash",
+                    "-c",
+                    f"tar -czf {archive} --ignore-failed-read -C / "
+                    f"$(cd / && ls -d {app.lstrip('/')}/_diag var/log/syslog "
+                    "var/log/github-runner.log 2>/dev/null)",
+                ],
+                timeout=60,
+                check=True,
+            )
+            data = self.instance.files.pull(archive, max_bytes=LOG_MAX_BYTES)
+        except LXDError as exc:
+            raise RunnerLogsError(f"pulling logs failed: {exc}", self.config.name) from exc
+        target = self.settings.runner_log_dir / f"{self.config.name}.tar.gz"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        except OSError as exc:
+            raise RunnerLogsError(f"writing logs failed: {exc}", self.config.name) from exc

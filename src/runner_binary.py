@@ -1,0 +1,156 @@
+"""The runner application tarball: download once per version, verify, cache atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from errors import RunnerBinaryError
+from github_type import RunnerApplication
+
+logger = logging.getLogger(__name__)
+
+DOWNLOAD_TIMEOUT = (10, 60)  # connect, read (seconds)
+CHUNK = 1 << 16
+MAX_TARBALL_BYTES = 1 << 30
+REQUIRED_MEMBERS = ("config.sh", "run.sh")
+VERSION_FILE_SUFFIX = ".version"
+
+
+@dataclass(frozen=True)
+class CachedBinary:
+    """The cached runner tarball.
+
+    Attributes:
+        path: The tarball on disk.
+        version: Its version.
+        sha256: Its SHA-256.
+    """
+
+    path: Path
+    version: str
+    sha256: str
+
+
+def _version_file(path: Path) -> Path:
+    return path.with_name(path.name + VERSION_FILE_SUFFIX)
+
+
+def cached_binary(path: Path) -> CachedBinary | None:
+    """Return the cached binary at ``path`` if it is present and its record is consistent.
+
+    Args:
+        path: Where the tarball is cached.
+
+    Returns:
+        The cached binary, or None when missing or unusable.
+    """
+    record = _version_file(path)
+    if not path.is_file() or not record.is_file():
+        return None
+    try:
+        version, digest = record.read_text(encoding="utf-8").split()
+    except ValueError:
+        return None
+    return CachedBinary(path=path, version=version, sha256=digest)
+
+
+def validate_tarball(path: Path) -> None:
+    """Check that ``path`` is a runner tarball that is safe to extract.
+
+    Args:
+        path: The tarball.
+
+    Raises:
+        RunnerBinaryError: If it is not a readable tarball, lacks the runner scripts, or holds
+            absolute paths, parent references or device files.
+    """
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            names = set()
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if name.startswith("/") or ".." in Path(name).parts:
+                    raise RunnerBinaryError(f"runner tarball holds an unsafe path: {name}")
+                if member.isdev() or member.isfifo():
+                    raise RunnerBinaryError(f"runner tarball holds a special file: {name}")
+                names.add(name)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise RunnerBinaryError(f"runner tarball is not readable: {exc}") from exc
+    missing = [m for m in REQUIRED_MEMBERS if m not in names]
+    if missing:
+        raise RunnerBinaryError(f"runner tarball lacks {', '.join(missing)}")
+
+
+def download(
+    binary: RunnerApplication, dest: Path, session: requests.Session | None = None
+) -> CachedBinary:
+    """Download the runner tarball, verify it, and atomically replace the cached copy.
+
+    The previous copy is kept until the new one is verified; nothing half-written is ever at
+    ``dest``.
+
+    Args:
+        binary: What GitHub lists for this os and architecture.
+        dest: Where the cached tarball lives.
+        session: HTTP session to use (a new one by default).
+
+    Returns:
+        The new cached binary.
+
+    Raises:
+        RunnerBinaryError: If the download fails, is too large, or does not match its checksum.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    headers = {}
+    if binary.temp_download_token:
+        headers["Authorization"] = f"Bearer {binary.temp_download_token}"
+    http = session or requests.Session()
+    digest = hashlib.sha256()
+    size = 0
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".runner-download-")
+    tmp = Path(tmp_name)
+    try:
+        with (
+            os.fdopen(fd, "wb") as out,
+            http.get(
+                binary.download_url, headers=headers, stream=True, timeout=DOWNLOAD_TIMEOUT
+            ) as response,
+        ):
+            if response.status_code != 200:
+                raise RunnerBinaryError(
+                    f"downloading {binary.filename} answered HTTP {response.status_code}"
+                )
+            for chunk in response.iter_content(CHUNK):
+                size += len(chunk)
+                if size > MAX_TARBALL_BYTES:
+                    raise RunnerBinaryError(f"{binary.filename} is larger than 1 GiB")
+                digest.update(chunk)
+                out.write(chunk)
+        sha = digest.hexdigest()
+        if binary.sha256_checksum and sha != binary.sha256_checksum.lower():
+            raise RunnerBinaryError(
+                f"{binary.filename}: sha256 {sha} does not match the published "
+                f"{binary.sha256_checksum}"
+            )
+        validate_tarball(tmp)
+        os.replace(tmp, dest)
+        record = _version_file(dest)
+        record_tmp = record.with_name(record.name + ".tmp")
+        record_tmp.write_text(f"{binary.version} {sha}\n", encoding="utf-8")
+        os.replace(record_tmp, record)
+    except requests.RequestException as exc:
+        raise RunnerBinaryError(
+            f"downloading {binary.filename} failed: {type(exc).__name__}"
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info("runner binary %s cached (%d bytes, sha256 %s)", binary.version, size, sha)
+    return CachedBinary(path=dest, version=binary.version, sha256=sha)

@@ -1,0 +1,573 @@
+"""RunnerManager: reconcile, flush, runner binary and image for the runners of one unit."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TypeVar
+
+from filelock import FileLock, Timeout
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+import runner_binary
+import runner_image
+from errors import (
+    GithubClientError,
+    GithubNotFoundError,
+    GithubRunnerError,
+    LXDNotFoundError,
+    ReconcileError,
+    RunnerBinaryError,
+)
+from github_client import GithubClient
+from github_type import RunnerApplication
+from lxd import LxdClient, LxdInstance
+from metrics.recorder import MetricsRecorder
+from metrics.storage import StorageManager
+from reconcile_plan import (
+    DeleteReason,
+    Deletion,
+    GithubView,
+    InstanceState,
+    InstanceView,
+    PlanTimeouts,
+    ReconcilePlan,
+    RunnerState,
+    judge,
+    plan_flush,
+    plan_reconcile,
+)
+from repo_policy_compliance_client import RepoPolicyComplianceClient
+from runner import CreateRunnerConfig, Runner
+from runner_manager_settings import RunnerManagerSettings
+from runner_manager_type import (
+    LXDFlushMode,
+    LXDRunnerManagerConfig,
+    RunnerInfo,
+    RunnerManagerClients,
+)
+from runner_type import RunnerConfig, RunnerStatus, VirtualMachineResources
+from shared_fs import SharedFilesystemManager
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+TEMPLATES_DIR = runner_image.REPO_ROOT / "templates"
+
+_BUSY_FLUSH_MODES = (
+    LXDFlushMode.FLUSH_BUSY,
+    LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK,
+    LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK,
+)
+_WAIT_REPO_CHECK_MODES = (
+    LXDFlushMode.FLUSH_IDLE_WAIT_REPO_CHECK,
+    LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK,
+    LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK,
+)
+
+
+@dataclass
+class ReconcileReport:
+    """What the last reconcile or flush did (for action results and metrics).
+
+    Attributes:
+        created: Names of runners created.
+        deleted: Names of runners deleted, by reason.
+        failed: Names of runners whose creation or deletion failed.
+        plan: The plan executed.
+        duration: Seconds the operation took.
+    """
+
+    created: list[str] = field(default_factory=list)
+    deleted: dict[str, str] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    plan: ReconcilePlan | None = None
+    duration: float = 0.0
+
+
+class RunnerManager:
+    """Manage the runners of one unit: the seed API.
+
+    Attributes:
+        runner_bin_path: The cached runner application tarball.
+        cron_path: The cron file that rebuilds the runner image.
+    """
+
+    def __init__(
+        self,
+        app_name: str,
+        unit: int,
+        runner_manager_config: LXDRunnerManagerConfig,
+        *,
+        clients: RunnerManagerClients | None = None,
+        settings: RunnerManagerSettings | None = None,
+        metrics_storage: StorageManager | None = None,
+    ) -> None:
+        """Construct the manager.
+
+        Args:
+            app_name: The application name; runner names start with ``<app>-<unit>-``.
+            unit: The unit number.
+            runner_manager_config: Configuration of the runners.
+            clients: The seams to LXD, GitHub, templates and the policy service (built from the
+                configuration when not given).
+            settings: Paths, parallelism and timeouts (production defaults when not given).
+            metrics_storage: The metrics store manager (loop-mounted bounded stores when not
+                given and metrics are enabled).
+        """
+        self.app_name = app_name
+        self.unit = unit
+        self.config = runner_manager_config
+        self.state = runner_manager_config.charm_state
+        self.settings = settings or RunnerManagerSettings()
+        self.prefix = f"{app_name}-{unit}-"
+        self.runner_bin_path = self.settings.runner_bin_path
+        self.cron_path = self.settings.cron_path
+        self._clients = clients or self._build_clients()
+        self._lock = FileLock(str(self.settings.state_dir / "runner-manager.lock"))
+        self.last_report = ReconcileReport()
+        enabled = runner_manager_config.are_metrics_enabled
+        self.metrics = MetricsRecorder(
+            enabled=enabled,
+            flavor=app_name,
+            storage=(metrics_storage or self._metrics_storage()) if enabled else None,
+            github=self._clients.github,
+        )
+
+    def _metrics_storage(self) -> StorageManager:
+        return SharedFilesystemManager(
+            self.settings.metrics_storage_dir, self.settings.quarantine_dir
+        )
+
+    def _build_clients(self) -> RunnerManagerClients:
+        return RunnerManagerClients(
+            github=GithubClient(self.config.token, self.state.api_url),
+            jinja=Environment(
+                loader=FileSystemLoader(str(TEMPLATES_DIR)),
+                autoescape=False,  # noqa: S701 - renders shell scripts and env files, not HTML
+                undefined=StrictUndefined,
+                keep_trailing_newline=True,
+            ),
+            lxd=LxdClient(),
+            repo=RepoPolicyComplianceClient(
+                self.settings.repo_policy_url or "", self.config.service_token
+            ),
+        )
+
+    # --- observation -----------------------------------------------------------------------------
+
+    def _observe(self) -> tuple[list[InstanceView], list[GithubView]]:
+        now = datetime.now(timezone.utc)  # an instance LXD gives no age is judged young
+        instances = [
+            InstanceView(
+                name=i.name,
+                state=_instance_state(i.status.value),
+                created_at=i.created_at or now,
+            )
+            for i in self._clients.lxd.list(prefix=self.prefix)
+        ]
+        records = [
+            GithubView(id=r.id, name=r.name, online=r.status.value == "online", busy=r.busy)
+            for r in self._clients.github.list_runners(self.config.path, self.prefix)
+        ]
+        return instances, records
+
+    def _timeouts(self) -> PlanTimeouts:
+        return PlanTimeouts(bootstrap=self.settings.bootstrap_timeout)
+
+    def get_github_info(self) -> Iterator[RunnerInfo]:
+        """Get information on this unit's runners from GitHub.
+
+        Returns:
+            Information from GitHub on each runner.
+        """
+        for record in self._clients.github.list_runners(self.config.path, self.prefix):
+            yield RunnerInfo(name=record.name, status=record.status, busy=record.busy)
+
+    def runner_states(self) -> ReconcilePlan:
+        """Observe and judge the runners without changing anything.
+
+        Returns:
+            A plan for the current count (its runners carry their judged states).
+        """
+        instances, records = self._observe()
+        return plan_reconcile(instances, records, 0, datetime.now(timezone.utc), self._timeouts())
+
+    # --- reconcile -------------------------------------------------------------------------------
+
+    def reconcile(self, quantity: int, resources: VirtualMachineResources) -> int:
+        """Bring runners in line with the target.
+
+        Args:
+            quantity: Number of intended runners.
+            resources: Resources of each runner instance.
+
+        Returns:
+            Difference between intended runners and healthy runners before the change.
+
+        Raises:
+            ReconcileError: If another reconcile or flush holds the lock too long.
+        """
+        start = time.monotonic()
+        with self._locked("reconcile"):
+            instances, records = self._observe()
+            now = datetime.now(timezone.utc)
+            plan = plan_reconcile(instances, records, quantity, now, self._timeouts())
+            report = ReconcileReport(plan=plan)
+            alive = {i.name for i in instances}
+            self.metrics.collect(ignore_runners=alive)
+            logger.info(
+                "reconcile: %d wanted, %d idle, %d busy, %d starting; delete %d, create %d",
+                quantity,
+                plan.count(RunnerState.IDLE),
+                plan.count(RunnerState.BUSY),
+                plan.count(RunnerState.STARTING),
+                len(plan.deletions),
+                plan.create,
+            )
+            self._delete(plan.deletions, report, allow_busy=False)
+            if plan.create:
+                self._create(plan.create, resources, report)
+            report.duration = time.monotonic() - start
+            self.last_report = report
+            surplus = sum(1 for d in plan.deletions if d.reason is DeleteReason.SURPLUS)
+            self.metrics.reconciliation(
+                plan,
+                quantity,
+                report.duration,
+                idle=max(
+                    plan.count(RunnerState.IDLE)
+                    + plan.count(RunnerState.STARTING)
+                    - surplus
+                    + len(report.created),
+                    0,
+                ),
+                busy=plan.count(RunnerState.BUSY),
+            )
+        return plan.delta
+
+    def create_runners(self, count: int, resources: VirtualMachineResources) -> list[str]:
+        """Create ``count`` runners now, without a full reconcile (reactive mode).
+
+        Args:
+            count: How many runners.
+            resources: Resources of each runner instance.
+
+        Returns:
+            Names of the runners created.
+        """
+        report = ReconcileReport()
+        with self._locked("create"):
+            self._create(count, resources, report)
+        return report.created
+
+    def _create(
+        self, count: int, resources: VirtualMachineResources, report: ReconcileReport
+    ) -> None:
+        profile = self._clients.lxd.resource_profile(
+            resources.cpu, resources.memory, None if self.state.test_mode else resources.disk
+        )
+        binary = runner_binary.cached_binary(self.runner_bin_path)
+        image = self.config.image
+        generation = runner_image.image_generation(self._clients.lxd, image)
+
+        def create_one(_: int) -> str:
+            began = time.monotonic()
+            name = f"{self.prefix}{secrets.token_hex(4)}"
+            runner = Runner(
+                self._clients,
+                self._runner_config(name, generation),
+                RunnerStatus(),
+                settings=self.settings,
+            )
+            runner.create(
+                CreateRunnerConfig(
+                    image=image,
+                    resources=resources,
+                    binary_path=binary.path if binary else self.runner_bin_path,
+                    registration_token="",
+                    profile=profile,
+                    binary_version=binary.version if binary else None,
+                    metrics=self.metrics.storage,
+                    instance_type="container" if self.state.test_mode else "virtual-machine",
+                )
+            )
+            if self.settings.fixed_boot_wait:
+                time.sleep(self.settings.fixed_boot_wait)  # benchmark-only: upstream's wait
+            self.metrics.runner_installed(time.monotonic() - began)
+            return name
+
+        results = _run_parallel(create_one, range(count), self.settings.create_parallelism)
+        for outcome in results:
+            if isinstance(outcome, Exception):
+                report.failed.append(getattr(outcome, "runner_name", None) or "?")
+                logger.error("runner creation failed: %s", outcome)
+            else:
+                report.created.append(outcome)
+
+    def _runner_config(self, name: str, generation: str) -> RunnerConfig:
+        return RunnerConfig(
+            app_name=self.app_name,
+            name=name,
+            path=self.config.path,
+            labels=self.state.labels,
+            github_url=self.state.github_url,
+            issue_metrics=self.metrics.enabled,
+            dockerhub_mirror=self.config.dockerhub_mirror,
+            proxies=self.state.proxy,
+            ssh_debug_connections=self.state.ssh_debug_connections,
+            image_generation=generation,
+        )
+
+    def _delete(
+        self, deletions: tuple[Deletion, ...], report: ReconcileReport, allow_busy: bool
+    ) -> None:
+        def delete_one(deletion: Deletion) -> str:
+            joined = deletion.runner
+            runner = Runner(
+                self._clients,
+                self._runner_config(joined.name, ""),
+                RunnerStatus(
+                    runner_id=joined.github.id if joined.github else None,
+                    exist=joined.github is not None,
+                    online=bool(joined.github and joined.github.online),
+                    busy=joined.busy,
+                ),
+                instance=self._instance(joined.name) if joined.instance else None,
+                settings=self.settings,
+            )
+            runner.remove(None, allow_busy=allow_busy)
+            return joined.name
+
+        results = _run_parallel(delete_one, deletions, self.settings.delete_parallelism)
+        for deletion, outcome in zip(deletions, results, strict=True):
+            if isinstance(outcome, Exception):
+                report.failed.append(deletion.runner.name)
+                logger.warning("removing %s failed: %s", deletion.runner.name, outcome)
+            else:
+                report.deleted[outcome] = deletion.reason.value
+
+    # --- flush -----------------------------------------------------------------------------------
+
+    def flush(self, mode: LXDFlushMode = LXDFlushMode.FLUSH_IDLE) -> int:
+        """Remove existing runners.
+
+        Args:
+            mode: Strategy for flushing runners.
+
+        Returns:
+            Number of runners removed.
+
+        Raises:
+            GithubClientError: If GitHub cannot be used and the mode does not force.
+        """
+        start = time.monotonic()
+        with self._locked("flush"):
+            if mode in _WAIT_REPO_CHECK_MODES:
+                self._wait_repo_checks()
+            try:
+                instances, records = self._observe()
+            except GithubClientError:
+                if mode is not LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK:
+                    raise
+                logger.warning("GitHub unusable: force flush removes the LXD instances only")
+                return self._force_delete_instances()
+            runners = judge(instances, records, datetime.now(timezone.utc), self._timeouts())
+            deletions = plan_flush(runners, include_busy=mode in _BUSY_FLUSH_MODES)
+            report = ReconcileReport()
+            self._delete(deletions, report, allow_busy=mode in _BUSY_FLUSH_MODES)
+            report.duration = time.monotonic() - start
+            self.last_report = report
+            alive = {i.name for i in instances} - set(report.deleted)
+            self.metrics.collect(ignore_runners=alive)
+        return sum(
+            1 for reason in report.deleted.values() if reason != DeleteReason.ORPHAN_RECORD.value
+        )
+
+    def _instance(self, name: str) -> LxdInstance | None:
+        try:
+            return self._clients.lxd.get(name)
+        except LXDNotFoundError:
+            return None
+
+    def _force_delete_instances(self) -> int:
+        instances = self._clients.lxd.list(prefix=self.prefix)
+
+        def delete(instance: LxdInstance) -> str:
+            instance.delete()
+            return instance.name
+
+        results = _run_parallel(delete, instances, self.settings.delete_parallelism)
+        return sum(1 for r in results if not isinstance(r, Exception))
+
+    def _wait_repo_checks(self) -> None:
+        """Wait (bounded) until no runner is inside its pre-job policy check."""
+        deadline = time.monotonic() + self.settings.repo_check_wait
+        delay = 0.2
+        while True:
+            in_check = [
+                i.name
+                for i in self._clients.lxd.list(prefix=self.prefix)
+                if Runner.in_pre_job_check(i, self.settings)
+            ]
+            if not in_check:
+                return
+            if time.monotonic() >= deadline:
+                logger.warning("proceeding with flush; policy check still running on %s", in_check)
+                return
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+            delay = min(delay * 2, 2.0)
+
+    # --- runner binary ---------------------------------------------------------------------------
+
+    def get_latest_runner_bin_url(self, os_name: str = "linux") -> RunnerApplication:
+        """Get the latest runner application for this unit's os and architecture.
+
+        Args:
+            os_name: Name of the operating system.
+
+        Returns:
+            Information on the runner application.
+
+        Raises:
+            RunnerBinaryError: If GitHub cannot tell.
+        """
+        try:
+            return self._clients.github.get_runner_application(
+                self.config.path, os_name=os_name, arch=self.state.arch.value
+            )
+        except GithubNotFoundError as exc:
+            raise RunnerBinaryError(f"no runner application for {os_name}") from exc
+
+    def update_runner_bin(self, binary: RunnerApplication) -> None:
+        """Download a runner application, replacing the current copy once verified.
+
+        Args:
+            binary: Information on the runner application to download.
+
+        Raises:
+            RunnerBinaryError: If the download or its verification failed.
+        """
+        with self._locked("update-runner-bin"):
+            runner_binary.download(binary, self.runner_bin_path)
+
+    def check_runner_bin(self) -> bool:
+        """Check whether a usable runner binary is cached.
+
+        Returns:
+            Whether the runner binary exists and its record is consistent.
+        """
+        return runner_binary.cached_binary(self.runner_bin_path) is not None
+
+    def runner_bin_version(self) -> str | None:
+        """Return the version of the cached runner binary, if any."""
+        cached = runner_binary.cached_binary(self.runner_bin_path)
+        return cached.version if cached else None
+
+    # --- image -----------------------------------------------------------------------------------
+
+    def has_runner_image(self) -> bool:
+        """Check if the runner image exists in LXD.
+
+        Returns:
+            Whether the runner image exists.
+        """
+        return self._clients.lxd.image_exists(self.config.image)
+
+    def build_runner_image(self) -> None:
+        """Build the LXD image for runners: a container image in test mode, else a VM image.
+
+        Raises:
+            SubprocessError: If the build script failed.
+        """
+        with self._locked("build-image"):
+            runner_image.build(
+                self.settings,
+                alias=self.config.image,
+                test_mode=self.state.test_mode,
+                base=self.state.base_image.value,
+                runner_binary=self.runner_bin_path if self.check_runner_bin() else None,
+            )
+
+    def schedule_build_runner_image(self) -> None:
+        """Install the cron entry that rebuilds the runner image every six hours."""
+        runner_image.schedule(
+            self.cron_path,
+            app_name=self.app_name,
+            unit=self.unit,
+            alias=self.config.image,
+            test_mode=self.state.test_mode,
+            base=self.state.base_image.value,
+        )
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, what: str) -> Iterator[None]:
+        """Hold the unit-wide lock shared by reconcile, flush and updates across processes.
+
+        Args:
+            what: The operation, for the error message.
+
+        Yields:
+            Nothing; the lock is held inside the block.
+
+        Raises:
+            ReconcileError: If the lock is not free within the lock timeout.
+        """
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=self.settings.lock_timeout)
+        except Timeout as exc:
+            raise ReconcileError(
+                f"{what}: another reconcile, flush or update held the lock for "
+                f"{self.settings.lock_timeout:.0f} s"
+            ) from exc
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+
+def _instance_state(status: str) -> InstanceState:
+    if status == "Running":
+        return InstanceState.RUNNING
+    if status == "Stopped":
+        return InstanceState.STOPPED
+    return InstanceState.OTHER
+
+
+def _run_parallel(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R | Exception]:
+    """Run ``fn`` over ``items`` in a bounded pool; failures are returned, never raised.
+
+    Args:
+        fn: The work for one item.
+        items: The items.
+        workers: The pool size.
+
+    Returns:
+        One result or exception per item, in order.
+    """
+    work = list(items)
+
+    def guarded(item: T) -> R | Exception:
+        try:
+            return fn(item)
+        except GithubRunnerError as exc:
+            return exc
+        except Exception as exc:
+            logger.exception("unexpected failure on one runner")
+            return exc
+
+    if workers <= 1 or len(work) <= 1:
+        return [guarded(item) for item in work]
+    with ThreadPoolExecutor(max_workers=min(workers, len(work))) as pool:
+        return list(pool.map(guarded, work))

@@ -1,0 +1,61 @@
+"""Paths, parallelism and timeouts of the RunnerManager (production defaults; tests override)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+
+def _default_parallelism() -> int:
+    """Creations are I/O bound (LXD and GitHub calls): a few per core, at most 8."""
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+
+@dataclass(frozen=True)
+class RunnerManagerSettings:
+    """Where the manager keeps its files and how it paces its work.
+
+    Attributes:
+        state_dir: The manager's own files (lock, runner binary cache).
+        cron_path: The cron file that rebuilds the runner image.
+        metrics_storage_dir: Base directory of the per-runner metrics stores.
+        quarantine_dir: Where corrupt metrics stores are archived.
+        runner_log_dir: Where runner logs are pulled to.
+        create_parallelism: How many runners are created at once.
+        delete_parallelism: How many runners are deleted at once.
+        bootstrap_timeout: How long a new runner may take to show online on GitHub.
+        ready_timeout: Seconds an instance may take to be ready for commands.
+        lock_timeout: Seconds to wait for another reconcile/flush/update to finish.
+        repo_check_wait: Seconds a ``*_WAIT_REPO_CHECK`` flush waits for checks in flight.
+        busy_delete_wait: Seconds to wait for GitHub to release a killed busy runner.
+        repo_policy_url: URL of the pre-job policy service as runners reach it, if any.
+        loopback_ports: Host loopback ports brought into test containers by proxy devices.
+        runner_user: The user the runner application runs as inside the instance.
+        runner_dir: The runner application directory inside the instance.
+        fixed_boot_wait: Benchmark-only: seconds to sleep after each creation, as upstream does.
+    """
+
+    state_dir: Path = Path("/var/lib/github-runner")
+    cron_path: Path = Path("/etc/cron.d/github-runner-image")
+    metrics_storage_dir: Path = Path("/var/lib/github-runner/metrics-stores")
+    quarantine_dir: Path = Path("/var/lib/github-runner/metrics-quarantine")
+    runner_log_dir: Path = Path("/var/log/github-runner-logs")
+    create_parallelism: int = field(default_factory=_default_parallelism)
+    delete_parallelism: int = 8
+    bootstrap_timeout: timedelta = timedelta(minutes=5)
+    ready_timeout: float = 180.0
+    lock_timeout: float = 600.0
+    repo_check_wait: float = 120.0
+    busy_delete_wait: float = 30.0
+    repo_policy_url: str | None = None
+    loopback_ports: tuple[int, ...] = ()
+    runner_user: str = "ubuntu"
+    runner_dir: str = "/home/ubuntu/actions-runner"
+    fixed_boot_wait: float = 0.0
+
+    @property
+    def runner_bin_path(self) -> Path:
+        """The cached runner application tarball."""
+        return self.state_dir / "runner-binary" / "actions-runner.tar.gz"
