@@ -255,8 +255,7 @@ def build_router(ctx: Context) -> Router:  # noqa: C901, PLR0915 - one closure p
     @router.route("GET", "/orgs/{org}")
     def get_org(request: Request) -> Response:
         org = request.params["org"]
-        user = render.user_json(org, ctx.api_url, ctx.base_url, "Organization")
-        return Response.json(200, user)
+        return Response.json(200, render.org_json(org, ctx.api_url, ctx.base_url))
 
     return router
 

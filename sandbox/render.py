@@ -171,6 +171,34 @@ def user_json(login: str, api_url: str, base_url: str, kind: str = "User") -> di
     }
 
 
+def org_json(login: str, api_url: str, base_url: str) -> dict[str, Any]:
+    """An organization object, as GET /orgs/{org} answers.
+
+    Args:
+        login: organization login.
+        api_url: API root URL.
+        base_url: web root URL.
+
+    Returns:
+        The JSON object.
+    """
+    oid = stable_id(login)
+    url = f"{api_url}/orgs/{login}"
+    return {
+        "login": login,
+        "id": oid,
+        "node_id": node_id("Organization", oid),
+        "url": url,
+        "repos_url": f"{url}/repos",
+        "hooks_url": f"{url}/hooks",
+        "members_url": f"{url}/members{{/member}}",
+        "avatar_url": f"{base_url}/avatars/{login}",
+        "html_url": f"{base_url}/{login}",
+        "description": None,
+        "type": "Organization",
+    }
+
+
 def repository_json(full_name: str, api_url: str, base_url: str) -> dict[str, Any]:
     """A short repository object, as in webhook payloads and GET /repos/{owner}/{repo}.
 

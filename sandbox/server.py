@@ -8,6 +8,7 @@ import socket
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -43,6 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
     timeout = 300
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024  # headers and body leave in one write
 
     def setup(self) -> None:
         super().setup()
@@ -103,6 +106,7 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         ratelimit: the per-token primary rate limit.
         stats: request counts.
         webhooks: the webhook sender (its ``deliveries`` record what was sent).
+        observers: callables given every (request, response) exchange, e.g. to validate them.
     """
 
     def __init__(
@@ -162,6 +166,7 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         self.control_router = control.build_router(self.ctx, self.webhooks)
         self.runner_router = runner_protocol.build_router(self.ctx)
         self.state.job_listeners.append(self._on_job_event)
+        self.observers: list[Callable[[Request, Response], None]] = []
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -257,7 +262,7 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
     # ---- dispatch ------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Response:
-        """Answer one request.
+        """Answer one request, then show the exchange to every observer.
 
         Args:
             request: the request.
@@ -265,6 +270,12 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         Returns:
             The response.
         """
+        response = self._dispatch(request)
+        for observer in list(self.observers):
+            observer(request, response)
+        return response
+
+    def _dispatch(self, request: Request) -> Response:
         try:
             if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
                 return self._dispatch_api(request)
