@@ -93,6 +93,20 @@ class ReconcileReport:
     duration: float = 0.0
 
 
+def template_environment() -> Environment:
+    """Return the Jinja environment of the runner templates (shell scripts and env files).
+
+    Returns:
+        The environment; undefined variables are errors.
+    """
+    return Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=False,  # noqa: S701 - renders shell scripts and env files, not HTML
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
 class RunnerManager:
     """Manage the runners of one unit: the seed API.
 
@@ -150,12 +164,7 @@ class RunnerManager:
     def _build_clients(self) -> RunnerManagerClients:
         return RunnerManagerClients(
             github=GithubClient(self.config.token, self.state.api_url),
-            jinja=Environment(
-                loader=FileSystemLoader(str(TEMPLATES_DIR)),
-                autoescape=False,  # noqa: S701 - renders shell scripts and env files, not HTML
-                undefined=StrictUndefined,
-                keep_trailing_newline=True,
-            ),
+            jinja=template_environment(),
             lxd=LxdClient(),
             repo=RepoPolicyComplianceClient(
                 self.settings.repo_policy_url or "", self.config.service_token

@@ -9,13 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 import errors
 import runner_image
 from github_type import GitHubRepo, JobInfo, JobStatus
 from metrics.storage import DirectoryStorageManager
-from runner_manager import TEMPLATES_DIR, RunnerManager
+from runner_manager import RunnerManager, template_environment
 from runner_manager_settings import RunnerManagerSettings
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerManagerClients
 from runner_type import VirtualMachineResources
@@ -65,9 +64,7 @@ def make_manager(
         service_token="service-token",
         token=state.token.get_secret_value(),
     )
-    jinja = Environment(
-        loader=FileSystemLoader(str(TEMPLATES_DIR)), undefined=StrictUndefined, autoescape=False
-    )
+    jinja = template_environment()
     clients = RunnerManagerClients(github=github, jinja=jinja, lxd=lxd, repo=FakeRepoPolicy())
     runner_tarball(settings.state_dir.parent / "runner.tar.gz")
     return RunnerManager(
