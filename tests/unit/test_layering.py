@@ -129,7 +129,8 @@ def _plant(tmp_path: Path, rel: str, source: str) -> None:
         ("src/reconcile_plan.py", "from lxd import LxdClient\n", "lxd"),
         (
             "src/runner.py",
-            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    pass\nelse:\n    import ops\n",
+            "from typing import TYPE_CHECKING\n"
+            "if TYPE_CHECKING:\n    pass\nelse:\n    import ops\n",
             "ops",
         ),
     ],
