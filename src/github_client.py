@@ -488,7 +488,7 @@ class GithubClient:
         if not budget.allows(self.timeout):
             raise errors.GithubApiError(
                 f"GitHub is too slow: {verb} {url} does not fit in {self.max_wait}s",
-                path=_pathjson_str(path),
+                path=_path_str(path),
             )
         while True:
             budget.attempts += 1
@@ -497,7 +497,7 @@ class GithubClient:
                 reply = self._send(verb, url, params, body)
             except TransportError as exc:
                 failure = errors.GithubApiError(
-                    f"GitHub did not answer {verb} {url}: {exc}", path=_pathjson_str(path)
+                    f"GitHub did not answer {verb} {url}: {exc}", path=_path_str(path)
                 )
             else:
                 if 200 <= reply.status < 300:
@@ -579,7 +579,7 @@ def _prefix(path: GitHubPath) -> str:
     return f"/orgs/{quote(path.org, safe='')}"
 
 
-def _pathjson_str(path: GitHubPath | None) -> str | None:
+def _path_str(path: GitHubPath | None) -> str | None:
     return path.path() if path is not None else None
 
 
@@ -637,7 +637,7 @@ def _map_error(
         The error to raise (5xx ones are retried first by the caller).
     """
     status = reply.status
-    where = _pathjson_str(path)
+    where = _path_str(path)
     headers = reply.headers
     now = datetime.now(timezone.utc)
     if status == 401:
