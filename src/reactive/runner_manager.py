@@ -1,0 +1,461 @@
+"""Keep a number of reactive consumer processes alive, tracked by pid files.
+
+Each consumer is ``timeout <REACTIVE_RUNNER_TIMEOUT_STR> python3 -m reactive.runner ...`` started
+in its own session (so its process group id is its pid), as the unprivileged :data:`UBUNTU_USER`
+when this runs as root and that user exists. The broker URI (it holds a password) goes to the
+child in the environment variable :data:`MQ_URI_ENV`, never in its arguments.
+
+A pid file ``<pid_dir>/<pid>.json`` records the pid of the ``timeout`` process and its start
+time (field 22 of ``/proc/<pid>/stat``, clock ticks since boot). A process counts as alive only
+when ``/proc/<pid>/stat`` exists, is not a zombie and shows the recorded start time, so a dead
+consumer whose pid the kernel gave to another process is never counted nor signalled. Stale pid
+files are deleted by every :func:`reconcile`. Nothing here parses ``ps`` output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import pwd
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from errors import ReactiveRunnerError  # re-exported: the seed API names it here
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MQ_URI_ENV",
+    "PS_COMMAND_LINE_LIST",
+    "PYTHON_BIN",
+    "REACTIVE_RUNNER_LOG_PATH",
+    "REACTIVE_RUNNER_SCRIPT_FILE",
+    "REACTIVE_RUNNER_TIMEOUT_STR",
+    "REMOVED_RUNNER_LOG_STR",
+    "RUNNER_INSTALLED_TS_FILE_NAME",
+    "TIMEOUT_COMMAND",
+    "UBUNTU_USER",
+    "ConsumerProcess",
+    "ReactiveRunnerConfig",
+    "ReactiveRunnerError",
+    "list_processes",
+    "reconcile",
+]
+
+RUNNER_INSTALLED_TS_FILE_NAME = "runner-installed.timestamp"
+REMOVED_RUNNER_LOG_STR = "Removed reactive runner process: %s"
+REACTIVE_RUNNER_LOG_PATH = Path("/var/log/reactive_runner")
+# The entry's source; it is started as ``-m reactive.runner`` with the code root as working
+# directory, so that ``src/`` (not ``src/reactive/``, whose module names would shadow the
+# top-level runner.py and runner_manager.py) is first on the child's sys.path.
+REACTIVE_RUNNER_SCRIPT_FILE = Path(__file__).with_name("runner.py")
+REACTIVE_RUNNER_MODULE = "reactive.runner"
+REACTIVE_RUNNER_TIMEOUT_STR = "1h"
+# The interpreter running the charm; its sys.path is handed to the child as PYTHONPATH.
+PYTHON_BIN = sys.executable or "/usr/bin/python3"
+# Named by the seed API; NOT used for tracking (pid files with start times are): kept only so
+# that an operator can list the consumers by hand with the same command line.
+PS_COMMAND_LINE_LIST = ["ps", "axo", "pid,lstart,cmd", "--no-headers"]
+TIMEOUT_COMMAND = "/usr/bin/timeout"
+UBUNTU_USER = "ubuntu"
+
+MQ_URI_ENV = "GITHUB_RUNNER_REACTIVE_MQ_URI"
+DEFAULT_PID_DIR = Path("/run/github-runner/reactive")
+DEFAULT_CONFIG_PATH = Path("/etc/github-runner/reactive-runner.json")
+LOG_RETENTION_SECONDS = 7 * 24 * 3600
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_LOCK_FILE = ".lock"
+_LOCK_TIMEOUT = 120.0
+_STDERR_LOG = "reactive-runner.stderr.log"
+
+# Popen objects of the children this process started, so they are reaped (no zombies) while a
+# long-lived caller (tests, a demo) keeps running. A hook process exits and init reaps them.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class ReactiveRunnerConfig:
+    """How to run the reactive consumer processes.
+
+    Attributes:
+        mq_uri: The broker URI. Secret: not in ``repr``, never logged, never in arguments.
+        queue_name: The queue (the application name).
+        config_path: The JSON file the charm writes for the consumers (see reactive.runner).
+        pid_dir: Where the pid files live.
+        log_dir: Where each consumer writes ``<pid>.log``.
+        timeout: Lifetime of a consumer process (``timeout`` duration, e.g. ``1h``).
+        kill_grace: Seconds between SIGTERM and SIGKILL when terminating surplus consumers.
+        user: Run consumers as this user when running as root and it exists; None: as the caller.
+    """
+
+    mq_uri: str = field(repr=False)
+    queue_name: str
+    config_path: Path = field(default=DEFAULT_CONFIG_PATH, kw_only=True)
+    pid_dir: Path = field(default=DEFAULT_PID_DIR, kw_only=True)
+    log_dir: Path = field(default=REACTIVE_RUNNER_LOG_PATH, kw_only=True)
+    timeout: str = field(default=REACTIVE_RUNNER_TIMEOUT_STR, kw_only=True)
+    kill_grace: float = field(default=30.0, kw_only=True)
+    user: str | None = field(default=UBUNTU_USER, kw_only=True)
+
+    def __post_init__(self) -> None:
+        """Validate the fields that end up in a command line.
+
+        Raises:
+            ReactiveRunnerError: A field is unusable.
+        """
+        if not _QUEUE_NAME.match(self.queue_name):
+            raise ReactiveRunnerError(f"invalid queue name {self.queue_name!r}")
+        if not re.match(r"^\d+(\.\d+)?[smhd]?$", self.timeout):
+            raise ReactiveRunnerError(f"invalid timeout {self.timeout!r}")
+        if not self.mq_uri:
+            raise ReactiveRunnerError("empty message queue URI")
+        if self.kill_grace < 0:
+            raise ReactiveRunnerError("kill_grace must not be negative")
+
+
+@dataclass(frozen=True)
+class ConsumerProcess:
+    """A consumer process as its pid file records it.
+
+    Attributes:
+        pid: The pid of the process started (``timeout``); also its process group id.
+        start_time: Its start time in clock ticks since boot (``/proc/<pid>/stat`` field 22).
+        pid_file: The pid file.
+    """
+
+    pid: int
+    start_time: int
+    pid_file: Path
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """Return (state, start time) of a process from ``/proc/<pid>/stat``, or None if gone.
+
+    Args:
+        pid: The process id.
+
+    Returns:
+        The one-letter state and field 22 (start time), or None when there is no such process.
+    """
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces or ')': split after the
+    # last ')'. What follows starts at field 3 (state); field 22 is then index 19.
+    fields = raw[raw.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _is_alive(pid: int, start_time: int) -> bool:
+    """Return whether the process with this pid is still the one that started at start_time.
+
+    Args:
+        pid: The process id.
+        start_time: The recorded start time.
+
+    Returns:
+        True when it runs (not a zombie) and its start time matches.
+    """
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[pid]  # reaped now
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X") and stat[1] == start_time
+
+
+def _read_pid_file(path: Path) -> ConsumerProcess | None:
+    """Read a pid file.
+
+    Args:
+        path: The pid file.
+
+    Returns:
+        The record, or None if it is unreadable or malformed.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pid, start_time = data["pid"], data["start_time"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(pid, int) or not isinstance(start_time, int) or pid <= 1:
+        return None
+    if path.name != f"{pid}.json":
+        return None
+    return ConsumerProcess(pid=pid, start_time=start_time, pid_file=path)
+
+
+def list_processes(pid_dir: Path) -> list[ConsumerProcess]:
+    """Return the live consumer processes; delete stale pid files on the way.
+
+    A pid file is stale when it is malformed, its pid is dead or a zombie, or its pid now
+    belongs to a process with another start time (pid reuse).
+
+    Args:
+        pid_dir: The pid file directory.
+
+    Returns:
+        The live processes, oldest first.
+    """
+    alive = []
+    for path in sorted(pid_dir.glob("*.json")):
+        record = _read_pid_file(path)
+        if record is not None and _is_alive(record.pid, record.start_time):
+            alive.append(record)
+            continue
+        logger.info("Removing stale reactive runner pid file %s", path.name)
+        path.unlink(missing_ok=True)
+    for tmp in pid_dir.glob("*.json.tmp"):
+        tmp.unlink(missing_ok=True)
+    return sorted(alive, key=lambda p: (p.start_time, p.pid))
+
+
+def _write_pid_file(pid_dir: Path, pid: int, start_time: int, queue_name: str) -> Path:
+    """Write a pid file atomically.
+
+    Args:
+        pid_dir: The pid file directory.
+        pid: The process id.
+        start_time: Its start time.
+        queue_name: The queue it consumes (informational).
+
+    Returns:
+        The pid file.
+    """
+    path = pid_dir / f"{pid}.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(
+        json.dumps({"pid": pid, "start_time": start_time, "queue": queue_name}),
+        encoding="utf-8",
+    )
+    tmp.replace(path)
+    return path
+
+
+@contextlib.contextmanager
+def _locked(pid_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the pid directory (no two reconciles at once).
+
+    Args:
+        pid_dir: The pid file directory.
+
+    Yields:
+        Nothing, with the lock held.
+
+    Raises:
+        ReactiveRunnerError: The lock was not obtained in time.
+    """
+    with (pid_dir / _LOCK_FILE).open("a") as lock:
+        deadline = time.monotonic() + _LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ReactiveRunnerError(
+                        "another reactive reconcile holds the lock"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run_as(user: str | None) -> pwd.struct_passwd | None:
+    """Return the account to run consumers as, or None to run as the caller.
+
+    Args:
+        user: The wanted user.
+
+    Returns:
+        Its passwd entry when running as root and the user exists, else None.
+    """
+    if user is None or os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        logger.warning("User %s does not exist; running reactive runners as root", user)
+        return None
+
+
+def _prepare_dirs(config: ReactiveRunnerConfig, account: pwd.struct_passwd | None) -> None:
+    """Create the pid and log directories; the log directory belongs to the consumers' user.
+
+    Args:
+        config: The configuration.
+        account: The consumers' account, if not the caller.
+    """
+    config.pid_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+    config.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    if account is not None:
+        os.chown(config.log_dir, account.pw_uid, account.pw_gid)
+    now = time.time()
+    for log in config.log_dir.glob("*.log"):
+        with contextlib.suppress(OSError):
+            if now - log.stat().st_mtime > LOG_RETENTION_SECONDS:
+                log.unlink()
+
+
+def _command(config: ReactiveRunnerConfig) -> list[str]:
+    """Return the consumer command line (no secret in it).
+
+    Args:
+        config: The configuration.
+
+    Returns:
+        The argument list.
+    """
+    return [
+        TIMEOUT_COMMAND,
+        f"--kill-after={max(int(config.kill_grace), 1)}s",
+        config.timeout,
+        PYTHON_BIN,
+        "-m",
+        REACTIVE_RUNNER_MODULE,
+        "--config",
+        str(config.config_path),
+        "--log-dir",
+        str(config.log_dir),
+        "--",
+        config.queue_name,
+    ]
+
+
+def _spawn(config: ReactiveRunnerConfig, account: pwd.struct_passwd | None) -> int:
+    """Start one consumer process and record it.
+
+    Args:
+        config: The configuration.
+        account: The account to run it as, or None for the caller's.
+
+    Returns:
+        The pid of the started process.
+
+    Raises:
+        ReactiveRunnerError: It could not be started.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env[MQ_URI_ENV] = config.mq_uri
+    env["PYTHONUNBUFFERED"] = "1"
+    uid = gid = None
+    groups: list[int] | None = None
+    if account is not None:
+        env.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
+        uid, gid = account.pw_uid, account.pw_gid
+        groups = os.getgrouplist(account.pw_name, account.pw_gid)
+    code_root = Path(__file__).resolve().parent.parent
+    try:
+        with (config.log_dir / _STDERR_LOG).open("ab") as stderr:
+            proc = subprocess.Popen(
+                _command(config),
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                env=env,
+                cwd=code_root,
+                start_new_session=True,
+                close_fds=True,
+                user=uid,
+                group=gid,
+                extra_groups=groups,
+            )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ReactiveRunnerError(f"cannot start a reactive runner: {exc}") from exc
+    _CHILDREN[proc.pid] = proc
+    stat = _proc_stat(proc.pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        raise ReactiveRunnerError(f"reactive runner {proc.pid} exited at once")
+    _write_pid_file(config.pid_dir, proc.pid, stat[1], config.queue_name)
+    logger.info("Started reactive runner process %s for queue %s", proc.pid, config.queue_name)
+    return proc.pid
+
+
+def _signal_group(process: ConsumerProcess, sig: signal.Signals) -> None:
+    """Signal a consumer's process group, only if the recorded process is still the same.
+
+    Args:
+        process: The consumer.
+        sig: The signal.
+    """
+    if not _is_alive(process.pid, process.start_time):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, sig)
+        else:
+            os.kill(process.pid, sig)
+
+
+def _terminate(processes: list[ConsumerProcess], grace: float) -> None:
+    """Stop consumers: SIGTERM to each process group, SIGKILL to those alive after the grace.
+
+    Args:
+        processes: The consumers to stop.
+        grace: Seconds to wait before SIGKILL.
+    """
+    for process in processes:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    remaining = list(processes)
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.05)
+        remaining = [p for p in remaining if _is_alive(p.pid, p.start_time)]
+    for process in remaining:
+        logger.warning("Reactive runner %s ignored SIGTERM for %.0fs; killing", process.pid, grace)
+        _signal_group(process, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.02)
+        remaining = [p for p in remaining if _is_alive(p.pid, p.start_time)]
+    for process in processes:
+        process.pid_file.unlink(missing_ok=True)
+        logger.info(REMOVED_RUNNER_LOG_STR, process.pid)
+
+
+def reconcile(quantity: int, config: ReactiveRunnerConfig) -> int:
+    """Keep exactly ``quantity`` consumer processes alive for the queue.
+
+    Args:
+        quantity: The number of consumer processes wanted.
+        config: The configuration for the reactive runner.
+
+    Returns:
+        The difference applied: positive when processes were started, negative when stopped.
+
+    Raises:
+        ReactiveRunnerError: If the quantity is negative or a process fails to spawn.
+    """
+    if quantity < 0:
+        raise ReactiveRunnerError(f"negative reactive runner quantity {quantity}")
+    account = _run_as(config.user)
+    try:
+        _prepare_dirs(config, account)
+    except OSError as exc:
+        raise ReactiveRunnerError(f"cannot prepare reactive runner directories: {exc}") from exc
+    with _locked(config.pid_dir):
+        alive = list_processes(config.pid_dir)
+        delta = quantity - len(alive)
+        logger.info("Reactive runners: %d alive, %d wanted", len(alive), quantity)
+        if delta > 0:
+            for _ in range(delta):
+                _spawn(config, account)
+        elif delta < 0:
+            newest_first = sorted(alive, key=lambda p: (p.start_time, p.pid), reverse=True)
+            _terminate(newest_first[:-delta], config.kill_grace)
+    return delta

@@ -1,0 +1,346 @@
+"""The reactive process manager with real short-lived processes, and the entry's config seam."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import errors
+from github_type import JobInfo
+from reactive import runner as reactive_runner_module
+from reactive import runner_manager
+from reactive.runner import load_consumer_settings, load_runner_manager, resolve_factory
+from reactive.runner_manager import (
+    MQ_URI_ENV,
+    ReactiveRunnerConfig,
+    ReactiveRunnerError,
+    list_processes,
+    reconcile,
+)
+
+SECRET_URI = "memory://guest:s3cr3t-password@localhost//"
+THIS_MODULE = "tests.unit.test_reactive_runner_manager"
+
+
+class _IdleSpawner:
+    def spawn_one(self) -> str:
+        raise AssertionError("no message is ever published in these tests")
+
+
+class _IdleChecker:
+    def get_job_by_url(self, url: str) -> JobInfo:
+        raise AssertionError("no message is ever published in these tests")
+
+
+def idle_components(section: Mapping[str, Any]) -> tuple[_IdleSpawner, _IdleChecker]:
+    """A factory for consumers that never get a message (memory:// in their own process)."""
+    assert section == {"marker": "ok"}
+    return _IdleSpawner(), _IdleChecker()
+
+
+def bad_components(section: Mapping[str, Any]) -> str:
+    return "not a pair"
+
+
+def write_config(path: Path, factory: str, **extra: Any) -> Path:
+    data = {
+        "factory": factory,
+        "consumer": {"receive_timeout": 0.2, "poll_interval": 0.1},
+        "runner_manager": {"marker": "ok"},
+        **extra,
+    }
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Iterator[ReactiveRunnerConfig]:
+    cfg = ReactiveRunnerConfig(
+        SECRET_URI,
+        "test-app",
+        config_path=write_config(tmp_path / "reactive.json", f"{THIS_MODULE}:idle_components"),
+        pid_dir=tmp_path / "pids",
+        log_dir=tmp_path / "logs",
+        timeout="2m",
+        kill_grace=5.0,
+        user=None,
+    )
+    yield cfg
+    reconcile(0, cfg)  # never leave processes behind
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_for(predicate: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def test_spawn_three_then_reconcile_to_one(config: ReactiveRunnerConfig) -> None:
+    assert reconcile(3, config) == 3
+    procs = list_processes(config.pid_dir)
+    assert len(procs) == 3
+    # each `timeout` process starts one python consumer, which logs to <its pid>.log
+    wait_for(lambda: all(children_of(p.pid) for p in procs))
+    consumers = {p.pid: children_of(p.pid)[0] for p in procs}
+    wait_for(lambda: all((config.log_dir / f"{c}.log").exists() for c in consumers.values()))
+    wait_for(
+        lambda: all(
+            "Consuming queue test-app" in (config.log_dir / f"{c}.log").read_text()
+            for c in consumers.values()
+        )
+    )
+    for pid in [*consumers, *consumers.values()]:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert b"s3cr3t" not in cmdline
+    assert reconcile(3, config) == 0
+
+    started = time.monotonic()
+    assert reconcile(1, config) == -2
+    elapsed = time.monotonic() - started
+    assert elapsed < config.kill_grace  # consumers honour SIGTERM; no SIGKILL was needed
+    left = list_processes(config.pid_dir)
+    assert len(left) == 1
+    assert left[0].pid == procs[0].pid  # the newest ones were stopped
+    for pid in list(consumers)[1:]:
+        assert not running(pid)
+        assert not running(consumers[pid])  # the python child too, not only `timeout`
+    assert running(consumers[procs[0].pid])
+    assert sorted(p.name for p in config.pid_dir.glob("*.json")) == [f"{procs[0].pid}.json"]
+    log = (config.log_dir / f"{consumers[procs[1].pid]}.log").read_text()
+    assert "Received signal 15" in log
+    assert "s3cr3t" not in log
+
+
+def test_stale_pid_file_of_dead_process_is_cleaned(config: ReactiveRunnerConfig) -> None:
+    config.pid_dir.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = config.pid_dir / f"{dead.pid}.json"
+    stale.write_text(json.dumps({"pid": dead.pid, "start_time": 1}))
+    garbage = config.pid_dir / "12345.json"
+    garbage.write_text("not json")
+    assert reconcile(1, config) == 1
+    assert not stale.exists()
+    assert not garbage.exists()
+    assert len(list_processes(config.pid_dir)) == 1
+
+
+def test_reused_pid_is_not_counted_nor_signalled(config: ReactiveRunnerConfig) -> None:
+    """A pid file whose pid now belongs to another process (here: pytest itself)."""
+    config.pid_dir.mkdir(parents=True)
+    me = os.getpid()
+    real_start = int(Path(f"/proc/{me}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    reused = config.pid_dir / f"{me}.json"
+    reused.write_text(json.dumps({"pid": me, "start_time": real_start - 1}))
+    assert list_processes(config.pid_dir) == []
+    assert not reused.exists()
+    # and with the file back, scaling to zero must not signal us (we are still running)
+    reused.write_text(json.dumps({"pid": me, "start_time": real_start - 1}))
+    assert reconcile(0, config) == 0
+    assert not reused.exists()
+
+
+def test_surplus_ignoring_sigterm_is_killed_after_grace(tmp_path: Path) -> None:
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    time.sleep(0.3)  # let it install the handler
+    start = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    (pid_dir / f"{proc.pid}.json").write_text(json.dumps({"pid": proc.pid, "start_time": start}))
+    cfg = ReactiveRunnerConfig(
+        SECRET_URI,
+        "test-app",
+        config_path=tmp_path / "none.json",
+        pid_dir=pid_dir,
+        log_dir=tmp_path / "logs",
+        kill_grace=0.5,
+        user=None,
+    )
+    started = time.monotonic()
+    assert reconcile(0, cfg) == -1
+    assert proc.wait(timeout=5) == -signal.SIGKILL
+    assert 0.5 <= time.monotonic() - started < 5
+    assert list(pid_dir.glob("*.json")) == []
+
+
+def test_consumer_that_dies_is_replaced(config: ReactiveRunnerConfig) -> None:
+    assert reconcile(2, config) == 2
+    victim = list_processes(config.pid_dir)[0]
+    wait_for(lambda: bool(children_of(victim.pid)))
+    os.kill(children_of(victim.pid)[0], signal.SIGKILL)  # the python consumer
+    wait_for(lambda: len(list_processes(config.pid_dir)) == 1)
+    assert reconcile(2, config) == 1
+    assert len(list_processes(config.pid_dir)) == 2
+
+
+def test_consumer_with_bad_config_exits_and_logs(tmp_path: Path) -> None:
+    cfg = ReactiveRunnerConfig(
+        SECRET_URI,
+        "test-app",
+        config_path=write_config(tmp_path / "bad.json", "no_such_module:build"),
+        pid_dir=tmp_path / "pids",
+        log_dir=tmp_path / "logs",
+        user=None,
+    )
+    assert reconcile(1, cfg) == 1
+    wait_for(lambda: list_processes(cfg.pid_dir) == [])
+    logs = [p for p in cfg.log_dir.glob("*.log") if p.name[0].isdigit()]
+    assert len(logs) == 1
+    text = logs[0].read_text()
+    assert "cannot load factory no_such_module:build" in text
+    assert "s3cr3t" not in text
+
+
+def test_entry_without_uri_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != MQ_URI_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    result = subprocess.run(
+        [sys.executable, "-m", "reactive.runner", "--log-dir", str(tmp_path), "--", "q"],
+        env=env,
+        cwd=Path(runner_manager.__file__).parents[1],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    (log,) = tmp_path.glob("*.log")
+    assert MQ_URI_ENV in log.read_text()
+
+
+def test_negative_quantity_rejected(config: ReactiveRunnerConfig) -> None:
+    with pytest.raises(ReactiveRunnerError):
+        reconcile(-1, config)
+
+
+@pytest.mark.parametrize(
+    ("queue", "timeout"),
+    [("", "1h"), ("--config", "1h"), ("a b", "1h"), ("app", "1h; rm"), ("app", "-k")],
+)
+def test_config_validates_command_line_fields(queue: str, timeout: str) -> None:
+    with pytest.raises(ReactiveRunnerError):
+        ReactiveRunnerConfig(SECRET_URI, queue, timeout=timeout)
+
+
+def test_config_repr_hides_uri() -> None:
+    cfg = ReactiveRunnerConfig(SECRET_URI, "app")
+    assert "s3cr3t" not in repr(cfg)
+    assert "s3cr3t" not in str(cfg)
+    assert issubclass(ReactiveRunnerError, errors.ReactiveError)
+
+
+def test_command_has_no_secret_and_runs_under_timeout() -> None:
+    cfg = ReactiveRunnerConfig(SECRET_URI, "app", timeout="30m", kill_grace=10)
+    cmd = runner_manager._command(cfg)
+    assert cmd[0] == runner_manager.TIMEOUT_COMMAND
+    assert "30m" in cmd
+    assert cmd[-2:] == ["--", "app"]
+    assert not any("s3cr3t" in part for part in cmd)
+
+
+def test_run_as_user_only_when_root_and_user_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert runner_manager._run_as(None) is None
+    assert runner_manager._run_as("no-such-user-here") is None
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert runner_manager._run_as("root") is not None
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert runner_manager._run_as("root") is None
+
+
+def test_seed_constants_exist() -> None:
+    for name in (
+        "RUNNER_INSTALLED_TS_FILE_NAME",
+        "REMOVED_RUNNER_LOG_STR",
+        "REACTIVE_RUNNER_LOG_PATH",
+        "REACTIVE_RUNNER_SCRIPT_FILE",
+        "REACTIVE_RUNNER_TIMEOUT_STR",
+        "PYTHON_BIN",
+        "PS_COMMAND_LINE_LIST",
+        "TIMEOUT_COMMAND",
+        "UBUNTU_USER",
+    ):
+        assert hasattr(runner_manager, name)
+    assert runner_manager.REACTIVE_RUNNER_SCRIPT_FILE.exists()
+    assert callable(reactive_runner_module.reactive_runner)
+
+
+# --- the config seam ----------------------------------------------------------------------
+
+
+def test_load_runner_manager_uses_factory(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.json", f"{THIS_MODULE}:idle_components")
+    spawner, checker = load_runner_manager(path)
+    # the factory module is imported under its dotted name: compare class names
+    assert type(spawner).__name__ == "_IdleSpawner"
+    assert type(checker).__name__ == "_IdleChecker"
+
+
+def test_load_runner_manager_registered_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(reactive_runner_module.FACTORIES, "fake", f"{THIS_MODULE}:idle_components")
+    spawner, _ = load_runner_manager(write_config(tmp_path / "c.json", "fake"))
+    assert type(spawner).__name__ == "_IdleSpawner"
+
+
+@pytest.mark.parametrize(
+    "factory",
+    ["os:system; rm", "no_such_module:x", f"{THIS_MODULE}:missing", f"{THIS_MODULE}:SECRET_URI"],
+)
+def test_resolve_factory_rejects(factory: str) -> None:
+    with pytest.raises(errors.ReactiveRunnerError):
+        resolve_factory(factory)
+
+
+def test_load_runner_manager_rejects_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(errors.ReactiveRunnerError):
+        load_runner_manager(tmp_path / "missing.json")
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(errors.ReactiveRunnerError):
+        load_runner_manager(tmp_path / "list.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(errors.ReactiveRunnerError):
+        load_runner_manager(tmp_path / "broken.json")
+    with pytest.raises(errors.ReactiveRunnerError):
+        load_runner_manager(write_config(tmp_path / "b.json", f"{THIS_MODULE}:bad_components"))
+    with pytest.raises(errors.ReactiveRunnerError):
+        load_runner_manager(
+            write_config(tmp_path / "s.json", f"{THIS_MODULE}:idle_components", runner_manager=1)
+        )
+
+
+def test_load_consumer_settings(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.json", "x:y")
+    settings = load_consumer_settings(path, "app")
+    assert settings.queue_name == "app"
+    assert settings.receive_timeout == 0.2
+    (tmp_path / "d.json").write_text(json.dumps({"consumer": []}))
+    with pytest.raises(errors.ReactiveRunnerError):
+        load_consumer_settings(tmp_path / "d.json", "app")
