@@ -28,11 +28,15 @@ class InstanceView:
         name: Instance name, equal to the runner name.
         state: Running, stopped or something else (starting, frozen, error...).
         created_at: When the instance was created (UTC).
+        complete: Whether its creation finished (the manager marks it after starting the
+            runner). Observed under the manager's lock, an incomplete instance is what a
+            creation killed part-way left behind.
     """
 
     name: str
     state: InstanceState
     created_at: datetime
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -178,7 +182,7 @@ def _state(
             return RunnerState.UNKNOWN
         return RunnerState.ORPHAN_RECORD
     young = now - inst.created_at < timeouts.bootstrap
-    if inst.state is InstanceState.STOPPED:
+    if inst.state is InstanceState.STOPPED or not inst.complete:
         return RunnerState.UNHEALTHY
     if rec is None:
         return RunnerState.STARTING if young else RunnerState.ORPHAN_INSTANCE

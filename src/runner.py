@@ -43,6 +43,7 @@ METRICS_EXCHANGE_PATH = "/metrics-exchange"
 RUNNER_UID = 1000
 OWNER_KEYS = ("user.github-runner.app", "user.github-runner.unit")
 IMAGE_GENERATION_KEY = "user.github-runner.image-generation"
+CREATED_KEY = "user.github-runner.created"
 LOG_MAX_BYTES = 20 << 20
 
 
@@ -172,6 +173,7 @@ class Runner:
             self._push_files()
             self._register(config)
             self._start()
+            self.instance.set_config({CREATED_KEY: "true"})
         except GithubRunnerError as exc:
             self._cleanup_failed_create(config)
             raise RunnerCreateError(f"creating runner {name} failed: {exc}", name) from exc

@@ -44,7 +44,7 @@ from reconcile_plan import (
     plan_reconcile,
 )
 from repo_policy_compliance_client import RepoPolicyComplianceClient
-from runner import CreateRunnerConfig, Runner
+from runner import CREATED_KEY, CreateRunnerConfig, Runner
 from runner_manager_settings import RunnerManagerSettings
 from runner_manager_type import (
     LXDFlushMode,
@@ -180,6 +180,7 @@ class RunnerManager:
                 name=i.name,
                 state=_instance_state(i.status.value),
                 created_at=i.created_at or now,
+                complete=i.config.get(CREATED_KEY) == "true",
             )
             for i in self._clients.lxd.list(prefix=self.prefix)
         ]

@@ -101,6 +101,13 @@ class FakeInstance:
         if self.lxd.fail_ready:
             raise errors.LXDTimeoutError("not ready", "wait", self.name)
 
+    def set_config(self, values: Mapping[str, str | None]) -> None:
+        for key, value in values.items():
+            if value is None:
+                self.config.pop(key, None)
+            else:
+                self.config[key] = value
+
     def add_device(self, name: str, device: Mapping[str, str]) -> None:
         self.devices[name] = dict(device)
 
@@ -167,7 +174,14 @@ class FakeLxd:
         age: timedelta = timedelta(minutes=30),
         status: InstanceStatus = InstanceStatus.RUNNING,
     ) -> FakeInstance:
-        inst = FakeInstance(self, name, datetime.now(timezone.utc) - age, {}, {}, status)
+        inst = FakeInstance(
+            self,
+            name,
+            datetime.now(timezone.utc) - age,
+            {"user.github-runner.created": "true"},
+            {},
+            status,
+        )
         self.instances[name] = inst
         return inst
 

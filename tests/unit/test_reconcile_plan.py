@@ -202,3 +202,10 @@ def test_flush_idle_keeps_busy_and_unknown() -> None:
 def test_flush_busy_takes_all() -> None:
     runners = judge([inst("a"), inst("b")], [rec("a"), rec("b", busy=True)], NOW, PlanTimeouts())
     assert {d.runner.name for d in plan_flush(runners, include_busy=True)} == {"a", "b"}
+
+
+def test_incomplete_instance_is_deleted_even_when_young() -> None:
+    half_built = InstanceView("a", InstanceState.RUNNING, YOUNG, complete=False)
+    plan = plan_reconcile([half_built], [rec("a", online=False)], 1, NOW)
+    assert deleted(plan) == {"a": DeleteReason.UNHEALTHY}
+    assert plan.create == 1

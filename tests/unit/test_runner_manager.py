@@ -343,3 +343,16 @@ def test_get_github_info(lxd, github, settings) -> None:
     infos = sorted(manager.get_github_info(), key=lambda i: i.name)
     assert [(i.status.value, i.busy) for i in infos] == [("online", True), ("online", False)]
     assert GitHubRepo("octo", "repo") == manager.config.path
+
+
+def test_half_built_instance_of_a_killed_creation_is_replaced(lxd, github, settings) -> None:
+    manager = make_manager(lxd, github, settings)
+    half = lxd.add_instance("gh-0-halfbuil", age=timedelta(seconds=3))
+    half.config.clear()  # never marked created: its creation was killed part-way
+    github.add_record("gh-0-halfbuil", online=False)
+    assert manager.reconcile(1, RES) == 1
+    assert "gh-0-halfbuil" not in lxd.instances
+    assert github.by_name("gh-0-halfbuil") is None
+    assert len(lxd.instances) == 1
+    (inst,) = lxd.instances.values()
+    assert inst.config["user.github-runner.created"] == "true"

@@ -1,0 +1,1 @@
+"""Local environment shared by the demo, the integration tests and the benchmarks."""

@@ -1,0 +1,275 @@
+"""A local environment: the sandbox GitHub, real LXD, and the charm's real RunnerManager.
+
+The demo, the integration tests and the benchmarks use it. Runners are LXD containers (the
+charm's test mode) with no NIC; a proxy device brings the sandbox into each at 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shutil
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from charm_state import BaseImage, CharmState, RunnerStorage
+from github_type import GitHubRepo
+from metrics.storage import DirectoryStorageManager, StorageManager
+from runner_manager import RunnerManager
+from runner_manager_settings import RunnerManagerSettings
+from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig
+from runner_type import Arch, ProxySetting, VirtualMachineResources
+from sandbox.server import SandboxServer
+
+logger = logging.getLogger(__name__)
+
+TEST_IMAGE = "github-runner-test"
+RESOURCES = VirtualMachineResources(cpu=1, memory="1GiB", disk="4GiB")
+
+
+@dataclass
+class LocalOptions:
+    """How to set the environment up.
+
+    Attributes:
+        app_name: Application name (runner names start with ``<app>-<unit>-``).
+        unit: Unit number.
+        repo: The repository runners register to.
+        labels: Custom labels.
+        image: LXD image alias.
+        metrics: Whether metrics are enabled (directory stores unless ``storage`` is given).
+        storage: The metrics store manager to use.
+        settings: Overrides of the manager settings.
+    """
+
+    app_name: str = "demo"
+    unit: int = 0
+    repo: str = "octo/demo"
+    labels: tuple[str, ...] = ("local",)
+    image: str = TEST_IMAGE
+    metrics: bool = False
+    storage: StorageManager | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SandboxAddress:
+    """Where a sandbox another process started listens.
+
+    Attributes:
+        base_url: Its "github-url".
+        api_url: Its REST API root.
+        port: Its port.
+    """
+
+    base_url: str
+    api_url: str
+    port: int
+
+
+class LocalEnvironment:
+    """Context manager: sandbox + RunnerManager on real LXD; cleans every runner on exit."""
+
+    def __init__(self, options: LocalOptions | None = None) -> None:
+        """Prepare (nothing runs before ``__enter__``).
+
+        Args:
+            options: How to set the environment up.
+        """
+        self.options = options or LocalOptions()
+        self.token = f"ghp_{secrets.token_hex(16)}"
+        self.sandbox: SandboxServer | SandboxAddress = SandboxServer(
+            token=self.token,
+            readonly_token="readonly-token",  # noqa: S106 - sandbox-only token
+        )
+        self.workdir = Path(tempfile.mkdtemp(prefix="github-runner-local-"))
+        self.manager: RunnerManager
+        self.state: CharmState
+
+    def attach_spec(self) -> dict[str, Any]:
+        """What another process needs to drive this environment (see :meth:`attach`)."""
+        options = {
+            k: v for k, v in self.options.__dict__.items() if k not in ("storage", "settings")
+        }
+        return {
+            "options": {**options, "labels": list(self.options.labels)},
+            "token": self.token,
+            "workdir": str(self.workdir),
+            "sandbox": [self.sandbox.base_url, self.sandbox.api_url, self.sandbox.port],
+        }
+
+    @classmethod
+    def attach(cls, spec: dict[str, Any]) -> LocalEnvironment:
+        """Join, from another process, an environment started elsewhere (same sandbox, lock).
+
+        Args:
+            spec: What :meth:`attach_spec` returned.
+
+        Returns:
+            An environment whose manager shares the other's state directory and sandbox.
+        """
+        env = cls.__new__(cls)
+        options = dict(spec["options"])
+        options["labels"] = tuple(options["labels"])
+        env.options = LocalOptions(**options)
+        env.token = spec["token"]
+        env.workdir = Path(spec["workdir"])
+        env.sandbox = SandboxAddress(*spec["sandbox"])
+        env.manager = env.build_manager()
+        return env
+
+    def __enter__(self) -> LocalEnvironment:
+        """Start the sandbox, build the manager, fetch the runner binary."""
+        assert isinstance(self.sandbox, SandboxServer)  # noqa: S101 - only the owner enters
+        self.sandbox.start()
+        self.manager = self.build_manager()
+        app = self.manager.get_latest_runner_bin_url()
+        self.manager.update_runner_bin(app)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Flush every runner (force), stop the sandbox, remove the work directory."""
+        try:
+            self.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+        except Exception:
+            logger.exception("cleanup flush failed")
+        if isinstance(self.sandbox, SandboxServer):
+            self.sandbox.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- construction ---------------------------------------------------------------------------
+
+    def charm_state(self, **overrides: Any) -> CharmState:
+        """A CharmState pointing at the sandbox, in test mode."""
+        owner, repo = self.options.repo.split("/")
+        values: dict[str, Any] = {
+            "token": SecretStr(self.token),
+            "path": GitHubRepo(owner, repo),
+            "github_url": self.sandbox.base_url,
+            "api_url": self.sandbox.api_url,
+            "runner_group": "default",
+            "labels": self.options.labels,
+            "virtual_machines": 1,
+            "vm_resources": RESOURCES,
+            "reconcile_interval": 10,
+            "runner_storage": RunnerStorage.JUJU_STORAGE,
+            "base_image": BaseImage.NOBLE,
+            "dockerhub_mirror": None,
+            "denylist": (),
+            "aproxy": False,
+            "test_mode": True,
+            "proxy": ProxySetting(),
+            "is_metrics_enabled": self.options.metrics,
+            "reactive_config": None,
+            "ssh_debug_connections": (),
+            "arch": Arch.X64,
+            "app_name": self.options.app_name,
+            "unit_number": self.options.unit,
+        }
+        values.update(overrides)
+        return CharmState(**values)
+
+    def settings(self) -> RunnerManagerSettings:
+        """Manager settings rooted in the work directory, sandbox port proxied into runners."""
+        base = RunnerManagerSettings(
+            state_dir=self.workdir / "state",
+            cron_path=self.workdir / "cron" / "github-runner-image",
+            metrics_storage_dir=self.workdir / "stores",
+            quarantine_dir=self.workdir / "quarantine",
+            runner_log_dir=self.workdir / "logs",
+            loopback_ports=(self.sandbox.port,),
+            bootstrap_timeout=RunnerManagerSettings().bootstrap_timeout,
+        )
+        return replace(base, **self.options.settings)
+
+    def build_manager(self, **state_overrides: Any) -> RunnerManager:
+        """A RunnerManager with the given CharmState overrides (e.g. another token)."""
+        self.state = self.charm_state(**state_overrides)
+        config = LXDRunnerManagerConfig(
+            charm_state=self.state,
+            image=self.options.image,
+            lxd_storage_path=Path("/var/lib/lxd"),
+            path=self.state.path,
+            service_token="local-service-token",  # noqa: S106 - local policy service token
+            token=self.state.token.get_secret_value(),
+        )
+        settings = self.settings()
+        storage = self.options.storage
+        if self.options.metrics and storage is None:
+            storage = DirectoryStorageManager(
+                settings.metrics_storage_dir, settings.quarantine_dir
+            )
+        return RunnerManager(
+            self.options.app_name,
+            self.options.unit,
+            config,
+            settings=settings,
+            metrics_storage=storage,
+        )
+
+    # --- sandbox control ------------------------------------------------------------------------
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the sandbox control API and return the decoded answer."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - loopback sandbox URL
+            f"{self.sandbox.base_url}/_sandbox{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def queue_job(
+        self, steps: list[str], labels: tuple[str, ...] | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """Queue a job in the sandbox; returns the job object."""
+        body = {
+            "repository": self.options.repo,
+            "labels": list(labels or ("self-hosted", *self.options.labels)),
+            "steps": steps,
+            **extra,
+        }
+        job: dict[str, Any] = self.control("POST", "/jobs", body)
+        return job
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """The sandbox's view of a job (with its log)."""
+        job: dict[str, Any] = self.control("GET", f"/jobs/{job_id}")
+        return job
+
+    def wait_jobs(self, job_ids: list[int], timeout: float) -> list[dict[str, Any]]:
+        """Wait until every job completed (bounded); return their final views."""
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = [self.job(i) for i in job_ids]
+            if all(j["status"] == "completed" for j in jobs) or time.monotonic() > deadline:
+                return jobs
+            time.sleep(0.25)
+
+    def wait_online(self, count: int, timeout: float) -> float:
+        """Wait until ``count`` runners of this unit are online; return the seconds waited."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            online = [r for r in self.manager.get_github_info() if r.status.value == "online"]
+            if len(online) >= count:
+                return time.monotonic() - start
+            time.sleep(0.2)
+        raise TimeoutError(f"{count} runners not online within {timeout} s")
+
+    def instances(self) -> list[str]:
+        """Names of this unit's LXD instances."""
+        return [i.name for i in self.manager._clients.lxd.list(prefix=self.manager.prefix)]
+
+    def registrations(self) -> list[str]:
+        """Names of this unit's GitHub runner records."""
+        return [r.name for r in self.manager.get_github_info()]
