@@ -21,6 +21,7 @@ from lxd_type import (
     display_command,
     hide_secrets,
     parse_lxd_time,
+    parse_root_idmap,
 )
 
 if TYPE_CHECKING:
@@ -210,6 +211,24 @@ class LxdInstance:
     def created_at(self) -> datetime | None:
         """When it was created (UTC)."""
         return parse_lxd_time(self.data.get("created_at"))
+
+    def host_ids_of_root(self) -> tuple[int, int]:
+        """The host uid and gid that the instance's root (uid 0, gid 0) maps to.
+
+        Read from ``volatile.idmap.current`` (``volatile.idmap.base`` is not reliable). A host
+        directory owned by these ids is writable by root inside the instance.
+
+        Returns:
+            (host uid, host gid); (0, 0) for a privileged instance without a map.
+
+        Raises:
+            LXDError: The map is unreadable (e.g. the instance never started).
+        """
+        self.refresh()
+        try:
+            return parse_root_idmap(self.config.get("volatile.idmap.current", ""), self.name)
+        except ValueError as exc:
+            raise errors.LXDError(str(exc), "idmap", self.name) from exc
 
     @property
     def status(self) -> InstanceStatus:
@@ -450,16 +469,25 @@ class LxdInstance:
                 timeout=timeout,
             )
         except errors.LXDError as exc:
-            exc.message = hide_secrets(f"{exc.message} (command: {shown})", secrets)
-            exc.args = (exc.message,)
-            raise
-        result_meta = meta.get("metadata") or {}
-        outputs = result_meta.get("output") or {}
-        stdout = self._fetch_output(outputs.get("1"))
-        stderr = self._fetch_output(outputs.get("2"))
-        result = ExecResult(
-            exit_code=int(result_meta.get("return", -1)), stdout=stdout, stderr=stderr
-        )
+            lowered = exc.message.lower()
+            # LXD fails the operation itself when the command cannot be started: report that
+            # the way a shell would (127 not found, 126 not executable).
+            if "command not found" in lowered:
+                result = ExecResult(127, "", f"{cmd[0] if cmd else ''}: command not found\n")
+            elif "permission denied" in lowered or "not executable" in lowered:
+                result = ExecResult(126, "", f"{cmd[0] if cmd else ''}: permission denied\n")
+            else:
+                exc.message = hide_secrets(f"{exc.message} (command: {shown})", secrets)
+                exc.args = (exc.message,)
+                raise
+        else:
+            result_meta = meta.get("metadata") or {}
+            outputs = result_meta.get("output") or {}
+            result = ExecResult(
+                exit_code=int(result_meta.get("return", -1)),
+                stdout=self._fetch_output(outputs.get("1")),
+                stderr=self._fetch_output(outputs.get("2")),
+            )
         logger.debug(
             "exec in %s: %s -> %d (%.3f s)",
             self.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Iterable, Mapping
@@ -331,3 +332,42 @@ def disk_device(source: str, path: str, *, readonly: bool = False) -> Device:
     if readonly:
         device["readonly"] = "true"
     return device
+
+
+def parse_root_idmap(idmap_json: str, instance: str = "") -> tuple[int, int]:
+    """Find the host ids that uid 0 and gid 0 of an instance map to.
+
+    Args:
+        idmap_json: The instance's ``volatile.idmap.current`` (a JSON list of
+            ``{"Isuid", "Isgid", "Hostid", "Nsid", "Maprange"}``), "[]" when privileged.
+        instance: The instance's name, for errors.
+
+    Returns:
+        (host uid, host gid) of the instance's root; (0, 0) when nothing is mapped.
+
+    Raises:
+        ValueError: The map is missing or malformed.
+    """
+    try:
+        entries = json.loads(idmap_json)
+    except ValueError as exc:
+        raise ValueError(f"{instance}: unreadable volatile.idmap.current: {exc}") from exc
+    if not isinstance(entries, list):
+        raise ValueError(f"{instance}: volatile.idmap.current is not a list")
+    uid = gid = None
+    for entry in entries:
+        nsid, hostid, size = entry.get("Nsid"), entry.get("Hostid"), entry.get("Maprange")
+        if (
+            not all(isinstance(v, int) for v in (nsid, hostid, size))
+            or not nsid <= 0 < nsid + size
+        ):
+            continue
+        if entry.get("Isuid") and uid is None:
+            uid = hostid - nsid
+        if entry.get("Isgid") and gid is None:
+            gid = hostid - nsid
+    if not entries:
+        return 0, 0
+    if uid is None or gid is None:
+        raise ValueError(f"{instance}: volatile.idmap.current does not map uid/gid 0")
+    return uid, gid

@@ -23,6 +23,7 @@ from lxd_type import (
     hide_secrets,
     matches_filter,
     parse_lxd_time,
+    parse_root_idmap,
     parse_size,
     proxy_device,
     validate_instance_name,
@@ -283,3 +284,21 @@ def test_wait_until_returns_when_predicate_holds():
     inst = LxdInstance(lxd.LxdClient(endpoint="/nonexistent.socket"), {"name": "r1"})
     answers = iter([False, False, True])
     inst.wait_until(lambda: next(answers), timeout=5, initial_delay=0.001)
+
+
+def test_parse_root_idmap():
+    current = (
+        '[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":65536},'
+        '{"Isuid":false,"Isgid":true,"Hostid":200000,"Nsid":0,"Maprange":65536}]'
+    )
+    assert parse_root_idmap(current) == (100000, 200000)
+    both = '[{"Isuid":true,"Isgid":true,"Hostid":1000000,"Nsid":0,"Maprange":1000000000}]'
+    assert parse_root_idmap(both) == (1000000, 1000000)
+    shifted = '[{"Isuid":true,"Isgid":true,"Hostid":100010,"Nsid":10,"Maprange":100}]'
+    with pytest.raises(ValueError, match="does not map"):
+        parse_root_idmap(shifted)
+    assert parse_root_idmap("[]") == (0, 0)
+    with pytest.raises(ValueError):
+        parse_root_idmap("")
+    with pytest.raises(ValueError):
+        parse_root_idmap('{"a": 1}')

@@ -1,0 +1,63 @@
+"""Fixtures of the integration tests that need a real LXD daemon and the test image.
+
+Outside CI, tests that need LXD are skipped (with the reason) when the daemon or the image is
+missing. In CI (``CI`` set) they fail instead: a CI run that silently skips them proves nothing.
+Prepare the machine with ``scripts/setup-lxd.sh && scripts/build-lxd-image.sh --test``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import errors
+from lxd import LxdClient, LxdInstance
+
+TEST_IMAGE = os.environ.get("GITHUB_RUNNER_TEST_IMAGE", "github-runner-test")
+PREPARE = "scripts/setup-lxd.sh && scripts/build-lxd-image.sh --test"
+
+
+def _unavailable(reason: str) -> None:
+    """Skip outside CI; fail loudly in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(f"LXD is required in CI: {reason} (run {PREPARE})", pytrace=False)
+    pytest.skip(f"{reason}; run {PREPARE} to enable")
+
+
+@pytest.fixture(scope="session")
+def lxd_client() -> LxdClient:
+    """A client of the local LXD daemon, with the test image present."""
+    client = LxdClient(timeout=120)
+    try:
+        client.server_info()
+    except errors.LXDError as exc:
+        _unavailable(f"LXD is not available: {exc}")
+    if not client.image_exists(TEST_IMAGE):
+        _unavailable(f"LXD image {TEST_IMAGE} is missing")
+    return client
+
+
+@pytest.fixture
+def test_prefix() -> str:
+    """A unique instance-name prefix for one test (``itest-<hex>-``)."""
+    return f"itest-{secrets.token_hex(3)}-"
+
+
+@pytest.fixture
+def make_instance(lxd_client: LxdClient, test_prefix: str) -> Iterator[Callable[..., LxdInstance]]:
+    """Create instances from the test image; delete all with the test's prefix at teardown.
+
+    Teardown lists by prefix, so it also removes what a failed create may have left.
+    """
+
+    def make(suffix: str = "c", **kwargs: Any) -> LxdInstance:
+        kwargs.setdefault("timeout", 120)
+        return lxd_client.create(f"{test_prefix}{suffix}", TEST_IMAGE, **kwargs)
+
+    yield make
+    for instance in lxd_client.list(prefix=test_prefix):
+        instance.delete(timeout=120)

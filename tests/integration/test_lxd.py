@@ -1,0 +1,280 @@
+"""The LXD seam against the real daemon and the test image (NIC-less containers)."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import errors
+from lxd import LxdClient, LxdInstance, disk_device, proxy_device
+from lxd_type import InstanceStatus
+
+pytestmark = pytest.mark.lxd
+
+MakeInstance = Callable[..., LxdInstance]
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"hello from the host {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def host_http_port() -> Iterator[int]:
+    """A tiny HTTP server on the host's loopback; yields its port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_nicless_container_reaches_host_loopback_through_proxy(
+    make_instance: MakeInstance, host_http_port: int
+):
+    inst = make_instance(devices={"github": proxy_device(host_http_port)})
+    inst.wait_ready(timeout=60)
+    assert inst.status == InstanceStatus.RUNNING
+
+    links = inst.execute(["ip", "-o", "link", "show"], check=True).stdout
+    assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]
+
+    url = f"http://127.0.0.1:{host_http_port}/runner"
+    curl = inst.execute(["curl", "-fsS", "--max-time", "10", url], user=1000, timeout=30)
+    assert curl.exit_code == 0, curl.stderr
+    assert curl.stdout == "hello from the host /runner"
+    script = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read())"
+    py = inst.execute(["python3", "-c", script], timeout=30, check=True)
+    assert "hello from the host" in py.stdout
+
+
+def test_execute_user_cwd_env_and_exit_codes(make_instance: MakeInstance):
+    inst = make_instance()
+    inst.wait_ready(timeout=60)
+    result = inst.execute(
+        ["sh", "-c", 'id -u; pwd; echo "$GREETING"; echo oops >&2; exit 7'],
+        user=1000,
+        cwd="/home/ubuntu",
+        env={"GREETING": "hi", "HOME": "/home/ubuntu"},
+    )
+    assert result.exit_code == 7
+    assert result.stdout.split() == ["1000", "/home/ubuntu", "hi"]
+    assert result.stderr == "oops\n"
+    assert inst.execute(["no-such-command"]).exit_code == 127
+
+    with pytest.raises(errors.LXDExecError) as info:
+        inst.execute(["sh", "-c", "exit 3", "TOPSECRET"], secret_args=["TOPSECRET"], check=True)
+    assert info.value.exit_code == 3
+    assert "TOPSECRET" not in str(info.value)
+
+    started = time.monotonic()
+    with pytest.raises(errors.LXDTimeoutError) as timeout_info:
+        inst.execute(["sh", "-c", "sleep 30", "SECRET2"], timeout=1, secret_args=["SECRET2"])
+    assert time.monotonic() - started < 10
+    assert "SECRET2" not in str(timeout_info.value)
+
+
+def test_files_push_pull(make_instance: MakeInstance):
+    inst = make_instance()
+    payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    inst.files.mkdir("/home/ubuntu/work", uid=1000, gid=1000)
+    inst.files.mkdir("/home/ubuntu/work", uid=1000, gid=1000)  # existing: kept
+    inst.files.push("/home/ubuntu/work/blob", payload, mode=0o600, uid=1000, gid=1000)
+    assert inst.files.pull("/home/ubuntu/work/blob") == payload
+    stat = inst.execute(["stat", "-c", "%a %u %g", "/home/ubuntu/work/blob"], check=True)
+    assert stat.stdout.split() == ["600", "1000", "1000"]
+
+    inst.files.push("/home/ubuntu/work/blob", b"short")  # overwrite
+    assert inst.files.pull("/home/ubuntu/work/blob") == b"short"
+    with pytest.raises(errors.LXDError, match="larger than"):
+        inst.files.pull("/etc/ssl/certs/ca-certificates.crt", max_bytes=100)
+
+    inst.execute(["ln", "-s", "/etc/shadow", "/tmp/link"], check=True)
+    with pytest.raises(errors.LXDError, match="symlink"):
+        inst.files.pull("/tmp/link")
+    with pytest.raises(errors.LXDError, match="directory"):
+        inst.files.pull("/tmp")
+    with pytest.raises(errors.LXDNotFoundError):
+        inst.files.pull("/nonexistent")
+
+
+def test_list_by_prefix_and_user_config(
+    lxd_client: LxdClient, make_instance: MakeInstance, test_prefix: str
+):
+    make_instance("a", start=False, config={"user.app": "gh", "user.unit": "0"})
+    make_instance("b", start=False, config={"user.app": "gh", "user.unit": "1"})
+    make_instance("c", start=False, config={"user.app": "other"})
+
+    names = [i.name for i in lxd_client.list(prefix=test_prefix)]
+    assert names == [f"{test_prefix}a", f"{test_prefix}b", f"{test_prefix}c"]
+    by_app = lxd_client.list(prefix=test_prefix, user_config={"user.app": "gh"})
+    assert [i.name for i in by_app] == [f"{test_prefix}a", f"{test_prefix}b"]
+    by_unit = lxd_client.list(user_config={"app": "gh", "unit": "1"})
+    assert [i.name for i in by_unit] == [f"{test_prefix}b"]
+    assert by_unit[0].config["user.unit"] == "1"
+    assert by_unit[0].created_at is not None
+    assert lxd_client.list(prefix=f"{test_prefix}zzz") == []
+    assert by_unit[0].status == InstanceStatus.STOPPED
+
+
+def test_delete_twice_and_ephemeral_stop(lxd_client: LxdClient, make_instance: MakeInstance):
+    inst = make_instance("del")
+    assert lxd_client.exists(inst.name)
+    inst.delete()
+    assert not lxd_client.exists(inst.name)
+    inst.delete()  # no-op
+    with pytest.raises(errors.LXDNotFoundError):
+        lxd_client.get(inst.name)
+
+    eph = make_instance("eph", ephemeral=True)
+    eph.stop(timeout=30, force=True)
+    assert not lxd_client.exists(eph.name)  # ephemeral: LXD deleted it on stop
+    eph.stop()  # no-op
+    eph.delete()  # no-op
+
+
+def test_create_rejects_duplicates_without_touching_the_original(
+    lxd_client: LxdClient, make_instance: MakeInstance
+):
+    inst = make_instance("dup", start=False)
+    with pytest.raises(errors.LXDAlreadyExistsError):
+        make_instance("dup", start=False)
+    assert lxd_client.exists(inst.name)
+
+
+def test_missing_image_leaves_nothing(lxd_client: LxdClient, test_prefix: str):
+    name = f"{test_prefix}noimg"
+    with pytest.raises(errors.LXDImageNotFoundError):
+        lxd_client.create(name, "no-such-image-alias", timeout=60)
+    assert not lxd_client.exists(name)
+    assert lxd_client.list(prefix=test_prefix) == []
+    assert not lxd_client.image_exists("no-such-image-alias")
+    with pytest.raises(errors.LXDImageNotFoundError):
+        lxd_client.image_info("no-such-image-alias")
+
+
+def test_daemon_down_is_unavailable(tmp_path: Path):
+    client = LxdClient(endpoint=str(tmp_path / "no-lxd.socket"), timeout=5)
+    assert not client.is_available()
+    with pytest.raises(errors.LXDUnavailableError, match="LXD daemon is not running"):
+        client.list()
+    with pytest.raises(errors.LXDUnavailableError):
+        client.create("itest-down", "github-runner-test")
+
+
+def test_devices_add_remove_and_bad_device(make_instance: MakeInstance, host_http_port: int):
+    inst = make_instance()
+    inst.wait_ready(timeout=60)
+    inst.add_device("svc", proxy_device(host_http_port))
+    assert "svc" in inst.devices
+    url = f"http://127.0.0.1:{host_http_port}/late"
+    assert inst.execute(["curl", "-fsS", "--max-time", "10", url], check=True).stdout.endswith(
+        "/late"
+    )
+    inst.remove_device("svc")
+    inst.remove_device("svc")  # no-op
+    assert "svc" not in inst.refresh().devices
+
+    with pytest.raises(errors.LXDError):
+        inst.add_device("bad", {"type": "proxy", "listen": "tcp:127.0.0.1:1"})
+    assert "bad" not in inst.refresh().devices
+
+
+def test_resource_profile_applies_limits(lxd_client: LxdClient, make_instance: MakeInstance):
+    name = lxd_client.resource_profile(cpu=1, memory="256MiB")
+    assert name == "cpu-1-mem-256MiB"
+    assert lxd_client.profile_exists(name)
+    unchanged = {"limits.cpu": "1", "limits.memory": "256MiB"}
+    assert not lxd_client.create_or_update_profile(name, unchanged)
+    assert lxd_client.resource_profile(cpu=1, memory="256MiB") == name  # idempotent
+    inst = make_instance(profiles=["default", name])
+    inst.wait_ready(timeout=60)
+    assert inst.execute(["nproc"], check=True).stdout.strip() == "1"
+    inst.delete()
+    lxd_client.delete_profile(name)
+    assert not lxd_client.profile_exists(name)
+
+
+def test_image_info_of_test_image(lxd_client: LxdClient):
+    info = lxd_client.image_info("github-runner-test")
+    assert len(info.fingerprint) == 64
+    assert info.image_type == "container"
+    assert info.properties.get("github-runner.kind") == "test"
+    assert info.uploaded_at is not None
+    assert lxd_client.storage_pool_exists("default")
+    assert not lxd_client.storage_pool_exists("no-such-pool")
+
+
+def test_hostname_and_runner_user(make_instance: MakeInstance):
+    inst = make_instance("host")
+    inst.wait_ready(timeout=60)
+    assert inst.execute(["hostname"], check=True).stdout.strip() == inst.name
+    assert inst.execute(["id", "-un", "1000"], check=True).stdout.strip() == "ubuntu"
+    sudo = inst.execute(["sudo", "-n", "true"], user=1000, env={"HOME": "/home/ubuntu"})
+    assert sudo.exit_code == 0, sudo.stderr
+
+
+# --- metrics-store style mounts -------------------------------------------------------------
+
+
+def test_host_dir_owned_by_mapped_root_is_writable_inside(
+    make_instance: MakeInstance, tmp_path: Path
+):
+    inst = make_instance("store")
+    inst.wait_ready(timeout=60)
+    uid, gid = inst.host_ids_of_root()
+    assert uid != 0  # unprivileged container
+    store = tmp_path / "store"
+    store.mkdir()
+    os.chown(store, uid + 1000, gid + 1000)  # the runner user (uid 1000 inside)
+    inst.add_device("metrics", disk_device(str(store), "/metrics-exchange"))
+    write = inst.execute(
+        ["sh", "-c", "echo '{}' > /metrics-exchange/pre-job-metrics.json"], user=1000
+    )
+    assert write.exit_code == 0, write.stderr
+    assert (store / "pre-job-metrics.json").read_text() == "{}\n"
+    assert (store / "pre-job-metrics.json").stat().st_uid == uid + 1000
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mkfs.ext4"), reason="needs root")
+def test_bounded_loop_store_is_writable_and_bounded(make_instance: MakeInstance, tmp_path: Path):
+    inst = make_instance("loop")
+    inst.wait_ready(timeout=60)
+    uid, gid = inst.host_ids_of_root()
+    image = tmp_path / "store.img"
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    with image.open("wb") as handle:
+        handle.truncate(1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", str(image)], check=True, timeout=30)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True, timeout=30)
+    try:
+        os.chown(mount, uid, gid)
+        inst.add_device("metrics", disk_device(str(mount), "/metrics-exchange"))
+        inst.execute(["sh", "-c", "echo ok > /metrics-exchange/f"], check=True)
+        assert (mount / "f").read_text() == "ok\n"
+        fill = inst.execute(
+            ["dd", "if=/dev/zero", "of=/metrics-exchange/big", "bs=64k", "count=64"], timeout=30
+        )
+        assert fill.exit_code != 0
+        assert "No space left" in fill.stderr
+        inst.remove_device("metrics")
+    finally:
+        inst.delete(timeout=120)
+        subprocess.run(["umount", "-d", str(mount)], check=True, timeout=30)
