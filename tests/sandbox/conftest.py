@@ -6,11 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from sandbox_openapi import Checker
+from sandbox_testlib import ADMIN_TOKEN, RO_TOKEN, TOTALS
 
 from sandbox.server import SandboxServer
-from sandbox_testlib import TOTALS
-from sandbox_openapi import Checker
-from sandbox_testlib import ADMIN_TOKEN, RO_TOKEN
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 import pytest
 import requests
 from github import Auth, Github, GithubException
+from sandbox_testlib import ADMIN_TOKEN, RO_TOKEN
 
 from sandbox import jitconfig
 from sandbox.server import SandboxServer
 from sandbox.state import Scope
-from sandbox_testlib import ADMIN_TOKEN, RO_TOKEN
 
 REPO = "/repos/canonical/demo/actions/runners"
 
