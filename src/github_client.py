@@ -36,11 +36,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 from github import Auth
@@ -51,6 +49,7 @@ from github_type import (
     GitHubOrg,
     GitHubPath,
     GitHubRepo,
+    HttpReply,
     JITConfig,
     JobInfo,
     RateLimitStatus,
@@ -58,6 +57,7 @@ from github_type import (
     RunnerApplication,
     SelfHostedRunner,
     application_from_json,
+    error_from_reply,
     job_from_json,
     json_int,
     json_str,
@@ -74,7 +74,7 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 4.0
 USER_AGENT = "github-runner-charm"
 REPO_RUNNER_GROUP_ID = 1
-_MESSAGE_LIMIT = 200
+_T = TypeVar("_T")
 
 
 def _drop_debug(record: logging.LogRecord) -> bool:
@@ -83,21 +83,6 @@ def _drop_debug(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("github.Requester").addFilter(_drop_debug)
-
-
-@dataclass(frozen=True)
-class HttpReply:
-    """One HTTP answer, as the transport seam returns it.
-
-    Attributes:
-        status: The HTTP status.
-        headers: Response headers, names in lower case.
-        body: The response body (JSON text or empty).
-    """
-
-    status: int
-    headers: Mapping[str, str]
-    body: str
 
 
 class TransportError(Exception):
@@ -200,30 +185,13 @@ class GithubClient:
         Returns:
             The matching runners, in GitHub's order.
         """
-        budget = self._budget()
         url = f"{_prefix(path)}/actions/runners"
         found: dict[int, SelfHostedRunner] = {}
-        page = 1
-        seen = 0
-        while True:
-            data = self._request(
-                "GET", url, path, budget, params={"per_page": PER_PAGE, "page": page}
-            )
-            try:
-                total = json_int(data["total_count"])
-                items = data["runners"]
-                if not isinstance(items, list):
-                    raise TypeError("runners is not a list")
-                runners = [runner_from_json(item) for item in items]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise _malformed("runner list", exc) from exc
-            seen += len(runners)
-            for runner in runners:
+        for page in self._pages(url, path, self._budget(), "runners", runner_from_json):
+            for runner in page:
                 if runner.name.startswith(prefix):
                     found.setdefault(runner.id, runner)
-            if len(runners) < PER_PAGE or seen >= total:
-                return list(found.values())
-            page += 1
+        return list(found.values())
 
     def delete_runner(self, path: GitHubPath, runner_id: int, runner_name: str = "") -> None:
         """Delete a self-hosted runner registration. A runner already gone is not an error.
@@ -359,6 +327,26 @@ class GithubClient:
         except (KeyError, TypeError, ValueError) as exc:
             raise _malformed("job", exc) from exc
 
+    def list_jobs_of_run(self, path: GitHubRepo, run_id: int) -> list[JobInfo]:
+        """List the jobs of a workflow run (latest attempt), all pages.
+
+        Args:
+            path: The repository of the run.
+            run_id: The workflow run id.
+
+        Returns:
+            The jobs.
+
+        Raises:
+            GithubNotFoundError: If there is no such run (404).
+        """
+        url = f"{_prefix(path)}/actions/runs/{int(run_id)}/jobs"
+        jobs: dict[int, JobInfo] = {}
+        for page in self._pages(url, path, self._budget(), "jobs", job_from_json):
+            for info in page:
+                jobs.setdefault(info.id, info)
+        return list(jobs.values())
+
     def get_job_by_url(self, url: str) -> JobInfo:
         """Return the job behind an API job URL (``<api_url>/repos/o/r/actions/jobs/<id>``).
 
@@ -430,34 +418,62 @@ class GithubClient:
             return cached
         url = f"{_prefix(path)}/actions/runner-groups"
         groups: list[tuple[int, str]] = []
-        page = 1
-        while True:
-            data = self._request(
-                "GET", url, path, budget, params={"per_page": PER_PAGE, "page": page}
-            )
-            try:
-                total = json_int(data["total_count"])
-                items = data["runner_groups"]
-                if not isinstance(items, list):
-                    raise TypeError("runner_groups is not a list")
-                page_groups = [(json_int(item["id"]), json_str(item["name"])) for item in items]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise _malformed("runner group list", exc) from exc
-            groups.extend(page_groups)
-            exact = [gid for gid, name in groups if name == path.group]
+        for page in self._pages(url, path, budget, "runner_groups", _group_from_json):
+            groups.extend(page)
+            exact = [gid for gid, name in page if name == path.group]
             if exact:
                 group_id = exact[0]
                 break
-            if len(page_groups) < PER_PAGE or len(groups) >= total:
-                loose = [gid for gid, name in groups if name.lower() == path.group.lower()]
-                if not loose:
-                    raise errors.GithubRunnerGroupNotFoundError(path.org, path.group)
-                group_id = loose[0]
-                break
-            page += 1
+        else:
+            loose = [gid for gid, name in groups if name.lower() == path.group.lower()]
+            if not loose:
+                raise errors.GithubRunnerGroupNotFoundError(path.org, path.group)
+            group_id = loose[0]
         with self._groups_lock:
             self._groups[key] = group_id
         return group_id
+
+    def _pages(
+        self,
+        url: str,
+        path: GitHubPath,
+        budget: _Budget,
+        key: str,
+        parse: Callable[[Any], _T],
+    ) -> Iterator[list[_T]]:
+        """Yield the parsed items of each page of a ``{total_count, <key>: [...]}`` list.
+
+        Stops after a short page or once ``total_count`` items were read, so ``n`` items take
+        ``ceil(n / 100)`` requests (one when there are none).
+
+        Args:
+            url: Path under the API URL.
+            path: The repository or organisation concerned.
+            budget: The time budget of the public call.
+            key: The name of the list in the answer.
+            parse: Builds one item from its JSON.
+
+        Yields:
+            The items of one page.
+        """
+        page = 1
+        seen = 0
+        while True:
+            params = {"per_page": PER_PAGE, "page": page}
+            data = self._request("GET", url, path, budget, params=params)
+            try:
+                total = json_int(data["total_count"])
+                items = data[key]
+                if not isinstance(items, list):
+                    raise TypeError(f"{key} is not a list")
+                parsed = [parse(item) for item in items]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise _malformed(f"{key} list", exc) from exc
+            yield parsed
+            seen += len(parsed)
+            if len(parsed) < PER_PAGE or seen >= total:
+                return
+            page += 1
 
     def _request(
         self,
@@ -502,7 +518,7 @@ class GithubClient:
             else:
                 if 200 <= reply.status < 300:
                     return _decode(reply)
-                failure = _map_error(reply, verb, url, path)
+                failure = error_from_reply(reply, verb, url, _path_str(path))
                 if reply.status < 500:
                     raise failure
             pause = min(BACKOFF_FIRST * 2 ** (budget.attempts - 1), BACKOFF_MAX)
@@ -592,75 +608,8 @@ def _decode(reply: HttpReply) -> Any:
         raise errors.GithubApiError("GitHub answered malformed JSON", status=reply.status) from exc
 
 
-def _server_message(reply: HttpReply) -> str:
-    try:
-        data = json.loads(reply.body) if reply.body else None
-    except ValueError:
-        return ""
-    message = data.get("message") if isinstance(data, dict) else None
-    return message[:_MESSAGE_LIMIT] if isinstance(message, str) else ""
-
-
-def _rate_limit_reset(headers: Mapping[str, str], now: datetime) -> datetime | None:
-    retry_after = headers.get("retry-after")
-    if retry_after:
-        try:
-            return now + timedelta(seconds=max(0.0, float(retry_after)))
-        except ValueError:
-            pass
-        try:
-            when = parsedate_to_datetime(retry_after)
-            return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-        except (TypeError, ValueError):
-            pass
-    reset = headers.get("x-ratelimit-reset")
-    if reset:
-        try:
-            return datetime.fromtimestamp(int(float(reset)), tz=timezone.utc)
-        except (ValueError, OverflowError, OSError):
-            return None
-    return None
-
-
-def _map_error(
-    reply: HttpReply, verb: str, url: str, path: GitHubPath | None
-) -> errors.GithubClientError:
-    """Map a non-2xx answer to the project's error.
-
-    Args:
-        reply: The answer.
-        verb: HTTP method.
-        url: Path under the API URL.
-        path: The repository or organisation concerned.
-
-    Returns:
-        The error to raise (5xx ones are retried first by the caller).
-    """
-    status = reply.status
-    where = _path_str(path)
-    headers = reply.headers
-    now = datetime.now(timezone.utc)
-    if status == 401:
-        return errors.GithubTokenError(where)
-    if status == 429 or (
-        status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
-    ):
-        return errors.GithubRateLimitError(_rate_limit_reset(headers, now), status=status)
-    if status == 403:
-        return errors.GithubPermissionError(where or "the GitHub API")
-    detail = _server_message(reply)
-    suffix = f": {detail}" if detail else ""
-    if status == 404:
-        return errors.GithubNotFoundError(
-            f"{verb} {url}: not found{suffix}", status=404, path=where
-        )
-    if status == 409:
-        return errors.GithubConflictError(
-            f"{verb} {url}: conflict{suffix}", status=409, path=where
-        )
-    return errors.GithubApiError(
-        f"{verb} {url}: GitHub answered {status}{suffix}", status=status, path=where
-    )
+def _group_from_json(item: Any) -> tuple[int, str]:
+    return json_int(item["id"]), json_str(item["name"])
 
 
 def _malformed(what: str, exc: Exception) -> errors.GithubApiError:

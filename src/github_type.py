@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
@@ -423,3 +426,106 @@ def parse_job_url(api_url: str, url: str) -> tuple[GitHubRepo, int]:
     if not match or not _NAME.match(match.group(1)) or not _NAME.match(match.group(2)):
         raise errors.InvalidJobUrlError(url, "not <api>/repos/<owner>/<repo>/actions/jobs/<id>")
     return GitHubRepo(owner=match.group(1), repo=match.group(2)), int(match.group(3))
+
+
+# --- HTTP answers -> the project's errors (pure) ----------------------------------------------
+
+_MESSAGE_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    """One HTTP answer, as the transport seam returns it.
+
+    Attributes:
+        status: The HTTP status.
+        headers: Response headers, names in lower case.
+        body: The response body (JSON text or empty).
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: str
+
+
+def _server_message(reply: HttpReply) -> str:
+    try:
+        data = json.loads(reply.body) if reply.body else None
+    except ValueError:
+        return ""
+    message = data.get("message") if isinstance(data, dict) else None
+    return message[:_MESSAGE_LIMIT] if isinstance(message, str) else ""
+
+
+def rate_limit_reset(headers: Mapping[str, str], now: datetime) -> datetime | None:
+    """Return when a rate limit resets (``retry-after`` seconds or date, or ``x-ratelimit-reset``).
+
+    Args:
+        headers: Response headers, names in lower case.
+        now: The current time (UTC).
+
+    Returns:
+        The reset time, or None if GitHub did not say.
+    """
+    retry_after = headers.get("retry-after")
+    if retry_after:
+        try:
+            return now + timedelta(seconds=max(0.0, float(retry_after)))
+        except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(retry_after)
+            return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        except (TypeError, ValueError):
+            pass
+    reset = headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            return datetime.fromtimestamp(int(float(reset)), tz=timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            return None
+    return None
+
+
+def error_from_reply(
+    reply: HttpReply, verb: str, url: str, where: str | None
+) -> errors.GithubClientError:
+    """Map a non-2xx answer to the project's error.
+
+    401 -> token error; 429, or 403 with ``x-ratelimit-remaining: 0`` or ``retry-after`` -> rate
+    limit (reset from ``retry-after``, else ``x-ratelimit-reset``); other 403 -> permission error
+    naming the path; 404 -> not found; 409 -> conflict; anything else -> API error with status.
+
+    Args:
+        reply: The answer.
+        verb: HTTP method.
+        url: Path under the API URL.
+        where: The repository or organisation concerned (``owner/repo`` or org), if any.
+
+    Returns:
+        The error to raise (5xx ones are retried first by the client).
+    """
+    status = reply.status
+    headers = reply.headers
+    now = datetime.now(timezone.utc)
+    if status == 401:
+        return errors.GithubTokenError(where)
+    if status == 429 or (
+        status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
+    ):
+        return errors.GithubRateLimitError(rate_limit_reset(headers, now), status=status)
+    if status == 403:
+        return errors.GithubPermissionError(where or "the GitHub API")
+    detail = _server_message(reply)
+    suffix = f": {detail}" if detail else ""
+    if status == 404:
+        return errors.GithubNotFoundError(
+            f"{verb} {url}: not found{suffix}", status=404, path=where
+        )
+    if status == 409:
+        return errors.GithubConflictError(
+            f"{verb} {url}: conflict{suffix}", status=409, path=where
+        )
+    return errors.GithubApiError(
+        f"{verb} {url}: GitHub answered {status}{suffix}", status=status, path=where
+    )

@@ -235,6 +235,17 @@ def test_get_job_by_url_and_by_id(
     assert taken.started_at is not None and taken.started_at >= taken.created_at
 
 
+def test_list_jobs_of_run(sandbox: SandboxServer, client: GithubClient, repo: GitHubRepo) -> None:
+    first = control(sandbox, "POST", "/jobs", {"repository": repo.path(), "labels": ["x"]})
+    run_id = first["run_id"]
+    second = control(
+        sandbox, "POST", "/jobs", {"repository": repo.path(), "labels": ["y"], "run_id": run_id}
+    )
+    jobs = client.list_jobs_of_run(repo, run_id)
+    assert sorted(j.id for j in jobs) == sorted([first["id"], second["id"]])
+    assert all(j.run_id == run_id and j.status is JobStatus.QUEUED for j in jobs)
+
+
 def test_get_missing_job(client: GithubClient, repo: GitHubRepo) -> None:
     with pytest.raises(errors.GithubNotFoundError) as info:
         client.get_job(repo, 99999999)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import errors
-from github_client import GithubClient, HttpReply, TransportError
-from github_type import GitHubOrg, GitHubRepo, GitHubRunnerStatus, JobStatus
+from github_client import GithubClient, TransportError
+from github_type import GitHubOrg, GitHubRepo, GitHubRunnerStatus, HttpReply, JobStatus
 
 TOKEN = "ghp_unit-secret-token-0123456789"
 API = "https://ghes.example/api/v3"
@@ -153,7 +153,7 @@ def test_list_runners_empty_is_one_request() -> None:
 
 def test_list_runners_malformed_answer_is_api_error() -> None:
     client, _ = make_client(reply(200, {"total_count": 1, "runners": [{"id": "x"}]}))
-    with pytest.raises(errors.GithubApiError, match="malformed runner list"):
+    with pytest.raises(errors.GithubApiError, match="malformed runners list"):
         client.list_runners(REPO, "")
 
 
@@ -334,6 +334,19 @@ def test_get_job_and_by_url() -> None:
     assert job.labels == ("self-hosted", "x64") and job.runner_name == "app-0-abc"
     assert client.get_job_by_url(f"{API}/repos/octo/hello/actions/jobs/99") == job
     assert [c[1] for c in fake.calls] == ["/repos/octo/hello/actions/jobs/99"] * 2
+
+
+def test_list_jobs_of_run_pages() -> None:
+    page1 = reply(200, {"total_count": 101, "jobs": [{**JOB, "id": i} for i in range(100)]})
+    page2 = reply(200, {"total_count": 101, "jobs": [{**JOB, "id": 100}]})
+    client, fake = make_client(page1, page2)
+    jobs = client.list_jobs_of_run(REPO, 5)
+    assert [j.id for j in jobs] == list(range(101))
+    assert [c[1] for c in fake.calls] == ["/repos/octo/hello/actions/runs/5/jobs"] * 2
+    assert [c[2] for c in fake.calls] == [
+        {"per_page": 100, "page": 1},
+        {"per_page": 100, "page": 2},
+    ]
 
 
 @pytest.mark.parametrize(
