@@ -1,0 +1,1 @@
+"""Charm libraries of github-runner."""

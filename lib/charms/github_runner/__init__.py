@@ -1,0 +1,1 @@
+"""Libraries written for the github-runner charm."""

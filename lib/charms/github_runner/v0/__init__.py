@@ -1,0 +1,1 @@
+"""Version 0 of the github-runner charm libraries."""
