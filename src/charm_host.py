@@ -1,0 +1,158 @@
+"""The host the charm drives besides the runner manager: LXD setup, RAM disk, logrotate, timer.
+
+:class:`SystemPort` is the seam the charm sees (tests replace it with a fake); :class:`HostSystem`
+is the real implementation. No ``ops`` here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Protocol
+
+from errors import SubprocessError
+from event_timer import EventTimer
+
+logger = logging.getLogger(__name__)
+
+CHARM_DIR = Path(__file__).resolve().parent.parent
+SETUP_LXD_SCRIPT = CHARM_DIR / "scripts" / "setup-lxd.sh"
+SETUP_LXD_TIMEOUT_SECONDS = 1200
+LOGROTATE_PATH = Path("/etc/logrotate.d/github-runner")
+LOGROTATE_CONFIG = """\
+/var/log/github-runner-metrics.log /var/log/github-runner/*.log {
+    weekly
+    rotate 4
+    maxsize 100M
+    compress
+    missingok
+    notifempty
+    copytruncate
+}
+"""
+
+
+class SystemPort(Protocol):
+    """What the charm needs of the host besides the runner manager."""
+
+    def setup_lxd(self) -> None:
+        """Install, start and initialise LXD (idempotent)."""
+
+    def ensure_ram_disk(self, path: Path, size_bytes: int) -> None:
+        """Mount (or resize) the tmpfs at ``path`` holding runner disks."""
+
+    def available_memory(self, path: Path) -> int:
+        """Return the bytes a RAM disk at ``path`` may use (free memory plus what it holds)."""
+
+    def configure_logrotate(self) -> None:
+        """Rotate the metrics log and the runner logs."""
+
+    def ensure_timer(self, event_name: str, interval_minutes: int, timeout_minutes: int) -> None:
+        """Install (or update) the timer dispatching ``event_name``; idempotent."""
+
+    def disable_timer(self, event_name: str) -> None:
+        """Remove the timer dispatching ``event_name``; idempotent."""
+
+    def timer_active(self, event_name: str) -> bool:
+        """Return whether the timer dispatching ``event_name`` is active."""
+
+
+def run(cmd: list[str], timeout: int = 60) -> None:
+    """Run a host command.
+
+    Args:
+        cmd: The command (never holding a secret).
+        timeout: Seconds before giving up.
+
+    Raises:
+        SubprocessError: If it cannot run, times out or fails.
+    """
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SubprocessError(cmd, -1, str(exc)) from exc
+    if result.returncode != 0:
+        raise SubprocessError(cmd, result.returncode, result.stderr[-2000:])
+
+
+class HostSystem:
+    """The real host: the setup script, mounts, /proc, logrotate and systemd."""
+
+    def __init__(self, unit_name: str) -> None:
+        """Build it.
+
+        Args:
+            unit_name: The unit the reconcile timer dispatches events to.
+        """
+        self._timer = EventTimer(unit_name)
+
+    def setup_lxd(self) -> None:
+        """Run scripts/setup-lxd.sh (idempotent)."""
+        run([str(SETUP_LXD_SCRIPT)], timeout=SETUP_LXD_TIMEOUT_SECONDS)
+
+    def ensure_ram_disk(self, path: Path, size_bytes: int) -> None:
+        """Mount the tmpfs, or resize it when its size differs.
+
+        Args:
+            path: The mount point.
+            size_bytes: Its size.
+        """
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.path.ismount(path):
+            run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)])
+            return
+        stat = os.statvfs(path)
+        if abs(stat.f_blocks * stat.f_frsize - size_bytes) >= stat.f_frsize:
+            run(["mount", "-o", f"remount,size={size_bytes}", str(path)])
+
+    def available_memory(self, path: Path) -> int:
+        """Return MemAvailable plus what the RAM disk at ``path`` already holds.
+
+        Args:
+            path: The RAM disk mount point.
+
+        Returns:
+            Bytes.
+        """
+        meminfo = Path("/proc/meminfo").read_text()
+        line = next(x for x in meminfo.splitlines() if x.startswith("MemAvailable:"))
+        available = int(line.split()[1]) * 1024
+        if os.path.ismount(path):
+            stat = os.statvfs(path)
+            available += (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+        return available
+
+    def configure_logrotate(self) -> None:
+        """Write the logrotate configuration."""
+        LOGROTATE_PATH.write_text(LOGROTATE_CONFIG)
+
+    def ensure_timer(self, event_name: str, interval_minutes: int, timeout_minutes: int) -> None:
+        """Install the timer (see :meth:`EventTimer.ensure_event_timer`).
+
+        Args:
+            event_name: The event.
+            interval_minutes: Minutes between dispatches.
+            timeout_minutes: Minutes after which a run is stopped.
+        """
+        self._timer.ensure_event_timer(event_name, interval_minutes, timeout_minutes)
+
+    def disable_timer(self, event_name: str) -> None:
+        """Remove the timer.
+
+        Args:
+            event_name: The event.
+        """
+        self._timer.disable_event_timer(event_name)
+
+    def timer_active(self, event_name: str) -> bool:
+        """Return whether the timer is active.
+
+        Args:
+            event_name: The event.
+
+        Returns:
+            Whether it is.
+        """
+        return self._timer.is_active(event_name)

@@ -1,0 +1,343 @@
+"""CharmState: every config option, good and bad; relations; proxy; JSON round trip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ops import testing
+from pydantic import SecretStr
+
+import errors
+from charm_state import (
+    BaseImage,
+    CharmState,
+    RunnerStorage,
+    max_app_name_length,
+    validate_app_name,
+)
+from github_type import GitHubOrg, GitHubRepo
+from runner_type import Arch, ProxySetting, SSHDebugConnection, VirtualMachineResources
+from tests.unit.fakes_charm import TOKEN, FakeRunnerManager, FakeSystem, base_state, make_context
+
+ENV: dict[str, str] = {}
+
+
+def build(
+    config: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+    machine: str = "x86_64",
+    deployed: str | None = None,
+    **state_kwargs: Any,
+) -> CharmState:
+    """Build the CharmState of a charm run on ``config``."""
+    ctx = make_context(FakeRunnerManager(), FakeSystem())
+    state = base_state(config=config or {}, **state_kwargs)
+    with ctx(ctx.on.update_status(), state) as mgr:
+        return CharmState.from_charm(
+            mgr.charm,
+            deployed_runner_storage=deployed,
+            environ=ENV if environ is None else environ,
+            machine=machine,
+        )
+
+
+def test_defaults() -> None:
+    state = build()
+    assert state.token.get_secret_value() == TOKEN
+    assert state.path == GitHubRepo(owner="canonical", repo="repo")
+    assert state.github_url == "https://github.com"
+    assert state.api_url == "https://api.github.com"
+    assert state.runner_group == "default"
+    assert state.labels == ()
+    assert state.virtual_machines == 1
+    assert state.vm_resources == VirtualMachineResources(cpu=2, memory="7GiB", disk="10GiB")
+    assert state.reconcile_interval == 10
+    assert state.runner_storage == RunnerStorage.JUJU_STORAGE
+    assert state.base_image == BaseImage.NOBLE
+    assert state.dockerhub_mirror is None
+    assert state.denylist == ()
+    assert state.aproxy is False
+    assert state.test_mode is False
+    assert state.proxy == ProxySetting()
+    assert state.is_metrics_enabled is False
+    assert state.reactive_config is None
+    assert state.ssh_debug_connections == ()
+    assert state.arch == Arch.X64
+    assert state.app_name == "github-runner"
+    assert state.unit_number == 0
+
+
+GOOD: list[tuple[dict[str, Any], str, Any]] = [
+    ({"token": f"  {TOKEN}  "}, "token", TOKEN),
+    ({"path": "my-org"}, "path", GitHubOrg(org="my-org", group="default")),
+    ({"path": "my-org", "group": "large"}, "path", GitHubOrg(org="my-org", group="large")),
+    ({"path": "owner/repo.name"}, "path", GitHubRepo(owner="owner", repo="repo.name")),
+    ({"github-url": "https://ghes.example.com/"}, "github_url", "https://ghes.example.com"),
+    ({"github-url": "https://ghes.example.com"}, "api_url", "https://ghes.example.com/api/v3"),
+    ({"github-url": "http://127.0.0.1:8080"}, "github_url", "http://127.0.0.1:8080"),
+    ({"group": "gpu-runners"}, "runner_group", "gpu-runners"),
+    ({"labels": "large, gpu,,large"}, "labels", ("large", "gpu")),
+    ({"labels": "a.b_c-d"}, "labels", ("a.b_c-d",)),
+    ({"virtual-machines": 0}, "virtual_machines", 0),
+    ({"virtual-machines": 25}, "virtual_machines", 25),
+    ({"vm-cpu": 8}, "vm_resources", VirtualMachineResources(8, "7GiB", "10GiB")),
+    ({"vm-memory": "512MiB"}, "vm_resources", VirtualMachineResources(2, "512MiB", "10GiB")),
+    ({"vm-disk": "1TiB"}, "vm_resources", VirtualMachineResources(2, "7GiB", "1TiB")),
+    ({"reconcile-interval": 2}, "reconcile_interval", 2),
+    ({"runner-storage": "memory"}, "runner_storage", RunnerStorage.MEMORY),
+    ({"base-image": "jammy"}, "base_image", BaseImage.JAMMY),
+    ({"dockerhub-mirror": "https://mirror.example.com:5000/"}, "dockerhub_mirror",
+     "https://mirror.example.com:5000"),
+    ({"denylist": "10.0.0.0/8, 192.168.1.7/24,10.0.0.0/8"}, "denylist",
+     ("10.0.0.0/8", "192.168.1.0/24")),
+    ({"denylist": "1.2.3.4"}, "denylist", ("1.2.3.4/32",)),
+    ({"test-mode": "insecure"}, "test_mode", True),
+    ({"experimental-use-aproxy": False}, "aproxy", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("config", "attribute", "expected"), GOOD)
+def test_good_values(config: dict[str, Any], attribute: str, expected: Any) -> None:
+    value = getattr(build(config), attribute)
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    assert value == expected
+
+
+BAD: list[tuple[dict[str, Any], str]] = [
+    ({"token": ""}, "Missing required configuration: token"),
+    ({"token": "   "}, "Missing required configuration: token"),
+    ({"token": "ghp_a b"}, "token: contains whitespace"),
+    ({"path": ""}, "Missing required configuration: path"),
+    ({"path": "a/b/c"}, "path: 'a/b/c' is neither an organisation name"),
+    ({"path": "-org"}, "path: '-org' is neither"),
+    ({"github-url": ""}, "Missing required configuration: github-url"),
+    ({"github-url": "github.com"}, "github-url: 'github.com' is not an https URL"),
+    ({"github-url": "http://ghes.example.com"}, "github-url: 'http://ghes.example.com' is not"),
+    ({"github-url": "https://ghes.example.com/?x=1"}, "github-url: "),
+    ({"github-url": "https://ghes.example.com:99999"}, "github-url: "),
+    ({"github-url": "https://user@ghes.example.com"}, "github-url: "),
+    ({"group": " "}, "group: must not be empty"),
+    ({"labels": "good,b@d"}, "labels: 'b@d' is not a label"),
+    ({"labels": "x" * 101}, "labels: "),
+    ({"virtual-machines": -1}, "virtual-machines: -1 is less than the minimum of 0"),
+    ({"vm-cpu": 0}, "vm-cpu: 0 is less than the minimum of 1"),
+    ({"vm-memory": "7GB"}, "vm-memory: '7GB' is not a size like 7GiB"),
+    ({"vm-memory": "0GiB"}, "vm-memory: '0GiB' is zero"),
+    ({"vm-disk": "ten"}, "vm-disk: 'ten' is not a size like 7GiB"),
+    ({"reconcile-interval": 1}, "reconcile-interval: 1 is less than the minimum of 2"),
+    ({"runner-storage": "disk"}, "runner-storage: 'disk' is not 'juju-storage' or 'memory'"),
+    ({"base-image": "focal"}, "base-image: 'focal' is not 'noble' or 'jammy'"),
+    ({"dockerhub-mirror": "http://mirror.example.com"}, "dockerhub-mirror: "),
+    ({"dockerhub-mirror": "http://localhost:5000"}, "dockerhub-mirror: "),
+    ({"denylist": "10.0.0.0/8,not-a-net"}, "denylist: 'not-a-net' is not an IPv4 network"),
+    ({"denylist": "fe80::/10"}, "denylist: 'fe80::/10' is not an IPv4 network"),
+    ({"experimental-use-aproxy": True}, "experimental-use-aproxy: needs the model proxy"),
+    ({"test-mode": "yes"}, "test-mode: 'yes' is not '' (off) or 'insecure'"),
+]
+
+
+@pytest.mark.parametrize(("config", "message"), BAD)
+def test_bad_values(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        build(config)
+    assert str(info.value).startswith(message)
+    option = next(iter(config))
+    assert info.value.option == option
+
+
+@pytest.mark.parametrize(("config", "message"), BAD)
+def test_bad_values_block_the_unit(config: dict[str, Any], message: str) -> None:
+    manager, system = FakeRunnerManager(), FakeSystem()
+    ctx = make_context(manager, system)
+    out = ctx.run(ctx.on.config_changed(), base_state(config=config))
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert out.unit_status.message.startswith(message)
+    assert next(iter(config)) in out.unit_status.message
+    assert "reconcile" not in manager.names()
+
+
+def test_every_option_has_a_bad_value_test() -> None:
+    from tests.unit.fakes_charm import load_yaml
+
+    options = set(load_yaml("config.yaml")["options"])
+    tested = {next(iter(config)) for config, _ in BAD}
+    assert options == tested
+
+
+def test_messages_never_hold_the_token() -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        build({"token": TOKEN + " x"})
+    assert TOKEN not in str(info.value)
+
+
+def test_wrong_types_are_config_errors() -> None:
+    # Juju enforces option types; the model still reports a wrong type against the option.
+    from charm_state import _get_bool, _get_int, _get_str
+
+    with pytest.raises(errors.ConfigError, match=r"^vm-cpu: 'x' is not an integer"):
+        _get_int({"vm-cpu": "x"}, "vm-cpu", 1)
+    with pytest.raises(errors.ConfigError, match=r"^vm-cpu: True is not an integer"):
+        _get_int({"vm-cpu": True}, "vm-cpu", 1)
+    with pytest.raises(errors.ConfigError, match=r"^labels: 3 is not a string"):
+        _get_str({"labels": 3}, "labels")
+    assert _get_str({"labels": None}, "labels") == ""
+    with pytest.raises(errors.ConfigError, match=r"^test-mode: 'x' is not true or false"):
+        _get_bool({"test-mode": "x"}, "test-mode")
+
+
+def test_proxy_from_the_juju_environment() -> None:
+    environ = {
+        "JUJU_CHARM_HTTP_PROXY": "http://proxy:3128",
+        "JUJU_CHARM_HTTPS_PROXY": "http://proxy:3129",
+        "JUJU_CHARM_NO_PROXY": "127.0.0.1,.internal",
+    }
+    state = build({"experimental-use-aproxy": True}, environ=environ)
+    assert state.proxy == ProxySetting(
+        http="http://proxy:3128", https="http://proxy:3129", no_proxy="127.0.0.1,.internal"
+    )
+    assert state.aproxy is True
+
+
+def test_proxy_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUJU_CHARM_HTTPS_PROXY", "http://proxy:3128")
+    ctx = make_context(FakeRunnerManager(), FakeSystem())
+    with ctx(ctx.on.update_status(), base_state()) as mgr:
+        state = CharmState.from_charm(mgr.charm, machine="aarch64")
+    assert state.proxy.https == "http://proxy:3128"
+    assert state.arch == Arch.ARM64
+
+
+def test_unsupported_architecture() -> None:
+    with pytest.raises(errors.ConfigError, match="architecture 's390x' is not supported"):
+        build(machine="s390x")
+
+
+def test_runner_storage_is_immutable() -> None:
+    assert build({"runner-storage": "memory"}, deployed="memory").runner_storage.value == "memory"
+    with pytest.raises(errors.ImmutableConfigChangedError) as info:
+        build({"runner-storage": "memory"}, deployed="juju-storage")
+    assert str(info.value).startswith(
+        "runner-storage: cannot change after deployment (deployed with 'juju-storage', "
+        "now 'memory'); set it back with `juju config github-runner "
+        "runner-storage=juju-storage`"
+    )
+
+
+def test_app_name_length_follows_lxd_limits() -> None:
+    # <app>-0-<8 hex>: 63-character host names bind before the 107-byte socket path.
+    assert max_app_name_length(0) == 52
+    assert max_app_name_length(123) == 50
+    validate_app_name("a" * 52, 0)
+    with pytest.raises(errors.ConfigError) as info:
+        validate_app_name("a" * 53, 0)
+    message = str(info.value)
+    assert message.startswith("application-name: 'aaaa")
+    assert "at most 52 fit" in message
+    assert "/var/snap/lxd/common/lxd/logs/{name}/qemu.monitor" in message
+    socket = "/var/snap/lxd/common/lxd/logs/" + "a" * 52 + "-0-01234567/qemu.monitor"
+    assert len(socket) < 108
+
+
+def test_long_app_name_blocks_the_unit() -> None:
+    ctx = make_context(FakeRunnerManager(), FakeSystem(), app_name="x" * 60)
+    out = ctx.run(ctx.on.config_changed(), base_state())
+    assert out.unit_status.message.startswith("application-name: 'xxxx")
+
+
+def test_token_from_a_juju_user_secret() -> None:
+    secret = testing.Secret(tracked_content={"token": TOKEN})
+    state = build({"token": secret.id}, secrets=[secret])
+    assert state.token.get_secret_value() == TOKEN
+
+
+def test_token_secret_without_token_key() -> None:
+    secret = testing.Secret(tracked_content={"other": "x"})
+    with pytest.raises(errors.ConfigError) as info:
+        build({"token": secret.id}, secrets=[secret])
+    assert str(info.value).startswith(f"token: the secret {secret.id} has no 'token' key")
+
+
+def test_token_secret_not_granted() -> None:
+    uri = "secret:cs0h8b1vrs1c73ebsmf0"
+    with pytest.raises(errors.ConfigError) as info:
+        build({"token": uri})
+    assert str(info.value) == (
+        f"token: cannot read the secret {uri}: check that it exists and run "
+        f"`juju grant-secret {uri} github-runner`"
+    )
+
+
+def test_relations() -> None:
+    cos = testing.Relation("cos-agent")
+    mongodb = testing.Relation("mongodb", remote_app_data={"uris": "mongodb://u:p@db:27017/x"})
+    ssh = testing.Relation(
+        "debug-ssh",
+        remote_units_data={
+            0: {"host": "tmate.example", "port": "10022", "rsa_fingerprint": "SHA256:r",
+                "ed25519_fingerprint": "SHA256:e"},
+            1: {"host": "partial.example"},
+            2: {"host": "bad-port.example", "port": "x", "rsa_fingerprint": "r",
+                "ed25519_fingerprint": "e"},
+        },
+    )  # fmt: skip
+    state = build(relations=[cos, mongodb, ssh])
+    assert state.is_metrics_enabled is True
+    assert state.reactive_config is not None
+    assert state.reactive_config.mq_uri.get_secret_value() == "mongodb://u:p@db:27017/x"
+    assert state.reactive_config.queue_name == "github-runner"
+    assert state.ssh_debug_connections == (
+        SSHDebugConnection("tmate.example", 10022, "SHA256:r", "SHA256:e"),
+    )
+
+
+def test_mongodb_relation_without_uris() -> None:
+    assert build(relations=[testing.Relation("mongodb")]).reactive_config is None
+
+
+def test_explicit_database_uri() -> None:
+    ctx = make_context(FakeRunnerManager(), FakeSystem())
+    with ctx(ctx.on.update_status(), base_state()) as mgr:
+        state = CharmState.from_charm(mgr.charm, "amqp://guest:guest@127.0.0.1//", environ={})
+    assert state.reactive_config is not None
+    assert state.reactive_config.mq_uri.get_secret_value() == "amqp://guest:guest@127.0.0.1//"
+
+
+def test_json_round_trip_keeps_secrets_and_masks_them_elsewhere() -> None:
+    mongodb = testing.Relation("mongodb", remote_app_data={"uris": "mongodb://u:secret@db/x"})
+    state = build({"path": "org", "labels": "a,b"}, relations=[mongodb])
+    assert TOKEN not in repr(state)
+    assert "secret@" not in repr(state)
+    assert TOKEN not in state.model_dump_json()
+    assert "secret@" not in state.model_dump_json()
+    again = CharmState.from_json(state.to_json())
+    assert again == state
+    assert again.token.get_secret_value() == TOKEN
+    assert isinstance(again.path, GitHubOrg)
+
+
+def test_fingerprints() -> None:
+    state = build()
+    assert build().credentials_fingerprint() == state.credentials_fingerprint()
+    assert build({"labels": "x"}).credentials_fingerprint() != state.credentials_fingerprint()
+    assert build({"token": "other"}).credentials_fingerprint() != state.credentials_fingerprint()
+    assert build({"vm-cpu": 4}).credentials_fingerprint() == state.credentials_fingerprint()
+    assert build({"vm-cpu": 4}).runner_shape_fingerprint() != state.runner_shape_fingerprint()
+    assert build({"virtual-machines": 9}).runner_shape_fingerprint() == (
+        state.runner_shape_fingerprint()
+    )
+    assert TOKEN not in state.credentials_fingerprint()
+
+
+def test_credentials_content_round_trip() -> None:
+    old = build({"path": "org", "group": "g", "labels": "a,b", "token": "old"})
+    new = build()
+    previous = new.with_credentials(old.credentials_content())
+    assert previous.token.get_secret_value() == "old"
+    assert previous.path == GitHubOrg("org", "g")
+    assert previous.labels == ("a", "b")
+    assert previous.credentials_fingerprint() == old.credentials_fingerprint()
+    assert all(value for value in new.credentials_content().values())
+    with pytest.raises(errors.ConfigError, match=r"^token: the previous credentials"):
+        new.with_credentials({"token": "x"})
