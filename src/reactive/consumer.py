@@ -3,19 +3,20 @@
 This is the only module of the project that imports kombu. A message is a JSON object
 ``{"labels": [...], "url": "<GitHub API job URL>"}``. For each delivery the consumer decides:
 
-============================================  =======================================  ========
-Situation                                     Outcome                                  Settles
-============================================  =======================================  ========
-not JSON, not a job, bad job URL              ``INVALID``                              reject
-a label this application does not offer       ``UNSUPPORTED_LABELS``                   reject
-the job does not exist on GitHub (404)        ``JOB_NOT_FOUND``                        reject
-the job is already in progress or completed   ``ALREADY_TAKEN`` (no runner spawned)    ack
-runner spawned, GitHub shows the job taken    ``PICKED_UP``                            ack
-runner spawned, job not taken before deadline ``NOT_PICKED_UP``                        requeue
-GitHub failed (5xx, rate limit, timeout)      ``GITHUB_ERROR`` (after a backoff delay) requeue
-the spawner failed                            ``SPAWN_FAILED`` (after a backoff delay) requeue
-asked to stop (SIGTERM) while holding one     ``STOPPED`` (at once)                    requeue
-============================================  =======================================  ========
+=============================================  ========================================  =======
+Situation                                      Outcome                                   Settles
+=============================================  ========================================  =======
+not JSON, not a job, bad job URL               ``INVALID``                               reject
+a label this application does not offer        ``UNSUPPORTED_LABELS``                    reject
+the job does not exist on GitHub (404)         ``JOB_NOT_FOUND``                         reject
+the job is already in progress or completed    ``ALREADY_TAKEN`` (no runner spawned)     ack
+runner spawned, GitHub shows the job taken     ``PICKED_UP``                             ack
+runner spawned, job not taken by the deadline  ``NOT_PICKED_UP``                         requeue
+GitHub failed (5xx, rate limit, timeout)       ``GITHUB_ERROR`` (after a backoff delay)  requeue
+the spawner failed                             ``SPAWN_FAILED`` (after a backoff delay)  requeue
+an unexpected error (bug, unmapped error)      ``ERROR`` (after a backoff delay)         requeue
+asked to stop (SIGTERM) while holding one      ``STOPPED`` (at once)                     requeue
+=============================================  ========================================  =======
 
 "reject" is ``basic.reject(requeue=False)``: the message is dropped (or dead-lettered when the
 queue has a dead-letter exchange). "requeue" is ``basic.reject(requeue=True)``: the broker puts
@@ -213,6 +214,7 @@ class Outcome(str, Enum):
     NOT_PICKED_UP = "not-picked-up"
     GITHUB_ERROR = "github-error"
     SPAWN_FAILED = "spawn-failed"
+    ERROR = "error"
     STOPPED = "stopped"
 
     @property
@@ -323,9 +325,14 @@ def _connection(mq_uri: str, connect_timeout: float, poll_interval: float) -> An
     Returns:
         The kombu connection, not yet connected.
     """
-    options: dict[str, Any] = {"polling_interval": poll_interval}
-    if mq_uri.split(":", 1)[0] in ("amqp", "amqps", "pyamqp"):
+    scheme = mq_uri.split(":", 1)[0].lower()
+    options: dict[str, Any]
+    if scheme in ("amqp", "amqps", "pyamqp"):
         options = {"read_timeout": connect_timeout, "write_timeout": connect_timeout}
+    else:  # polling transports; MongoDB reads connect_timeout here (connectTimeoutMS)
+        options = {"polling_interval": poll_interval, "connect_timeout": connect_timeout}
+        if scheme in ("redis", "rediss"):
+            options.update(socket_timeout=connect_timeout, socket_connect_timeout=connect_timeout)
     return _kombu.Connection(mq_uri, connect_timeout=connect_timeout, transport_options=options)
 
 
@@ -610,7 +617,7 @@ class JobConsumer:
             verdict = self.decide(message.body)
         except Exception:
             logger.exception("Unexpected error handling a message; requeueing")
-            verdict = Verdict(Outcome.SPAWN_FAILED, delay=self._next_error_delay())
+            verdict = Verdict(Outcome.ERROR, delay=self._next_error_delay())
         self.counts[verdict.outcome] += 1
         settlement = verdict.outcome.settlement
         if settlement == "ack":

@@ -512,3 +512,22 @@ def test_broker_unreachable_retries_until_stopped() -> None:
 def test_publish_to_unreachable_broker_raises_queue_error() -> None:
     with pytest.raises(errors.QueueError):
         publish_job("amqp://guest:guest@127.0.0.1:1//", "q", "{}", connect_timeout=0.2)
+
+
+def test_unexpected_checker_error_requeues_and_consumer_survives(mq_uri: str, queue: str) -> None:
+    calls = {"n": 0}
+    github = FakeGithub(statuses={1: JobStatus.QUEUED})
+
+    def buggy(url: str) -> JobInfo:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug, or an error the client did not map")
+        return github.get_job_by_url(url)
+
+    body = message(1)
+    publish_job(mq_uri, queue, body)
+    consumer = JobConsumer(mq_uri, settings(queue), _Checker(buggy), github)
+    consumer.run(max_messages=2, idle_timeout=2.0)
+    assert consumer.counts == {Outcome.ERROR: 1, Outcome.PICKED_UP: 1}
+    assert github.spawned == ["runner-0"]
+    assert drain(mq_uri, queue) == []

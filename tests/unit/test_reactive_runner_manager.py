@@ -344,3 +344,65 @@ def test_load_consumer_settings(tmp_path: Path) -> None:
     (tmp_path / "d.json").write_text(json.dumps({"consumer": []}))
     with pytest.raises(errors.ReactiveRunnerError):
         load_consumer_settings(tmp_path / "d.json", "app")
+
+
+# --- the entry, in process ----------------------------------------------------------------
+
+
+def test_reactive_runner_consumes_until_stopped(tmp_path: Path) -> None:
+    import threading
+
+    path = write_config(tmp_path / "c.json", f"{THIS_MODULE}:idle_components")
+    stop = threading.Event()
+    timer = threading.Timer(0.5, stop.set)
+    timer.start()
+    started = time.monotonic()
+    reactive_runner_module.reactive_runner("memory://", "in-process", config_path=path, stop=stop)
+    timer.join()
+    assert time.monotonic() - started < 5
+
+
+@pytest.fixture
+def entry_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Undo what main() does to the process: signal handlers and root log handlers."""
+    import logging
+
+    handlers = list(logging.getLogger().handlers)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    monkeypatch.setenv(MQ_URI_ENV, SECRET_URI)
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+    for handler in logging.getLogger().handlers:
+        if handler not in handlers:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+@pytest.mark.usefixtures("entry_env")
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [(None, 0), (errors.ReactiveRunnerError("bad config"), 1), (RuntimeError("bug"), 1)],
+)
+def test_main_exit_codes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: Exception | None, code: int
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_runner(mq_uri: str, queue_name: str, **kwargs: Any) -> None:
+        seen.update(mq_uri=mq_uri, queue_name=queue_name, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler only sets the stop event
+        assert kwargs["stop"].is_set()
+        if raised is not None:
+            raise raised
+
+    monkeypatch.setattr(reactive_runner_module, "reactive_runner", fake_runner)
+    argv = ["--config", str(tmp_path / "c.json"), "--log-dir", str(tmp_path), "--", "app"]
+    assert reactive_runner_module.main(argv) == code
+    assert seen["mq_uri"] == SECRET_URI
+    assert seen["queue_name"] == "app"
+    assert MQ_URI_ENV not in os.environ  # removed at once: children do not inherit it
+    (log,) = tmp_path.glob("*.log")
+    text = log.read_text()
+    assert "Received signal 15" in text
+    assert "s3cr3t" not in text
