@@ -353,3 +353,27 @@ def test_poison_messages_never_crash_or_loop(
     assert "unsupported labels" in logs
     assert "not found on GitHub" in logs
     assert "Traceback" not in logs
+
+
+def test_sigterm_while_waiting_requeues_for_another_consumer(
+    broker: str, queue: str, state_dir: Path, consumers: ReactiveRunnerConfig
+) -> None:
+    assert reconcile(2, consumers) == 2
+    wait_consumers_ready(consumers, 2)
+    github = FileGithub(state_dir)
+    publish_job(broker, queue, add_job(state_dir, 7, picks_on_spawn=2))
+    wait_for(lambda: any(s.job_id == 7 for s in read_spawns(state_dir)), 30, "first spawn")
+    (first,) = read_spawns(state_dir)
+    os.kill(first.pid, signal.SIGTERM)
+    stopped_in = wait_for(lambda: not Path(f"/proc/{first.pid}").exists(), 10, "clean exit")
+    wait_for(lambda: picked(github, 7), 30, "pickup after requeue")
+    wait_for(lambda: acks(consumers) == 1, 30, "one ack")
+    spawns = read_spawns(state_dir)
+    assert [s.job_id for s in spawns] == [7, 7]
+    assert spawns[1].pid != first.pid
+    log = (consumers.log_dir / f"{first.pid}.log").read_text()
+    assert "Stopping while job" in log
+    assert "Message requeue (stopped)" in log
+    print(f"\nSIGTERM while waiting: consumer requeued and exited in {stopped_in * 1000:.0f} ms")
+    assert reconcile(0, consumers) == -1  # the one left; the stopped one's pid file was stale
+    assert ready_count(broker, queue) == 0
