@@ -82,6 +82,7 @@ class ReconcileReport:
         created: Names of runners created.
         deleted: Names of runners deleted, by reason.
         failed: Names of runners whose creation or deletion failed.
+        create_seconds: Seconds each successful creation took.
         plan: The plan executed.
         duration: Seconds the operation took.
     """
@@ -89,6 +90,7 @@ class ReconcileReport:
     created: list[str] = field(default_factory=list)
     deleted: dict[str, str] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
+    create_seconds: list[float] = field(default_factory=list)
     plan: ReconcilePlan | None = None
     duration: float = 0.0
 
@@ -289,7 +291,7 @@ class RunnerManager:
         image = self.config.image
         generation = runner_image.image_generation(self._clients.lxd, image)
 
-        def create_one(_: int) -> str:
+        def create_one(_: int) -> tuple[str, float]:
             began = time.monotonic()
             name = f"{self.prefix}{secrets.token_hex(4)}"
             runner = Runner(
@@ -312,8 +314,9 @@ class RunnerManager:
             )
             if self.settings.fixed_boot_wait:
                 time.sleep(self.settings.fixed_boot_wait)  # benchmark-only: upstream's wait
-            self.metrics.runner_installed(time.monotonic() - began)
-            return name
+            seconds = time.monotonic() - began
+            self.metrics.runner_installed(seconds)
+            return name, seconds
 
         results = _run_parallel(create_one, range(count), self.settings.create_parallelism)
         for outcome in results:
@@ -321,7 +324,8 @@ class RunnerManager:
                 report.failed.append(getattr(outcome, "runner_name", None) or "?")
                 logger.error("runner creation failed: %s", outcome)
             else:
-                report.created.append(outcome)
+                report.created.append(outcome[0])
+                report.create_seconds.append(outcome[1])
 
     def _runner_config(self, name: str, generation: str) -> RunnerConfig:
         return RunnerConfig(

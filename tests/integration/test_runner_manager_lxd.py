@@ -41,7 +41,10 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 @pytest.fixture
 def env(request: pytest.FixtureRequest) -> Iterator[LocalEnvironment]:
-    options = LocalOptions(app_name="it", repo="octo/it", metrics=True)
+    # A killed busy runner is released by GitHub only later: don't wait for it in tests.
+    options = LocalOptions(
+        app_name="it", repo="octo/it", metrics=True, settings={"busy_delete_wait": 2.0}
+    )
     with LocalEnvironment(options) as local:
         yield local
         local.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
