@@ -83,7 +83,7 @@ class RateLimiter:
 
         Args:
             token: the token.
-            count: False for requests that do not count (GET /rate_limit).
+            count: False for requests that neither count nor get refused (GET /rate_limit).
 
         Returns:
             The x-ratelimit-* headers.
@@ -93,7 +93,7 @@ class RateLimiter:
         """
         with self._lock:
             bucket = self._bucket(token, time.time())
-            if bucket.remaining <= 0:
+            if count and bucket.remaining <= 0:
                 raise HttpError(
                     403,
                     "API rate limit exceeded for user. (But here's the good news: "

@@ -201,7 +201,7 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         self.ctx.base_url = self.base_url
         self.webhooks.start(self.ctx.api_url, self.base_url)
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._thread.start()
         return self

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +78,40 @@ def workflow_job_payload(action: str, job: Job, api_url: str, base_url: str) -> 
         },
         "sender": render.user_json(job.actor, api_url, base_url),
     }
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float = TIMEOUT) -> int:
+    """POST a body with headers spelled exactly as given (GitHub's ``X-GitHub-Event`` case).
+
+    Args:
+        url: http(s) URL.
+        body: the body.
+        headers: the headers.
+        timeout: seconds for connecting and for each read.
+
+    Returns:
+        The response status.
+
+    Raises:
+        ValueError: for a URL that is not http(s).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url}")
+    conn_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    conn = conn_class(parts.hostname, parts.port, timeout=timeout)
+    try:
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return int(response.status)
+    finally:
+        conn.close()
 
 
 @dataclass
@@ -161,16 +195,12 @@ class WebhookSender:
         }
         if self.secret:
             headers["X-Hub-Signature-256"] = sign(self.secret, body)
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310
         status: int | None = None
         error: str | None = None
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
-                status = int(response.status)
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-        except (OSError, ValueError) as exc:
-            error = str(exc)
+            status = post(self.url, body, headers)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            error = str(exc) or type(exc).__name__
         with self._lock:
             self.deliveries.append(
                 Delivery(delivery_id, action, job_id, status, error, time.time())
