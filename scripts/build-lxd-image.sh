@@ -176,7 +176,7 @@ rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*_Packages
             tar -xzf "$RUNNER_BINARY" -C "$work/runner/home/ubuntu/actions-runner"
             cp "$rootfs" "${cached_with_runner%.tar}.partial.tar"
             tar -rf "${cached_with_runner%.tar}.partial.tar" -C "$work/runner" --numeric-owner \
-                --owner=1000 --group=1000 --mtime=@0 home/ubuntu/actions-runner
+                --owner=1000 --group=1000 home/ubuntu/actions-runner
             mv "${cached_with_runner%.tar}.partial.tar" "$cached_with_runner"
             find "$CACHE_DIR" -maxdepth 1 -name "rootfs-$SUITE-*-runner-*.tar" \
                 ! -name "$(basename "$cached_with_runner")" -delete

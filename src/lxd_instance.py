@@ -523,8 +523,10 @@ class LxdInstance:
         predicate: Callable[[], bool],
         timeout: float,
         what: str = "condition",
+        *,
         initial_delay: float = 0.05,
         max_delay: float = 1.0,
+        fatal: tuple[type[errors.LXDError], ...] = (errors.LXDUnavailableError,),
     ) -> None:
         """Poll a predicate with a small backoff until it holds or the deadline passes.
 
@@ -535,6 +537,7 @@ class LxdInstance:
             what: What is awaited, for the error.
             initial_delay: First delay between checks.
             max_delay: Longest delay between checks.
+            fatal: LXD errors that end the wait at once (re-raised) instead of "not yet".
 
         Raises:
             LXDTimeoutError: It did not hold in time.
@@ -546,7 +549,7 @@ class LxdInstance:
             try:
                 if predicate():
                     return
-            except errors.LXDUnavailableError:
+            except fatal:
                 raise
             except errors.LXDError as exc:
                 last_error = f" (last error: {exc})"
@@ -560,14 +563,17 @@ class LxdInstance:
             time.sleep(min(delay, remaining))
             delay = min(delay * 1.5, max_delay)
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        """Wait until the instance is really up: Running, and its init reports it has booted.
+    def wait_ready(self, timeout: float = 120.0, *, booted: bool = True) -> None:
+        """Wait until the instance is really up, polling with a small backoff (no fixed sleep).
 
-        With systemd inside, "booted" means ``systemctl is-system-running`` says running or
-        degraded; without systemctl it means a command runs.
+        With ``booted`` (the default) "up" means its init has finished booting: with systemd
+        inside, ``systemctl is-system-running`` says running or degraded (about 1-2 s after
+        start here); without systemctl, a command runs. With ``booted=False`` it only means a
+        command runs (about 0.05 s after start), enough to push files and run a setup script.
 
         Args:
             timeout: Seconds to wait at most.
+            booted: Wait for the end of the boot, not just for a working exec.
 
         Raises:
             LXDTimeoutError: It was not ready in time.
@@ -575,9 +581,13 @@ class LxdInstance:
         deadline = time.monotonic() + timeout
         last = ""
 
-        def booted() -> bool:
+        def ready() -> bool:
             nonlocal last
             remaining = max(1.0, deadline - time.monotonic())
+            if not booted:
+                result = self.execute(["true"], timeout=min(10, remaining))
+                last = f"exit {result.exit_code}"
+                return result.exit_code in (0, 126, 127)
             result = self.execute(["systemctl", "is-system-running"], timeout=min(10, remaining))
             state = result.stdout.strip()
             last = state or f"exit {result.exit_code}"
@@ -586,7 +596,13 @@ class LxdInstance:
             return result.exit_code in (126, 127)  # no systemctl: the command ran, that is up
 
         try:
-            self.wait_until(booted, timeout, "readiness")
+            # A vanished instance never becomes ready: fail at once.
+            self.wait_until(
+                ready,
+                timeout,
+                "readiness",
+                fatal=(errors.LXDUnavailableError, errors.LXDNotFoundError),
+            )
         except errors.LXDTimeoutError as exc:
             exc.message = f"{exc.message}; last state: {last or 'no answer'}"
             exc.args = (exc.message,)

@@ -221,9 +221,26 @@ def test_image_info_of_test_image(lxd_client: LxdClient):
     assert not lxd_client.storage_pool_exists("no-such-pool")
 
 
+def test_wait_ready_on_a_deleted_instance_fails_fast(
+    lxd_client: LxdClient, make_instance: MakeInstance
+):
+    inst = make_instance("gone")
+    inst.wait_ready(timeout=60, booted=False)
+    assert inst.execute(["true"]).ok
+    lxd_client.get(inst.name).delete()
+    started = time.monotonic()
+    with pytest.raises(errors.LXDNotFoundError):
+        inst.wait_ready(timeout=60)
+    assert time.monotonic() - started < 10
+
+
 def test_hostname_and_runner_user(make_instance: MakeInstance):
     inst = make_instance("host")
     inst.wait_ready(timeout=60)
+    assert inst.execute(["systemctl", "is-system-running"]).stdout.strip() in (
+        "running",
+        "degraded",
+    )
     assert inst.execute(["hostname"], check=True).stdout.strip() == inst.name
     assert inst.execute(["id", "-un", "1000"], check=True).stdout.strip() == "ubuntu"
     sudo = inst.execute(["sudo", "-n", "true"], user=1000, env={"HOME": "/home/ubuntu"})

@@ -302,3 +302,13 @@ def test_parse_root_idmap():
         parse_root_idmap("")
     with pytest.raises(ValueError):
         parse_root_idmap('{"a": 1}')
+
+
+def test_wait_until_fatal_errors_end_the_wait_at_once():
+    inst = LxdInstance(lxd.LxdClient(endpoint="/nonexistent.socket"), {"name": "r1"})
+
+    def gone() -> bool:
+        raise errors.LXDNotFoundError("instance gone", "exec", "r1")
+
+    with pytest.raises(errors.LXDNotFoundError):
+        inst.wait_until(gone, timeout=30, fatal=(errors.LXDNotFoundError,))
