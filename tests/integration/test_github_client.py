@@ -323,6 +323,9 @@ def test_primary_rate_limit_raises_with_reset(
     delta = (info.value.reset_at - datetime.now(timezone.utc)).total_seconds()
     assert 50 <= delta <= 62
     assert counts(sandbox)[f"GET {RUNS_ROUTE}"] == 1
+    status = client.get_rate_limit()  # never refused, does not count
+    assert status.remaining == 0
+    assert abs((status.reset_at - info.value.reset_at).total_seconds()) <= 1
 
 
 def test_secondary_rate_limit_429(
