@@ -237,6 +237,18 @@ def build_router(ctx: Context, webhooks: WebhookSender) -> Router:  # noqa: C901
         group = state.add_group(org, name, _str(body, "visibility", "all"))
         return Response.json(201, render.group_json(group, org, ctx.api_url))
 
+    @router.route("POST", "/scopes")
+    def scopes(request: Request) -> Response:
+        body = request.json()
+        allow = body.get("allow") if isinstance(body, dict) else "bad"
+        if allow is not None and (
+            not isinstance(allow, list) or not all(isinstance(x, str) and x for x in allow)
+        ):
+            raise HttpError(422, "body must be {'allow': ['owner/repo' or 'org', ...] or null}")
+        with state.lock:
+            state.allowed_scopes = {x.lower() for x in allow} if allow is not None else None
+        return Response.json(200, {"allow": sorted(state.allowed_scopes or []) or allow})
+
     @router.route("POST", "/faults")
     def add_fault(request: Request) -> Response:
         body = request.json()

@@ -17,6 +17,7 @@ from sandbox.state import Job, Runner, Scope, StateError, Step
 from sandbox.web import HttpError, Request, Response, Router
 
 MAX_POLL_WAIT = 60.0
+POLL_CHECK = 0.5
 CONCLUSIONS = ("success", "failure", "cancelled")
 STEP_STATUSES = ("queued", "in_progress", "completed")
 
@@ -175,6 +176,7 @@ def build_router(ctx: Context) -> Router:  # noqa: C901, PLR0915 - one closure p
         deadline = time.monotonic() + wait
         with state.changed:
             runner.polling += 1
+            gone = False
             try:
                 state.touch(runner)
                 while True:
@@ -188,10 +190,14 @@ def build_router(ctx: Context) -> Router:  # noqa: C901, PLR0915 - one closure p
                     left = deadline - time.monotonic()
                     if left <= 0 or state.closed:
                         return Response.empty(204)
-                    state.changed.wait(timeout=min(left, 1.0))
+                    state.changed.wait(timeout=min(left, POLL_CHECK))
+                    if not request.client_alive():
+                        gone = True  # the runner went away: it is not seen any more
+                        return Response.empty(204)
             finally:
                 runner.polling -= 1
-                state.touch(runner)
+                if not gone:
+                    state.touch(runner)
 
     @router.route("POST", "/jobs/{job_id}/log")
     def log(request: Request) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import threading
 import uuid
@@ -18,7 +19,7 @@ from sandbox.context import Context, Stats
 from sandbox.downloads import Downloads
 from sandbox.faults import FaultInjector
 from sandbox.ratelimit import RateLimiter
-from sandbox.state import ONLINE_WINDOW, SandboxState
+from sandbox.state import LOST_TIMEOUT, ONLINE_WINDOW, SandboxState, Scope
 from sandbox.web import HttpError, Request, Response, Router
 from sandbox.webhooks import WebhookSender
 
@@ -62,6 +63,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
+    def _alive(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return True
+            return bool(self.connection.recv(1, socket.MSG_PEEK))
+        except OSError:
+            return False
+
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
@@ -70,7 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             body = self.rfile.read(length) if length > 0 else b""
             path, _, query = self.path.partition("?")
-            request = Request(self.command, path, query, self.headers, body)
+            request = Request(self.command, path, query, self.headers, body, alive=self._alive)
             response = self.server.sandbox.dispatch(request)
         try:
             self.send_response(response.status)
@@ -120,6 +130,7 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         online_window: float = ONLINE_WINDOW,
+        lost_timeout: float = LOST_TIMEOUT,
         runner_poll_wait: float = 20.0,
         runner_heartbeat: float = 5.0,
         fault_seed: int | None = None,
@@ -135,13 +146,14 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
             webhook_url: where to POST workflow_job webhooks.
             webhook_secret: HMAC secret of the webhooks.
             online_window: seconds a runner stays online after it was last heard from.
+            lost_timeout: seconds after which a silent busy runner's job fails.
             runner_poll_wait: long-poll seconds written into JIT configs for the runner app.
             runner_heartbeat: heartbeat seconds written into JIT configs for the runner app.
             fault_seed: seed of the fault injector's random draws.
         """
         self.host = host
         self._requested_port = port
-        self.state = SandboxState(runner_version, online_window)
+        self.state = SandboxState(runner_version, online_window, lost_timeout)
         self.tokens = TokenStore()
         self.tokens.add(token, ADMIN)
         if readonly_token:
@@ -276,6 +288,7 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         return response
 
     def _dispatch(self, request: Request) -> Response:
+        self.state.reap_lost_jobs()
         try:
             if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
                 return self._dispatch_api(request)
@@ -328,6 +341,13 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
             response.headers += self.ratelimit.peek(request.token or "").headers()
         return response
 
+    def _scope_exists(self, params: dict[str, str]) -> bool:
+        if "org" in params:
+            return self.state.scope_allowed(Scope("org", params["org"]))
+        if "owner" in params and "repo" in params:
+            return self.state.scope_allowed(Scope("repo", f"{params['owner']}/{params['repo']}"))
+        return True
+
     def _authorized_call(
         self,
         request: Request,
@@ -349,6 +369,8 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
             return (error or HttpError(404, "Not Found")).response()
         route, params = found
         request.params = params
+        if not self._scope_exists(params):
+            return HttpError(404, "Not Found").response()
         try:
             response: Response = route.handler(request)
         except HttpError as exc:

@@ -18,6 +18,7 @@ DEFAULT_GROUP_ID = 1
 DEFAULT_GROUP_NAME = "default"
 REGISTRATION_TOKEN_TTL = 3600.0
 ONLINE_WINDOW = 10.0
+LOST_TIMEOUT = 30.0
 DEFAULT_LABEL_NAMES = ("self-hosted", "linux", "x64", "arm64", "arm", "windows", "macos")
 
 
@@ -224,11 +225,18 @@ JobListener = Callable[[str, "Job"], None]
 class SandboxState:  # pylint: disable=too-many-instance-attributes,too-many-public-methods
     """The whole in-memory model, guarded by one lock."""
 
-    def __init__(self, runner_version: str, online_window: float = ONLINE_WINDOW):
+    def __init__(
+        self,
+        runner_version: str,
+        online_window: float = ONLINE_WINDOW,
+        lost_timeout: float = LOST_TIMEOUT,
+    ):
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.runner_version = runner_version
         self.online_window = online_window
+        self.lost_timeout = lost_timeout
+        self.allowed_scopes: set[str] | None = None
         self.closed = False
         self.runners: dict[int, Runner] = {}
         self.jobs: dict[int, Job] = {}
@@ -255,6 +263,47 @@ class SandboxState:  # pylint: disable=too-many-instance-attributes,too-many-pub
         self.changed.notify_all()
         for listener in list(self.job_listeners):
             listener(action, job)
+
+    def reap_lost_jobs(self) -> list[Job]:
+        """Fail the jobs of busy runners not heard from for ``lost_timeout`` seconds.
+
+        GitHub fails such a job ("lost communication with the server") and frees the runner;
+        an ephemeral runner is then deleted.
+
+        Returns:
+            The jobs that were failed.
+        """
+        with self.lock:
+            now = time.time()
+            lost = []
+            for runner in list(self.runners.values()):
+                if runner.job_id is None or runner.last_seen is None:
+                    continue
+                if now - runner.last_seen <= self.lost_timeout:
+                    continue
+                job = self.jobs[runner.job_id]
+                job.log.append(
+                    f"##[error]The runner {runner.name} has lost communication with the server.\n"
+                )
+                self.complete_job(runner, job, "failure")
+                lost.append(job)
+            return lost
+
+    def scope_allowed(self, scope: Scope) -> bool:
+        """Whether a repository or organization exists (all do unless a list was set).
+
+        Args:
+            scope: the scope.
+
+        Returns:
+            True when allowed.
+        """
+        with self.lock:
+            if self.allowed_scopes is None:
+                return True
+            return scope.name.lower() in self.allowed_scopes or (
+                scope.kind == "repo" and scope.owner.lower() in self.allowed_scopes
+            )
 
     def close(self) -> None:
         """Wake every long poll and refuse new ones."""

@@ -24,6 +24,15 @@ class Request:
     body: bytes = b""
     params: dict[str, str] = field(default_factory=dict)
     token: str | None = None
+    alive: Callable[[], bool] | None = None
+
+    def client_alive(self) -> bool:
+        """Whether the client still holds the connection (for long polls).
+
+        Returns:
+            False once the client has closed it.
+        """
+        return self.alive() if self.alive is not None else True
 
     @property
     def query(self) -> dict[str, list[str]]:

@@ -2,110 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
-import sys
-import tarfile
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
-from sandbox_testlib import ADMIN_TOKEN
+from sandbox_testlib import (
+    ADMIN_TOKEN,
+    FAST_ENV,
+    REPO_API,
+    get_job,
+    install_runner,
+    jit_config,
+    queue_job,
+    start_runner,
+    wait_for,
+)
 
 from sandbox.server import SandboxServer
-
-REPO_API = "/repos/canonical/demo/actions/runners"
-FAST_ENV = {
-    "SANDBOX_RUNNER_POLL_WAIT": "0.5",
-    "SANDBOX_RUNNER_HEARTBEAT": "0.2",
-    "SANDBOX_RUNNER_MAX_IDLE": "20",
-    "SANDBOX_RUNNER_UNREACHABLE_TIMEOUT": "3",
-    "RUNNER_ALLOW_RUNASROOT": "1",
-}
-
-
-def _fast_python_path() -> str:
-    """PATH whose python3 starts fast: pyenv's python3 shim costs ~0.3 s a start."""
-    shim_dir = Path(tempfile.gettempdir()) / "sandbox-test-python"
-    shim_dir.mkdir(exist_ok=True)
-    link = shim_dir / "python3"
-    target = (
-        Path("/usr/bin/python3") if Path("/usr/bin/python3").exists() else Path(sys.executable)
-    )
-    if not link.exists():
-        with contextlib.suppress(FileExistsError):
-            link.symlink_to(target)
-    return f"{shim_dir}{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-FAST_ENV["PATH"] = _fast_python_path()
-
-
-def _wait(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def install_runner(sandbox: SandboxServer, admin: requests.Session, target: Path) -> Path:
-    """Download the runner the way the charm does: downloads API, sha256 check, extract."""
-    apps = admin.get(f"{sandbox.api_url}{REPO_API}/downloads").json()
-    app = next(a for a in apps if a["os"] == "linux" and a["architecture"] == "x64")
-    assert app["filename"] == "actions-runner-linux-x64-2.330.0.tar.gz"
-    data = requests.get(app["download_url"], timeout=10).content
-    assert hashlib.sha256(data).hexdigest() == app["sha256_checksum"]
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(target, filter="data")
-    return target
 
 
 @pytest.fixture
 def runner_dir(sandbox: SandboxServer, admin: requests.Session, tmp_path: Path) -> Path:
     return install_runner(sandbox, admin, tmp_path / "actions-runner")
-
-
-def _start(
-    runner_dir: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(runner_dir / "run.sh"), *args],
-        cwd=runner_dir,
-        env={**os.environ, **FAST_ENV, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _queue(sandbox: SandboxServer, **fields: Any) -> dict[str, Any]:
-    body = {"repository": "canonical/demo", "labels": ["self-hosted", "sandbox"], **fields}
-    response = requests.post(f"{sandbox.base_url}/_sandbox/jobs", json=body, timeout=5)
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-def _job(sandbox: SandboxServer, job_id: int) -> dict[str, Any]:
-    return dict(requests.get(f"{sandbox.base_url}/_sandbox/jobs/{job_id}", timeout=5).json())
-
-
-def _jit(admin: requests.Session, sandbox: SandboxServer, name: str) -> dict[str, Any]:
-    body = {"name": name, "runner_group_id": 1, "labels": ["sandbox"]}
-    response = admin.post(f"{sandbox.api_url}{REPO_API}/generate-jitconfig", json=body)
-    assert response.status_code == 201
-    return dict(response.json())
 
 
 def test_version_and_layout(runner_dir: Path) -> None:
@@ -156,11 +78,11 @@ def test_jit_runner_runs_a_job(
         f"ACTIONS_RUNNER_HOOK_JOB_COMPLETED={runner_dir / 'completed.sh'}\n"
         "FROM_ENV_FILE=dotenv-value\n"
     )
-    jit = _jit(admin, sandbox, "jit-runner")
+    jit = jit_config(admin, sandbox, "jit-runner")
     runner_id = jit["runner"]["id"]
-    proc = _start(runner_dir, "--jitconfig", jit["encoded_jit_config"])
+    proc = start_runner(runner_dir, "--jitconfig", jit["encoded_jit_config"])
     try:
-        _wait(
+        wait_for(
             lambda: (
                 admin.get(f"{sandbox.api_url}{REPO_API}/{runner_id}").json()["status"] == "online"
             ),
@@ -169,7 +91,7 @@ def test_jit_runner_runs_a_job(
         runner = admin.get(f"{sandbox.api_url}{REPO_API}/{runner_id}").json()
         assert runner["version"] == "2.330.0" and runner["busy"] is False
 
-        job = _queue(
+        job = queue_job(
             sandbox,
             steps=["echo step-one-output", "echo $GITHUB_SHA > sha.txt && cat sha.txt"],
             event="pull_request",
@@ -178,7 +100,7 @@ def test_jit_runner_runs_a_job(
         assert proc.wait(timeout=20) == 0, proc.stdout.read() if proc.stdout else ""
     finally:
         proc.kill()
-    done = _job(sandbox, job["id"])
+    done = get_job(sandbox, job["id"])
     assert done["status"] == "completed" and done["conclusion"] == "success", done["log"]
     assert done["runner_name"] == "jit-runner" and done["runner_id"] == runner_id
     assert "started canonical/demo pull_request jit-runner dotenv-value" in done["log"]
@@ -202,13 +124,15 @@ def test_failing_started_hook_fails_job_without_steps(
         f"ACTIONS_RUNNER_HOOK_JOB_STARTED={runner_dir / 'started.sh'}\n"
     )
     marker = runner_dir / "step-ran"
-    job = _queue(sandbox, steps=[f"touch {marker}"])
-    proc = _start(runner_dir, "--jitconfig", _jit(admin, sandbox, "r-hook")["encoded_jit_config"])
+    job = queue_job(sandbox, steps=[f"touch {marker}"])
+    proc = start_runner(
+        runner_dir, "--jitconfig", jit_config(admin, sandbox, "r-hook")["encoded_jit_config"]
+    )
     try:
         assert proc.wait(timeout=20) == 0
     finally:
         proc.kill()
-    done = _job(sandbox, job["id"])
+    done = get_job(sandbox, job["id"])
     assert done["conclusion"] == "failure"
     assert not marker.exists()
     assert "policy says no" in done["log"]
@@ -221,30 +145,34 @@ def test_failing_started_hook_fails_job_without_steps(
 def test_failing_step_fails_job_and_skips_the_rest(
     sandbox: SandboxServer, admin: requests.Session, runner_dir: Path
 ) -> None:
-    job = _queue(sandbox, steps=["echo before; false", "echo never"])
-    proc = _start(runner_dir, "--jitconfig", _jit(admin, sandbox, "r-fail")["encoded_jit_config"])
+    job = queue_job(sandbox, steps=["echo before; false", "echo never"])
+    proc = start_runner(
+        runner_dir, "--jitconfig", jit_config(admin, sandbox, "r-fail")["encoded_jit_config"]
+    )
     try:
         assert proc.wait(timeout=20) == 0
     finally:
         proc.kill()
-    done = _job(sandbox, job["id"])
+    done = get_job(sandbox, job["id"])
     assert done["conclusion"] == "failure"
     assert "before" in done["log"] and "never\n" not in done["log"].replace("echo never", "")
     assert [s["conclusion"] for s in done["steps"]] == ["success", "failure", "skipped", "success"]
 
 
 def test_label_matching(sandbox: SandboxServer, admin: requests.Session, runner_dir: Path) -> None:
-    other_repo = _queue(sandbox, repository="canonical/elsewhere", steps=["true"])
-    wrong_labels = _queue(sandbox, labels=["self-hosted", "gpu"], steps=["true"])
-    mine = _queue(sandbox, labels=["SELF-HOSTED", "Sandbox", "linux"], steps=["true"])
-    proc = _start(runner_dir, "--jitconfig", _jit(admin, sandbox, "r-lbl")["encoded_jit_config"])
+    other_repo = queue_job(sandbox, repository="canonical/elsewhere", steps=["true"])
+    wrong_labels = queue_job(sandbox, labels=["self-hosted", "gpu"], steps=["true"])
+    mine = queue_job(sandbox, labels=["SELF-HOSTED", "Sandbox", "linux"], steps=["true"])
+    proc = start_runner(
+        runner_dir, "--jitconfig", jit_config(admin, sandbox, "r-lbl")["encoded_jit_config"]
+    )
     try:
         assert proc.wait(timeout=20) == 0
     finally:
         proc.kill()
-    assert _job(sandbox, mine["id"])["conclusion"] == "success"
-    assert _job(sandbox, other_repo["id"])["status"] == "queued"
-    assert _job(sandbox, wrong_labels["id"])["status"] == "queued"
+    assert get_job(sandbox, mine["id"])["conclusion"] == "success"
+    assert get_job(sandbox, other_repo["id"])["status"] == "queued"
+    assert get_job(sandbox, wrong_labels["id"])["status"] == "queued"
 
 
 def test_config_sh_ephemeral_flow(
@@ -281,13 +209,13 @@ def test_config_sh_ephemeral_flow(
     labels = {label["name"]: label["type"] for label in listed["runners"][0]["labels"]}
     assert labels["self-hosted"] == "read-only" and labels["extra"] == "custom"
 
-    job = _queue(sandbox, steps=["echo from-config-runner"])
-    proc = _start(runner_dir)
+    job = queue_job(sandbox, steps=["echo from-config-runner"])
+    proc = start_runner(runner_dir)
     try:
         assert proc.wait(timeout=20) == 0
     finally:
         proc.kill()
-    done = _job(sandbox, job["id"])
+    done = get_job(sandbox, job["id"])
     assert done["conclusion"] == "success" and "from-config-runner" in done["log"]
     assert admin.get(f"{sandbox.api_url}{REPO_API}").json()["total_count"] == 0
 
@@ -322,18 +250,18 @@ def test_config_sh_remove_and_errors(
         assert (
             config("--url", url, "--token", token, extra_env={"RUNNER_ALLOW_RUNASROOT": ""}) == 1
         )
-    unconfigured = _start(runner_dir)
+    unconfigured = start_runner(runner_dir)
     assert unconfigured.wait(timeout=20) == 1
 
 
 def test_deleted_runner_exits_and_sigterm_stops(
     sandbox: SandboxServer, admin: requests.Session, runner_dir: Path, tmp_path: Path
 ) -> None:
-    jit = _jit(admin, sandbox, "to-delete")
-    proc = _start(runner_dir, "--jitconfig", jit["encoded_jit_config"])
+    jit = jit_config(admin, sandbox, "to-delete")
+    proc = start_runner(runner_dir, "--jitconfig", jit["encoded_jit_config"])
     try:
         url = f"{sandbox.api_url}{REPO_API}/{jit['runner']['id']}"
-        _wait(lambda: admin.get(url).json()["status"] == "online", what="online")
+        wait_for(lambda: admin.get(url).json()["status"] == "online", what="online")
         assert admin.delete(url).status_code == 204
         assert proc.wait(timeout=10) == 1
     finally:
@@ -341,11 +269,11 @@ def test_deleted_runner_exits_and_sigterm_stops(
 
     second = tmp_path / "second"
     shutil.copytree(runner_dir, second)
-    jit = _jit(admin, sandbox, "to-stop")
-    proc = _start(second, "--jitconfig", jit["encoded_jit_config"])
+    jit = jit_config(admin, sandbox, "to-stop")
+    proc = start_runner(second, "--jitconfig", jit["encoded_jit_config"])
     try:
         url = f"{sandbox.api_url}{REPO_API}/{jit['runner']['id']}"
-        _wait(lambda: admin.get(url).json()["status"] == "online", what="online")
+        wait_for(lambda: admin.get(url).json()["status"] == "online", what="online")
         proc.terminate()
         assert proc.wait(timeout=10) == 0
     finally:
@@ -357,8 +285,8 @@ def test_unreachable_server_is_retryable_exit(tmp_path: Path) -> None:
         session = requests.Session()
         session.headers["Authorization"] = f"token {ADMIN_TOKEN}"
         target = install_runner(other, session, tmp_path / "r")
-        jit = _jit(session, other, "gone")
-    proc = _start(
+        jit = jit_config(session, other, "gone")
+    proc = start_runner(
         target,
         "--jitconfig",
         jit["encoded_jit_config"],
