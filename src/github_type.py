@@ -1,4 +1,9 @@
-"""Types describing GitHub objects the charm works with (no I/O, no PyGithub)."""
+"""Types describing GitHub objects the charm works with (no I/O, no PyGithub).
+
+Also the pure parts of talking to GitHub that ``github_client`` builds on: parsing GitHub's
+(untrusted) JSON answers into these types, checking API job URLs, and mapping an HTTP answer to
+the project's errors.
+"""
 
 from __future__ import annotations
 
@@ -471,7 +476,7 @@ def rate_limit_reset(headers: Mapping[str, str], now: datetime) -> datetime | No
     if retry_after:
         try:
             return now + timedelta(seconds=max(0.0, float(retry_after)))
-        except ValueError:
+        except (ValueError, OverflowError):
             pass
         try:
             when = parsedate_to_datetime(retry_after)

@@ -83,6 +83,7 @@ def test_rate_limit_reset() -> None:
     assert rate_limit_reset({"x-ratelimit-reset": "1767225600"}, NOW) == NOW
     assert rate_limit_reset({"x-ratelimit-reset": "x"}, NOW) is None
     assert rate_limit_reset({}, NOW) is None
+    assert rate_limit_reset({"retry-after": "inf", "x-ratelimit-reset": "1767225600"}, NOW) == NOW
 
 
 @pytest.mark.parametrize(
