@@ -21,6 +21,7 @@ import ops
 import errors
 from charm_host import HostSystem, SystemPort
 from charm_state import CharmState, RunnerStorage
+from charms.github_runner.v0.mongodb import MongoDBRequirer
 from github_type import GitHubRunnerStatus, RunnerApplication
 from runner_manager_type import (
     FLUSH_MODE_BY_ACTION_PARAM,
@@ -135,6 +136,7 @@ class GithubRunnerCharm(ops.CharmBase):
             counts="",
         )
         self.system = type(self).system_factory(self.unit.name)
+        self.mongodb = MongoDBRequirer(self, relation_name="mongodb", database_name=self.app.name)
         on, observe = self.on, framework.observe
         observe(on.install, self._on_install)
         observe(on.upgrade_charm, self._on_upgrade_charm)
@@ -142,15 +144,14 @@ class GithubRunnerCharm(ops.CharmBase):
         observe(on.stop, self._on_stop)
         observe(on.update_status, self._on_update_status)
         observe(on.collect_unit_status, self._on_collect_unit_status)
+        observe(on.secret_changed, self._on_secret_changed)
         for event in (
             on.config_changed,
             on.reconcile_runners,
-            on.secret_changed,
             on.runner_storage_attached,
+            self.mongodb.on.uri_changed,
             on["cos-agent"].relation_joined,
             on["cos-agent"].relation_broken,
-            on["mongodb"].relation_changed,
-            on["mongodb"].relation_broken,
             on["debug-ssh"].relation_changed,
             on["debug-ssh"].relation_departed,
         ):
@@ -170,7 +171,9 @@ class GithubRunnerCharm(ops.CharmBase):
             if value in {storage.value for storage in RunnerStorage}:
                 self._stored.runner_storage = value
         return CharmState.from_charm(
-            self, deployed_runner_storage=self._stored.runner_storage or None
+            self,
+            database_uri=self.mongodb.uri() or "",
+            deployed_runner_storage=self._stored.runner_storage or None,
         )
 
     def _storage_path(self, state: CharmState) -> Path:
@@ -211,12 +214,10 @@ class GithubRunnerCharm(ops.CharmBase):
         )
         return type(self).manager_factory(state.app_name, state.unit_number, config)
 
-    def _progress(self, message: str, event: ops.ActionEvent | None = None) -> None:
+    def _progress(self, message: str) -> None:
         """Show progress of a long step (the final status comes from collect-status)."""
         logger.info(message)
         self.unit.status = ops.MaintenanceStatus(message)
-        if event is not None:
-            event.log(message)
 
     def _record_error(self, exc: errors.GithubRunnerError) -> None:
         """Remember an error's status until a reconcile succeeds."""
@@ -256,6 +257,14 @@ class GithubRunnerCharm(ops.CharmBase):
     def _on_converge(self, _: ops.EventBase) -> None:
         """Config, relations, secrets, storage or the timer changed: converge."""
         self._guarded(self._converge)
+
+    def _on_secret_changed(self, event: ops.SecretChangedEvent) -> None:
+        """The token secret has a new revision: converge (the mongodb lib handles its own)."""
+        token = str(self.config.get("token", ""))
+        if token.startswith("secret:") and token.rsplit("/", 1)[-1].endswith(
+            event.secret.unique_identifier or "?"
+        ):
+            self._guarded(self._converge)
 
     def _on_stop(self, _: ops.StopEvent) -> None:
         """Remove the timer and every runner."""
@@ -353,7 +362,7 @@ class GithubRunnerCharm(ops.CharmBase):
         except errors.ConfigError as exc:
             event.add_status(status_for_error(exc))
             return
-        if self.model.get_relation("mongodb") and state.reactive_config is None:
+        if self.mongodb.relation is not None and state.reactive_config is None:
             event.add_status(
                 ops.WaitingStatus("Waiting for the mongodb relation to provide a URI")
             )

@@ -80,13 +80,25 @@ def run(cmd: list[str], timeout: int = 60) -> None:
 class HostSystem:
     """The real host: the setup script, mounts, /proc, logrotate and systemd."""
 
-    def __init__(self, unit_name: str) -> None:
+    def __init__(
+        self,
+        unit_name: str,
+        *,
+        timer: EventTimer | None = None,
+        meminfo: Path = Path("/proc/meminfo"),
+        logrotate: Path = LOGROTATE_PATH,
+    ) -> None:
         """Build it.
 
         Args:
             unit_name: The unit the reconcile timer dispatches events to.
+            timer: The timer manager (built for ``unit_name`` when not given).
+            meminfo: Where the kernel reports memory.
+            logrotate: The logrotate configuration file to write.
         """
-        self._timer = EventTimer(unit_name)
+        self._timer = timer or EventTimer(unit_name)
+        self._meminfo = meminfo
+        self._logrotate = logrotate
 
     def setup_lxd(self) -> None:
         """Run scripts/setup-lxd.sh (idempotent)."""
@@ -116,7 +128,7 @@ class HostSystem:
         Returns:
             Bytes.
         """
-        meminfo = Path("/proc/meminfo").read_text()
+        meminfo = self._meminfo.read_text()
         line = next(x for x in meminfo.splitlines() if x.startswith("MemAvailable:"))
         available = int(line.split()[1]) * 1024
         if os.path.ismount(path):
@@ -126,7 +138,7 @@ class HostSystem:
 
     def configure_logrotate(self) -> None:
         """Write the logrotate configuration."""
-        LOGROTATE_PATH.write_text(LOGROTATE_CONFIG)
+        self._logrotate.write_text(LOGROTATE_CONFIG)
 
     def ensure_timer(self, event_name: str, interval_minutes: int, timeout_minutes: int) -> None:
         """Install the timer (see :meth:`EventTimer.ensure_event_timer`).

@@ -1,0 +1,133 @@
+"""HostSystem: the real host seam, with subprocess and the filesystem faked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import charm
+import charm_host
+import errors
+from charm_host import LOGROTATE_CONFIG, HostSystem, run
+from event_timer import EventTimer
+from runner_manager_type import LXDRunnerManagerConfig
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.commands: list[list[str]] = []
+
+    def __call__(self, cmd: list[str], timeout: int = 60) -> None:
+        self.commands.append(cmd)
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    fake = Recorder()
+    monkeypatch.setattr(charm_host, "run", fake)
+    return fake
+
+
+def host(tmp_path: Path, systemctl_codes: dict[str, int] | None = None) -> HostSystem:
+    codes = systemctl_codes or {}
+    timer = EventTimer(
+        "app/0", unit_dir=tmp_path / "units", systemctl=lambda args: codes.get(args[0], 0)
+    )
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 16000000 kB\nMemAvailable:    8000000 kB\n")
+    return HostSystem("app/0", timer=timer, meminfo=meminfo, logrotate=tmp_path / "logrotate")
+
+
+def test_setup_lxd_runs_the_script(tmp_path: Path, recorder: Recorder) -> None:
+    host(tmp_path).setup_lxd()
+    assert recorder.commands == [[str(charm_host.SETUP_LXD_SCRIPT)]]
+    assert charm_host.SETUP_LXD_SCRIPT.name == "setup-lxd.sh"
+
+
+def test_ram_disk_mounted_then_resized(
+    tmp_path: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = tmp_path / "ram"
+    system = host(tmp_path)
+    monkeypatch.setattr(os.path, "ismount", lambda path: False)
+    system.ensure_ram_disk(disk, 1 << 30)
+    assert disk.is_dir()
+    assert recorder.commands == [
+        ["mount", "-t", "tmpfs", "-o", "size=1073741824", "tmpfs", str(disk)]
+    ]
+    recorder.commands.clear()
+    monkeypatch.setattr(os.path, "ismount", lambda path: True)
+    system.ensure_ram_disk(disk, 1 << 40)  # the tmp dir is far smaller than 1 TiB: remount
+    assert recorder.commands == [["mount", "-o", f"remount,size={1 << 40}", str(disk)]]
+    recorder.commands.clear()
+    stat = os.statvfs(disk)
+    system.ensure_ram_disk(disk, stat.f_blocks * stat.f_frsize)  # same size: nothing to do
+    assert recorder.commands == []
+
+
+def test_available_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system = host(tmp_path)
+    monkeypatch.setattr(os.path, "ismount", lambda path: False)
+    assert system.available_memory(tmp_path) == 8000000 * 1024
+    monkeypatch.setattr(os.path, "ismount", lambda path: True)
+    stat = os.statvfs(tmp_path)
+    used = (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+    assert system.available_memory(tmp_path) == 8000000 * 1024 + used
+
+
+def test_logrotate(tmp_path: Path) -> None:
+    host(tmp_path).configure_logrotate()
+    assert (tmp_path / "logrotate").read_text() == LOGROTATE_CONFIG
+    assert "/var/log/github-runner-metrics.log" in LOGROTATE_CONFIG
+
+
+def test_timer_delegates_to_event_timer(tmp_path: Path) -> None:
+    system = host(tmp_path)
+    system.ensure_timer("reconcile-runners", 10, 30)
+    assert (tmp_path / "units" / "ghr-app-0-reconcile-runners.timer").exists()
+    assert system.timer_active("reconcile-runners") is True
+    system.disable_timer("reconcile-runners")
+    assert not (tmp_path / "units" / "ghr-app-0-reconcile-runners.timer").exists()
+    assert host(tmp_path, {"is-active": 3}).timer_active("reconcile-runners") is False
+
+
+def test_run() -> None:
+    run(["true"])
+    with pytest.raises(errors.SubprocessError) as info:
+        run(["sh", "-c", "echo boom >&2; exit 3"])
+    assert (info.value.returncode, info.value.stderr) == (3, "boom\n")
+    with pytest.raises(errors.SubprocessError):
+        run(["/nonexistent/binary"])
+
+
+def test_run_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow(*args: Any, **kwargs: Any) -> None:
+        raise subprocess.TimeoutExpired(["x"], 1)
+
+    monkeypatch.setattr(subprocess, "run", slow)
+    with pytest.raises(errors.SubprocessError) as info:
+        run(["x"], timeout=1)
+    assert info.value.returncode == -1
+
+
+def test_real_manager_factory_builds_runner_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[tuple[str, int, object]] = []
+
+    class RunnerManager:
+        def __init__(self, app_name: str, unit: int, config: object) -> None:
+            built.append((app_name, unit, config))
+
+    module = types.ModuleType("runner_manager")
+    module.RunnerManager = RunnerManager  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "runner_manager", module)
+    config = object()
+    manager = charm.create_runner_manager("app", 3, config)  # type: ignore[arg-type]
+    assert isinstance(manager, RunnerManager)
+    assert built == [("app", 3, config)]
+    assert LXDRunnerManagerConfig is not None
