@@ -102,14 +102,7 @@ class _Budget:
         self.attempts = 0
 
     def allows(self, seconds: float) -> bool:
-        """Return whether ``seconds`` more still fit in the budget (the first attempt always does).
-
-        Args:
-            seconds: Time the next wait plus attempt may take.
-
-        Returns:
-            Whether to go on.
-        """
+        """Return whether ``seconds`` more fit (the first attempt of a call always does)."""
         if self.attempts == 0:
             return True
         return self._clock() - self._start + seconds <= self._max_wait
@@ -362,19 +355,8 @@ class GithubClient:
         Raises:
             InvalidJobUrlError: If the URL is not a job URL under this client's API URL.
         """
-        repo, job_id = self.parse_job_url(url)
+        repo, job_id = parse_job_url(self.api_url, url)
         return self.get_job(repo, job_id)
-
-    def parse_job_url(self, url: str) -> tuple[GitHubRepo, int]:
-        """Split an API job URL into repository and job id, checking it is under ``api_url``.
-
-        Args:
-            url: The job's API URL (untrusted).
-
-        Returns:
-            The repository and the job id.
-        """
-        return parse_job_url(self.api_url, url)
 
     # --- rate limit -------------------------------------------------------------------------
 

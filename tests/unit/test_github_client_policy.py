@@ -15,7 +15,14 @@ import pytest
 
 import errors
 from github_client import GithubClient, TransportError
-from github_type import GitHubOrg, GitHubRepo, GitHubRunnerStatus, HttpReply, JobStatus
+from github_type import (
+    GitHubOrg,
+    GitHubRepo,
+    GitHubRunnerStatus,
+    HttpReply,
+    JobStatus,
+    parse_job_url,
+)
 
 TOKEN = "ghp_unit-secret-token-0123456789"
 API = "https://ghes.example/api/v3"
@@ -378,10 +385,7 @@ def test_job_url_outside_api_is_rejected_without_request(url: str) -> None:
 
 
 def test_job_url_default_port_and_case_are_equivalent() -> None:
-    client, _ = make_client()
-    repo, job_id = client.parse_job_url(
-        "HTTPS://GHES.example:443/api/v3/repos/o/r/actions/jobs/12"
-    )
+    repo, job_id = parse_job_url(API, "HTTPS://GHES.example:443/api/v3/repos/o/r/actions/jobs/12")
     assert (repo, job_id) == (GitHubRepo("o", "r"), 12)
 
 
