@@ -183,7 +183,12 @@ class Job:
 
     @property
     def head_branch(self) -> str | None:
-        """The branch name of the ref, as GitHub reports it."""
+        """The branch name of the ref (a pull request's head branch), as GitHub reports it."""
+        pull = self.event_payload.get("pull_request")
+        if isinstance(pull, dict) and isinstance(pull.get("head"), dict):
+            ref = pull["head"].get("ref")
+            if isinstance(ref, str) and ref:
+                return ref
         for prefix in ("refs/heads/", "refs/tags/"):
             if self.ref.startswith(prefix):
                 return self.ref[len(prefix) :]
