@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Where the time of one cold runner start goes (profile of Runner.create, then online, then job).
+
+Creates runners one at a time through the charm's RunnerManager (``create_runners(1)``) on the
+real LXD daemon with the sandbox GitHub, and times every phase of ``Runner.create`` by wrapping
+its steps (launch = LXD create + start, readiness wait, metrics store, binary check, file pushes,
+JIT registration, runner start, "created" mark), then the time until the sandbox sees the runner
+online, then the time until a queued job starts on it.
+
+    python benchmarks/cold_start.py [--json] [--small] [--runs N]
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
+
+import lxd_instance  # noqa: E402
+import runner  # noqa: E402
+from benchmarks._lib.bench import (  # noqa: E402
+    Report,
+    drop_caches,
+    fmt,
+    force_delete_instances,
+    lxd_instances,
+    median,
+    parse_args,
+)
+from harness.local import RESOURCES, LocalEnvironment, LocalOptions  # noqa: E402
+from runner_manager_type import LXDFlushMode  # noqa: E402
+
+APP = "bench-cold"
+PHASES = (
+    ("launch", "LXD create + start (Runner._launch)"),
+    ("create_api", "  of which POST /instances"),
+    ("start_api", "  of which start"),
+    ("wait_ready", "readiness wait (systemctl is-system-running)"),
+    ("metrics", "metrics store + disk device"),
+    ("binary", "runner binary check/install"),
+    ("push_files", "env, pre-job, start scripts pushed"),
+    ("register", "JIT config from GitHub + push"),
+    ("start", "runner started (systemd-run)"),
+    ("mark", "'created' mark in LXD config"),
+)
+
+_times: dict[str, dict[str, float]] = defaultdict(dict)
+_local = threading.local()
+
+
+def _timed(phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return fn(self, *args, **kwargs)
+        finally:
+            name = getattr(_local, "runner", None)
+            if name is not None:
+                bucket = _times[name]
+                bucket[phase] = bucket.get(phase, 0.0) + time.perf_counter() - began
+
+    return wrapper
+
+
+def instrument() -> None:
+    """Wrap the steps of Runner.create (and the LXD calls inside launch) with timers."""
+    original_create = runner.Runner.create
+
+    @functools.wraps(original_create)
+    def create(self: runner.Runner, config: Any) -> None:
+        _local.runner = self.config.name
+        began = time.perf_counter()
+        try:
+            original_create(self, config)
+        finally:
+            _times[self.config.name]["total"] = time.perf_counter() - began
+            _local.runner = None
+
+    runner.Runner.create = create  # type: ignore[method-assign]
+    for attr, phase in (
+        ("_launch", "launch"),
+        ("_mount_metrics", "metrics"),
+        ("_install_binary", "binary"),
+        ("_push_files", "push_files"),
+        ("_register", "register"),
+        ("_start", "start"),
+    ):
+        setattr(runner.Runner, attr, _timed(phase, getattr(runner.Runner, attr)))
+    inst = lxd_instance.LxdInstance
+    inst.wait_ready = _timed("wait_ready", inst.wait_ready)  # type: ignore[method-assign]
+    inst.start = _timed("start_api", inst.start)  # type: ignore[method-assign]
+    inst.set_config = _timed("mark", inst.set_config)  # type: ignore[method-assign]
+    client_cls = __import__("lxd").LxdClient
+    original_run = client_cls.run_operation
+
+    @functools.wraps(original_run)
+    def run_operation(self: Any, method: str, path: str, **kwargs: Any) -> Any:
+        if method == "post" and path == "instances":
+            return _timed("create_api", original_run)(self, method, path, **kwargs)
+        return original_run(self, method, path, **kwargs)
+
+    client_cls.run_operation = run_operation
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> float | None:
+    """Poll every 50 ms; seconds until the predicate held, or None on timeout."""
+    began = time.perf_counter()
+    while time.perf_counter() - began < timeout:
+        if predicate():
+            return time.perf_counter() - began
+        time.sleep(0.05)
+    return None
+
+
+def online(env: LocalEnvironment, name: str) -> bool:
+    """Whether the sandbox shows the runner online (control API: no GitHub API call counted)."""
+    return any(
+        r["name"] == name and r["status"] == "online" for r in env.control("GET", "/runners")
+    )
+
+
+def main() -> int:
+    """Run the profile; exit 0 unless a runner failed or an instance leaked."""
+    args = parse_args(__doc__ or "", [("--runs", {"type": int, "default": 0})])
+    runs = args.runs or (2 if args.small else 7)
+    report = Report("cold_start", args.small)
+    instrument()
+    caches_dropped = drop_caches()
+    rows: list[dict[str, float]] = []
+    options = LocalOptions(app_name=APP, repo="octo/bench", labels=("bench",), metrics=True)
+    try:
+        with LocalEnvironment(options) as env:
+            for _ in range(runs):
+                began = time.perf_counter()
+                (name,) = env.manager.create_runners(1, RESOURCES)
+                created = time.perf_counter() - began
+                to_online = wait_for(lambda n=name: online(env, n), 60)
+                job = env.queue_job(["true"])
+                queued = time.perf_counter()
+                started = wait_for(lambda j=job: env.job(j["id"])["status"] != "queued", 60)
+                row = dict(_times[name])
+                row.update(
+                    created=created,
+                    online=(created + to_online) if to_online is not None else float("nan"),
+                    online_after_create=to_online if to_online is not None else float("nan"),
+                    job_pickup=started if started is not None else float("nan"),
+                )
+                row["job_queued_to_start_cold"] = row["online"] + (time.perf_counter() - queued)
+                rows.append(row)
+                report.check(to_online is not None, f"{name} never came online")
+                report.check(started is not None, f"job on {name} never started")
+                env.wait_jobs([job["id"]], 60)
+                env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+            env.manager.flush(LXDFlushMode.FLUSH_BUSY)
+    finally:
+        leaked = force_delete_instances(f"{APP}-")
+    report.check(not leaked, f"instances left behind: {leaked}")
+    report.check(not lxd_instances(f"{APP}-"), "instances still present after cleanup")
+
+    table = report.table(
+        f"cold runner start, {runs} runs one at a time (medians; caches dropped: "
+        f"{caches_dropped})",
+        "phase",
+        "median s",
+        "min s",
+        "max s",
+    )
+    figures: dict[str, Any] = {}
+    for key, label in (
+        *PHASES,
+        ("total", "Runner.create total"),
+        ("created", "create_runners(1) returned"),
+        ("online_after_create", "create -> online in the sandbox"),
+        ("online", "call -> runner online"),
+        ("job_pickup", "job queued on an online runner -> started"),
+    ):
+        values = [r[key] for r in rows if key in r and r[key] == r[key]]
+        figures[key] = round(median(values), 3) if values else None
+        table.add_row(
+            label,
+            fmt(median(values)),
+            fmt(min(values) if values else None),
+            fmt(max(values) if values else None),
+        )
+    report.figures.update(runs=runs, caches_dropped=caches_dropped, phases_median_s=figures)
+    return report.finish(args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Scale up from 0 to N idle runners: parallel creation against sequential, in the same run.
+
+For each N (1, 4, 8; ``--small``: 1, 2) and each way of creating, one ``reconcile(N)`` of the
+charm's RunnerManager on the real LXD daemon with the sandbox GitHub: seconds until reconcile
+returned (all N created) and until the sandbox shows N runners online; then a force flush.
+Ways of creating:
+
+- ``parallel``: the manager's executor with its default pool (``create_parallelism``);
+- ``sequential``: ``create_parallelism=1``;
+- ``upstream-like``: ``create_parallelism=1`` and a fixed sleep after each creation
+  (``fixed_boot_wait``), as upstream's design implies (one runner at a time, then a fixed 60 s
+  boot wait). The sleep is scaled down (``--boot-wait``, default 6 s; small 1 s) and the figure is
+  extrapolated to 60 s: ``measured + N * (60 - boot_wait)``.
+
+Page caches are dropped before every trial (MACHINE-FACTS: launches slow down on a warm cache).
+
+    python benchmarks/scale_up.py [--json] [--small] [--reps R] [--boot-wait S]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
+
+from benchmarks._lib.bench import (  # noqa: E402
+    Report,
+    drop_caches,
+    fmt,
+    force_delete_instances,
+    lxd_instances,
+    median,
+    parse_args,
+    ratio,
+)
+from harness.local import RESOURCES, LocalEnvironment, LocalOptions  # noqa: E402
+from runner_manager_settings import RunnerManagerSettings  # noqa: E402
+from runner_manager_type import LXDFlushMode  # noqa: E402
+
+APP = "bench-scale"
+UPSTREAM_BOOT_WAIT = 60.0
+
+
+def online_count(env: LocalEnvironment) -> int:
+    """Runners the sandbox shows online (control API: not counted as GitHub API calls)."""
+    return sum(1 for r in env.control("GET", "/runners") if r["status"] == "online")
+
+
+def trial(env: LocalEnvironment, count: int, settings: dict[str, Any]) -> dict[str, float]:
+    """One 0 -> ``count`` scale-up with these manager settings; leaves 0 runners behind.
+
+    Args:
+        env: The environment.
+        count: N.
+        settings: RunnerManagerSettings overrides.
+
+    Returns:
+        Seconds to created and to online, and how many were created.
+    """
+    env.options.settings = {**env.options.settings, **settings}
+    env.manager = env.build_manager()
+    drop_caches()
+    began = time.perf_counter()
+    env.manager.reconcile(count, RESOURCES)
+    created = time.perf_counter() - began
+    made = len(env.manager.last_report.created)
+    deadline = began + 120 + count * settings.get("fixed_boot_wait", 0)
+    online = float("nan")
+    while time.perf_counter() < deadline:
+        if online_count(env) >= count:
+            online = time.perf_counter() - began
+            break
+        time.sleep(0.1)
+    env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+    env.manager.flush(LXDFlushMode.FLUSH_BUSY)
+    return {"created": created, "online": online, "made": made}
+
+
+def main() -> int:
+    """Run the scale-up trials; exit 1 if a runner failed or an instance leaked."""
+    args = parse_args(
+        __doc__ or "",
+        [
+            ("--reps", {"type": int, "default": 0, "help": "trials per (N, way)"}),
+            ("--boot-wait", {"type": float, "default": 0.0, "help": "scaled fixed boot wait"}),
+        ],
+    )
+    sizes = (1, 2) if args.small else (1, 4, 8)
+    reps = args.reps or (1 if args.small else 3)
+    boot_wait = args.boot_wait or (1.0 if args.small else 6.0)
+    default_parallelism = RunnerManagerSettings().create_parallelism
+    ways: list[tuple[str, dict[str, Any], int]] = [
+        ("parallel", {"create_parallelism": default_parallelism, "fixed_boot_wait": 0.0}, reps),
+        ("sequential", {"create_parallelism": 1, "fixed_boot_wait": 0.0}, reps),
+        ("upstream-like", {"create_parallelism": 1, "fixed_boot_wait": boot_wait}, 1),
+    ]
+    report = Report("scale_up", args.small)
+    results: dict[str, dict[int, dict[str, Any]]] = {way: {} for way, _, _ in ways}
+    options = LocalOptions(app_name=APP, repo="octo/bench", labels=("bench",))
+    try:
+        with LocalEnvironment(options) as env:
+            for count in sizes:
+                for way, settings, way_reps in ways:
+                    rows = [trial(env, count, settings) for _ in range(way_reps)]
+                    for row in rows:
+                        report.check(
+                            row["made"] == count, f"{way} N={count}: {row['made']} created"
+                        )
+                        report.check(row["online"] == row["online"], f"{way} N={count}: offline")
+                    created = median([r["created"] for r in rows])
+                    online = median([r["online"] for r in rows])
+                    results[way][count] = {
+                        "reps": way_reps,
+                        "created_s": round(created, 2) if created is not None else None,
+                        "online_s": round(online, 2) if online is not None else None,
+                    }
+    finally:
+        leaked = force_delete_instances(f"{APP}-")
+    report.check(not leaked, f"instances left behind: {leaked}")
+    report.check(not lxd_instances(f"{APP}-"), "instances still present after cleanup")
+
+    for count in sizes:
+        up = results["upstream-like"].get(count)
+        if up and up["online_s"] is not None:
+            up["extrapolated_60s_online_s"] = round(
+                up["online_s"] + count * (UPSTREAM_BOOT_WAIT - boot_wait), 1
+            )
+    table = report.table(
+        f"0 -> N idle runners (medians of {reps}; parallel pool = {default_parallelism}; "
+        f"upstream-like: 1 run, fixed wait {boot_wait:g} s, extrapolated to 60 s)",
+        "N",
+        "par created",
+        "par online",
+        "seq online",
+        "seq/par",
+        "upst. online",
+        "upst. @60s",
+        "upst./par",
+    )
+    one = results["parallel"].get(1, {}).get("online_s")
+    figures: dict[str, Any] = {}
+    for count in sizes:
+        par, seq = results["parallel"].get(count, {}), results["sequential"].get(count, {})
+        up = results["upstream-like"].get(count, {})
+        figures[str(count)] = {
+            "parallel": par,
+            "sequential": seq,
+            "upstream_like": up,
+            "sequential_over_parallel": ratio(seq.get("online_s"), par.get("online_s")),
+            "upstream60_over_parallel": ratio(
+                up.get("extrapolated_60s_online_s"), par.get("online_s")
+            ),
+            "parallel_over_one": ratio(par.get("online_s"), one),
+        }
+        table.add_row(
+            str(count),
+            fmt(par.get("created_s"), "s"),
+            fmt(par.get("online_s"), "s"),
+            fmt(seq.get("online_s"), "s"),
+            fmt(figures[str(count)]["sequential_over_parallel"], "x"),
+            fmt(up.get("online_s"), "s"),
+            fmt(up.get("extrapolated_60s_online_s"), "s"),
+            fmt(figures[str(count)]["upstream60_over_parallel"], "x"),
+        )
+    biggest = max(sizes)
+    target = figures[str(biggest)]["parallel_over_one"]
+    report.figures.update(
+        sizes=list(sizes),
+        reps=reps,
+        parallelism=default_parallelism,
+        boot_wait_scaled_s=boot_wait,
+        results=figures,
+        target={"n": biggest, "parallel_online_over_one": target, "goal": 2.0},
+    )
+    goal = report.table("target", "figure", "value", "goal")
+    goal.add_row(f"0 -> {biggest} online / 0 -> 1 online (parallel)", fmt(target, "x"), "<= 2x")
+    return report.finish(args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
