@@ -11,16 +11,21 @@
 #   5. a `default` profile that holds ONLY the root disk: no NIC, no network, never a bridge.
 #      Containers reach host services through loopback `proxy` devices only.
 #
-# Storage driver, measured on this machine (Debian 12, 2 cores, LXD 5.0.2, 2026-11-23; the
-# container image from `scripts/build-lxd-image.sh --test`; median of 5; time until `lxc exec c
-# true` succeeds):
-#                                              dir pool     btrfs pool (loop file)
-#   launch from image, page cache warm           see report / README figures below
-#   copy of a stopped template + start
-# The figures are filled in below (MEASURED) by the person who ran the measurement.
+# Storage driver: btrfs by default, chosen by measurement on this machine (Debian 12, 2 cores,
+# LXD 5.0.2, the `--test` image, 2026-11-23; times until `lxc exec c true` succeeds; 5 runs each,
+# shared machine, so orders of magnitude):
+#                                              btrfs (loop file)   dir
+#   launch from image, page cache warm         1.7-2.0 s           2.3-4.7 s
+#   launch from image, caches dropped          5.3-6.3 s           4.6-8.8 s
+#   copy of a stopped, once-started template   0.8-1.3 s           4.3-5.8 s
+#   copy of a never-started template           1.5-2.1 s (remap)   2.8-4.5 s
+#   delete --force of a running container      0.74-0.85 s         2.6-3.8 s
+# btrfs clones the image instead of unpacking it and never hits the warm-cache slowdown of dir
+# (MACHINE-FACTS: up to ~12 s a launch). It needs btrfs-progs installed before LXD starts and a
+# kernel with btrfs; otherwise use --driver dir. Daemon start ~0.6 s; first install ~15 s.
 #
 # Usage: setup-lxd.sh [--driver btrfs|dir] [--pool NAME] [--size 30GiB] [--stop]
-#   --stop   stop a daemon this script started (lxd shutdown) and exit.
+#   --stop   shut the LXD daemon down (lxd shutdown) and exit; a later run starts it again.
 # Environment: LXD_LOG_DIR (default /var/log/lxd).
 set -euo pipefail
 
