@@ -9,7 +9,6 @@ class attributes a test subclass replaces: ``manager_factory`` (the runner manag
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +35,7 @@ logger = logging.getLogger(__name__)
 RECONCILE_EVENT = "reconcile-runners"
 PREVIOUS_CREDENTIALS_LABEL = "previous-credentials"
 RAM_DISK_PATH = Path("/var/lib/github-runner/ram-disk")
+DETACHED_STORAGE_PATH = Path("/var/lib/github-runner/no-storage")  # at stop, storage may be gone
 
 
 class RunnerManagerPort(Protocol):
@@ -60,9 +60,9 @@ def create_runner_manager(
     app_name: str, unit: int, config: LXDRunnerManagerConfig
 ) -> RunnerManagerPort:
     """Build the real runner manager (imported lazily: it pulls in LXD and GitHub clients)."""
-    module = importlib.import_module("runner_manager")
-    manager: RunnerManagerPort = module.RunnerManager(app_name, unit, config)
-    return manager
+    from runner_manager import RunnerManager  # noqa: PLC0415
+
+    return RunnerManager(app_name, unit, config)
 
 
 def status_for_error(exc: errors.GithubRunnerError) -> ops.StatusBase:
@@ -176,11 +176,25 @@ class GithubRunnerCharm(ops.CharmBase):
             deployed_runner_storage=self._stored.runner_storage or None,
         )
 
-    def _storage_path(self, state: CharmState) -> Path:
-        """Return the directory that holds runner disks, making the RAM disk if needed."""
+    def _storage_location(self, state: CharmState) -> Path | None:
+        """Return the directory that holds runner disks (None: juju storage not attached)."""
+        if state.runner_storage == RunnerStorage.MEMORY:
+            return RAM_DISK_PATH
+        storages = self.model.storages["runner"]
+        return storages[0].location if storages else None
+
+    def _prepare_storage(self, state: CharmState) -> Path:
+        """Check the runner storage and mount the RAM disk if needed; return its path."""
+        location = self._storage_location(state)
+        if location is None:
+            raise errors.ConfigError(
+                "runner-storage",
+                "juju-storage needs the runner storage, which is not attached: run "
+                f"`juju add-storage {self.unit.name} runner=<size>`",
+            )
         if state.runner_storage == RunnerStorage.MEMORY:
             needed = size_in_bytes(state.vm_resources.disk) * max(state.virtual_machines, 1)
-            available = self.system.available_memory(RAM_DISK_PATH)
+            available = self.system.available_memory(location)
             if needed > available:
                 raise errors.ConfigError(
                     "runner-storage",
@@ -188,19 +202,12 @@ class GithubRunnerCharm(ops.CharmBase):
                     f"{available >> 20}MiB of memory is available: lower vm-disk or "
                     "virtual-machines",
                 )
-            self.system.ensure_ram_disk(RAM_DISK_PATH, needed)
-            return RAM_DISK_PATH
-        storages = self.model.storages["runner"]
-        if not storages:
-            raise errors.ConfigError(
-                "runner-storage",
-                "juju-storage needs the runner storage, which is not attached: run "
-                f"`juju add-storage {self.unit.name} runner=<size>`",
-            )
-        return storages[0].location
+            self.system.ensure_ram_disk(location, needed)
+        return location
 
-    def _manager(self, state: CharmState, storage: Path) -> RunnerManagerPort:
-        """Build the runner manager for a state."""
+    def _manager(self, state: CharmState, storage: Path | None = None) -> RunnerManagerPort:
+        """Build the runner manager for a state (storage: the prepared runner storage)."""
+        storage = storage or self._storage_location(state) or DETACHED_STORAGE_PATH
         image = f"github-runner-{state.base_image.value}-{'ct' if state.test_mode else 'vm'}"
         config = LXDRunnerManagerConfig(
             charm_state=state,
@@ -272,11 +279,7 @@ class GithubRunnerCharm(ops.CharmBase):
             self.system.disable_timer(RECONCILE_EVENT)
         except errors.GithubRunnerError as exc:
             self._record_error(exc)
-        self._guarded(
-            lambda state: self._manager(state, self._storage_path(state)).flush(
-                LXDFlushMode.FLUSH_BUSY
-            )
-        )
+        self._guarded(lambda state: self._manager(state).flush(LXDFlushMode.FLUSH_BUSY))
 
     def _on_update_status(self, _: ops.UpdateStatusEvent) -> None:
         """Re-create the reconcile timer if it died. No GitHub call."""
@@ -295,10 +298,10 @@ class GithubRunnerCharm(ops.CharmBase):
 
     def _ensure_installed(self, state: CharmState) -> RunnerManagerPort:
         """Make the host ready: LXD, storage, runner binary, image, timer, logrotate."""
-        storage = self._storage_path(state)
+        storage = self._prepare_storage(state)
         if not self._stored.installed:
             self._progress("Setting up LXD")
-            self.system.setup_lxd()
+            self.system.setup_lxd(storage)
             self.system.configure_logrotate()
         manager = self._manager(state, storage)
         if not manager.check_runner_bin():
@@ -344,7 +347,7 @@ class GithubRunnerCharm(ops.CharmBase):
         if secret is not None and self._stored.credentials:
             previous = state.with_credentials(secret.get_content(refresh=True))
             self._progress("Removing the runners of the previous token, path or labels")
-            manager = self._manager(previous, self._storage_path(state))
+            manager = self._manager(previous)
             flushed = manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
             logger.info("removed %d runners of the previous credentials", flushed)
         if secret is None:
@@ -398,7 +401,7 @@ class GithubRunnerCharm(ops.CharmBase):
         """Report the runners as GitHub sees them."""
 
         def work(state: CharmState) -> dict[str, Any]:
-            manager = self._manager(state, self._storage_path(state))
+            manager = self._manager(state)
             counts = _counts(manager.get_github_info())
             self._stored.counts = json.dumps(counts)
             return counts

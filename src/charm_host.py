@@ -37,8 +37,8 @@ LOGROTATE_CONFIG = """\
 class SystemPort(Protocol):
     """What the charm needs of the host besides the runner manager."""
 
-    def setup_lxd(self) -> None:
-        """Install, start and initialise LXD (idempotent)."""
+    def setup_lxd(self, storage: Path) -> None:
+        """Install, start and initialise LXD (idempotent); runner disks go to ``storage``."""
 
     def ensure_ram_disk(self, path: Path, size_bytes: int) -> None:
         """Mount (or resize) the tmpfs at ``path`` holding runner disks."""
@@ -100,8 +100,14 @@ class HostSystem:
         self._meminfo = meminfo
         self._logrotate = logrotate
 
-    def setup_lxd(self) -> None:
-        """Run scripts/setup-lxd.sh (idempotent)."""
+    def setup_lxd(self, storage: Path) -> None:
+        """Run scripts/setup-lxd.sh (idempotent).
+
+        Args:
+            storage: The runner storage directory. The script cannot place its pool there yet
+                (it has no source-directory option): LXD keeps its default pool location.
+        """
+        logger.info("setting up LXD (runner storage %s)", storage)
         run([str(SETUP_LXD_SCRIPT)], timeout=SETUP_LXD_TIMEOUT_SECONDS)
 
     def ensure_ram_disk(self, path: Path, size_bytes: int) -> None:

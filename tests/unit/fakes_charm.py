@@ -164,8 +164,8 @@ class FakeSystem:
         if call[0] in self.fail:
             raise self.fail[call[0]]
 
-    def setup_lxd(self) -> None:
-        self._call("setup_lxd")
+    def setup_lxd(self, storage: Path) -> None:
+        self._call("setup_lxd", storage)
 
     def ensure_ram_disk(self, path: Path, size_bytes: int) -> None:
         self._call("ensure_ram_disk", path, size_bytes)

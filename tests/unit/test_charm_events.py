@@ -8,7 +8,12 @@ import pytest
 from ops import testing
 
 import errors
-from charm import PREVIOUS_CREDENTIALS_LABEL, RECONCILE_EVENT, GithubRunnerCharm
+from charm import (
+    DETACHED_STORAGE_PATH,
+    PREVIOUS_CREDENTIALS_LABEL,
+    RECONCILE_EVENT,
+    GithubRunnerCharm,
+)
 from runner_manager_type import LXDFlushMode
 from runner_type import SSHDebugConnection, VirtualMachineResources
 from tests.unit.fakes_charm import (
@@ -443,3 +448,24 @@ def test_previous_credentials_survive_a_lost_secret(
     assert flushes(manager) == []
     assert manager.calls[manager.names().index("reconcile")].token == NEW_TOKEN
     assert out.unit_status == ACTIVE
+
+
+def test_stop_flushes_even_when_the_storage_is_already_detached(
+    ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager, system: FakeSystem
+) -> None:
+    out = deployed(ctx, base_state())
+    state = testing.State(
+        config=out.config, stored_states=out.stored_states, secrets=out.secrets, storages=[]
+    )
+    manager.calls.clear()
+    ctx.run(ctx.on.stop(), state)
+    assert flushes(manager) == [(LXDFlushMode.FLUSH_BUSY, TOKEN, "canonical/repo")]
+    assert manager.configs[-1][2].lxd_storage_path == DETACHED_STORAGE_PATH
+
+
+def test_lxd_is_set_up_on_the_runner_storage(
+    ctx: testing.Context[GithubRunnerCharm], system: FakeSystem
+) -> None:
+    storage = testing.Storage("runner")
+    ctx.run(ctx.on.install(), base_state(storages=[storage]))
+    assert system.calls[0] == ("setup_lxd", storage.get_filesystem(ctx))

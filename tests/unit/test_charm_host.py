@@ -45,7 +45,7 @@ def host(tmp_path: Path, systemctl_codes: dict[str, int] | None = None) -> HostS
 
 
 def test_setup_lxd_runs_the_script(tmp_path: Path, recorder: Recorder) -> None:
-    host(tmp_path).setup_lxd()
+    host(tmp_path).setup_lxd(tmp_path)
     assert recorder.commands == [[str(charm_host.SETUP_LXD_SCRIPT)]]
     assert charm_host.SETUP_LXD_SCRIPT.name == "setup-lxd.sh"
 
