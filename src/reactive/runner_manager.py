@@ -350,7 +350,7 @@ def _spawn(config: ReactiveRunnerConfig, account: pwd.struct_passwd | None) -> i
         ReactiveRunnerError: It could not be started.
     """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in sys.path if p)
     env[MQ_URI_ENV] = config.mq_uri
     env["PYTHONUNBUFFERED"] = "1"
     uid = gid = None

@@ -406,3 +406,29 @@ def test_main_exit_codes(
     text = log.read_text()
     assert "Received signal 15" in text
     assert "s3cr3t" not in text
+
+
+def test_spawn_passes_secret_in_env_and_absolute_pythonpath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    captured: dict[str, Any] = {}
+
+    def fake_popen(cmd: list[str], **kwargs: Any) -> None:
+        captured.update(cmd=cmd, **kwargs)
+        raise OSError("not really starting anything")
+
+    monkeypatch.setattr(sys, "path", ["relative/dir", "", *sys.path])
+    monkeypatch.setattr(runner_manager.subprocess, "Popen", fake_popen)
+    cfg = ReactiveRunnerConfig(
+        SECRET_URI, "app", pid_dir=tmp_path / "p", log_dir=tmp_path / "l", user=None
+    )
+    with pytest.raises(ReactiveRunnerError):
+        reconcile(1, cfg)
+    assert captured["env"][MQ_URI_ENV] == SECRET_URI
+    assert not any("s3cr3t" in part for part in captured["cmd"])
+    paths = captured["env"]["PYTHONPATH"].split(os.pathsep)
+    assert all(os.path.isabs(p) for p in paths)  # the child runs in another directory
+    assert os.path.abspath("relative/dir") in paths
+    assert captured["start_new_session"] is True
+    assert Path(captured["cwd"]) == Path(runner_manager.__file__).resolve().parents[1]
+    assert list((tmp_path / "p").glob("*.json")) == []
