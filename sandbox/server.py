@@ -330,6 +330,7 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         else:
             error = None if found is not None else HttpError(404, "Not Found")
         template = found[0].template if found is not None else "<unknown>"
+        request.route = template
         self.stats.count(f"{request.method} {template}")
         response = self.faults.apply(request.method, path)
         if response is None:

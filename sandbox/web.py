@@ -24,6 +24,7 @@ class Request:
     body: bytes = b""
     params: dict[str, str] = field(default_factory=dict)
     token: str | None = None
+    route: str | None = None
     alive: Callable[[], bool] | None = None
 
     def client_alive(self) -> bool:

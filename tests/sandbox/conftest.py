@@ -6,16 +6,21 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from sandbox_openapi import Checker
-from sandbox_testlib import ADMIN_TOKEN, RO_TOKEN, TOTALS
 
 from sandbox.server import SandboxServer
+from tests.sandbox.sandbox_openapi import Checker, checked
+from tests.sandbox.sandbox_testlib import ADMIN_TOKEN, RO_TOKEN, TOTALS
 
 
 @pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
+def api_checker() -> Checker:
+    """The checker that validates the sandbox fixture's /api/v3 responses."""
+    return Checker()
+
+
+@pytest.fixture
+def sandbox(api_checker: Checker) -> Iterator[SandboxServer]:
     """A running sandbox with short runner intervals; fails the test on any spec violation."""
-    checker = Checker()
     server = SandboxServer(
         token=ADMIN_TOKEN,
         readonly_token=RO_TOKEN,
@@ -26,14 +31,8 @@ def sandbox() -> Iterator[SandboxServer]:
         runner_heartbeat=0.5,
         fault_seed=1,
     )
-    server.observers.append(checker.observe)
-    with server:
+    with checked(server, api_checker):
         yield server
-    TOTALS["validated"] += checker.validated
-    TOTALS["skipped"] += len(checker.skipped)
-    assert not checker.errors, (
-        "responses that do not match the OpenAPI description:\n" + "\n".join(checker.errors)
-    )
 
 
 @pytest.fixture

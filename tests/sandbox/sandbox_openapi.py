@@ -5,8 +5,10 @@ The spec is ``../shared/github-openapi/runners-subset.json`` beside the reposito
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +21,9 @@ from openapi_core.templating.responses.exceptions import ResponseNotFound
 from openapi_schema_validator import OAS30Validator
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from sandbox.server import SandboxServer
 from sandbox.web import Request, Response
+from tests.sandbox.sandbox_testlib import TOTALS
 
 SPEC_PATH = (
     Path(__file__).resolve().parents[2]
@@ -102,11 +106,55 @@ def _short(error: Any) -> str:
     return f"{where}: {getattr(error, 'message', error)}"
 
 
+def spec_operations() -> set[tuple[str, str]]:
+    """(METHOD, path template) of every operation in the spec."""
+    return {
+        (method.upper(), path)
+        for path, item in spec_dict()["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+
+
+def spec_statuses() -> set[tuple[str, str, int]]:
+    """(METHOD, path template, status) of every documented response in the spec."""
+    return {
+        (method.upper(), path, int(status))
+        for path, item in spec_dict()["paths"].items()
+        for method, operation in item.items()
+        if method in ("get", "post", "put", "patch", "delete")
+        for status in operation["responses"]
+    }
+
+
+@contextlib.contextmanager
+def checked(server: SandboxServer, checker: Checker | None = None) -> Iterator[SandboxServer]:
+    """Run a sandbox whose /api/v3 responses are validated; raise on any violation at exit.
+
+    Args:
+        server: a sandbox, not started yet.
+        checker: the checker to use (a new one by default).
+
+    Yields:
+        The running server.
+    """
+    checker = checker or Checker()
+    server.observers.append(checker.observe)
+    with server:
+        yield server
+    TOTALS["validated"] += checker.validated
+    TOTALS["skipped"] += len(checker.skipped)
+    assert not checker.errors, "responses that do not match the OpenAPI description:\n" + (
+        "\n".join(checker.errors)
+    )
+
+
 @dataclass
 class Checker:
     """Collects sandbox exchanges and validates the /api/v3 ones."""
 
     validated: int = 0
+    operations: set[tuple[str, str, int]] = field(default_factory=set)
     skipped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -127,6 +175,7 @@ class Checker:
         with self.lock:
             if outcome is None:
                 self.validated += 1
+                self.operations.add((request.method, request.route or "", response.status))
             elif outcome.startswith("skip:"):
                 self.skipped.append(outcome)
             else:

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from sandbox_testlib import (
+
+from sandbox.server import SandboxServer
+from sandbox.state import Scope
+from tests.sandbox.sandbox_openapi import checked
+from tests.sandbox.sandbox_testlib import (
     ADMIN_TOKEN,
     REPO_API,
     install_runner,
@@ -19,12 +23,9 @@ from sandbox_testlib import (
     wait_for,
 )
 
-from sandbox.server import SandboxServer
-from sandbox.state import Scope
-
 
 def test_silent_busy_runner_loses_its_job(admin: requests.Session) -> None:
-    with SandboxServer(token=ADMIN_TOKEN, lost_timeout=0.3) as sb:
+    with checked(SandboxServer(token=ADMIN_TOKEN, lost_timeout=0.3)) as sb:
         runner = sb.state.register_runner(Scope("repo", "canonical/demo"), "silent", [], jit=True)
         job = sb.state.queue_job("canonical/demo", ["self-hosted"], ["sleep 100"])
         assert sb.state.try_assign(runner) is job

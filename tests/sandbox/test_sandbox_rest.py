@@ -9,11 +9,12 @@ from datetime import datetime, timezone
 import pytest
 import requests
 from github import Auth, Github, GithubException
-from sandbox_testlib import ADMIN_TOKEN, RO_TOKEN
 
 from sandbox import jitconfig
 from sandbox.server import SandboxServer
 from sandbox.state import Scope
+from tests.sandbox.sandbox_openapi import Checker, spec_operations, spec_statuses
+from tests.sandbox.sandbox_testlib import ADMIN_TOKEN, RO_TOKEN
 
 REPO = "/repos/canonical/demo/actions/runners"
 
@@ -302,3 +303,41 @@ def test_stats(sandbox: SandboxServer, admin: requests.Session) -> None:
     requests.post(f"{sandbox.base_url}/_sandbox/stats/reset", timeout=5)
     stats = requests.get(f"{sandbox.base_url}/_sandbox/stats", timeout=5).json()
     assert "GET /repos/{owner}/{repo}/actions/runners" not in stats["requests"]
+
+
+def test_every_operation_and_status_is_validated(
+    sandbox: SandboxServer, admin: requests.Session, api_checker: Checker
+) -> None:
+    """Drive every operation of the spec through each documented status the sandbox can give."""
+    api = sandbox.api_url
+    for prefix in ("/repos/canonical/demo", "/orgs/canonical"):
+        base = f"{api}{prefix}/actions/runners"
+        assert admin.get(base).ok and admin.get(f"{base}/downloads").ok
+        assert admin.post(f"{base}/registration-token").status_code == 201
+        assert admin.post(f"{base}/remove-token").status_code == 201
+        body = {"name": "cover", "runner_group_id": 1, "labels": ["cover"]}
+        created = admin.post(f"{base}/generate-jitconfig", json=body)
+        assert created.status_code == 201
+        assert admin.post(f"{base}/generate-jitconfig", json=body).status_code == 409
+        assert admin.post(f"{base}/generate-jitconfig", json={}).status_code == 422
+        missing_group = {**body, "name": "other", "runner_group_id": 999}
+        assert admin.post(f"{base}/generate-jitconfig", json=missing_group).status_code == 404
+        runner_id = created.json()["runner"]["id"]
+        assert admin.get(f"{base}/{runner_id}").ok
+        runner = sandbox.state.runners[runner_id]
+        job = sandbox.state.queue_job("canonical/demo", ["cover"], [])
+        assert sandbox.state.try_assign(runner) is job
+        assert admin.delete(f"{base}/{runner_id}").status_code == 422
+        sandbox.state.complete_job(runner, job, "success")
+        idle = sandbox.state.register_runner(runner.scope, "idle", [], jit=True)
+        assert admin.delete(f"{base}/{idle.id}").status_code == 204
+    job = sandbox.state.queue_job("canonical/demo", ["self-hosted"], [])
+    assert admin.get(f"{api}/repos/canonical/demo/actions/jobs/{job.id}").ok
+    assert admin.get(f"{api}/repos/canonical/demo/actions/runs/{job.run_id}/jobs").ok
+    assert admin.get(f"{api}/orgs/canonical/actions/runner-groups").ok
+    assert admin.get(f"{api}/rate_limit").ok
+
+    seen = {(method, route) for method, route, _ in api_checker.operations}
+    assert spec_operations() <= seen, spec_operations() - seen
+    unreachable = {("GET", "/rate_limit", 304), ("GET", "/rate_limit", 404)}
+    assert spec_statuses() - unreachable <= api_checker.operations

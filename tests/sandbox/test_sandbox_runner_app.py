@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from sandbox_testlib import (
+
+from sandbox.server import SandboxServer
+from tests.sandbox.sandbox_openapi import checked
+from tests.sandbox.sandbox_testlib import (
     ADMIN_TOKEN,
     FAST_ENV,
     REPO_API,
@@ -21,8 +24,6 @@ from sandbox_testlib import (
     start_runner,
     wait_for,
 )
-
-from sandbox.server import SandboxServer
 
 
 @pytest.fixture
@@ -281,7 +282,7 @@ def test_deleted_runner_exits_and_sigterm_stops(
 
 
 def test_unreachable_server_is_retryable_exit(tmp_path: Path) -> None:
-    with SandboxServer(token=ADMIN_TOKEN) as other:
+    with checked(SandboxServer(token=ADMIN_TOKEN)) as other:
         session = requests.Session()
         session.headers["Authorization"] = f"token {ADMIN_TOKEN}"
         target = install_runner(other, session, tmp_path / "r")

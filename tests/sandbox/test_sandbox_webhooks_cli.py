@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 import requests
-from sandbox_testlib import ADMIN_TOKEN
 
 from sandbox.server import SandboxServer
 from sandbox.state import Scope
 from sandbox.webhooks import sign, verify
+from tests.sandbox.sandbox_openapi import checked
+from tests.sandbox.sandbox_testlib import ADMIN_TOKEN
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +68,7 @@ def receiver() -> Iterator[_Receiver]:
 
 def test_workflow_job_webhooks(receiver: _Receiver) -> None:
     url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    with SandboxServer(token=ADMIN_TOKEN, webhook_url=url, webhook_secret="s3cret") as sb:
+    with checked(SandboxServer(token=ADMIN_TOKEN, webhook_url=url, webhook_secret="s3cret")) as sb:
         runner = sb.state.register_runner(Scope("org", "canonical"), "w1", ["hooks"])
         job = sb.state.queue_job("canonical/demo", ["self-hosted", "hooks"], ["true"])
         assert sb.state.try_assign(runner) is job
@@ -98,7 +99,7 @@ def test_workflow_job_webhooks(receiver: _Receiver) -> None:
 
 
 def test_webhook_to_nowhere_is_recorded_not_fatal() -> None:
-    with SandboxServer(token=ADMIN_TOKEN, webhook_url="http://127.0.0.1:9/none") as sb:
+    with checked(SandboxServer(token=ADMIN_TOKEN, webhook_url="http://127.0.0.1:9/none")) as sb:
         sb.state.queue_job("canonical/demo", ["self-hosted"], [])
         deadline = time.monotonic() + 10
         while not sb.webhooks.deliveries and time.monotonic() < deadline:
