@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Job wait: job queued (sandbox) -> job started on a runner, warm pool and cold start.
+
+Figures come from the sandbox's own clock (``event_times``: queued, in_progress), p50/p95/max.
+
+- ``warm``: a pool of idle runners kept by the charm's RunnerManager (``reconcile(P)`` in a loop
+  every second, standing in for the charm's reconcile timer). A job is queued only while the
+  sandbox shows an idle online runner, so each wait is a warm-pool wait.
+- ``cold``: no idle runner. Each job is published on a real RabbitMQ queue (127.0.0.1:5672)
+  as the reactive mode's ``{"labels", "url"}`` message; the project's
+  ``reactive.consumer.JobConsumer`` (run in a thread of this process: the charm-side
+  consumer-process factory is not wired yet) checks the job on GitHub, creates one runner
+  with ``RunnerManager.create_runners(1)`` and waits for the pickup. Jobs run one after the
+  other, so every wait is a full cold start. Without a broker (``--no-broker`` or none
+  answering) the script calls ``create_runners(1)`` itself right after queuing the job and
+  says so ("create-on-demand").
+
+    python benchmarks/job_wait.py [--json] [--small] [--jobs N] [--pool P]
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
+
+from benchmarks._lib.bench import (  # noqa: E402
+    Report,
+    drop_caches,
+    fmt,
+    force_delete_instances,
+    lxd_instances,
+    parse_args,
+    summary,
+)
+from errors import GithubRunnerError  # noqa: E402
+from harness.local import RESOURCES, LocalEnvironment, LocalOptions  # noqa: E402
+from runner_manager_type import LXDFlushMode  # noqa: E402
+
+APP = "bench-wait"
+MQ_URI = "amqp://guest:guest@127.0.0.1:5672//"
+WARM_GOAL, COLD_GOAL = 2.0, 10.0
+
+
+def wait_seconds(job: dict[str, Any]) -> float | None:
+    """Queued -> in_progress by the sandbox's clock, or None if the job never started."""
+    times = job.get("event_times") or {}
+    if "queued" not in times or "in_progress" not in times:
+        return None
+    return float(times["in_progress"]) - float(times["queued"])
+
+
+def wait_status(env: LocalEnvironment, job_id: int, timeout: float) -> dict[str, Any]:
+    """Poll a job until it left the queue (bounded); return its view."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = env.job(job_id)
+        if job["status"] != "queued" or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+def idle_online(env: LocalEnvironment) -> int:
+    """Idle online runners the sandbox shows (control API)."""
+    return sum(
+        1 for r in env.control("GET", "/runners") if r["status"] == "online" and not r["busy"]
+    )
+
+
+def keep_pool(env: LocalEnvironment, size: int, stop: threading.Event, errors: list[str]) -> None:
+    """Reconcile the pool every second until told to stop."""
+    while not stop.is_set():
+        try:
+            env.manager.reconcile(size, RESOURCES)
+        except GithubRunnerError as exc:
+            errors.append(str(exc))
+        stop.wait(1.0)
+
+
+def warm(env: LocalEnvironment, jobs: int, pool: int, report: Report) -> list[float]:
+    """Warm-pool waits of ``jobs`` jobs."""
+    stop, errors = threading.Event(), []
+    worker = threading.Thread(target=keep_pool, args=(env, pool, stop, errors), daemon=True)
+    worker.start()
+    waits: list[float] = []
+    try:
+        for _ in range(jobs):
+            deadline = time.monotonic() + 120
+            while idle_online(env) < 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            job = env.queue_job(["true"])
+            seconds = wait_seconds(wait_status(env, job["id"], 60))
+            if report.check(seconds is not None, f"warm job {job['id']} never started"):
+                waits.append(seconds)  # type: ignore[arg-type]
+    finally:
+        stop.set()
+        worker.join(timeout=300)
+    report.check(not errors, f"warm pool reconciles failed: {errors[:3]}")
+    return waits
+
+
+def broker_up() -> bool:
+    """Whether RabbitMQ answers on 127.0.0.1:5672."""
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+class Spawner:
+    """The reactive spawner: one runner through the charm's RunnerManager."""
+
+    def __init__(self, env: LocalEnvironment) -> None:
+        """Bind to the environment's manager."""
+        self.env = env
+
+    def spawn_one(self) -> str:
+        """Create one runner; return its name."""
+        (name,) = self.env.manager.create_runners(1, RESOURCES)
+        return name
+
+
+def cold(env: LocalEnvironment, jobs: int, use_broker: bool, report: Report) -> list[float]:
+    """Cold-start waits of ``jobs`` jobs, one after the other."""
+    waits: list[float] = []
+    consumer = thread = None
+    queue_name = f"{APP}-{uuid.uuid4().hex[:8]}"
+    if use_broker:
+        from reactive.consumer import ConsumerSettings, JobConsumer, publish_job
+
+        labels = {"self-hosted", "linux", "x64", APP, *env.options.labels}
+        settings = ConsumerSettings(
+            queue_name=queue_name,
+            supported_labels=frozenset(labels),
+            pickup_timeout=120,
+            pickup_poll_initial=0.5,
+            pickup_poll_max=2.0,
+        )
+        consumer = JobConsumer(MQ_URI, settings, env.manager._clients.github, Spawner(env))
+        thread = threading.Thread(target=consumer.run, daemon=True)
+        thread.start()
+    try:
+        for _ in range(jobs):
+            drop_caches()
+            job = env.queue_job(["true"])
+            if use_broker:
+                message = {"labels": job["labels"], "url": job["url"]}
+                publish_job(MQ_URI, queue_name, json.dumps(message))
+            else:
+                env.manager.create_runners(1, RESOURCES)
+            seconds = wait_seconds(wait_status(env, job["id"], 120))
+            if report.check(seconds is not None, f"cold job {job['id']} never started"):
+                waits.append(seconds)  # type: ignore[arg-type]
+            env.wait_jobs([job["id"]], 60)
+            deadline = time.monotonic() + 60  # the ephemeral runner goes away after its job
+            while env.instances() and time.monotonic() < deadline:
+                time.sleep(0.2)
+    finally:
+        if consumer is not None and thread is not None:
+            consumer.stop()
+            thread.join(timeout=60)
+            delete_queue(queue_name)
+    return waits
+
+
+def delete_queue(name: str) -> None:
+    """Remove the benchmark's queue and exchange from the broker."""
+    import kombu
+
+    try:
+        with kombu.Connection(MQ_URI, connect_timeout=5) as conn:
+            channel = conn.channel()
+            channel.queue_delete(name)
+            channel.exchange_delete(name)
+    except Exception as exc:  # cleanup only
+        print(f"could not delete queue {name}: {exc}", file=sys.stderr)
+
+
+def main() -> int:
+    """Measure warm and cold job waits; exit 1 if a job never started or anything leaked."""
+    args = parse_args(
+        __doc__ or "",
+        [
+            ("--jobs", {"type": int, "default": 0, "help": "jobs per scenario"}),
+            ("--pool", {"type": int, "default": 0, "help": "warm pool size"}),
+            ("--no-broker", {"action": "store_true", "help": "cold: create-on-demand"}),
+        ],
+    )
+    jobs = args.jobs or (3 if args.small else 20)
+    pool = args.pool or 2
+    use_broker = not args.no_broker and broker_up()
+    report = Report("job_wait", args.small)
+    options = LocalOptions(app_name=APP, repo="octo/bench", labels=("bench",))
+    try:
+        with LocalEnvironment(options) as env:
+            warm_waits = warm(env, jobs, pool, report)
+            env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+            env.manager.flush(LXDFlushMode.FLUSH_BUSY)
+            cold_waits = cold(env, jobs, use_broker, report)
+            env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+            env.manager.flush(LXDFlushMode.FLUSH_BUSY)
+    finally:
+        leaked = force_delete_instances(f"{APP}-")
+    report.check(not leaked, f"instances left behind: {leaked}")
+    report.check(not lxd_instances(f"{APP}-"), "instances still present after cleanup")
+
+    cold_path = "reactive (RabbitMQ + JobConsumer)" if use_broker else "create-on-demand"
+    figures = {"warm": summary(warm_waits), "cold": summary(cold_waits)}
+    table = report.table(
+        f"job queued -> started (s; sandbox clock; warm pool {pool}; cold: {cold_path})",
+        "scenario",
+        "n",
+        "p50",
+        "p95",
+        "max",
+        "min",
+        "goal p50",
+        "met",
+    )
+    for name, goal in (("warm", WARM_GOAL), ("cold", COLD_GOAL)):
+        row = figures[name]
+        met = row["p50"] is not None and row["p50"] <= goal
+        figures[name]["goal_p50_s"] = goal
+        figures[name]["met"] = met
+        table.add_row(
+            name,
+            str(row["n"]),
+            fmt(row["p50"]),
+            fmt(row["p95"]),
+            fmt(row["max"]),
+            fmt(row["min"]),
+            f"<= {goal:g}",
+            fmt(met),
+        )
+    report.figures.update(jobs=jobs, pool=pool, cold_path=cold_path, waits=figures)
+    return report.finish(args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
