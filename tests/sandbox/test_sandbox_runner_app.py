@@ -297,3 +297,26 @@ def test_unreachable_server_is_retryable_exit(tmp_path: Path) -> None:
         assert proc.wait(timeout=20) == 2
     finally:
         proc.kill()
+
+
+def test_jitconfig_from_env_input(
+    sandbox: SandboxServer, admin: requests.Session, runner_dir: Path
+) -> None:
+    """ACTIONS_RUNNER_INPUT_JITCONFIG keeps the config out of argv and out of the job's env."""
+    jit = jit_config(admin, sandbox, "env-input")
+    job = queue_job(sandbox, steps=["env | grep -c ACTIONS_RUNNER_INPUT_ || true"])
+    proc = start_runner(
+        runner_dir, env={"ACTIONS_RUNNER_INPUT_JITCONFIG": jit["encoded_jit_config"]}
+    )
+    try:
+        assert proc.wait(timeout=20) == 0
+        output = proc.stdout.read() if proc.stdout else ""
+    finally:
+        proc.kill()
+    assert "Listening for Jobs" in output
+    assert "Running job: build" in output
+    assert "Job build completed with result: Succeeded" in output
+    done = get_job(sandbox, job["id"])
+    assert done["conclusion"] == "success"
+    assert "\n0\n" in done["log"]
+    assert jit["encoded_jit_config"] not in done["log"]

@@ -26,6 +26,51 @@ EXIT_SUCCESS = 0
 EXIT_TERMINATED = 1
 EXIT_RETRYABLE = 2
 REGISTER_TIMEOUT = 30.0
+RESULTS = {"success": "Succeeded", "failure": "Failed", "cancelled": "Canceled"}
+INPUT_PREFIX = "ACTIONS_RUNNER_INPUT_"
+CONFIGURE_OPTIONS = (
+    "--url",
+    "--token",
+    "--name",
+    "--labels",
+    "--runnergroup",
+    "--work",
+    "--ephemeral",
+    "--unattended",
+    "--replace",
+    "--disableupdate",
+    "--no-default-labels",
+)
+FLAGS = ("--ephemeral", "--unattended", "--replace", "--disableupdate", "--no-default-labels")
+
+
+def with_env_inputs(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """Add options given as ``ACTIONS_RUNNER_INPUT_<NAME>`` variables, as actions/runner does.
+
+    ``ACTIONS_RUNNER_INPUT_JITCONFIG`` keeps the JIT config out of the process arguments;
+    flags are set by "true".
+
+    Args:
+        argv: the command line arguments.
+        options: the options the command accepts (e.g. "--token").
+
+    Returns:
+        The arguments with the missing options filled from the environment.
+    """
+    args = list(argv)
+    for option in options:
+        if option in args:
+            continue
+        value = os.environ.get(INPUT_PREFIX + option.lstrip("-").replace("-", "").upper())
+        if value is None or value == "":
+            continue
+        if option in FLAGS:
+            if value.lower() == "true":
+                args.append(option)
+        else:
+            args += [option, value]
+    return args
+
 
 log = logging.getLogger("sandbox_runner")
 
@@ -42,7 +87,10 @@ def _setup_logging(kind: str) -> None:
     handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s"))
     log.addHandler(handler)
     console = logging.StreamHandler(sys.stdout)
-    console.setFormatter(logging.Formatter("%(message)s"))
+    # Like actions/runner's console: "2026-11-23 07:52:24Z: Listening for Jobs"
+    formatter = logging.Formatter("%(asctime)sZ: %(message)s", "%Y-%m-%d %H:%M:%S")
+    formatter.converter = time.gmtime
+    console.setFormatter(formatter)
     log.addHandler(console)
     log.setLevel(logging.INFO)
 
@@ -72,7 +120,7 @@ def configure(argv: list[str]) -> int:
     Returns:
         The exit code.
     """
-    args = _configure_parser().parse_args(argv)
+    args = _configure_parser().parse_args(with_env_inputs(argv, CONFIGURE_OPTIONS))
     root = settings.root_dir()
     if (root / settings.RUNNER_FILE).exists():
         log.error(
@@ -126,7 +174,7 @@ def remove(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="config.sh remove")
     parser.add_argument("--token", required=True, help="remove token")
     parser.add_argument("--unattended", action="store_true")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_env_inputs(argv, ("--token", "--unattended")))
     root = settings.root_dir()
     try:
         current = settings.load(root)
@@ -187,7 +235,9 @@ class Listener:
         code = self._connect()
         if code is not None:
             return code
-        log.info("Listening for Jobs (runner %s, id %s)", self.config.name, self.config.runner_id)
+        log.info("Connected to GitHub (runner %s, id %s)", self.config.name, self.config.runner_id)
+        log.info("Current runner version: '%s'", settings.version())
+        log.info("Listening for Jobs")
         idle_since = time.monotonic()
         failing = None
         while not self.stop.is_set():
@@ -208,7 +258,7 @@ class Listener:
                 continue
             if job is None:
                 continue
-            log.info("Running job: %s (id %s)", job.get("name"), job.get("id"))
+            log.info("Running job: %s", job.get("name"))
             conclusion = JobRunner(
                 self.client,
                 self.config,
@@ -217,7 +267,8 @@ class Listener:
                 diag_dir=_diag_dir(),
                 cancel=self.stop,
             ).run()
-            log.info("Job %s completed with result: %s", job.get("name"), conclusion)
+            result = RESULTS.get(conclusion, conclusion)
+            log.info("Job %s completed with result: %s", job.get("name"), result)
             if self.config.ephemeral:
                 return EXIT_SUCCESS
             idle_since = time.monotonic()
@@ -236,7 +287,7 @@ def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="run.sh")
     parser.add_argument("--jitconfig", default=None)
     parser.add_argument("--once", action="store_true", help="take one job (ephemeral)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_env_inputs(argv, ("--jitconfig",)))
     try:
         config = settings.from_jitconfig(args.jitconfig) if args.jitconfig else settings.load()
         tuning = settings.Tuning.load(config.runner)

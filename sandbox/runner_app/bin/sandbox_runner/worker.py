@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -214,7 +215,8 @@ class JobRunner:
         arch = {"x64": "X64", "arm64": "ARM64", "arm": "ARM"}.get(
             str(self.settings.runner.get("arch", "x64")), "X64"
         )
-        env = dict(os.environ)
+        # the runner's own inputs (a JIT config, tokens) are not for jobs
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIONS_RUNNER_INPUT_")}
         env.update(
             {
                 "CI": "true",
@@ -281,6 +283,14 @@ class JobRunner:
         if code != 0:
             self.sink.write(f"##[error]Process completed with exit code {code}.\n")
         return code
+
+    def _clean_temp(self, temp: Path) -> None:
+        for entry in temp.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
 
     def run(self) -> str:
         """Run the job and report it.
@@ -349,6 +359,7 @@ class JobRunner:
         complete = self._step(len(commands) + 2, "Complete job")
         self._hook(HOOK_COMPLETED, env, workspace)
         self._finish(complete, "success")
+        self._clean_temp(temp)
         if self.cancel.is_set():
             return "cancelled"
         return "success" if ok else "failure"
