@@ -282,10 +282,17 @@ class GithubRunnerCharm(ops.CharmBase):
         self._guarded(lambda state: self._manager(state).flush(LXDFlushMode.FLUSH_BUSY))
 
     def _on_update_status(self, _: ops.UpdateStatusEvent) -> None:
-        """Re-create the reconcile timer if it died. No GitHub call."""
+        """Re-create a dead reconcile timer; converge if the config only now became usable.
+
+        With the unit installed this makes no GitHub call. A valid state on a unit that never
+        converged (e.g. the token secret was granted after deployment, which fires no event)
+        converges now.
+        """
 
         def check_timer(state: CharmState) -> None:
-            if self._stored.installed and not self.system.timer_active(RECONCILE_EVENT):
+            if not self._stored.installed:
+                self._converge(state)
+            elif not self.system.timer_active(RECONCILE_EVENT):
                 logger.warning("the reconcile timer is not active: re-creating it")
                 self._ensure_timer(state)
 

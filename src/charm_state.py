@@ -56,7 +56,6 @@ TEST_MODE_CONFIG_NAME = "test-mode"
 APP_NAME_OPTION = "application-name"
 
 COS_AGENT_RELATION = "cos-agent"
-MONGODB_RELATION = "mongodb"
 DEBUG_SSH_RELATION = "debug-ssh"
 
 SECRET_URI_PREFIX = "secret:"  # noqa: S105 -- a URI scheme
@@ -295,7 +294,8 @@ class CharmState(BaseModel):
 
         Args:
             charm: The charm.
-            database_uri: The message queue URI; read from the mongodb relation when None.
+            database_uri: The message queue URI from the mongodb relation (the charm reads it
+                with ``MongoDBRequirer.uri()``); None or empty: no reactive mode.
             deployed_runner_storage: ``runner-storage`` as it was at deploy time, if known.
             environ: The environment holding the JUJU_CHARM_*_PROXY variables (os.environ).
             machine: The machine architecture (``platform.machine()``).
@@ -337,8 +337,6 @@ class CharmState(BaseModel):
                 "juju-https-proxy with `juju model-config`, or turn this option off",
             )
 
-        if database_uri is None:
-            database_uri = read_mongodb_uri(charm)
         reactive_config = (
             ReactiveConfig(mq_uri=SecretStr(database_uri), queue_name=app_name)
             if database_uri
@@ -378,15 +376,7 @@ class CharmState(BaseModel):
 
 
 def _dump_secret(value: SecretStr, info: SerializationInfo) -> str:
-    """Serialise a secret in clear only under the reveal context.
-
-    Args:
-        value: The secret.
-        info: The serialisation info carrying the context.
-
-    Returns:
-        The secret or its mask.
-    """
+    """Serialise a secret in clear only under the reveal context."""
     context = info.context
     if isinstance(context, dict) and context.get(_REVEAL_SECRETS):
         return value.get_secret_value()
@@ -394,14 +384,7 @@ def _dump_secret(value: SecretStr, info: SerializationInfo) -> str:
 
 
 def _digest(data: Mapping[str, Any]) -> str:
-    """Return the SHA-256 of a canonical JSON encoding of ``data``.
-
-    Args:
-        data: JSON-serialisable data.
-
-    Returns:
-        The hex digest.
-    """
+    """Return the SHA-256 of a canonical JSON encoding of ``data``."""
     encoded = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()
 
@@ -444,18 +427,7 @@ def validate_app_name(app_name: str, unit_number: int) -> None:
 
 
 def _get_str(config: Mapping[str, Any], name: str) -> str:
-    """Return a string option.
-
-    Args:
-        config: The charm config.
-        name: The option.
-
-    Returns:
-        The value ("" when unset).
-
-    Raises:
-        ConfigError: If the value is not a string.
-    """
+    """Return a string option."""
     value = config.get(name, "")
     if value is None:
         return ""
@@ -465,19 +437,7 @@ def _get_str(config: Mapping[str, Any], name: str) -> str:
 
 
 def _get_int(config: Mapping[str, Any], name: str, minimum: int) -> int:
-    """Return an integer option of at least ``minimum``.
-
-    Args:
-        config: The charm config.
-        name: The option.
-        minimum: The smallest allowed value.
-
-    Returns:
-        The value.
-
-    Raises:
-        ConfigError: If the value is not an integer or is too small.
-    """
+    """Return an integer option of at least ``minimum``."""
     value = config.get(name)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(name, f"{value!r} is not an integer")
@@ -487,18 +447,7 @@ def _get_int(config: Mapping[str, Any], name: str, minimum: int) -> int:
 
 
 def _get_bool(config: Mapping[str, Any], name: str) -> bool:
-    """Return a boolean option.
-
-    Args:
-        config: The charm config.
-        name: The option.
-
-    Returns:
-        The value.
-
-    Raises:
-        ConfigError: If the value is not a boolean.
-    """
+    """Return a boolean option."""
     value = config.get(name, False)
     if not isinstance(value, bool):
         raise ConfigError(name, f"{value!r} is not true or false")
@@ -506,19 +455,7 @@ def _get_bool(config: Mapping[str, Any], name: str) -> bool:
 
 
 def _read_token(charm: ops.CharmBase, value: str) -> str:
-    """Return the GitHub token, reading it from a Juju user secret when given a secret URI.
-
-    Args:
-        charm: The charm.
-        value: The ``token`` option.
-
-    Returns:
-        The token.
-
-    Raises:
-        MissingConfigError: If no token is set.
-        ConfigError: If the secret cannot be read or holds no token.
-    """
+    """Return the GitHub token, reading it from a Juju user secret when given a secret URI."""
     import ops  # noqa: PLC0415 -- ops stays out of this module's import-time dependencies
 
     value = value.strip()
@@ -548,19 +485,7 @@ def _read_token(charm: ops.CharmBase, value: str) -> str:
 
 
 def _parse_path(value: str, group: str) -> GitHubOrg | GitHubRepo:
-    """Parse the ``path`` option.
-
-    Args:
-        value: The option value.
-        group: The runner group.
-
-    Returns:
-        The organisation or repository.
-
-    Raises:
-        MissingConfigError: If the path is empty.
-        ConfigError: If it is neither form.
-    """
+    """Parse the ``path`` option."""
     value = value.strip()
     if not value:
         raise MissingConfigError(PATH_CONFIG_NAME)
@@ -574,20 +499,7 @@ def _parse_path(value: str, group: str) -> GitHubOrg | GitHubRepo:
 
 
 def _parse_https_url(name: str, value: str, example: str, allow_loopback_http: bool) -> str:
-    """Parse an https URL option.
-
-    Args:
-        name: The option.
-        value: The value.
-        example: An example for the message.
-        allow_loopback_http: Whether http is allowed for loopback hosts.
-
-    Returns:
-        The URL without a trailing slash.
-
-    Raises:
-        ConfigError: If the value is not such a URL.
-    """
+    """Parse an https URL option."""
     url = value.strip().rstrip("/")
     error = ConfigError(name, f"{value!r} is not an https URL like {example}")
     try:
@@ -605,17 +517,7 @@ def _parse_https_url(name: str, value: str, example: str, allow_loopback_http: b
 
 
 def _parse_github_url(value: str) -> str:
-    """Parse the ``github-url`` option.
-
-    Args:
-        value: The value.
-
-    Returns:
-        The base URL without a trailing slash.
-
-    Raises:
-        MissingConfigError: If it is empty.
-    """
+    """Parse the ``github-url`` option."""
     if not value.strip():
         raise MissingConfigError(GITHUB_URL_CONFIG_NAME)
     return _parse_https_url(
@@ -627,14 +529,7 @@ def _parse_github_url(value: str) -> str:
 
 
 def _parse_mirror(value: str) -> str | None:
-    """Parse the ``dockerhub-mirror`` option.
-
-    Args:
-        value: The value.
-
-    Returns:
-        The URL, or None when empty.
-    """
+    """Parse the ``dockerhub-mirror`` option."""
     if not value.strip():
         return None
     return _parse_https_url(
@@ -646,17 +541,7 @@ def _parse_mirror(value: str) -> str | None:
 
 
 def _parse_labels(value: str) -> tuple[str, ...]:
-    """Parse the ``labels`` option.
-
-    Args:
-        value: Comma-separated labels.
-
-    Returns:
-        The labels, without duplicates, in order.
-
-    Raises:
-        ConfigError: If a label has characters GitHub does not allow.
-    """
+    """Parse the ``labels`` option."""
     labels: list[str] = []
     for raw in value.split(","):
         label = raw.strip()
@@ -674,18 +559,7 @@ def _parse_labels(value: str) -> tuple[str, ...]:
 
 
 def _parse_size(config: Mapping[str, Any], name: str) -> str:
-    """Parse a binary size option such as ``vm-memory``.
-
-    Args:
-        config: The charm config.
-        name: The option.
-
-    Returns:
-        The size as written, stripped.
-
-    Raises:
-        ConfigError: If it is not a size or is zero.
-    """
+    """Parse a binary size option such as ``vm-memory``."""
     value = _get_str(config, name).strip()
     try:
         size = _size_in_bytes(value)
@@ -697,19 +571,7 @@ def _parse_size(config: Mapping[str, Any], name: str) -> str:
 
 
 def _parse_enum(config: Mapping[str, Any], name: str, enum: type[Any]) -> Any:
-    """Parse an option that takes one of a few values.
-
-    Args:
-        config: The charm config.
-        name: The option.
-        enum: The str enum of allowed values.
-
-    Returns:
-        The enum member.
-
-    Raises:
-        ConfigError: If the value is not allowed.
-    """
+    """Parse an option that takes one of a few values."""
     value = _get_str(config, name).strip()
     try:
         return enum(value)
@@ -719,17 +581,7 @@ def _parse_enum(config: Mapping[str, Any], name: str, enum: type[Any]) -> Any:
 
 
 def _parse_denylist(value: str) -> tuple[str, ...]:
-    """Parse the ``denylist`` option.
-
-    Args:
-        value: Comma-separated IPv4 networks.
-
-    Returns:
-        The normalised networks.
-
-    Raises:
-        ConfigError: If an entry is not an IPv4 network.
-    """
+    """Parse the ``denylist`` option."""
     networks: list[str] = []
     for raw in value.split(","):
         entry = raw.strip()
@@ -747,17 +599,7 @@ def _parse_denylist(value: str) -> tuple[str, ...]:
 
 
 def _parse_test_mode(value: str) -> bool:
-    """Parse the ``test-mode`` option.
-
-    Args:
-        value: The value.
-
-    Returns:
-        Whether runners are containers.
-
-    Raises:
-        ConfigError: If the value is neither empty nor ``insecure``.
-    """
+    """Parse the ``test-mode`` option."""
     value = value.strip()
     if value in ("", "insecure"):
         return value == "insecure"
@@ -765,14 +607,7 @@ def _parse_test_mode(value: str) -> bool:
 
 
 def _proxy_from_env(environ: Mapping[str, str]) -> ProxySetting:
-    """Read the model's proxy settings Juju passes to the charm.
-
-    Args:
-        environ: The environment.
-
-    Returns:
-        The proxy settings.
-    """
+    """Read the model's proxy settings Juju passes to the charm."""
     return ProxySetting(
         http=environ.get("JUJU_CHARM_HTTP_PROXY") or None,
         https=environ.get("JUJU_CHARM_HTTPS_PROXY") or None,
@@ -781,17 +616,7 @@ def _proxy_from_env(environ: Mapping[str, str]) -> ProxySetting:
 
 
 def _parse_arch(machine: str) -> Arch:
-    """Map the machine architecture to GitHub's naming.
-
-    Args:
-        machine: ``platform.machine()``.
-
-    Returns:
-        The architecture.
-
-    Raises:
-        ConfigError: If runners cannot run on this architecture.
-    """
+    """Map the machine architecture to GitHub's naming."""
     arch = {"x86_64": Arch.X64, "amd64": Arch.X64, "aarch64": Arch.ARM64, "arm64": Arch.ARM64}
     try:
         return arch[machine.lower()]
@@ -800,24 +625,6 @@ def _parse_arch(machine: str) -> Arch:
             "architecture",
             f"the unit's architecture {machine!r} is not supported: deploy on amd64 or arm64",
         ) from None
-
-
-def read_mongodb_uri(charm: ops.CharmBase) -> str | None:
-    """Read the message queue URI from the mongodb relation.
-
-    The provider publishes ``uris`` in its application data once the database is ready.
-
-    Args:
-        charm: The charm.
-
-    Returns:
-        The URI, or None without the relation or before the provider sent it.
-    """
-    relation = charm.model.get_relation(MONGODB_RELATION)
-    if relation is None or relation.app is None:
-        return None
-    uris = relation.data[relation.app].get("uris", "").strip()
-    return uris or None
 
 
 def read_ssh_debug_connections(charm: ops.CharmBase) -> tuple[SSHDebugConnection, ...]:

@@ -307,12 +307,22 @@ def test_update_status_recreates_a_dead_timer(
     ]
 
 
-def test_update_status_before_install_does_nothing(
+def test_update_status_converges_once_the_config_becomes_usable(
     ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager, system: FakeSystem
 ) -> None:
-    out = ctx.run(ctx.on.update_status(), base_state())
+    # The token secret is granted after deployment: Juju fires no event, update-status notices.
+    uri = "secret:cs0h8b1vrs1c73ebsmf0"
+    out = ctx.run(ctx.on.install(), base_state(config={"token": uri}))
+    assert out.unit_status.name == "blocked"
     assert system.calls == []
-    assert out.unit_status == testing.WaitingStatus("Waiting for the first reconciliation")
+    secret = testing.Secret(id=uri, tracked_content={"token": TOKEN})
+    state = testing.State(
+        config=out.config, storages=out.storages, stored_states=out.stored_states, secrets=[secret]
+    )
+    out = ctx.run(ctx.on.update_status(), state)
+    assert "setup_lxd" in system.names()
+    assert "reconcile" in manager.names()
+    assert out.unit_status == ACTIVE
 
 
 def test_update_status_timer_failure_is_a_status(

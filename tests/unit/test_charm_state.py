@@ -18,7 +18,14 @@ from charm_state import (
 )
 from github_type import GitHubOrg, GitHubRepo
 from runner_type import Arch, ProxySetting, SSHDebugConnection, VirtualMachineResources
-from tests.unit.fakes_charm import TOKEN, FakeRunnerManager, FakeSystem, base_state, make_context
+from tests.unit.fakes_charm import (
+    TOKEN,
+    FakeRunnerManager,
+    FakeSystem,
+    base_state,
+    load_yaml,
+    make_context,
+)
 
 ENV: dict[str, str] = {}
 
@@ -28,6 +35,7 @@ def build(
     environ: dict[str, str] | None = None,
     machine: str = "x86_64",
     deployed: str | None = None,
+    database_uri: str | None = None,
     **state_kwargs: Any,
 ) -> CharmState:
     """Build the CharmState of a charm run on ``config``."""
@@ -36,6 +44,7 @@ def build(
     with ctx(ctx.on.update_status(), state) as mgr:
         return CharmState.from_charm(
             mgr.charm,
+            database_uri,
             deployed_runner_storage=deployed,
             environ=ENV if environ is None else environ,
             machine=machine,
@@ -95,6 +104,7 @@ GOOD: list[tuple[dict[str, Any], str, Any]] = [
     ({"test-mode": "insecure"}, "test_mode", True),
     ({"experimental-use-aproxy": False}, "aproxy", False),
 ]  # fmt: skip
+# experimental-use-aproxy=true needs the model proxy: test_proxy_from_the_juju_environment.
 
 
 @pytest.mark.parametrize(("config", "attribute", "expected"), GOOD)
@@ -158,9 +168,13 @@ def test_bad_values_block_the_unit(config: dict[str, Any], message: str) -> None
     assert "reconcile" not in manager.names()
 
 
-def test_every_option_has_a_bad_value_test() -> None:
-    from tests.unit.fakes_charm import load_yaml
+def test_every_option_has_a_good_value_test() -> None:
+    options = set(load_yaml("config.yaml")["options"])
+    tested = {name for config, _, _ in GOOD for name in config}
+    assert options - tested == set()
 
+
+def test_every_option_has_a_bad_value_test() -> None:
     options = set(load_yaml("config.yaml")["options"])
     tested = {next(iter(config)) for config, _ in BAD}
     assert options == tested
@@ -271,7 +285,6 @@ def test_token_secret_not_granted() -> None:
 
 def test_relations() -> None:
     cos = testing.Relation("cos-agent")
-    mongodb = testing.Relation("mongodb", remote_app_data={"uris": "mongodb://u:p@db:27017/x"})
     ssh = testing.Relation(
         "debug-ssh",
         remote_units_data={
@@ -282,7 +295,7 @@ def test_relations() -> None:
                 "ed25519_fingerprint": "e"},
         },
     )  # fmt: skip
-    state = build(relations=[cos, mongodb, ssh])
+    state = build(relations=[cos, ssh], database_uri="mongodb://u:p@db:27017/x")
     assert state.is_metrics_enabled is True
     assert state.reactive_config is not None
     assert state.reactive_config.mq_uri.get_secret_value() == "mongodb://u:p@db:27017/x"
@@ -292,8 +305,9 @@ def test_relations() -> None:
     )
 
 
-def test_mongodb_relation_without_uris() -> None:
-    assert build(relations=[testing.Relation("mongodb")]).reactive_config is None
+def test_no_database_uri_no_reactive_mode() -> None:
+    assert build(database_uri="").reactive_config is None
+    assert build(database_uri=None).reactive_config is None
 
 
 def test_explicit_database_uri() -> None:
@@ -305,8 +319,7 @@ def test_explicit_database_uri() -> None:
 
 
 def test_json_round_trip_keeps_secrets_and_masks_them_elsewhere() -> None:
-    mongodb = testing.Relation("mongodb", remote_app_data={"uris": "mongodb://u:secret@db/x"})
-    state = build({"path": "org", "labels": "a,b"}, relations=[mongodb])
+    state = build({"path": "org", "labels": "a,b"}, database_uri="mongodb://u:secret@db/x")
     assert TOKEN not in repr(state)
     assert "secret@" not in repr(state)
     assert TOKEN not in state.model_dump_json()
