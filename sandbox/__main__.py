@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--webhook-url", default=None)
     serve.add_argument("--webhook-secret", default=None)
     serve.add_argument("--online-window", type=float, default=10.0)
+    serve.add_argument("--lost-timeout", type=float, default=30.0)
     serve.add_argument("--runner-poll-wait", type=float, default=20.0)
     serve.add_argument("--runner-heartbeat", type=float, default=5.0)
     serve.add_argument("--log-level", default="WARNING")
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
         online_window=args.online_window,
+        lost_timeout=args.lost_timeout,
         runner_poll_wait=args.runner_poll_wait,
         runner_heartbeat=args.runner_heartbeat,
     )
