@@ -373,6 +373,22 @@ class RepoPolicyError(GithubRunnerError):
         self.status = status
 
 
+class RepoPolicyConfigError(RepoPolicyError):
+    """The policy service's configuration (file or command line) is invalid."""
+
+
+class RepoPolicyTokenError(RepoPolicyError):
+    """A one-time token was refused: unknown, expired or already used (HTTP 403)."""
+
+    def __init__(self, message: str) -> None:
+        """Build the error.
+
+        Args:
+            message: Why the token was refused (never the token itself).
+        """
+        super().__init__(message, status=403)
+
+
 # --- system -----------------------------------------------------------------------------------
 
 

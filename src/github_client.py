@@ -46,12 +46,14 @@ from github.Requester import Requester
 
 import errors
 from github_type import (
+    BranchProtection,
     GitHubOrg,
     GitHubPath,
     GitHubRepo,
     HttpReply,
     JITConfig,
     JobInfo,
+    PullRequestInfo,
     RateLimitStatus,
     RegistrationToken,
     RunnerApplication,
@@ -63,6 +65,9 @@ from github_type import (
     json_str,
     parse_job_url,
     parse_time,
+    permission_from_json,
+    protection_from_json,
+    pull_request_from_json,
     runner_from_json,
 )
 
@@ -566,6 +571,76 @@ class GithubClient:
             headers={str(k).lower(): str(v) for k, v in headers.items()},
             body=text,
         )
+
+    # --- repository policy (appended for the pre-job policy service) ---------------------------
+
+    def get_collaborator_permission(self, path: GitHubRepo, username: str) -> str:
+        """Return a user's permission on a repository.
+
+        Args:
+            path: The repository.
+            username: The user's login.
+
+        Returns:
+            One of ``github_type.PERMISSION_LEVELS`` (``none`` for a user who is no
+            collaborator; maintain and triage told apart by GitHub's ``role_name``).
+
+        Raises:
+            GithubNotFoundError: If the repository or the user does not exist (404).
+        """
+        if not username:
+            raise ValueError("empty username")
+        user = quote(username, safe="")
+        url = f"{_prefix(path)}/collaborators/{user}/permission"
+        data = self._request("GET", url, path, self._budget())
+        try:
+            return permission_from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _malformed("collaborator permission", exc) from exc
+
+    def get_branch_protection(self, path: GitHubRepo, branch: str) -> BranchProtection | None:
+        """Return the protection of a branch, or None when it is not protected.
+
+        GitHub answers 404 both for an unprotected branch and for a missing one: both give None.
+
+        Args:
+            path: The repository.
+            branch: The branch name (without ``refs/heads/``).
+
+        Returns:
+            The protection, or None.
+        """
+        if not branch:
+            raise ValueError("empty branch name")
+        url = f"{_prefix(path)}/branches/{quote(branch, safe='')}/protection"
+        try:
+            data = self._request("GET", url, path, self._budget())
+        except errors.GithubNotFoundError:
+            return None
+        try:
+            return protection_from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _malformed("branch protection", exc) from exc
+
+    def get_pull_request(self, path: GitHubRepo, number: int) -> PullRequestInfo:
+        """Return a pull request.
+
+        Args:
+            path: The repository the pull request targets.
+            number: Its number.
+
+        Returns:
+            The pull request.
+
+        Raises:
+            GithubNotFoundError: If there is no such pull request (404).
+        """
+        url = f"{_prefix(path)}/pulls/{int(number)}"
+        data = self._request("GET", url, path, self._budget())
+        try:
+            return pull_request_from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _malformed("pull request", exc) from exc
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -534,3 +534,150 @@ def error_from_reply(
     return errors.GithubApiError(
         f"{verb} {url}: GitHub answered {status}{suffix}", status=status, path=where
     )
+
+
+# --- repository policy (collaborators, branch protection, pull requests) ----------------------
+
+#: Permission levels a collaborator may hold on a repository, weakest first.
+PERMISSION_LEVELS = ("none", "read", "triage", "write", "maintain", "admin")
+
+
+@dataclass(frozen=True)
+class BranchProtection:
+    """The protection of a branch (``GET .../branches/{branch}/protection``).
+
+    Attributes:
+        required_approving_review_count: Approving reviews a pull request needs before merging,
+            or None when the protection does not require reviews.
+        require_code_owner_reviews: Whether code owners must approve.
+        dismiss_stale_reviews: Whether new commits dismiss approvals.
+        enforce_admins: Whether the rules apply to administrators too.
+        allow_force_pushes: Whether force pushes are allowed.
+    """
+
+    required_approving_review_count: int | None
+    require_code_owner_reviews: bool = False
+    dismiss_stale_reviews: bool = False
+    enforce_admins: bool = False
+    allow_force_pushes: bool = False
+
+    @property
+    def requires_reviews(self) -> bool:
+        """Whether a change reaches the branch only through an approved pull request."""
+        return (self.required_approving_review_count or 0) >= 1
+
+
+@dataclass(frozen=True)
+class PullRequestInfo:
+    """A pull request as GitHub reports it (``GET .../pulls/{pull_number}``).
+
+    Attributes:
+        number: The pull request number.
+        state: ``open`` or ``closed``.
+        author: Login of the user who opened it.
+        head_repo: ``owner/repo`` of the repository the changes come from; None when that
+            repository was deleted.
+        head_owner: Login of the owner of the head repository (None when it was deleted).
+        head_owner_type: ``User`` or ``Organization`` (None when it was deleted).
+        head_ref: The head branch.
+        head_sha: The head commit.
+        base_repo: ``owner/repo`` of the repository the pull request targets.
+        base_ref: The base branch.
+    """
+
+    number: int
+    state: str
+    author: str
+    head_repo: str | None
+    head_owner: str | None
+    head_owner_type: str | None
+    head_ref: str
+    head_sha: str
+    base_repo: str
+    base_ref: str
+
+    @property
+    def is_fork(self) -> bool:
+        """Whether the changes come from another repository (or a deleted one)."""
+        return self.head_repo is None or self.head_repo.lower() != self.base_repo.lower()
+
+
+def permission_from_json(data: Any) -> str:
+    """Read a collaborator's permission (``repository-collaborator-permission``).
+
+    ``permission`` is GitHub's legacy level (admin, write, read, none: maintain is reported as
+    write and triage as read); ``role_name`` tells maintain and triage apart, so it wins when it
+    is one of the known levels (a custom role keeps the legacy level).
+
+    Args:
+        data: The decoded JSON object.
+
+    Returns:
+        One of :data:`PERMISSION_LEVELS`.
+
+    Raises:
+        ValueError: If the permission is not a known level.
+    """
+    permission = json_str(data["permission"]).lower()
+    role = data.get("role_name")
+    if isinstance(role, str) and role.lower() in ("maintain", "triage"):
+        return role.lower()
+    if permission not in PERMISSION_LEVELS:
+        raise ValueError(f"unknown permission {permission!r}")
+    return permission
+
+
+def protection_from_json(data: Any) -> BranchProtection:
+    """Build a branch protection from GitHub's ``branch-protection`` object.
+
+    Args:
+        data: The decoded JSON object.
+
+    Returns:
+        The protection.
+    """
+    if not isinstance(data, dict):
+        raise TypeError("branch protection is not an object")
+    reviews = data.get("required_pull_request_reviews")
+    count: int | None = None
+    owners = stale = False
+    if isinstance(reviews, dict):
+        # GitHub omits the count when it is the default (1).
+        count = json_int(reviews.get("required_approving_review_count", 1))
+        owners = bool(reviews.get("require_code_owner_reviews", False))
+        stale = bool(reviews.get("dismiss_stale_reviews", False))
+    admins = data.get("enforce_admins")
+    force = data.get("allow_force_pushes")
+    return BranchProtection(
+        required_approving_review_count=count,
+        require_code_owner_reviews=owners,
+        dismiss_stale_reviews=stale,
+        enforce_admins=bool(admins.get("enabled")) if isinstance(admins, dict) else False,
+        allow_force_pushes=bool(force.get("enabled")) if isinstance(force, dict) else False,
+    )
+
+
+def pull_request_from_json(data: Any) -> PullRequestInfo:
+    """Build a pull request from GitHub's ``pull-request`` object.
+
+    Args:
+        data: The decoded JSON object.
+
+    Returns:
+        The pull request.
+    """
+    head, base = data["head"], data["base"]
+    head_repo = head.get("repo")
+    owner = head_repo.get("owner") if isinstance(head_repo, dict) else None
+    return PullRequestInfo(
+        number=json_int(data["number"]),
+        state=json_str(data["state"]),
+        author=json_str(data["user"]["login"]),
+        head_repo=json_str(head_repo["full_name"]) if isinstance(head_repo, dict) else None,
+        head_owner=json_str(owner["login"]) if isinstance(owner, dict) else None,
+        head_owner_type=_opt_str(owner.get("type")) if isinstance(owner, dict) else None,
+        head_ref=json_str(head["ref"]),
+        head_sha=json_str(head["sha"]),
+        base_repo=json_str(base["repo"]["full_name"]),
+        base_ref=json_str(base["ref"]),
+    )

@@ -1,0 +1,113 @@
+"""Assemble the service from files: token files, GitHub client, configuration, token store."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from errors import GithubApiError
+from github_client import GithubClient
+from github_type import BranchProtection, GitHubRepo, PullRequestInfo
+from repo_policy.app import PolicyApp
+from repo_policy.config import ConfigSource, WatchedFile
+from repo_policy.policy import PolicyGitHub
+from repo_policy.tokens import DEFAULT_MAX_TOKENS, OneTimeTokenStore
+
+GITHUB_TIMEOUT = 10.0
+GITHUB_MAX_WAIT = 20.0
+
+
+class _TokenFile:
+    """A secret read from a file (stripped), re-read when the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = WatchedFile(path)
+
+    def __call__(self) -> str | None:
+        try:
+            text = self._file.read()
+        except OSError:
+            return None
+        return text.strip() or None if text is not None else None
+
+
+class _GithubSource:
+    """A GitHub client for the current token, rebuilt when the token file changes."""
+
+    def __init__(self, token_file: Path, api_url: str) -> None:
+        self._token = _TokenFile(token_file)
+        self._api_url = api_url
+        self._lock = threading.Lock()
+        self._client: tuple[str, GithubClient] | None = None
+
+    def __call__(self) -> PolicyGitHub:
+        token = self._token()
+        if not token:
+            return _NoGithub()
+        with self._lock:
+            if self._client is None or self._client[0] != token:
+                client = GithubClient(
+                    token, self._api_url, timeout=GITHUB_TIMEOUT, max_wait=GITHUB_MAX_WAIT
+                )
+                self._client = (token, client)
+            return self._client[1]
+
+
+class _NoGithub:
+    """Stands for GitHub while no GitHub token is configured: every question fails (503)."""
+
+    MESSAGE = "no GitHub token is configured for the policy service"
+
+    def get_collaborator_permission(self, path: GitHubRepo, username: str) -> str:
+        raise GithubApiError(self.MESSAGE)
+
+    def get_branch_protection(self, path: GitHubRepo, branch: str) -> BranchProtection | None:
+        raise GithubApiError(self.MESSAGE)
+
+    def get_pull_request(self, path: GitHubRepo, number: int) -> PullRequestInfo:
+        raise GithubApiError(self.MESSAGE)
+
+
+@dataclass(frozen=True)
+class ServiceFiles:
+    """Where the service reads its secrets and configuration.
+
+    Attributes:
+        token_file: The charm's service token (the charm reads it to ask for one-time tokens).
+        github_token_file: The GitHub token the checks use.
+        github_api_url: The GitHub REST API base URL.
+        config_file: The JSON configuration (:class:`repo_policy.config.PolicyConfig`).
+        state_file: Where one-time token digests survive restarts, if anywhere.
+    """
+
+    token_file: Path
+    github_token_file: Path
+    github_api_url: str
+    config_file: Path | None = None
+    state_file: Path | None = None
+
+
+def build_app(files: ServiceFiles, max_tokens: int = DEFAULT_MAX_TOKENS) -> PolicyApp:
+    """Build the application from its files.
+
+    The token TTL is read from the configuration at start; the rest of the configuration and
+    both tokens are re-read whenever their files change.
+
+    Args:
+        files: Where the secrets and configuration are.
+        max_tokens: Bound of the one-time token store.
+
+    Returns:
+        The WSGI application.
+    """
+    config = ConfigSource(files.config_file)
+    store = OneTimeTokenStore(
+        ttl=config.get().token_ttl, max_tokens=max_tokens, state_file=files.state_file
+    )
+    return PolicyApp(
+        service_token=_TokenFile(files.token_file),
+        tokens=store,
+        github=_GithubSource(files.github_token_file, files.github_api_url),
+        config=config.get,
+    )
