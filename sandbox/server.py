@@ -73,9 +73,12 @@ class _Handler(BaseHTTPRequestHandler):
             return False
 
     def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            response = HttpError(413, "Payload too large").response()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            response = HttpError(413 if length > 0 else 400, "Bad request body").response()
             self.close_connection = True
         else:
             body = self.rfile.read(length) if length > 0 else b""
