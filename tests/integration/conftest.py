@@ -41,6 +41,12 @@ def lxd_client() -> LxdClient:
     return client
 
 
+@pytest.fixture(scope="session")
+def test_image(lxd_client: LxdClient) -> str:
+    """The alias of the test image (``GITHUB_RUNNER_TEST_IMAGE``, default github-runner-test)."""
+    return TEST_IMAGE
+
+
 @pytest.fixture
 def test_prefix() -> str:
     """A unique instance-name prefix for one test (``itest-<hex>-``)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -34,7 +35,7 @@ class _Hello(http.server.BaseHTTPRequestHandler):
         return
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def host_http_port() -> Iterator[int]:
     """A tiny HTTP server on the host's loopback; yields its port."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
@@ -45,11 +46,24 @@ def host_http_port() -> Iterator[int]:
     server.server_close()
 
 
+@pytest.fixture(scope="module")
+def shared(lxd_client: LxdClient, test_image: str, host_http_port: int) -> Iterator[LxdInstance]:
+    """One booted container for the tests that only run commands and move files."""
+    name = f"itest-{secrets.token_hex(3)}-shared"
+    inst = lxd_client.create(
+        name, test_image, devices={"github": proxy_device(host_http_port)}, timeout=120
+    )
+    try:
+        inst.wait_ready(timeout=60)
+        yield inst
+    finally:
+        inst.delete(timeout=120)
+
+
 def test_nicless_container_reaches_host_loopback_through_proxy(
-    make_instance: MakeInstance, host_http_port: int
+    shared: LxdInstance, host_http_port: int
 ):
-    inst = make_instance(devices={"github": proxy_device(host_http_port)})
-    inst.wait_ready(timeout=60)
+    inst = shared
     assert inst.status == InstanceStatus.RUNNING
 
     links = inst.execute(["ip", "-o", "link", "show"], check=True).stdout
@@ -64,9 +78,8 @@ def test_nicless_container_reaches_host_loopback_through_proxy(
     assert "hello from the host" in py.stdout
 
 
-def test_execute_user_cwd_env_and_exit_codes(make_instance: MakeInstance):
-    inst = make_instance()
-    inst.wait_ready(timeout=60)
+def test_execute_user_cwd_env_and_exit_codes(shared: LxdInstance):
+    inst = shared
     result = inst.execute(
         ["sh", "-c", 'id -u; pwd; echo "$GREETING"; echo oops >&2; exit 7'],
         user=1000,
@@ -90,8 +103,8 @@ def test_execute_user_cwd_env_and_exit_codes(make_instance: MakeInstance):
     assert "SECRET2" not in str(timeout_info.value)
 
 
-def test_files_push_pull(make_instance: MakeInstance):
-    inst = make_instance()
+def test_files_push_pull(shared: LxdInstance):
+    inst = shared
     payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
     inst.files.mkdir("/home/ubuntu/work", uid=1000, gid=1000)
     inst.files.mkdir("/home/ubuntu/work", uid=1000, gid=1000)  # existing: kept
@@ -234,9 +247,8 @@ def test_wait_ready_on_a_deleted_instance_fails_fast(
     assert time.monotonic() - started < 10
 
 
-def test_hostname_and_runner_user(make_instance: MakeInstance):
-    inst = make_instance("host")
-    inst.wait_ready(timeout=60)
+def test_hostname_and_runner_user(shared: LxdInstance):
+    inst = shared
     assert inst.execute(["systemctl", "is-system-running"]).stdout.strip() in (
         "running",
         "degraded",
