@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -100,3 +101,34 @@ def test_runner_app_runs_on_python_39(
     done = requests.get(f"{sandbox.base_url}/_sandbox/jobs/{job['id']}", timeout=5).json()
     assert done["conclusion"] == "success"
     assert "(3, 9)" in done["log"]
+
+
+def test_concurrent_long_polls_each_job_goes_to_one_runner(sandbox: SandboxServer) -> None:
+    scope = Scope("org", "canonical")
+    runners = [sandbox.state.register_runner(scope, f"c{i}", ["pool"]) for i in range(20)]
+    got: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def poll(credential: str) -> None:
+        response = requests.post(
+            f"{sandbox.base_url}/_runner/poll?wait=5",
+            headers={"Authorization": f"RunnerCredential {credential}"},
+            timeout=10,
+        )
+        if response.status_code == 200:
+            with lock:
+                got[credential] = response.json()["id"]
+
+    threads = [threading.Thread(target=poll, args=(r.credential,)) for r in runners]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: all(r.polling for r in runners), what="all runners polling")
+    assert all(r.polling for r in runners)
+    online = requests.get(f"{sandbox.base_url}/_sandbox/stats", timeout=5).json()["runners"]
+    assert online["online"] == 20
+    jobs = [sandbox.state.queue_job(f"canonical/repo{i}", ["pool"], []) for i in range(20)]
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(got.values()) == [job.id for job in jobs]
+    assert all(job.status == "in_progress" for job in jobs)
+    assert len({job.runner_id for job in jobs}) == 20

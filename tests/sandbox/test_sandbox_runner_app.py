@@ -320,3 +320,25 @@ def test_jitconfig_from_env_input(
     assert done["conclusion"] == "success"
     assert "\n0\n" in done["log"]
     assert jit["encoded_jit_config"] not in done["log"]
+
+
+def test_sigterm_cancels_a_running_job(
+    sandbox: SandboxServer, admin: requests.Session, runner_dir: Path
+) -> None:
+    (runner_dir / "completed.sh").write_text("echo cleanup-ran\n")
+    (runner_dir / ".env").write_text(
+        f"ACTIONS_RUNNER_HOOK_JOB_COMPLETED={runner_dir / 'completed.sh'}\n"
+    )
+    job = queue_job(sandbox, steps=["echo long-step-started; sleep 60", "echo never-runs"])
+    proc = start_runner(
+        runner_dir, "--jitconfig", jit_config(admin, sandbox, "r-cancel")["encoded_jit_config"]
+    )
+    try:
+        wait_for(lambda: "long-step-started" in get_job(sandbox, job["id"])["log"], what="step")
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+    done = get_job(sandbox, job["id"])
+    assert done["conclusion"] == "cancelled"
+    assert "cleanup-ran" in done["log"] and "never-runs\n" not in done["log"]

@@ -21,6 +21,7 @@ FLUSH_BYTES = 16 * 1024
 MAX_LOG_BYTES = 8 * 1024 * 1024
 HOOK_STARTED = "ACTIONS_RUNNER_HOOK_JOB_STARTED"
 HOOK_COMPLETED = "ACTIONS_RUNNER_HOOK_JOB_COMPLETED"
+COMPLETED_HOOK_TIMEOUT = 300.0
 BASH = ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail"]
 
 
@@ -277,8 +278,13 @@ class JobRunner:
             f"A job {kind} hook has been configured by the self-hosted runner administrator\n"
         )
         argv = [*BASH, path] if path.endswith(".sh") else [path]
+        if variable == HOOK_COMPLETED:
+            # the clean-up hook runs even for a cancelled or timed-out job, on its own clock
+            deadline, cancel = time.monotonic() + COMPLETED_HOOK_TIMEOUT, threading.Event()
+        else:
+            deadline, cancel = self.deadline, self.cancel
         code = run_process(
-            argv, env=env, cwd=cwd, sink=self.sink, deadline=self.deadline, cancel=self.cancel
+            argv, env=env, cwd=cwd, sink=self.sink, deadline=deadline, cancel=cancel
         )
         if code != 0:
             self.sink.write(f"##[error]Process completed with exit code {code}.\n")
