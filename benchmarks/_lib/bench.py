@@ -48,10 +48,10 @@ def parse_args(description: str, extra: Sequence[tuple[str, dict[str, Any]]] = (
     for flag, kwargs in extra:
         parser.add_argument(flag, **kwargs)
     args = parser.parse_args()
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # stays quiet if a library lowers the root
+        handler.setLevel(level)
     return args
 
 
