@@ -38,22 +38,21 @@ def test_silent_busy_runner_loses_its_job(admin: requests.Session) -> None:
         assert "lost communication" in detail["log"]
 
 
-def test_killed_runner_goes_offline(
-    sandbox: SandboxServer, admin: requests.Session, tmp_path: Path
-) -> None:
-    runner_dir = install_runner(sandbox, admin, tmp_path / "r")
-    jit = jit_config(admin, sandbox, "killed")
-    url = f"{sandbox.api_url}{REPO_API}/{jit['runner']['id']}"
-    proc = start_runner(runner_dir, "--jitconfig", jit["encoded_jit_config"])
-    try:
-        wait_for(lambda: admin.get(url).json()["status"] == "online", what="online")
-        proc.kill()
-        proc.wait(timeout=5)
-        # online_window is 3 s in the fixture; a dropped long poll is noticed within 0.5 s
-        wait_for(lambda: admin.get(url).json()["status"] == "offline", timeout=6, what="offline")
-    finally:
-        proc.kill()
-    assert admin.delete(url).status_code == 204
+def test_killed_runner_goes_offline(admin: requests.Session, tmp_path: Path) -> None:
+    with checked(SandboxServer(token=ADMIN_TOKEN, online_window=1.0)) as sb:
+        runner_dir = install_runner(sb, admin, tmp_path / "r")
+        jit = jit_config(admin, sb, "killed")
+        url = f"{sb.api_url}{REPO_API}/{jit['runner']['id']}"
+        proc = start_runner(runner_dir, "--jitconfig", jit["encoded_jit_config"])
+        try:
+            wait_for(lambda: admin.get(url).json()["status"] == "online", what="online")
+            proc.kill()
+            proc.wait(timeout=5)
+            # a dropped long poll is noticed within 0.5 s, then online_window (1 s) runs out
+            wait_for(lambda: admin.get(url).json()["status"] == "offline", timeout=4, what="off")
+        finally:
+            proc.kill()
+        assert admin.delete(url).status_code == 204
 
 
 def test_scope_restriction(sandbox: SandboxServer, admin: requests.Session) -> None:
