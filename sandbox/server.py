@@ -14,13 +14,13 @@ from types import TracebackType
 from typing import Any
 
 from sandbox import DEFAULT_RUNNER_VERSION, api, control, runner_protocol
-from sandbox.auth import ADMIN, READONLY, TokenStore
+from sandbox.auth import ADMIN, READONLY, TokenStore, bearer
 from sandbox.context import Context, Stats
 from sandbox.downloads import Downloads
 from sandbox.faults import FaultInjector
 from sandbox.ratelimit import RateLimiter
 from sandbox.state import LOST_TIMEOUT, ONLINE_WINDOW, SandboxState, Scope
-from sandbox.web import HttpError, Request, Response, Router
+from sandbox.web import HttpError, Request, Response, Route, Router
 from sandbox.webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
@@ -355,13 +355,16 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
     def _authorized_call(
         self,
         request: Request,
-        found: tuple[Any, dict[str, str]] | None,
+        found: tuple[Route, dict[str, str]] | None,
         error: HttpError | None,
         template: str,
         headers: list[tuple[str, str]],
     ) -> Response:
+        token = bearer(request)
+        if token is not None and self.tokens.access(token) is not None:
+            request.token = token  # known, even if refused below: its rate-limit headers apply
         try:
-            admin = bool(found[0].admin) if found is not None else False
+            admin = found[0].admin if found is not None else False
             request.token = self.tokens.authenticate(request, admin=admin)
         except HttpError as exc:
             return exc.response()
