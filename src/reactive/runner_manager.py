@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ __all__ = [
     "ConsumerProcess",
     "ReactiveRunnerConfig",
     "ReactiveRunnerError",
+    "config_digest",
     "list_processes",
     "reconcile",
 ]
@@ -130,11 +132,13 @@ class ConsumerProcess:
         pid: The pid of the process started (``timeout``); also its process group id.
         start_time: Its start time in clock ticks since boot (``/proc/<pid>/stat`` field 22).
         pid_file: The pid file.
+        config_digest: SHA-256 of the config file the process was started with.
     """
 
     pid: int
     start_time: int
     pid_file: Path
+    config_digest: str = ""
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -194,7 +198,13 @@ def _read_pid_file(path: Path) -> ConsumerProcess | None:
         return None
     if path.name != f"{pid}.json":
         return None
-    return ConsumerProcess(pid=pid, start_time=start_time, pid_file=path)
+    digest = data.get("config_digest", "")
+    return ConsumerProcess(
+        pid=pid,
+        start_time=start_time,
+        pid_file=path,
+        config_digest=digest if isinstance(digest, str) else "",
+    )
 
 
 def list_processes(pid_dir: Path) -> list[ConsumerProcess]:
@@ -222,7 +232,9 @@ def list_processes(pid_dir: Path) -> list[ConsumerProcess]:
     return sorted(alive, key=lambda p: (p.start_time, p.pid))
 
 
-def _write_pid_file(pid_dir: Path, pid: int, start_time: int, queue_name: str) -> Path:
+def _write_pid_file(
+    pid_dir: Path, pid: int, start_time: int, queue_name: str, config_digest: str
+) -> Path:
     """Write a pid file atomically.
 
     Args:
@@ -230,6 +242,7 @@ def _write_pid_file(pid_dir: Path, pid: int, start_time: int, queue_name: str) -
         pid: The process id.
         start_time: Its start time.
         queue_name: The queue it consumes (informational).
+        config_digest: SHA-256 of the config file it was started with.
 
     Returns:
         The pid file.
@@ -237,7 +250,14 @@ def _write_pid_file(pid_dir: Path, pid: int, start_time: int, queue_name: str) -
     path = pid_dir / f"{pid}.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(
-        json.dumps({"pid": pid, "start_time": start_time, "queue": queue_name}),
+        json.dumps(
+            {
+                "pid": pid,
+                "start_time": start_time,
+                "queue": queue_name,
+                "config_digest": config_digest,
+            }
+        ),
         encoding="utf-8",
     )
     tmp.replace(path)
@@ -336,12 +356,28 @@ def _command(config: ReactiveRunnerConfig) -> list[str]:
     ]
 
 
-def _spawn(config: ReactiveRunnerConfig, account: pwd.struct_passwd | None) -> int:
+def config_digest(config_path: Path) -> str:
+    """Return the SHA-256 of the consumers' config file ("" when it cannot be read).
+
+    Args:
+        config_path: The config file.
+
+    Returns:
+        The hex digest.
+    """
+    try:
+        return hashlib.sha256(config_path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _spawn(config: ReactiveRunnerConfig, account: pwd.struct_passwd | None, digest: str) -> int:
     """Start one consumer process and record it.
 
     Args:
         config: The configuration.
         account: The account to run it as, or None for the caller's.
+        digest: The config file's digest, recorded in the pid file.
 
     Returns:
         The pid of the started process.
@@ -381,7 +417,7 @@ def _spawn(config: ReactiveRunnerConfig, account: pwd.struct_passwd | None) -> i
     stat = _proc_stat(proc.pid)
     if stat is None or stat[0] in ("Z", "X"):
         raise ReactiveRunnerError(f"reactive runner {proc.pid} exited at once")
-    _write_pid_file(config.pid_dir, proc.pid, stat[1], config.queue_name)
+    _write_pid_file(config.pid_dir, proc.pid, stat[1], config.queue_name, digest)
     logger.info("Started reactive runner process %s for queue %s", proc.pid, config.queue_name)
     return proc.pid
 
@@ -431,6 +467,9 @@ def _terminate(processes: list[ConsumerProcess], grace: float) -> None:
 def reconcile(quantity: int, config: ReactiveRunnerConfig) -> int:
     """Keep exactly ``quantity`` consumer processes alive for the queue.
 
+    Consumers started with another version of the config file (a new token, new labels...)
+    are replaced: stopped (they requeue what they hold) and started again.
+
     Args:
         quantity: The number of consumer processes wanted.
         config: The configuration for the reactive runner.
@@ -451,11 +490,19 @@ def reconcile(quantity: int, config: ReactiveRunnerConfig) -> int:
     with _locked(config.pid_dir):
         alive = list_processes(config.pid_dir)
         delta = quantity - len(alive)
-        logger.info("Reactive runners: %d alive, %d wanted", len(alive), quantity)
-        if delta > 0:
-            for _ in range(delta):
-                _spawn(config, account)
-        elif delta < 0:
-            newest_first = sorted(alive, key=lambda p: (p.start_time, p.pid), reverse=True)
-            _terminate(newest_first[:-delta], config.kill_grace)
+        digest = config_digest(config.config_path)
+        outdated = [p for p in alive if p.config_digest != digest]
+        current = [p for p in alive if p.config_digest == digest]
+        newest_first = sorted(current, key=lambda p: (p.start_time, p.pid), reverse=True)
+        surplus = newest_first[: max(len(current) - quantity, 0)]
+        logger.info(
+            "Reactive runners: %d alive (%d with an outdated config), %d wanted",
+            len(alive),
+            len(outdated),
+            quantity,
+        )
+        if outdated or surplus:
+            _terminate(outdated + surplus, config.kill_grace)
+        for _ in range(quantity - (len(current) - len(surplus))):
+            _spawn(config, account, digest)
     return delta

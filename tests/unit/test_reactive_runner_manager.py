@@ -432,3 +432,21 @@ def test_spawn_passes_secret_in_env_and_absolute_pythonpath(
     assert captured["start_new_session"] is True
     assert Path(captured["cwd"]) == Path(runner_manager.__file__).resolve().parents[1]
     assert list((tmp_path / "p").glob("*.json")) == []
+
+
+def test_consumers_with_outdated_config_are_replaced(config: ReactiveRunnerConfig) -> None:
+    assert reconcile(2, config) == 2
+    first = {p.pid for p in list_processes(config.pid_dir)}
+    assert reconcile(2, config) == 0
+    assert {p.pid for p in list_processes(config.pid_dir)} == first  # same config: kept
+    data = json.loads(config.config_path.read_text())
+    data["consumer"]["pickup_timeout"] = 99  # e.g. new labels or a rotated token
+    config.config_path.write_text(json.dumps(data))
+    assert reconcile(2, config) == 0  # the count did not change...
+    second = {p.pid for p in list_processes(config.pid_dir)}
+    assert len(second) == 2
+    assert not second & first  # ...but both consumers were restarted
+    for pid in first:
+        assert not running(pid)
+    assert reconcile(1, config) == -1
+    assert {p.pid for p in list_processes(config.pid_dir)} < second
