@@ -133,3 +133,20 @@ def test_cli_serves_until_sigterm() -> None:
     finally:
         proc.kill()
         proc.wait(timeout=5)
+
+
+def test_cli_control_commands(sandbox: SandboxServer, capsys: pytest.CaptureFixture[str]) -> None:
+    from sandbox.__main__ import main
+
+    url = ["--url", sandbox.base_url]
+    assert main(["queue-job", *url, "--repository", "canonical/demo", "--step", "true"]) == 0
+    job = json.loads(capsys.readouterr().out)
+    assert job["status"] == "queued" and job["commands"] == ["true"]
+    assert main(["show-job", *url, str(job["id"])]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == job["id"]
+    assert main(["stats", *url]) == 0
+    assert json.loads(capsys.readouterr().out)["jobs"] == {"queued": 1}
+    waited = ["queue-job", *url, "--repository", "canonical/demo", "--wait", "0.2"]
+    assert main(waited) == 1
+    assert "queued" in capsys.readouterr().err
+    assert main(["show-job", *url, "99999"]) == 1
