@@ -364,8 +364,6 @@ class LxdClient:
             LXDError: LXD refused.
         """
         validate_instance_name(name)
-        seconds = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + seconds
         body = {
             "name": name,
             "type": instance_type,
@@ -375,6 +373,95 @@ class LxdClient:
             "devices": {key: dict(value) for key, value in (devices or {}).items()},
             "ephemeral": ephemeral,
         }
+        return self._create_from(
+            body,
+            f"image {image_alias}",
+            errors.LXDImageNotFoundError,
+            start=start,
+            wait=wait,
+            timeout=timeout,
+        )
+
+    def copy(
+        self,
+        source: str,
+        name: str,
+        *,
+        profiles: Iterable[str] | None = None,
+        config: Mapping[str, str] | None = None,
+        devices: Mapping[str, Device] | None = None,
+        ephemeral: bool = True,
+        start: bool = True,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> LxdInstance:
+        """Create an instance as a copy of a stopped (template) instance, and start it.
+
+        On btrfs this clones instead of unpacking an image: measured here 1.0-1.3 s to a working
+        exec, against 1.7-5.7 s from the image. The copy inherits the source's config (LXD
+        regenerates the ``volatile.*`` keys), profiles and devices; ``config`` and ``devices``
+        are added on top and win. A template that was started once avoids an id remap at every
+        copy. Nothing half-built is left behind, as with :meth:`create`.
+
+        Args:
+            source: The name of the instance to copy (stopped).
+            name: The new instance's name.
+            profiles: Profiles to apply instead of the source's; None keeps the source's.
+            config: Config keys to set on the copy (e.g. ``user.*`` ownership keys).
+            devices: Devices to add to the copy.
+            ephemeral: Delete the copy when it stops.
+            start: Start it after copying.
+            wait: Wait for the start to finish.
+            timeout: Seconds for copy + start.
+
+        Returns:
+            The new instance.
+
+        Raises:
+            ValueError: The name is invalid.
+            LXDNotFoundError: The source does not exist.
+            LXDAlreadyExistsError: An instance with this name exists already.
+            LXDTimeoutError: Copying or starting took too long.
+            LXDError: LXD refused (e.g. the source is running).
+        """
+        validate_instance_name(name)
+        try:  # LXD reports a missing source as "No root device could be found"
+            source_profiles = self.get(source).data.get("profiles") or []
+        except errors.LXDNotFoundError as exc:
+            raise errors.LXDNotFoundError(
+                f"copy: source instance {source} not found", "copy", name
+            ) from exc
+        body: dict[str, Any] = {
+            "name": name,
+            "source": {"type": "copy", "source": source, "instance_only": True},
+            "config": dict(config or {}),
+            "devices": {key: dict(value) for key, value in (devices or {}).items()},
+            "ephemeral": ephemeral,
+        }
+        # LXD 5.0 does not fall back to the source's profiles when none are given.
+        body["profiles"] = list(source_profiles if profiles is None else profiles)
+        return self._create_from(
+            body,
+            f"instance {source}",
+            errors.LXDNotFoundError,
+            start=start,
+            wait=wait,
+            timeout=timeout,
+        )
+
+    def _create_from(
+        self,
+        body: dict[str, Any],
+        origin: str,
+        not_found: type[errors.LXDNotFoundError],
+        *,
+        start: bool,
+        wait: bool,
+        timeout: float | None,
+    ) -> LxdInstance:
+        name = str(body["name"])
+        seconds = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + seconds
         started = time.monotonic()
         try:
             self.run_operation(
@@ -384,7 +471,7 @@ class LxdClient:
                 operation="create",
                 instance=name,
                 timeout=seconds,
-                not_found=errors.LXDImageNotFoundError,
+                not_found=not_found,
             )
         except errors.LXDError as exc:
             if "already exists" in exc.message.lower():
@@ -400,13 +487,7 @@ class LxdClient:
             except errors.LXDError:
                 self._delete_quietly(name)
                 raise
-        logger.info(
-            "created %s %s from %s in %.2f s",
-            instance_type,
-            name,
-            image_alias,
-            time.monotonic() - started,
-        )
+        logger.info("created %s from %s in %.2f s", name, origin, time.monotonic() - started)
         return instance
 
     def _delete_quietly(self, name: str) -> None:

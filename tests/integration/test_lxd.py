@@ -171,6 +171,20 @@ def test_create_rejects_duplicates_without_touching_the_original(
     assert lxd_client.exists(inst.name)
 
 
+def test_copy_of_a_template(lxd_client: LxdClient, make_instance: MakeInstance, test_prefix: str):
+    template = make_instance("tmpl", ephemeral=False, config={"user.template": "yes"})
+    template.wait_ready(timeout=60, booted=False)
+    template.stop(timeout=60, force=True)
+    copied = lxd_client.copy(template.name, f"{test_prefix}copy", config={"user.app": "gh"})
+    copied.wait_ready(timeout=60, booted=False)
+    assert copied.execute(["hostname"], check=True).stdout.strip() == copied.name
+    assert copied.config["user.app"] == "gh"
+    assert copied.config["user.template"] == "yes"
+    with pytest.raises(errors.LXDNotFoundError):
+        lxd_client.copy(f"{test_prefix}missing", f"{test_prefix}copy2")
+    assert not lxd_client.exists(f"{test_prefix}copy2")
+
+
 def test_missing_image_leaves_nothing(lxd_client: LxdClient, test_prefix: str):
     name = f"{test_prefix}noimg"
     with pytest.raises(errors.LXDImageNotFoundError):

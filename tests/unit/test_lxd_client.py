@@ -186,18 +186,22 @@ class FakeLxd:
         return self.op()
 
     def _create(self, body: dict[str, Any]) -> FakeResponse:
-        alias = body["source"]["alias"]
-        if alias not in self.aliases:
+        base: dict[str, Any] = {"config": {}, "devices": {}, "profiles": [], "type": ""}
+        if body["source"]["type"] == "copy":
+            if body["source"]["source"] not in self.instances:
+                fail(404, "Instance not found")
+            base = copy.deepcopy(self.instances[body["source"]["source"]])
+        elif body["source"]["alias"] not in self.aliases:
             fail(404, "Image alias not found")
         if body["name"] in self.instances:
             fail(409, f'Instance "{body["name"]}" already exists')
         self.instances[body["name"]] = {
             "name": body["name"],
-            "type": body["type"],
+            "type": body.get("type", base["type"]),
             "status": "Stopped",
-            "config": {**body["config"], "volatile.idmap.current": IDMAP},
-            "devices": body["devices"],
-            "profiles": body["profiles"],
+            "config": {**base["config"], **body["config"], "volatile.idmap.current": IDMAP},
+            "devices": {**base["devices"], **body["devices"]},
+            "profiles": body.get("profiles", base["profiles"]),
             "ephemeral": body["ephemeral"],
             "created_at": "2026-11-23T08:00:00.123456789Z",
             "architecture": "x86_64",
@@ -350,6 +354,26 @@ def test_create_without_start_and_without_wait(client: lxd.LxdClient, server: Fa
     assert requested.status == InstanceStatus.RUNNING  # the fake starts at once
     stopped.start()
     assert stopped.status == InstanceStatus.RUNNING
+
+
+def test_copy_from_template(client: lxd.LxdClient, server: FakeLxd):
+    client.create(
+        "tmpl", "github-runner-test", start=False, ephemeral=False, config={"user.t": "1"}
+    )
+    inst = client.copy("tmpl", "c1", config={"user.app": "app"}, devices={"d": {"type": "x"}})
+    assert inst.status == InstanceStatus.RUNNING
+    assert inst.config["user.app"] == "app"
+    assert inst.config["user.t"] == "1"
+    assert server.instances["c1"]["profiles"] == ["default"]
+    assert server.instances["c1"]["ephemeral"] is True
+    other = client.copy("tmpl", "c2", profiles=["default", "cpu-1-mem-1GiB"], start=False)
+    assert other.status == InstanceStatus.STOPPED
+    assert server.instances["c2"]["profiles"] == ["default", "cpu-1-mem-1GiB"]
+    with pytest.raises(errors.LXDNotFoundError):
+        client.copy("missing", "c3")
+    assert "c3" not in server.instances
+    with pytest.raises(errors.LXDAlreadyExistsError):
+        client.copy("tmpl", "c1")
 
 
 def test_create_missing_image_leaves_nothing(client: lxd.LxdClient, server: FakeLxd):
