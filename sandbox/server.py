@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from sandbox import DEFAULT_RUNNER_VERSION, api, control, runner_protocol
+from sandbox import DEFAULT_RUNNER_VERSION, api, api_repos, control, runner_protocol
 from sandbox.auth import ADMIN, READONLY, TokenStore, bearer
 from sandbox.context import Context, Stats
 from sandbox.downloads import Downloads
@@ -180,6 +180,8 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         self.api_router = api.build_router(self.ctx)
         self.control_router = control.build_router(self.ctx, self.webhooks)
         self.runner_router = runner_protocol.build_router(self.ctx)
+        # Repository policy endpoints (permissions, protection, pulls): sandbox/api_repos.py.
+        self.repo_policy = api_repos.register(self.api_router, self.control_router, self.ctx)
         self.state.job_listeners.append(self._on_job_event)
         self.observers: list[Callable[[Request, Response], None]] = []
         self._httpd: _HTTPServer | None = None
