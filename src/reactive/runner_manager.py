@@ -9,7 +9,11 @@ A pid file ``<pid_dir>/<pid>.json`` records the pid of the ``timeout`` process a
 time (field 22 of ``/proc/<pid>/stat``, clock ticks since boot). A process counts as alive only
 when ``/proc/<pid>/stat`` exists, is not a zombie and shows the recorded start time, so a dead
 consumer whose pid the kernel gave to another process is never counted nor signalled. Stale pid
-files are deleted by every :func:`reconcile`. Nothing here parses ``ps`` output.
+files are deleted by every :func:`reconcile`. Nothing here parses ``ps`` output. The pid file also
+records the SHA-256 of the consumers' config file at start: consumers started with an older
+config (a rotated token, new labels) are replaced by the next :func:`reconcile`.
+
+The charm writes that config file with :func:`write_runner_config` (format: reactive.runner).
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from errors import ReactiveRunnerError  # re-exported: the seed API names it here
 
@@ -51,6 +56,7 @@ __all__ = [
     "config_digest",
     "list_processes",
     "reconcile",
+    "write_runner_config",
 ]
 
 RUNNER_INSTALLED_TS_FILE_NAME = "runner-installed.timestamp"
@@ -369,6 +375,61 @@ def config_digest(config_path: Path) -> str:
         return hashlib.sha256(config_path.read_bytes()).hexdigest()
     except OSError:
         return ""
+
+
+def write_runner_config(
+    config: ReactiveRunnerConfig,
+    runner_manager: Mapping[str, Any],
+    consumer: Mapping[str, Any] | None = None,
+    factory: str = "lxd",
+) -> bool:
+    """Write the consumers' config file atomically, readable only by the consumers' user.
+
+    Args:
+        config: The reactive configuration (its ``config_path`` and ``user``).
+        runner_manager: The object the factory receives (holds the GitHub token: secret).
+        consumer: ConsumerSettings fields (``supported_labels``, durations), JSON types.
+        factory: A ``reactive.runner.FACTORIES`` name or ``module:function``.
+
+    Returns:
+        Whether the content changed (the next reconcile then restarts the consumers).
+
+    Raises:
+        ReactiveRunnerError: The file cannot be written or the data is not JSON-serialisable.
+    """
+    try:
+        content = json.dumps(
+            {
+                "factory": factory,
+                "consumer": dict(consumer or {}),
+                "runner_manager": dict(runner_manager),
+            },
+            sort_keys=True,
+            indent=1,
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise ReactiveRunnerError(f"reactive config is not JSON-serialisable: {exc}") from exc
+    path = config.config_path
+    if config_digest(path) == hashlib.sha256(content).hexdigest():
+        return False
+    account = _run_as(config.user)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            if account is not None:
+                os.fchown(fd, account.pw_uid, account.pw_gid)
+            os.write(fd, content)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+    except OSError as exc:
+        raise ReactiveRunnerError(f"cannot write {path}: {exc.strerror}") from exc
+    logger.info("Wrote the reactive runner config %s", path)
+    return True
 
 
 def _spawn(config: ReactiveRunnerConfig, account: pwd.struct_passwd | None, digest: str) -> int:

@@ -450,3 +450,23 @@ def test_consumers_with_outdated_config_are_replaced(config: ReactiveRunnerConfi
         assert not running(pid)
     assert reconcile(1, config) == -1
     assert {p.pid for p in list_processes(config.pid_dir)} < second
+
+
+def test_write_runner_config_is_private_atomic_and_loadable(tmp_path: Path) -> None:
+    cfg = ReactiveRunnerConfig(
+        SECRET_URI, "app", config_path=tmp_path / "etc" / "reactive.json", user=None
+    )
+    section = {"marker": "ok"}
+    consumer = {"supported_labels": ["linux", "x64"], "pickup_timeout": 10}
+    factory = f"{THIS_MODULE}:idle_components"
+    assert runner_manager.write_runner_config(cfg, section, consumer, factory=factory) is True
+    assert cfg.config_path.stat().st_mode & 0o777 == 0o600
+    assert runner_manager.write_runner_config(cfg, section, consumer, factory=factory) is False
+    spawner, _ = load_runner_manager(cfg.config_path)
+    assert type(spawner).__name__ == "_IdleSpawner"
+    assert load_consumer_settings(cfg.config_path, "app").pickup_timeout == 10
+    consumer["pickup_timeout"] = 20
+    assert runner_manager.write_runner_config(cfg, section, consumer, factory) is True
+    assert list(cfg.config_path.parent.iterdir()) == [cfg.config_path]
+    with pytest.raises(ReactiveRunnerError):
+        runner_manager.write_runner_config(cfg, {"x": object()})
