@@ -91,10 +91,16 @@ class Tuning:
 
         Returns:
             The tuning.
+
+        Raises:
+            SettingsError: for values that are not numbers.
         """
         base = cls()
-        poll = float(runner.get("pollWait", base.poll_wait))
-        beat = float(runner.get("heartbeatInterval", base.heartbeat))
+        try:
+            poll = float(runner.get("pollWait", base.poll_wait))
+            beat = float(runner.get("heartbeatInterval", base.heartbeat))
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"bad pollWait or heartbeatInterval: {exc}") from exc
         return cls(
             poll_wait=_float_env(ENV_POLL_WAIT, poll),
             heartbeat=max(0.1, _float_env(ENV_HEARTBEAT, beat)),

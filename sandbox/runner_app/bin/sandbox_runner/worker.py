@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from .client import ProtocolError, RunnerClient
 from .settings import Settings, Tuning, read_env_file, root_dir
+from .settings import arch as host_arch
 
 FLUSH_INTERVAL = 0.2
 FLUSH_BYTES = 16 * 1024
@@ -214,7 +215,7 @@ class JobRunner:
             head_ref = str((pull.get("head") or {}).get("ref", ""))
             base_ref = str((pull.get("base") or {}).get("ref", ""))
         arch = {"x64": "X64", "arm64": "ARM64", "arm": "ARM"}.get(
-            str(self.settings.runner.get("arch", "x64")), "X64"
+            str(self.settings.runner.get("arch") or host_arch()), "X64"
         )
         # the runner's own inputs (a JIT config, tokens) are not for jobs
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIONS_RUNNER_INPUT_")}
