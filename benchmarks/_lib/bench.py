@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=int(os.environ.get("COLUMNS", "120")))
 
 
 def parse_args(description: str, extra: Sequence[tuple[str, dict[str, Any]]] = ()) -> Any:
