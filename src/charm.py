@@ -357,6 +357,8 @@ class GithubRunnerCharm(ops.CharmBase):
             manager = self._manager(previous)
             flushed = manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
             logger.info("removed %d runners of the previous credentials", flushed)
+        elif self._stored.credentials:
+            logger.warning("previous credentials lost: their runners are left to orphan cleanup")
         if secret is None:
             self.unit.add_secret(content, label=PREVIOUS_CREDENTIALS_LABEL)
         else:

@@ -501,7 +501,8 @@ def _parse_path(value: str, group: str) -> GitHubOrg | GitHubRepo:
 def _parse_https_url(name: str, value: str, example: str, allow_loopback_http: bool) -> str:
     """Parse an https URL option."""
     url = value.strip().rstrip("/")
-    error = ConfigError(name, f"{value!r} is not an https URL like {example}")
+    shown = "the value" if "@" in value else repr(value)  # never echo credentials
+    error = ConfigError(name, f"{shown} is not an https URL like {example} (no credentials)")
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError on a bad port

@@ -127,7 +127,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"github-url": "http://ghes.example.com"}, "github-url: 'http://ghes.example.com' is not"),
     ({"github-url": "https://ghes.example.com/?x=1"}, "github-url: "),
     ({"github-url": "https://ghes.example.com:99999"}, "github-url: "),
-    ({"github-url": "https://user@ghes.example.com"}, "github-url: "),
+    ({"github-url": "https://u:pw@ghes.example.com"}, "github-url: the value is not an https"),
     ({"group": " "}, "group: must not be empty"),
     ({"labels": "good,b@d"}, "labels: 'b@d' is not a label"),
     ({"labels": "x" * 101}, "labels: "),
@@ -184,6 +184,12 @@ def test_messages_never_hold_the_token() -> None:
     with pytest.raises(errors.ConfigError) as info:
         build({"token": TOKEN + " x"})
     assert TOKEN not in str(info.value)
+
+
+def test_url_messages_never_echo_credentials() -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        build({"dockerhub-mirror": "https://user:hunter2@mirror.example"})
+    assert "hunter2" not in str(info.value)
 
 
 def test_wrong_types_are_config_errors() -> None:
