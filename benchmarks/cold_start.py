@@ -41,7 +41,7 @@ from runner_manager_type import LXDFlushMode  # noqa: E402
 APP = "bench-cold"
 PHASES = (
     ("launch", "LXD create + start (Runner._launch)"),
-    ("create_api", "  of which POST /instances"),
+    ("create_api", "  of which POST /instances (image or copy)"),
     ("start_api", "  of which start"),
     ("wait_ready", "readiness wait (systemctl is-system-running)"),
     ("metrics", "metrics store + disk device"),
@@ -53,6 +53,7 @@ PHASES = (
 )
 
 _times: dict[str, dict[str, float]] = defaultdict(dict)
+MISSING: list[str] = []
 _local = threading.local()
 
 
@@ -86,19 +87,22 @@ def instrument() -> None:
             _local.runner = None
 
     runner.Runner.create = create  # type: ignore[method-assign]
-    for attr, phase in (
-        ("_launch", "launch"),
-        ("_mount_metrics", "metrics"),
-        ("_install_binary", "binary"),
-        ("_push_files", "push_files"),
-        ("_register", "register"),
-        ("_start", "start"),
+    # The steps are private methods: a renamed one is skipped (and reported), not an error.
+    for owner, attr, phase in (
+        (runner.Runner, "_launch", "launch"),
+        (runner.Runner, "_mount_metrics", "metrics"),
+        (runner.Runner, "_install_binary", "binary"),
+        (runner.Runner, "_push_files", "push_files"),
+        (runner.Runner, "_register", "register"),
+        (runner.Runner, "_start", "start"),
+        (lxd_instance.LxdInstance, "wait_ready", "wait_ready"),
+        (lxd_instance.LxdInstance, "start", "start_api"),
+        (lxd_instance.LxdInstance, "set_config", "mark"),
     ):
-        setattr(runner.Runner, attr, _timed(phase, getattr(runner.Runner, attr)))
-    inst = lxd_instance.LxdInstance
-    inst.wait_ready = _timed("wait_ready", inst.wait_ready)  # type: ignore[method-assign]
-    inst.start = _timed("start_api", inst.start)  # type: ignore[method-assign]
-    inst.set_config = _timed("mark", inst.set_config)  # type: ignore[method-assign]
+        if callable(getattr(owner, attr, None)):
+            setattr(owner, attr, _timed(phase, getattr(owner, attr)))
+        else:
+            MISSING.append(f"{owner.__name__}.{attr}")
     client_cls = __import__("lxd").LxdClient
     original_run = client_cls.run_operation
 
@@ -191,7 +195,14 @@ def main() -> int:
             fmt(min(values) if values else None),
             fmt(max(values) if values else None),
         )
-    report.figures.update(runs=runs, caches_dropped=caches_dropped, phases_median_s=figures)
+    report.figures.update(
+        runs=runs,
+        caches_dropped=caches_dropped,
+        phases_median_s=figures,
+        not_instrumented=MISSING,
+    )
+    if MISSING:
+        print(f"not instrumented (renamed?): {', '.join(MISSING)}")
     return report.finish(args.json)
 
 
