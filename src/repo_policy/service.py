@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from github_client import GithubClient
 from github_type import BranchProtection, GitHubRepo, PullRequestInfo
 from repo_policy.app import PolicyApp
 from repo_policy.config import ConfigSource, WatchedFile
-from repo_policy.policy import PolicyGitHub
+from repo_policy.policy import CheckRequest, PolicyGitHub
 from repo_policy.tokens import DEFAULT_MAX_TOKENS, OneTimeTokenStore
 
 GITHUB_TIMEOUT = 10.0
@@ -88,7 +89,11 @@ class ServiceFiles:
     state_file: Path | None = None
 
 
-def build_app(files: ServiceFiles, max_tokens: int = DEFAULT_MAX_TOKENS) -> PolicyApp:
+def build_app(
+    files: ServiceFiles,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    before_check: Callable[[CheckRequest], None] | None = None,
+) -> PolicyApp:
     """Build the application from its files.
 
     The token TTL is read from the configuration at start; the rest of the configuration and
@@ -97,6 +102,7 @@ def build_app(files: ServiceFiles, max_tokens: int = DEFAULT_MAX_TOKENS) -> Poli
     Args:
         files: Where the secrets and configuration are.
         max_tokens: Bound of the one-time token store.
+        before_check: Test hook, see :class:`repo_policy.app.PolicyApp`. Never set in production.
 
     Returns:
         The WSGI application.
@@ -110,4 +116,5 @@ def build_app(files: ServiceFiles, max_tokens: int = DEFAULT_MAX_TOKENS) -> Poli
         tokens=store,
         github=_GithubSource(files.github_token_file, files.github_api_url),
         config=config.get,
+        before_check=before_check,
     )
