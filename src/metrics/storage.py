@@ -11,6 +11,7 @@ a size bound, for unit tests and benchmarks.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -31,11 +32,11 @@ _RUNNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
 # Flags for opening anything inside a store: never follow a symlink, never block on a FIFO.
 OPEN_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-OPEN_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+OPEN_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 # Bounds of a quarantine archive (a store is 1 MiB; a sparse file may claim gigabytes).
-QUARANTINE_MAX_FILE_BYTES = 1 << 20
-QUARANTINE_MAX_TOTAL_BYTES = 4 << 20
+QUARANTINE_MAX_FILE_BYTES = 64 << 10
+QUARANTINE_MAX_TOTAL_BYTES = 1 << 20
 QUARANTINE_MAX_ENTRIES = 1024
 QUARANTINE_MAX_DEPTH = 8
 
@@ -130,6 +131,7 @@ class _Budget:
     entries: int
     total_bytes: int
     skipped: list[str] = field(default_factory=list)
+    truncated: dict[str, int] = field(default_factory=dict)
 
 
 def _tarinfo(name: str, st: os.stat_result) -> tarfile.TarInfo:
@@ -194,7 +196,7 @@ def _add_entry(
         budget.total_bytes -= len(data)
         info.size = len(data)
         if len(data) < fst.st_size:
-            info.pax_headers = {"GITHUB_RUNNER.original_size": str(fst.st_size)}
+            budget.truncated[arcname] = fst.st_size
         tar.addfile(info, io.BytesIO(data))
     else:
         # Devices and sockets: recorded by name only, never opened.
@@ -211,12 +213,25 @@ def _add_dir(
             )
 
 
+def _add_manifest(tar: tarfile.TarFile, runner_name: str, budget: _Budget) -> None:
+    """Record what the archive left out or cut, as a JSON member next to the store."""
+    manifest = json.dumps(
+        {"skipped": budget.skipped[:100], "truncated_from_bytes": budget.truncated}
+    ).encode()
+    info = tarfile.TarInfo(f"{runner_name}.quarantine-manifest.json")
+    info.size = len(manifest)
+    info.mode = 0o600
+    info.mtime = int(time.time())
+    tar.addfile(info, io.BytesIO(manifest))
+
+
 def archive_store(path: Path, runner_name: str, quarantine_dir: Path) -> Path:
     """Write a bounded tar.gz of a store into the quarantine directory, never following symlinks.
 
     Symlinks are archived as symlinks, FIFOs as FIFOs (never opened), regular files are read
     through ``O_NOFOLLOW | O_NONBLOCK`` descriptors and truncated to bounded sizes (a sparse file
-    claiming gigabytes is cut; its original size is kept in a PAX header). Devices and sockets
+    claiming gigabytes is cut). What was cut or left out is listed in a
+    ``<runner>.quarantine-manifest.json`` member. Devices and sockets
     are left out.
 
     Args:
@@ -246,7 +261,9 @@ def archive_store(path: Path, runner_name: str, quarantine_dir: Path) -> Path:
         budget = _Budget(entries=QUARANTINE_MAX_ENTRIES, total_bytes=QUARANTINE_MAX_TOTAL_BYTES)
         with (
             os.fdopen(out_fd, "wb") as raw,
-            tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as tar,
+            tarfile.open(
+                fileobj=raw, mode="w:gz", format=tarfile.GNU_FORMAT, compresslevel=1
+            ) as tar,
         ):
             try:
                 os.lstat(path)
@@ -257,6 +274,8 @@ def archive_store(path: Path, runner_name: str, quarantine_dir: Path) -> Path:
                 _add_entry(tar, parent_fd, path.name, runner_name, depth=0, budget=budget)
             finally:
                 os.close(parent_fd)
+            if budget.skipped or budget.truncated:
+                _add_manifest(tar, runner_name, budget)
         if budget.skipped:
             logger.warning(
                 "Quarantine of %s left out %d entries", runner_name, len(budget.skipped)

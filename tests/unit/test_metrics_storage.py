@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -131,7 +132,10 @@ def test_archive_contents(manager: DirectoryStorageManager, tmp_path: Path) -> N
         assert members["r/fifo"].isfifo()
         sparse_member = members["r/sparse"]
         assert sparse_member.size == storage_module.QUARANTINE_MAX_FILE_BYTES
-        assert sparse_member.pax_headers["GITHUB_RUNNER.original_size"] == str(10 << 30)
+        manifest_file = tar.extractfile("r.quarantine-manifest.json")
+        assert manifest_file is not None
+        manifest = json.loads(manifest_file.read())
+        assert manifest["truncated_from_bytes"] == {"r/sparse": 10 << 30}
         for member in tar.getmembers():
             if member.isfile():
                 extracted = tar.extractfile(member)
@@ -174,7 +178,12 @@ def test_archive_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         (root / f"f{i}").write_text("x")
     dest = archive_store(root, "r", tmp_path / "q")
     with tarfile.open(dest) as tar:
-        assert len(tar.getmembers()) <= 5
+        names = tar.getnames()
+        assert "r.quarantine-manifest.json" in names
+        assert len(names) <= 6
+        manifest_file = tar.extractfile("r.quarantine-manifest.json")
+        assert manifest_file is not None
+        assert json.loads(manifest_file.read())["skipped"]
 
 
 def test_archive_failure(tmp_path: Path) -> None:
