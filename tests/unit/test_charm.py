@@ -267,3 +267,13 @@ def test_flush_mode_enum_matches_actions_yaml() -> None:
     mode = load_yaml("actions.yaml")["flush-runners"]["params"]["mode"]
     assert set(mode["enum"]) == set(FLUSH_MODE_BY_ACTION_PARAM)
     assert FLUSH_MODE_BY_ACTION_PARAM[mode["default"]] == LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK
+
+
+def test_every_option_has_type_default_and_description() -> None:
+    from tests.unit.fakes_charm import load_yaml
+
+    for name, option in load_yaml("config.yaml")["options"].items():
+        assert {"type", "default", "description"} <= set(option), name
+        assert len(option["description"]) > 40, name
+    for name, action in load_yaml("actions.yaml").items():
+        assert action["description"], name

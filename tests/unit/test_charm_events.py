@@ -479,3 +479,19 @@ def test_lxd_is_set_up_on_the_runner_storage(
     storage = testing.Storage("runner")
     ctx.run(ctx.on.install(), base_state(storages=[storage]))
     assert system.calls[0] == ("setup_lxd", storage.get_filesystem(ctx))
+
+
+def test_tokens_never_reach_the_logs(
+    ctx: testing.Context[GithubRunnerCharm],
+    manager: FakeRunnerManager,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    manager.fail["reconcile"] = errors.GithubTokenError()
+    out = deployed(ctx, base_state())
+    del manager.fail["reconcile"]
+    out = ctx.run(ctx.on.config_changed(), with_config(out, token=NEW_TOKEN))
+    ctx.run(ctx.on.action("check-runners"), out)
+    assert caplog.records
+    assert TOKEN not in caplog.text
+    assert NEW_TOKEN not in caplog.text
