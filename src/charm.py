@@ -208,7 +208,10 @@ class GithubRunnerCharm(ops.CharmBase):
     def _manager(self, state: CharmState, storage: Path | None = None) -> RunnerManagerPort:
         """Build the runner manager for a state (storage: the prepared runner storage)."""
         storage = storage or self._storage_location(state) or DETACHED_STORAGE_PATH
-        image = f"github-runner-{state.base_image.value}-{'ct' if state.test_mode else 'vm'}"
+        # The aliases scripts/build-lxd-image.sh uses by default.
+        image = (
+            "github-runner-test" if state.test_mode else f"github-runner-{state.base_image.value}"
+        )
         config = LXDRunnerManagerConfig(
             charm_state=state,
             image=image,

@@ -89,7 +89,7 @@ def test_install_config_passed_to_the_manager(
     assert (app_name, unit) == ("github-runner", 0)
     assert config.token == TOKEN
     assert config.path.path() == "canonical/repo"
-    assert config.image == "github-runner-noble-vm"
+    assert config.image == "github-runner-noble"
     assert config.lxd_storage_path == storage.get_filesystem(ctx)
     assert config.dockerhub_mirror == "https://m.example"
     assert config.charm_state.vm_resources == VirtualMachineResources(2, "7GiB", "10GiB")

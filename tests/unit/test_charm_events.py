@@ -218,7 +218,7 @@ def test_base_image_change_builds_the_new_image(
     out = deployed(ctx, base_state())
     manager.image = False  # the real manager has no image under the new alias yet
     out = ctx.run(ctx.on.config_changed(), with_config(out, **{"base-image": "jammy"}))
-    assert manager.configs[-1][2].image == "github-runner-jammy-vm"
+    assert manager.configs[-1][2].image == "github-runner-jammy"
     assert "build_runner_image" in manager.names()
 
 
@@ -495,3 +495,12 @@ def test_tokens_never_reach_the_logs(
     assert caplog.records
     assert TOKEN not in caplog.text
     assert NEW_TOKEN not in caplog.text
+
+
+def test_test_mode_uses_the_container_test_image(
+    ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager
+) -> None:
+    ctx.run(ctx.on.config_changed(), base_state(config={"test-mode": "insecure"}))
+    config = manager.configs[-1][2]
+    assert config.image == "github-runner-test"
+    assert config.charm_state.test_mode is True
