@@ -9,9 +9,10 @@ call has a timeout; every failure is one of the project's ``LXD*`` errors:
 - a deadline passed -> :class:`errors.LXDTimeoutError`;
 - anything else LXD refuses -> :class:`errors.LXDError`.
 
-Commands run through LXD's exec API with ``record-output`` and no websocket (about ten times
-faster than pylxd's ``execute``), which matters because readiness polling and runner setup run
-many commands. Arguments that hold secrets are hidden (``***``) in every log line and error.
+Commands run through LXD's exec API with ``record-output`` and no websocket: measured here
+0.03-0.06 s a command against 0.15 s for pylxd's ``execute``, which matters because readiness
+polling and runner setup run many commands. Arguments that hold secrets are hidden (``***``)
+in every log line and error.
 """
 
 from __future__ import annotations
@@ -527,6 +528,51 @@ class LxdClient:
         except errors.LXDNotFoundError:
             return False
         return True
+
+    def busy_instances(self, prefix: str) -> list[str]:
+        """Names of instances with ``prefix`` that an LXD operation is changing right now.
+
+        Commands executing in instances do not count: only operations that create, start,
+        stop, update or delete an instance (LXD refuses a delete while one runs).
+
+        Args:
+            prefix: Instance name prefix.
+
+        Returns:
+            The instance names, sorted.
+        """
+        ops = self.sync("get", "operations", params={"recursion": 1}, operation="operations")
+        names: set[str] = set()
+        for op in (ops or {}).get("running") or []:
+            if op.get("description") == "Executing command":
+                continue
+            for url in (op.get("resources") or {}).get("instances") or []:
+                name = str(url).rsplit("/", 1)[-1]
+                if name.startswith(prefix):
+                    names.add(name)
+        return sorted(names)
+
+    def wait_instances_settled(self, prefix: str, timeout: float) -> list[str]:
+        """Wait (bounded) until no operation changes instances with ``prefix``.
+
+        LXD completes an operation even when the client that asked for it died; a caller that
+        holds the manager's lock waits for those before judging the instances.
+
+        Args:
+            prefix: Instance name prefix.
+            timeout: Seconds to wait at most.
+
+        Returns:
+            Instances still being changed when the time ran out (empty when settled).
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while True:
+            busy = self.busy_instances(prefix)
+            if not busy or time.monotonic() + delay > deadline:
+                return busy
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     def list(
         self, prefix: str | None = None, user_config: Mapping[str, str] | None = None

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_BUSY_OPERATION = "is busy running"
+
 OPERATION_SLACK = 5.0
 """Seconds added to an HTTP timeout on top of the LXD-side timeout it carries."""
 
@@ -315,26 +317,41 @@ class LxdInstance:
         """
         seconds = self.client.timeout if timeout is None else timeout
         deadline = time.monotonic() + seconds
-        try:
-            if self.status != InstanceStatus.STOPPED:
-                self._change_state("stop", seconds, {"timeout": -1, "force": True})
-            remaining = max(1.0, deadline - time.monotonic())
-            if wait:
-                self.client.run_operation(
-                    "delete", self._path, operation="delete", instance=self.name, timeout=remaining
-                )
-            else:
-                self.client.request(
-                    "delete", self._path, operation="delete", instance=self.name, timeout=remaining
-                )
-        except errors.LXDNotFoundError:
-            return
-        except errors.LXDError:
-            # An ephemeral instance vanishes while being stopped: that is success.
-            if not self.client.exists(self.name):
+        delay = 0.2
+        while True:
+            try:
+                self._stop_and_delete(wait, deadline)
+            except errors.LXDNotFoundError:
                 return
-            raise
-        logger.info("deleted instance %s", self.name)
+            except errors.LXDError as exc:
+                # An ephemeral instance vanishes while being stopped: that is success.
+                if not self.client.exists(self.name):
+                    return
+                # LXD finishes an operation (create, start, stop) even when the client that
+                # asked for it died; it refuses a delete meanwhile. Wait for it, bounded.
+                if _BUSY_OPERATION not in exc.message or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                self.refresh()
+                continue
+            logger.info("deleted instance %s", self.name)
+            return
+
+    def _stop_and_delete(self, wait: bool, deadline: float) -> None:
+        if self.status != InstanceStatus.STOPPED:
+            self._change_state(
+                "stop", max(1.0, deadline - time.monotonic()), {"timeout": -1, "force": True}
+            )
+        remaining = max(1.0, deadline - time.monotonic())
+        if wait:
+            self.client.run_operation(
+                "delete", self._path, operation="delete", instance=self.name, timeout=remaining
+            )
+        else:
+            self.client.request(
+                "delete", self._path, operation="delete", instance=self.name, timeout=remaining
+            )
 
     # -- devices and config --
 
@@ -430,8 +447,8 @@ class LxdInstance:
                 yourself for another user). Values are never logged.
             user: The uid to run as (root by default).
             group: The gid to run as (``user`` by default).
-            timeout: Seconds it may run. On timeout LXDTimeoutError is raised; the process may
-                go on running in the instance.
+            timeout: Seconds it may run (the client's default when None). On timeout
+                LXDTimeoutError is raised; the process may go on running in the instance.
             secret_args: Values in ``cmd`` to hide as ``***`` in logs and errors.
             check: Raise LXDExecError when the exit code is not 0.
 
