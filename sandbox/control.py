@@ -217,6 +217,15 @@ def build_router(ctx: Context, webhooks: WebhookSender) -> Router:  # noqa: C901
             raise HttpError(exc.status, exc.message) from exc
         return Response.json(200, job_detail(job, ctx))
 
+    @router.route("POST", "/reset")
+    def reset(request: Request) -> Response:
+        del request
+        state.reset()
+        ctx.faults.clear()
+        ctx.ratelimit.reset()
+        ctx.stats.reset()
+        return Response.empty(204)
+
     @router.route("GET", "/runners")
     def list_runners(request: Request) -> Response:
         del request

@@ -166,6 +166,7 @@ class Job:
     steps: list[Step] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     events: dict[str, float] = field(default_factory=dict)
+    cancel_requested: bool = False
 
     @property
     def head_branch(self) -> str | None:

@@ -164,7 +164,10 @@ def build_router(ctx: Context) -> Router:  # noqa: C901, PLR0915 - one closure p
     def heartbeat(request: Request) -> Response:
         runner = runner_of(request)
         state.touch(runner)
-        return Response.json(200, {"busy": runner.busy, "job_id": runner.job_id})
+        with state.lock:
+            job = state.jobs.get(runner.job_id) if runner.job_id is not None else None
+            cancel = bool(job is not None and job.cancel_requested)
+        return Response.json(200, {"busy": runner.busy, "job_id": runner.job_id, "cancel": cancel})
 
     @router.route("POST", "/poll")
     def poll(request: Request) -> Response:

@@ -570,7 +570,7 @@ class SandboxState:  # pylint: disable=too-many-instance-attributes,too-many-pub
             self._notify("completed", job)
 
     def cancel_job(self, job_id: int) -> Job:
-        """Cancel a queued job (control API).
+        """Cancel a job (control API): a queued one at once, a running one through its runner.
 
         Args:
             job_id: the job.
@@ -579,19 +579,34 @@ class SandboxState:  # pylint: disable=too-many-instance-attributes,too-many-pub
             The job.
 
         Raises:
-            StateError: 404 if unknown, 422 if it is not queued.
+            StateError: 404 if unknown, 422 if it has completed.
         """
         with self.lock:
             job = self.jobs.get(job_id)
             if job is None:
                 raise StateError(404, "Not Found")
+            if job.status == "in_progress":
+                job.cancel_requested = True  # the runner learns it from its next heartbeat
+                return job
             if job.status != "queued":
-                raise StateError(422, "Only a queued job can be cancelled")
+                raise StateError(422, "The job has already completed")
             job.status = "completed"
             job.conclusion = "cancelled"
             job.completed_at = time.time()
             self._notify("completed", job)
             return job
+
+    def reset(self) -> None:
+        """Forget every runner, job, remote token, runner group and scope restriction."""
+        with self.lock:
+            for runner in self.runners.values():
+                runner.job_id = None
+            self.runners.clear()
+            self.jobs.clear()
+            self.remote_tokens.clear()
+            self.groups.clear()
+            self.allowed_scopes = None
+            self.changed.notify_all()
 
     def get_job(self, job_id: int, repository: str | None = None) -> Job:
         """A job by id.

@@ -59,3 +59,17 @@ def test_control_client_unreachable() -> None:
     assert info.value.status == 0
     with pytest.raises(ValueError, match="http"):
         SandboxControl("file:///etc/passwd")
+
+
+def test_reset(sandbox: SandboxServer, admin: requests.Session) -> None:
+    control = SandboxControl(sandbox.base_url)
+    sandbox.state.register_runner(Scope("repo", "canonical/demo"), "gone", [], jit=True)
+    queued = control.queue_job("canonical/demo", ["self-hosted"], [])
+    assert control.jobs("queued")[0]["id"] == queued["id"]
+    control.add_fault(status=500, path_regex="nothing-matches")
+    admin.get(f"{sandbox.api_url}{REPO_API}")
+    assert requests.post(f"{sandbox.base_url}/_sandbox/reset", timeout=5).status_code == 204
+    assert control.jobs() == [] and control.runners() == []
+    assert requests.get(f"{sandbox.base_url}/_sandbox/faults", timeout=5).json() == []
+    assert "GET /repos/{owner}/{repo}/actions/runners" not in control.stats()["requests"]
+    assert control.queue_job("canonical/demo", ["self-hosted"], [])["id"] > queued["id"]

@@ -342,3 +342,25 @@ def test_sigterm_cancels_a_running_job(
     done = get_job(sandbox, job["id"])
     assert done["conclusion"] == "cancelled"
     assert "cleanup-ran" in done["log"] and "never-runs\n" not in done["log"]
+
+
+def test_cancelling_a_running_job(
+    sandbox: SandboxServer, admin: requests.Session, runner_dir: Path
+) -> None:
+    job = queue_job(sandbox, steps=["echo long-step-started; sleep 60"])
+    proc = start_runner(
+        runner_dir,
+        "--jitconfig",
+        jit_config(admin, sandbox, "r-server-cancel")["encoded_jit_config"],
+    )
+    try:
+        wait_for(lambda: "long-step-started" in get_job(sandbox, job["id"])["log"], what="step")
+        cancel = requests.post(f"{sandbox.base_url}/_sandbox/jobs/{job['id']}/cancel", timeout=5)
+        assert cancel.status_code == 200
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+    done = get_job(sandbox, job["id"])
+    assert done["conclusion"] == "cancelled"
+    again = requests.post(f"{sandbox.base_url}/_sandbox/jobs/{job['id']}/cancel", timeout=5)
+    assert again.status_code == 422

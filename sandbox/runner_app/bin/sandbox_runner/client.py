@@ -108,9 +108,14 @@ class RunnerClient:
         status, body = self._call(f"/poll?wait={wait:g}", timeout=wait + self.timeout)
         return dict(body) if status == 200 and body else None
 
-    def heartbeat(self) -> None:
-        """Keep the runner online while it runs a job."""
-        self._call("/heartbeat")
+    def heartbeat(self) -> bool:
+        """Keep the runner online while it runs a job.
+
+        Returns:
+            Whether the job's cancellation was requested.
+        """
+        _, body = self._call("/heartbeat")
+        return bool(isinstance(body, dict) and body.get("cancel"))
 
     def log(self, job_id: int, text: str) -> None:
         """Append to the job log.

@@ -26,6 +26,21 @@ COMPLETED_HOOK_TIMEOUT = 300.0
 BASH = ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail"]
 
 
+class AnyOf:
+    """Set when any of its events is set (the runner's stop, or the job's cancellation)."""
+
+    def __init__(self, *events: threading.Event):
+        self.events = events
+
+    def is_set(self) -> bool:
+        """Whether one of the events is set.
+
+        Returns:
+            True when cancelled.
+        """
+        return any(event.is_set() for event in self.events)
+
+
 class LogSink:
     """Buffers job output and sends it to the server in chunks, from a background thread."""
 
@@ -83,11 +98,12 @@ class LogSink:
 
 
 class Heartbeat:
-    """Keeps the runner online during a job."""
+    """Keeps the runner online during a job; sets ``cancel`` when the job is cancelled."""
 
-    def __init__(self, client: RunnerClient, interval: float):
+    def __init__(self, client: RunnerClient, interval: float, cancel: threading.Event):
         self._client = client
         self._interval = interval
+        self._cancel = cancel
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -95,7 +111,8 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             with contextlib.suppress(ProtocolError):
-                self._client.heartbeat()
+                if self._client.heartbeat():
+                    self._cancel.set()
 
     def stop(self) -> None:
         """Stop beating."""
@@ -110,7 +127,7 @@ def run_process(
     cwd: Path,
     sink: LogSink,
     deadline: float,
-    cancel: threading.Event,
+    cancel: AnyOf,
 ) -> int:
     """Run a command, streaming its output to the log, bounded by a deadline.
 
@@ -180,7 +197,8 @@ class JobRunner:
         self.tuning = tuning
         self.job = job
         self.job_id = int(job["id"])
-        self.cancel = cancel
+        self.cancelled_by_server = threading.Event()
+        self.cancel = AnyOf(cancel, self.cancelled_by_server)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         self.diag_path = diag_dir / f"Worker_{stamp}-utc.log"
         self.deadline = time.monotonic() + (tuning.job_timeout or 365 * 86400.0)
@@ -281,7 +299,7 @@ class JobRunner:
         argv = [*BASH, path] if path.endswith(".sh") else [path]
         if variable == HOOK_COMPLETED:
             # the clean-up hook runs even for a cancelled or timed-out job, on its own clock
-            deadline, cancel = time.monotonic() + COMPLETED_HOOK_TIMEOUT, threading.Event()
+            deadline, cancel = time.monotonic() + COMPLETED_HOOK_TIMEOUT, AnyOf()
         else:
             deadline, cancel = self.deadline, self.cancel
         code = run_process(
@@ -308,7 +326,7 @@ class JobRunner:
         self.diag_path.parent.mkdir(parents=True, exist_ok=True)
         with self.diag_path.open("a") as diag:
             self.sink = LogSink(self.client, self.job_id, diag)
-            beat = Heartbeat(self.client, self.tuning.heartbeat)
+            beat = Heartbeat(self.client, self.tuning.heartbeat, self.cancelled_by_server)
             try:
                 conclusion = self._run_steps()
             except Exception as exc:  # any bug still concludes the job
