@@ -165,7 +165,7 @@ class Runner:
         name = self.config.name
         started = time.monotonic()
         try:
-            self.instance = self._launch(config)
+            self.instance = self._launch_or_explain(config)
             self.instance.wait_ready(self.settings.ready_timeout)
             if config.metrics is not None:
                 self._mount_metrics(config.metrics)
@@ -178,6 +178,18 @@ class Runner:
             self._cleanup_failed_create(config)
             raise RunnerCreateError(f"creating runner {name} failed: {exc}", name) from exc
         logger.info("runner %s created in %.1f s", name, time.monotonic() - started)
+
+    def _launch_or_explain(self, config: CreateRunnerConfig) -> LxdInstance:
+        try:
+            return self._launch(config)
+        except LXDNotFoundError as exc:
+            if self._clients.lxd.image_exists(config.image):
+                raise
+            raise RunnerCreateError(
+                f"the runner image {config.image!r} is not in LXD; build it with "
+                "scripts/build-lxd-image.sh (the charm rebuilds it on install)",
+                self.config.name,
+            ) from exc
 
     def _launch(self, config: CreateRunnerConfig) -> LxdInstance:
         devices = {f"loopback-{port}": proxy_device(port) for port in self.settings.loopback_ports}

@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TypeVar
+from datetime import datetime, timedelta, timezone
 
 from filelock import FileLock, Timeout
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -20,7 +18,6 @@ import runner_image
 from errors import (
     GithubClientError,
     GithubNotFoundError,
-    GithubRunnerError,
     LXDNotFoundError,
     ReconcileError,
     RunnerBinaryError,
@@ -31,6 +28,7 @@ from lxd import LxdClient, LxdInstance
 from metrics.recorder import MetricsRecorder
 from metrics.storage import StorageManager
 from reconcile_plan import (
+    HEALTHY_STATES,
     DeleteReason,
     Deletion,
     GithubView,
@@ -45,6 +43,7 @@ from reconcile_plan import (
 )
 from repo_policy_compliance_client import RepoPolicyComplianceClient
 from runner import CREATED_KEY, CreateRunnerConfig, Runner
+from runner_executor import run_parallel
 from runner_manager_settings import RunnerManagerSettings
 from runner_manager_type import (
     LXDFlushMode,
@@ -57,8 +56,6 @@ from shared_fs import SharedFilesystemManager
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-R = TypeVar("R")
 
 TEMPLATES_DIR = runner_image.REPO_ROOT / "templates"
 
@@ -176,6 +173,11 @@ class RunnerManager:
     # --- observation -----------------------------------------------------------------------------
 
     def _observe(self) -> tuple[list[InstanceView], list[GithubView]]:
+        # Under the lock no creation of ours runs; operations still changing our instances
+        # were left by a process that died (LXD completes them): let them finish first.
+        busy = self._clients.lxd.wait_instances_settled(self.prefix, self.settings.settle_timeout)
+        if busy:
+            logger.warning("LXD operations still running on %s; judging them anyway", busy)
         now = datetime.now(timezone.utc)  # an instance LXD gives no age is judged young
         instances = [
             InstanceView(
@@ -232,7 +234,12 @@ class RunnerManager:
         with self._locked("reconcile"):
             instances, records = self._observe()
             now = datetime.now(timezone.utc)
-            plan = plan_reconcile(instances, records, quantity, now, self._timeouts())
+            reactive = self.config.reactive_config is not None
+            desired = quantity
+            if reactive:  # runners come from the queue: never create, keep at most the ceiling
+                healthy = judge(instances, records, now, self._timeouts())
+                desired = min(quantity, sum(1 for r in healthy if r.state in HEALTHY_STATES))
+            plan = plan_reconcile(instances, records, desired, now, self._timeouts())
             report = ReconcileReport(plan=plan)
             alive = {i.name for i in instances}
             self.metrics.collect(ignore_runners=alive)
@@ -248,6 +255,11 @@ class RunnerManager:
             self._delete(plan.deletions, report, allow_busy=False)
             if plan.create:
                 self._create(plan.create, resources, report)
+            if reactive:
+                import runner_manager_reactive  # noqa: PLC0415 - it imports this module
+
+                surplus = sum(1 for d in plan.deletions if d.reason is DeleteReason.SURPLUS)
+                runner_manager_reactive.reconcile_consumers(self, quantity, desired - surplus)
             report.duration = time.monotonic() - start
             self.last_report = report
             surplus = sum(1 for d in plan.deletions if d.reason is DeleteReason.SURPLUS)
@@ -318,7 +330,7 @@ class RunnerManager:
             self.metrics.runner_installed(seconds)
             return name, seconds
 
-        results = _run_parallel(create_one, range(count), self.settings.create_parallelism)
+        results = run_parallel(create_one, range(count), self.settings.create_parallelism)
         for outcome in results:
             if isinstance(outcome, Exception):
                 report.failed.append(getattr(outcome, "runner_name", None) or "?")
@@ -361,7 +373,7 @@ class RunnerManager:
             runner.remove(None, allow_busy=allow_busy)
             return joined.name
 
-        results = _run_parallel(delete_one, deletions, self.settings.delete_parallelism)
+        results = run_parallel(delete_one, deletions, self.settings.delete_parallelism)
         for deletion, outcome in zip(deletions, results, strict=True):
             if isinstance(outcome, Exception):
                 report.failed.append(deletion.runner.name)
@@ -406,6 +418,35 @@ class RunnerManager:
             1 for reason in report.deleted.values() if reason != DeleteReason.ORPHAN_RECORD.value
         )
 
+    def flush_stale_idle(self, older_than: timedelta) -> int:
+        """Remove idle runners that have waited longer than ``older_than`` (reactive mode).
+
+        Args:
+            older_than: The idle age beyond which a runner goes.
+
+        Returns:
+            Number of runners removed.
+        """
+        with self._locked("flush-stale-idle"):
+            instances, records = self._observe()
+            now = datetime.now(timezone.utc)
+            runners = judge(instances, records, now, self._timeouts())
+            stale = tuple(
+                Deletion(r, DeleteReason.SURPLUS)
+                for r in runners
+                if r.state is RunnerState.IDLE
+                and r.instance is not None
+                and now - r.instance.created_at > older_than
+            )
+            report = ReconcileReport()
+            self._delete(stale, report, allow_busy=False)
+        return len(report.deleted)
+
+    @property
+    def github_client(self) -> GithubClient:
+        """The GitHub client of this manager (reactive consumers check jobs with it)."""
+        return self._clients.github
+
     def _instance(self, name: str) -> LxdInstance | None:
         try:
             return self._clients.lxd.get(name)
@@ -419,7 +460,7 @@ class RunnerManager:
             instance.delete()
             return instance.name
 
-        results = _run_parallel(delete, instances, self.settings.delete_parallelism)
+        results = run_parallel(delete, instances, self.settings.delete_parallelism)
         return sum(1 for r in results if not isinstance(r, Exception))
 
     def _wait_repo_checks(self) -> None:
@@ -557,31 +598,3 @@ def _instance_state(status: str) -> InstanceState:
     if status == "Stopped":
         return InstanceState.STOPPED
     return InstanceState.OTHER
-
-
-def _run_parallel(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R | Exception]:
-    """Run ``fn`` over ``items`` in a bounded pool; failures are returned, never raised.
-
-    Args:
-        fn: The work for one item.
-        items: The items.
-        workers: The pool size.
-
-    Returns:
-        One result or exception per item, in order.
-    """
-    work = list(items)
-
-    def guarded(item: T) -> R | Exception:
-        try:
-            return fn(item)
-        except GithubRunnerError as exc:
-            return exc
-        except Exception as exc:
-            logger.exception("unexpected failure on one runner")
-            return exc
-
-    if workers <= 1 or len(work) <= 1:
-        return [guarded(item) for item in work]
-    with ThreadPoolExecutor(max_workers=min(workers, len(work))) as pool:
-        return list(pool.map(guarded, work))

@@ -28,6 +28,9 @@ class RunnerManagerSettings:
         bootstrap_timeout: How long a new runner may take to show online on GitHub.
         ready_timeout: Seconds an instance may take to be ready for commands.
         lock_timeout: Seconds to wait for another reconcile/flush/update to finish.
+        settle_timeout: Seconds to wait for LXD operations a dead process left running.
+        reactive_idle_grace: Reactive mode: how long a runner may stay idle before a reconcile
+            that finds the queue empty flushes it.
         repo_check_wait: Seconds a ``*_WAIT_REPO_CHECK`` flush waits for checks in flight.
         busy_delete_wait: Seconds to wait for GitHub to release a killed busy runner.
         repo_policy_url: URL of the pre-job policy service as runners reach it, if any.
@@ -47,6 +50,8 @@ class RunnerManagerSettings:
     bootstrap_timeout: timedelta = timedelta(minutes=5)
     ready_timeout: float = 180.0
     lock_timeout: float = 600.0
+    settle_timeout: float = 60.0
+    reactive_idle_grace: timedelta = timedelta(minutes=5)
     repo_check_wait: float = 120.0
     busy_delete_wait: float = 30.0
     repo_policy_url: str | None = None

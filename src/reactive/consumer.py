@@ -336,6 +336,34 @@ def _connection(mq_uri: str, connect_timeout: float, poll_interval: float) -> An
     return _kombu.Connection(mq_uri, connect_timeout=connect_timeout, transport_options=options)
 
 
+def queue_size(mq_uri: str, queue_name: str, connect_timeout: float = 10.0) -> int:
+    """Return how many messages wait in the queue (those held by consumers are not counted).
+
+    Args:
+        mq_uri: The broker URI (secret: never logged).
+        queue_name: The queue name.
+        connect_timeout: Connect and socket I/O timeout.
+
+    Returns:
+        The number of ready messages.
+
+    Raises:
+        QueueError: The broker cannot be reached.
+    """
+    try:
+        with _connection(mq_uri, connect_timeout, 1.0) as connection:
+            channel = connection.channel()
+            declared = _declare(queue_name)(channel).declare()
+            # amqp answers (name, message_count, consumer_count); polling transports a count.
+            if isinstance(declared, tuple) and len(declared) >= 2:
+                return int(declared[1])
+            return int(channel._size(queue_name))
+    except Exception as exc:  # kombu raises transport-specific errors
+        raise errors.QueueError(
+            f"cannot read the size of queue {queue_name}: {type(exc).__name__}"
+        ) from exc
+
+
 def publish_job(
     mq_uri: str, queue_name: str, body: bytes | str, connect_timeout: float = 10.0
 ) -> None:

@@ -198,6 +198,9 @@ class FakeLxd:
                 key=lambda i: i.name,
             )
 
+    def wait_instances_settled(self, prefix: str, timeout: float) -> list[str]:
+        return []
+
     def get(self, name: str) -> FakeInstance:
         try:
             return self.instances[name]
