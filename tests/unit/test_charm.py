@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import ops
 import pytest
 from ops import testing
 
@@ -169,7 +170,7 @@ def test_manager_errors_become_status(
     ctx: testing.Context[GithubRunnerCharm],
     manager: FakeRunnerManager,
     error: errors.GithubRunnerError,
-    status: testing.StatusBase,
+    status: ops.StatusBase,
 ) -> None:
     manager.fail["reconcile"] = error
     out = ctx.run(ctx.on.config_changed(), base_state())

@@ -186,6 +186,7 @@ def test_actions_fail_with_the_status_message(
     with pytest.raises(testing.ActionFailed) as info:
         ctx.run(ctx.on.action(action), installed)
     assert info.value.message == "the token is invalid"
+    assert info.value.state is not None
     assert info.value.state.unit_status == testing.BlockedStatus("the token is invalid")
 
 

@@ -53,7 +53,7 @@ def deployed(ctx: testing.Context[GithubRunnerCharm], state: testing.State) -> t
     return state
 
 
-def with_config(state: testing.State, **config: object) -> testing.State:
+def with_config(state: testing.State, **config: str | int | float | bool) -> testing.State:
     """Return ``state`` with options changed."""
     return testing.State(
         config={**state.config, **config},
@@ -108,8 +108,7 @@ def test_token_change_flushes_with_the_previous_credentials_then_reconciles(
     saved = [s for s in out.secrets if s.label == PREVIOUS_CREDENTIALS_LABEL]
     assert len(saved) == 1
     assert saved[0].owner == "unit"
-    assert saved[0].latest_content is not None
-    assert saved[0].latest_content["token"] == NEW_TOKEN
+    assert (saved[0].latest_content or {}).get("token") == NEW_TOKEN
     # and never in plain charm state.
     assert all(NEW_TOKEN not in str(s.content) for s in out.stored_states)
     # Nothing changed: no flush.
@@ -202,7 +201,7 @@ def test_other_secret_changes_are_ignored(
 def test_runner_settings_change_replaces_idle_runners(
     ctx: testing.Context[GithubRunnerCharm],
     manager: FakeRunnerManager,
-    change: dict[str, object],
+    change: dict[str, str | int],
 ) -> None:
     out = deployed(ctx, base_state())
     manager.calls.clear()
@@ -385,7 +384,7 @@ def test_mongodb_relation_waits_for_a_uri_then_goes_reactive(
     assert out.unit_status == testing.WaitingStatus(
         "Waiting for the mongodb relation to provide a URI"
     )
-    assert out.get_relation(mongodb.id).local_app_data["database"] == "github-runner"
+    assert out.get_relation(mongodb.id).local_app_data.get("database") == "github-runner"
     ready = testing.Relation(
         "mongodb",
         id=mongodb.id,
