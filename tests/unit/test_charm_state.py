@@ -360,3 +360,29 @@ def test_credentials_content_round_trip() -> None:
     assert all(value for value in new.credentials_content().values())
     with pytest.raises(errors.ConfigError, match=r"^token: the previous credentials"):
         new.with_credentials({"token": "x"})
+
+
+def test_core_processes_load_the_state_without_ops() -> None:
+    # The reactive subprocess re-creates the state from JSON and must not need ops.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    state = build({"labels": "x"}, database_uri="amqp://u:p@127.0.0.1//")
+    code = (
+        "import sys; sys.modules['ops'] = None\n"
+        "from charm_state import CharmState\n"
+        "state = CharmState.from_json(sys.stdin.read())\n"
+        "print(state.token.get_secret_value(), state.reactive_config.mq_uri.get_secret_value())\n"
+    )
+    src = Path(__file__).resolve().parents[2] / "src"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        input=state.to_json(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={"PYTHONPATH": str(src)},
+    )
+    assert result.stdout.split() == [TOKEN, "amqp://u:p@127.0.0.1//"]
