@@ -167,6 +167,7 @@ class Job:
     log: list[str] = field(default_factory=list)
     events: dict[str, float] = field(default_factory=dict)
     cancel_requested: bool = False
+    log_size: int = 0
 
     @property
     def head_branch(self) -> str | None:

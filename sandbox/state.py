@@ -43,6 +43,7 @@ DEFAULT_GROUP_NAME = "default"
 REGISTRATION_TOKEN_TTL = 3600.0
 ONLINE_WINDOW = 10.0
 LOST_TIMEOUT = 30.0
+MAX_LOG_CHARS = 16 * 1024 * 1024
 DEFAULT_LABEL_NAMES = ("self-hosted", "linux", "x64", "arm64", "arm", "windows", "macos")
 
 
@@ -526,14 +527,20 @@ class SandboxState:  # pylint: disable=too-many-instance-attributes,too-many-pub
             return job
 
     def append_log(self, job: Job, text: str) -> None:
-        """Append text to a job log.
+        """Append text to a job log (at most MAX_LOG_CHARS characters are kept).
 
         Args:
             job: the job.
             text: text as the runner sent it.
         """
         with self.lock:
+            if job.log_size + len(text) > MAX_LOG_CHARS:
+                if job.log_size < MAX_LOG_CHARS:
+                    job.log.append("\n##[warning]log truncated by the sandbox\n")
+                    job.log_size = MAX_LOG_CHARS
+                return
             job.log.append(text)
+            job.log_size += len(text)
 
     def update_step(self, job: Job, step: Step) -> None:
         """Record a step's state, as the runner reports it.
