@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, cast
 from urllib.parse import urlencode
@@ -230,7 +231,7 @@ def build_router(ctx: Context) -> Router:  # noqa: C901, PLR0915 - one closure p
         core = {
             "limit": bucket.limit,
             "remaining": bucket.remaining,
-            "reset": int(bucket.reset),
+            "reset": math.ceil(bucket.reset),
             "used": bucket.used,
         }
         reset = int(time.time()) + 3600
