@@ -52,6 +52,8 @@ def parse_args(description: str, extra: Sequence[tuple[str, dict[str, Any]]] = (
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # stays quiet if a library lowers the root
         handler.setLevel(level)
+    # pylxd's session keeps one connection; parallel creations discard extra ones (noise).
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     return args
 
 
