@@ -85,6 +85,8 @@ class SharedFilesystemManager:
     Implements :class:`metrics.storage.StorageManager`. Needs root (mount, losetup).
     """
 
+    sys_block = Path("/sys/block")
+
     def __init__(
         self,
         base_dir: Path = DEFAULT_BASE_DIR,
@@ -170,6 +172,25 @@ class SharedFilesystemManager:
             ],
             runner_name,
         )
+
+    def _loop_devices(self, image: Path, runner_name: str) -> list[str]:
+        """Return the loop devices still attached to an image (sysfs; losetup as a fallback)."""
+        sys_block = self.sys_block
+        if not sys_block.is_dir():
+            out = self._run(
+                ["losetup", "--list", "-n", "-O", "NAME", "-j", str(image)], runner_name
+            )
+            return out.split()
+        target = str(image.resolve())
+        devices = []
+        for backing in sys_block.glob("loop*/loop/backing_file"):
+            try:
+                name = backing.read_text(encoding="utf-8").strip().removesuffix(" (deleted)")
+            except OSError:
+                continue
+            if name == target:
+                devices.append(f"/dev/{backing.parent.parent.name}")
+        return devices
 
     def _names(self) -> set[str]:
         names: set[str] = set()
@@ -315,11 +336,14 @@ class SharedFilesystemManager:
                 logger.warning("Lazy unmount of the busy store of %s", runner_name)
                 self._run(["umount", "--lazy", str(mount_point)], runner_name)
         if os.path.lexists(image):
-            out = self._run(
-                ["losetup", "--list", "-n", "-O", "NAME", "-j", str(image)], runner_name
-            )
-            for device in out.split():
-                self._run(["losetup", "-d", device], runner_name)
+            for device in self._loop_devices(image, runner_name):
+                try:
+                    self._run(["losetup", "-d", device], runner_name)
+                except MetricsStorageError:
+                    # The kernel detaches an autoclear device asynchronously after the unmount:
+                    # the device may have gone between the listing and losetup.
+                    if device in self._loop_devices(image, runner_name):
+                        raise
         try:
             if not self._is_mounted(runner_name):
                 remove_tree(mount_point)

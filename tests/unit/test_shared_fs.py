@@ -72,6 +72,9 @@ class FakeMounts(SharedFilesystemManager):
             return "/dev/loop9\n"
         return ""
 
+    def _loop_devices(self, image: Path, runner_name: str) -> list[str]:
+        return ["/dev/loop9"]
+
     def _is_mounted(self, runner_name: str) -> bool:
         return str(self._mount_point(runner_name)) in self.mounted
 
@@ -190,3 +193,47 @@ def test_default_paths() -> None:
     manager = SharedFilesystemManager()
     assert manager.base_dir == shared_fs.DEFAULT_BASE_DIR
     assert manager.quarantine_dir == shared_fs.DEFAULT_BASE_DIR / "quarantine"
+
+
+def test_loop_devices_from_sysfs(tmp_path: Path) -> None:
+    manager = SharedFilesystemManager(tmp_path / "fs")
+    manager.sys_block = tmp_path / "sys"
+    image = tmp_path / "fs" / "images" / "r.img"
+    for device, backing in (
+        ("loop3", f"{image}\n"),
+        ("loop4", "/other\n"),
+        ("loop5", f"{image} (deleted)\n"),
+    ):
+        (manager.sys_block / device / "loop").mkdir(parents=True)
+        (manager.sys_block / device / "loop" / "backing_file").write_text(backing)
+    (manager.sys_block / "loop6").mkdir()
+    assert sorted(manager._loop_devices(image, "r")) == ["/dev/loop3", "/dev/loop5"]
+
+
+def test_loop_devices_fallback_to_losetup(tmp_path: Path) -> None:
+    manager = FakeMounts(tmp_path)
+    manager.sys_block = tmp_path / "no-sysfs"
+    assert SharedFilesystemManager._loop_devices(manager, tmp_path / "x.img", "r") == [
+        "/dev/loop9"
+    ]
+
+
+def test_loop_device_gone_before_detach(tmp_path: Path) -> None:
+    class Racing(FakeMounts):
+        calls = 0
+
+        def _loop_devices(self, image: Path, runner_name: str) -> list[str]:
+            self.calls += 1
+            return ["/dev/loop9"] if self.calls == 1 else []
+
+    manager = Racing(tmp_path, fail="losetup")
+    manager.create("a")
+    manager.delete("a")
+    assert not (tmp_path / "images" / "a.img").exists()
+
+
+def test_loop_device_stuck(tmp_path: Path) -> None:
+    manager = FakeMounts(tmp_path, fail="losetup")
+    manager.create("a")
+    with pytest.raises(MetricsStorageError):
+        manager.delete("a")
