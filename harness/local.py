@@ -199,6 +199,7 @@ class LocalEnvironment:
             path=self.state.path,
             service_token="local-service-token",  # noqa: S106 - local policy service token
             token=self.state.token.get_secret_value(),
+            reactive_config=self.state.reactive_config,
         )
         settings = self.settings()
         storage = self.options.storage

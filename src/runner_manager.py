@@ -6,11 +6,10 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from filelock import FileLock, Timeout
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 import runner_binary
@@ -19,7 +18,6 @@ from errors import (
     GithubClientError,
     GithubNotFoundError,
     LXDNotFoundError,
-    ReconcileError,
     RunnerBinaryError,
 )
 from github_client import GithubClient
@@ -53,6 +51,7 @@ from runner_manager_type import (
 )
 from runner_type import RunnerConfig, RunnerStatus, VirtualMachineResources
 from shared_fs import SharedFilesystemManager
+from unit_lock import UnitLock
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ class RunnerManager:
         self.runner_bin_path = self.settings.runner_bin_path
         self.cron_path = self.settings.cron_path
         self._clients = clients or self._build_clients()
-        self._lock = FileLock(str(self.settings.state_dir / "runner-manager.lock"))
+        self._lock = UnitLock(self.settings.state_dir / "runner-manager.lock")
         self.last_report = ReconcileReport()
         enabled = runner_manager_config.are_metrics_enabled
         self.metrics = MetricsRecorder(
@@ -289,7 +288,8 @@ class RunnerManager:
             Names of the runners created.
         """
         report = ReconcileReport()
-        with self._locked("create"):
+        # Shared: creations run in parallel with each other, never while runners are judged.
+        with self._lock.shared(self.settings.lock_timeout, "create"):
             self._create(count, resources, report)
         return report.created
 
@@ -565,31 +565,9 @@ class RunnerManager:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self, what: str) -> Iterator[None]:
-        """Hold the unit-wide lock shared by reconcile, flush and updates across processes.
-
-        Args:
-            what: The operation, for the error message.
-
-        Yields:
-            Nothing; the lock is held inside the block.
-
-        Raises:
-            ReconcileError: If the lock is not free within the lock timeout.
-        """
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._lock.acquire(timeout=self.settings.lock_timeout)
-        except Timeout as exc:
-            raise ReconcileError(
-                f"{what}: another reconcile, flush or update held the lock for "
-                f"{self.settings.lock_timeout:.0f} s"
-            ) from exc
-        try:
-            yield
-        finally:
-            self._lock.release()
+    def _locked(self, what: str) -> AbstractContextManager[None]:
+        """Hold the unit lock alone: reconcile, flush and updates judge or replace runners."""
+        return self._lock.exclusive(self.settings.lock_timeout, what)
 
 
 def _instance_state(status: str) -> InstanceState:

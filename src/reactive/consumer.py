@@ -352,12 +352,9 @@ def queue_size(mq_uri: str, queue_name: str, connect_timeout: float = 10.0) -> i
     """
     try:
         with _connection(mq_uri, connect_timeout, 1.0) as connection:
-            channel = connection.channel()
-            declared = _declare(queue_name)(channel).declare()
-            # amqp answers (name, message_count, consumer_count); polling transports a count.
-            if isinstance(declared, tuple) and len(declared) >= 2:
-                return int(declared[1])
-            return int(channel._size(queue_name))
+            queue = _declare(queue_name)(connection.channel())
+            queue.declare()
+            return int(queue.queue_declare(passive=True).message_count)
     except Exception as exc:  # kombu raises transport-specific errors
         raise errors.QueueError(
             f"cannot read the size of queue {queue_name}: {type(exc).__name__}"
