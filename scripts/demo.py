@@ -15,8 +15,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
@@ -44,9 +46,9 @@ def preflight(image: str) -> str | None:
     return None
 
 
-def parse_time(value: str | None) -> datetime | None:
+def parse_time(value: str) -> datetime:
     """Parse GitHub's ISO timestamps."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def render(env: LocalEnvironment, job_ids: list[int], started: float) -> Table:
@@ -56,15 +58,16 @@ def render(env: LocalEnvironment, job_ids: list[int], started: float) -> Table:
     table = Table(title=f"github-runner demo — {time.monotonic() - started:5.1f} s")
     table.add_column("runners", justify="left")
     table.add_column("jobs", justify="left")
-    runner_states = ", ".join(
-        f"{plan.count(s)} {s.value}" for s in RunnerState if plan.count(s)
-    ) or "none"
+    counts = [f"{plan.count(s)} {s.value}" for s in RunnerState if plan.count(s)]
+    runner_states = ", ".join(counts) or "none"
     job_states = ", ".join(f"{n} {s}" for s, n in sorted(jobs.items())) or "none"
     table.add_row(runner_states, job_states)
     return table
 
 
-def keep_reconciling(env: LocalEnvironment, count: int, stop: threading.Event, seconds: list[float]) -> None:
+def keep_reconciling(
+    env: LocalEnvironment, count: int, stop: threading.Event, seconds: list[float]
+) -> None:
     """Reconcile the pool every second until told to stop, like the charm's timer."""
     while not stop.is_set():
         try:
@@ -73,6 +76,72 @@ def keep_reconciling(env: LocalEnvironment, count: int, stop: threading.Event, s
         except GithubRunnerError as exc:
             console.print(f"[yellow]reconcile failed, retrying: {exc}")
         stop.wait(1.0)
+
+
+def run_jobs(env: LocalEnvironment, runners: int, count: int, timeout: float) -> Summary:
+    """Warm the pool, queue the jobs, show progress until they complete, then flush."""
+    started = time.monotonic()
+    env.manager.reconcile(runners, RESOURCES)
+    summary = Summary(create_seconds=list(env.manager.last_report.create_seconds))
+    env.wait_online(runners, 120)
+    console.print(f"{runners} runners online after {time.monotonic() - started:.1f} s")
+    job_ids = [
+        env.queue_job([f"echo job {n} on $RUNNER_NAME", "uname -sm", "sleep 1"])["id"]
+        for n in range(1, count + 1)
+    ]
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=keep_reconciling, args=(env, runners, stop, summary.create_seconds), daemon=True
+    )
+    worker.start()
+    deadline = time.monotonic() + timeout
+    with Live(render(env, job_ids, started), console=console, refresh_per_second=2) as live:
+        while time.monotonic() < deadline:
+            live.update(render(env, job_ids, started))
+            if all(env.job(i)["status"] == "completed" for i in job_ids):
+                break
+            time.sleep(0.5)
+    stop.set()
+    worker.join(timeout=120)
+    summary.jobs = [env.job(i) for i in job_ids]
+    summary.flushed = env.manager.flush(LXDFlushMode.FLUSH_BUSY)
+    return summary
+
+
+@dataclass
+class Summary:
+    """What the demo reports."""
+
+    create_seconds: list[float]
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    flushed: int = 0
+
+    def waits(self) -> list[float]:
+        """Seconds each job waited between queued and started."""
+        return [
+            (parse_time(j["started_at"]) - parse_time(j["created_at"])).total_seconds()
+            for j in self.jobs
+            if j.get("started_at") and j.get("status") != "queued"
+        ]
+
+    def done(self) -> int:
+        """Jobs that completed with success."""
+        return sum(1 for j in self.jobs if j["conclusion"] == "success")
+
+    def table(self) -> Table:
+        """The summary as a table."""
+        table = Table(title="summary")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        table.add_row("jobs done", f"{self.done()}/{len(self.jobs)}")
+        waits = self.waits()
+        if waits:
+            p50, worst = statistics.median(waits), max(waits)
+            table.add_row("job wait p50 / max", f"{p50:.2f} s / {worst:.2f} s")
+        if self.create_seconds:
+            table.add_row("runner create p50", f"{statistics.median(self.create_seconds):.2f} s")
+        table.add_row("runners flushed", str(self.flushed))
+        return table
 
 
 def main() -> int:
@@ -90,54 +159,14 @@ def main() -> int:
     options = LocalOptions(app_name="demo", repo="octo/demo", labels=("demo",))
     with LocalEnvironment(options) as env:
         console.print(f"sandbox GitHub at {env.sandbox.base_url}; warming {args.runners} runners")
-        started = time.monotonic()
-        env.manager.reconcile(args.runners, RESOURCES)
-        create_seconds = list(env.manager.last_report.create_seconds)
-        env.wait_online(args.runners, 120)
-        console.print(f"{args.runners} runners online after {time.monotonic() - started:.1f} s")
-        job_ids = [
-            env.queue_job([f"echo job {n} on $RUNNER_NAME", "uname -sm", "sleep 1"])["id"]
-            for n in range(1, args.jobs + 1)
-        ]
-        stop = threading.Event()
-        worker = threading.Thread(
-            target=keep_reconciling, args=(env, args.runners, stop, create_seconds), daemon=True
-        )
-        worker.start()
-        deadline = time.monotonic() + args.timeout
-        with Live(render(env, job_ids, started), console=console, refresh_per_second=2) as live:
-            while time.monotonic() < deadline:
-                jobs = [env.job(i) for i in job_ids]
-                live.update(render(env, job_ids, started))
-                if all(j["status"] == "completed" for j in jobs):
-                    break
-                time.sleep(0.5)
-        stop.set()
-        worker.join(timeout=120)
-        jobs = [env.job(i) for i in job_ids]
-        flushed = env.manager.flush(LXDFlushMode.FLUSH_BUSY)
-        waits = [
-            (parse_time(j["started_at"]) - parse_time(j["created_at"])).total_seconds()  # type: ignore[operator]
-            for j in jobs
-            if j.get("started_at")
-        ]
-        done = [j for j in jobs if j["status"] == "completed" and j["conclusion"] == "success"]
-        summary = Table(title="summary")
-        summary.add_column("figure")
-        summary.add_column("value", justify="right")
-        summary.add_row("jobs done", f"{len(done)}/{len(jobs)}")
-        if waits:
-            summary.add_row("job wait p50 / max", f"{statistics.median(waits):.2f} s / {max(waits):.2f} s")
-        if create_seconds:
-            summary.add_row("runner create p50", f"{statistics.median(create_seconds):.2f} s")
-        summary.add_row("runners flushed", str(flushed))
-        console.print(summary)
+        summary = run_jobs(env, args.runners, args.jobs, args.timeout)
+        console.print(summary.table())
+        env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
         leftovers = env.instances()
-        env.manager.flush(LXDFlushMode.FLUSH_BUSY)
     if leftovers:
         console.print(f"[red]instances left behind: {leftovers}")
         return 1
-    if len(done) != len(jobs):
+    if summary.done() != len(summary.jobs):
         console.print("[red]not every job succeeded")
         return 1
     console.print("[green]demo finished: every job ran on a fresh runner; nothing left behind")

@@ -70,6 +70,20 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
+class _PoolFullFilter(logging.Filter):
+    """Drop urllib3's "Connection pool is full" notices for the LXD socket.
+
+    pylxd's unix-socket adapter keeps one connection per pool; parallel runner operations open
+    extra ones, which urllib3 discards with a warning. On a local socket that costs nothing.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Connection pool is full")
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_PoolFullFilter())
+
 DEFAULT_TIMEOUT = 60.0
 """Seconds an LXD call (and the operation it starts) may take unless told otherwise."""
 
