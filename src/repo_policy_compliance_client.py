@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import requests
 
@@ -11,6 +12,7 @@ from errors import RepoPolicyError
 logger = logging.getLogger(__name__)
 
 TIMEOUT = (5, 15)  # connect, read (seconds)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,256}")  # what repo_policy.tokens issues (URL-safe)
 
 
 class RepoPolicyComplianceClient:
@@ -58,4 +60,7 @@ class RepoPolicyComplianceClient:
                 f"policy service refused a one-time token (HTTP {response.status_code})",
                 status=response.status_code,
             )
-        return response.text.strip()
+        token = response.text.strip()
+        if not _TOKEN.fullmatch(token):
+            raise RepoPolicyError("policy service answered a malformed one-time token")
+        return token

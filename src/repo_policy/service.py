@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from errors import GithubApiError
 from github_client import GithubClient
@@ -118,3 +119,76 @@ def build_app(
         config=config.get,
         before_check=before_check,
     )
+
+
+class BackgroundServer:
+    """Serve a WSGI app with waitress in a daemon thread: for tests, the demo and benchmarks.
+
+    Stops cleanly: the loop is woken and the listening socket closed from the serving thread.
+
+    Attributes:
+        host: The listening address.
+        port: The listening port (chosen by the system when 0 was asked).
+    """
+
+    def __init__(
+        self, app: Callable[..., Any], host: str = "127.0.0.1", port: int = 0, threads: int = 4
+    ) -> None:
+        """Bind at once (the port is known before :meth:`start`).
+
+        Args:
+            app: The WSGI application.
+            host: The address to listen on (keep it loopback).
+            port: The port; 0 picks a free one.
+            threads: Waitress worker threads.
+        """
+        from waitress.server import create_server  # noqa: PLC0415 - tests and demo only
+
+        self._server = create_server(app, host=host, port=port, threads=threads)
+        self.host = host
+        self.port = int(self._server.effective_port)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="repo-policy", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The base URL, ``http://host:port``."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> BackgroundServer:
+        """Serve in the background.
+
+        Returns:
+            self.
+        """
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread (bounded)."""
+        self._stop.set()
+        self._server.pull_trigger()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> BackgroundServer:
+        """Start on entering a with block.
+
+        Returns:
+            self.
+        """
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop on leaving a with block."""
+        self.stop()
+
+    def _run(self) -> None:
+        from waitress import wasyncore  # noqa: PLC0415 - tests and demo only
+
+        server = self._server
+        try:
+            while not self._stop.is_set():
+                server.asyncore.loop(timeout=0.2, map=server._map, count=1)
+        finally:
+            server.task_dispatcher.shutdown()
+            wasyncore.close_all(server._map)

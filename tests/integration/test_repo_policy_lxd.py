@@ -19,12 +19,11 @@ from typing import Any
 
 import pytest
 import requests
-from waitress.server import create_server
 
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions
 from lxd import LxdClient
 from repo_policy.policy import CheckRequest
-from repo_policy.service import ServiceFiles, build_app
+from repo_policy.service import BackgroundServer, ServiceFiles, build_app
 from runner import Runner
 from runner_manager_type import LXDFlushMode
 
@@ -94,11 +93,8 @@ def world(
 
             return app(environ, start)
 
-        server = create_server(recording, host="127.0.0.1", port=0, threads=6)
-        port = int(server.effective_port)  # type: ignore[union-attr]
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        url = f"http://127.0.0.1:{port}"
+        server = BackgroundServer(recording, threads=6).start()
+        port, url = server.port, server.url
         # Runners reach the service through a proxy device, like the sandbox.
         env.options.settings.update(repo_policy_url=url, loopback_ports=(env.sandbox.port, port))
         env.manager = env.build_manager()
@@ -110,8 +106,7 @@ def world(
                 env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
                 env.manager.flush(LXDFlushMode.FLUSH_BUSY)
             finally:
-                server.close()
-                thread.join(timeout=10)
+                server.stop()
     assert not [i.name for i in lxd_client.list(prefix="pol-")], "an instance leaked"
 
 

@@ -10,18 +10,17 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from waitress.server import create_server
 
 import errors
 from github_type import BranchProtection
 from repo_policy.app import PolicyApp
 from repo_policy.config import PolicyConfig
+from repo_policy.service import BackgroundServer
 from repo_policy.tokens import OneTimeTokenStore
 from runner_manager import template_environment
 from tests.unit.test_repo_policy_decision import FakeGithub, fork
@@ -32,11 +31,9 @@ pytestmark = pytest.mark.skipif(
 
 
 class Service:
-    def __init__(self, app: PolicyApp) -> None:
+    def __init__(self, app: PolicyApp, server: BackgroundServer) -> None:
         self.app = app
-        self.server = create_server(app, host="127.0.0.1", port=0, threads=2)
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"  # type: ignore[union-attr]
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = server.url
 
 
 @pytest.fixture
@@ -51,11 +48,8 @@ def github() -> FakeGithub:
 @pytest.fixture
 def service(github: FakeGithub) -> Iterator[Service]:
     app = PolicyApp(lambda: "svc", OneTimeTokenStore(), lambda: github, PolicyConfig)
-    running = Service(app)
-    running.thread.start()
-    yield running
-    running.server.close()
-    running.thread.join(timeout=5)
+    with BackgroundServer(app, threads=2) as server:
+        yield Service(app, server)
 
 
 def run_prejob(
