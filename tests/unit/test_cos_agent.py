@@ -1,0 +1,193 @@
+"""COSAgentProvider with ops.testing: a minimal charm, its cos-agent relation data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import ops
+import pytest
+import yaml
+from ops import testing
+
+from charms.github_runner.v0.cos_agent import (
+    DATA_KEY,
+    COSAgentProvider,
+    decode_dashboard,
+    encode_dashboard,
+    inject_log_matchers,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARDS = ROOT / "src" / "grafana_dashboards"
+LOG_RULES = ROOT / "src" / "loki_alert_rules"
+META: dict[str, Any] = {
+    "name": "runner-test",
+    "provides": {"cos-agent": {"interface": "cos_agent"}},
+}
+MODEL = testing.Model(name="ci", uuid="0f2b6c1e-7d3a-4e2b-9c8d-112233445566")
+
+
+class ProviderCharm(ops.CharmBase):
+    """Minimal charm using the provider with the project's dashboards and rules."""
+
+    def __init__(self, framework: ops.Framework) -> None:
+        super().__init__(framework)
+        self.cos = COSAgentProvider(
+            self,
+            relation_name="cos-agent",
+            dashboard_dirs=[str(DASHBOARDS)],
+            log_alert_rules_dir=str(LOG_RULES),
+            metrics_endpoints=[{"path": "/metrics", "port": 9464}],
+            log_files=["/var/log/github-runner-metrics.log"],
+        )
+
+
+def relation_config(state: testing.State, relation: testing.Relation) -> dict[str, Any]:
+    out = state.get_relation(relation.id)
+    assert isinstance(out, testing.Relation)
+    unit_data = cast("Mapping[str, str]", out.local_unit_data)
+    data: dict[str, Any] = json.loads(unit_data[DATA_KEY])
+    return data
+
+
+@pytest.fixture(name="ctx")
+def ctx_fixture() -> testing.Context[ProviderCharm]:
+    return testing.Context(ProviderCharm, meta=META)
+
+
+def test_relation_joined_writes_the_config(ctx: testing.Context[ProviderCharm]) -> None:
+    relation = testing.Relation("cos-agent", remote_app_name="grafana-agent")
+    state = ctx.run(
+        ctx.on.relation_joined(relation), testing.State(relations={relation}, model=MODEL)
+    )
+    config = relation_config(state, relation)
+    assert set(config) == {
+        "metrics_alert_rules",
+        "log_alert_rules",
+        "dashboards",
+        "metrics_scrape_jobs",
+        "log_slots",
+    }
+    assert config["metrics_alert_rules"] == {"groups": []}
+    assert config["log_slots"] == []
+    assert config["metrics_scrape_jobs"] == [
+        {
+            "job_name": "runner-test_9464",
+            "metrics_path": "/metrics",
+            "static_configs": [{"targets": ["localhost:9464"]}],
+        }
+    ]
+
+
+def test_dashboards_are_lzma_base64_json(ctx: testing.Context[ProviderCharm]) -> None:
+    relation = testing.Relation("cos-agent")
+    state = ctx.run(
+        ctx.on.relation_changed(relation), testing.State(relations={relation}, model=MODEL)
+    )
+    dashboards = [
+        json.loads(decode_dashboard(d)) for d in relation_config(state, relation)["dashboards"]
+    ]
+    expected = [json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))]
+    assert dashboards == expected
+
+
+def test_log_rules_carry_topology(ctx: testing.Context[ProviderCharm]) -> None:
+    relation = testing.Relation("cos-agent")
+    state = ctx.run(
+        ctx.on.relation_changed(relation), testing.State(relations={relation}, model=MODEL)
+    )
+    groups = relation_config(state, relation)["log_alert_rules"]["groups"]
+    source = yaml.safe_load((LOG_RULES / "github_runner_metrics.rule").read_text())["groups"]
+    assert [g["name"] for g in groups] == [f"ci_0f2b6c1e_runner-test_{g['name']}" for g in source]
+    rules = groups[0]["rules"]
+    assert len(rules) == len(source[0]["rules"])
+    for rule in rules:
+        assert rule["labels"]["juju_application"] == "runner-test"
+        assert rule["labels"]["juju_model_uuid"] == MODEL.uuid
+        assert rule["labels"]["severity"]
+        assert 'juju_application="runner-test"' in rule["expr"]
+        assert rule["expr"].count("{filename=") == rule["expr"].count('juju_model="ci"')
+
+
+def test_refresh_on_upgrade_writes_every_relation(ctx: testing.Context[ProviderCharm]) -> None:
+    first = testing.Relation("cos-agent")
+    second = testing.Relation("cos-agent")
+    state = ctx.run(ctx.on.upgrade_charm(), testing.State(relations={first, second}, model=MODEL))
+    assert relation_config(state, first) == relation_config(state, second)
+
+
+def test_no_relation_no_error(ctx: testing.Context[ProviderCharm]) -> None:
+    ctx.run(ctx.on.config_changed(), testing.State(model=MODEL))
+
+
+def test_broken_files_are_left_out(tmp_path: Path) -> None:
+    dashboards = tmp_path / "dashboards"
+    rules = tmp_path / "rules"
+    dashboards.mkdir()
+    rules.mkdir()
+    (dashboards / "good.json").write_text('{"title": "ok"}')
+    (dashboards / "bad.json").write_text("{nope")
+    (rules / "single.rule").write_text(
+        'alert: A\nexpr: count_over_time({filename="x"} [1m]) > 0\nlabels: {severity: info}\n'
+    )
+    (rules / "bad.rules").write_text("groups: [\n")
+    (rules / "ignored.txt").write_text("x")
+
+    class Charm(ops.CharmBase):
+        def __init__(self, framework: ops.Framework) -> None:
+            super().__init__(framework)
+            self.cos = COSAgentProvider(
+                self, dashboard_dirs=[str(dashboards)], log_alert_rules_dir=str(rules)
+            )
+
+    ctx = testing.Context(Charm, meta=META)
+    relation = testing.Relation("cos-agent")
+    state = ctx.run(
+        ctx.on.relation_joined(relation), testing.State(relations={relation}, model=MODEL)
+    )
+    config = relation_config(state, relation)
+    assert [json.loads(decode_dashboard(d)) for d in config["dashboards"]] == [{"title": "ok"}]
+    [group] = config["log_alert_rules"]["groups"]
+    assert group["name"].endswith("_single")
+    assert group["rules"][0]["alert"] == "A"
+
+
+def test_log_files_must_be_collectable() -> None:
+    class Charm(ops.CharmBase):
+        def __init__(self, framework: ops.Framework) -> None:
+            super().__init__(framework)
+            self.cos = COSAgentProvider(self, log_files=["/home/ubuntu/metrics.log"])
+
+    ctx = testing.Context(Charm, meta=META)
+    with pytest.raises(testing.errors.UncaughtCharmError, match="/var/log"):
+        ctx.run(ctx.on.start(), testing.State())
+
+
+def test_encoding_round_trip() -> None:
+    text = json.dumps({"title": "é", "panels": []})
+    assert decode_dashboard(encode_dashboard(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ('{a="b"}', '{a="b", juju_model="m"}'),
+        ("{}", '{juju_model="m"}'),
+        ('{a="b", juju_model="x"}', '{a="b", juju_model="x"}'),
+        (
+            'sum(count_over_time({a="}"} | line_format "{{.x}}" [1m])) and rate({b=~"c"}[1m])',
+            'sum(count_over_time({a="}", juju_model="m"} | line_format "{{.x}}" [1m]))'
+            ' and rate({b=~"c", juju_model="m"}[1m])',
+        ),
+        ('{a="q\\"}"}', '{a="q\\"}", juju_model="m"}'),
+    ],
+)
+def test_inject_log_matchers(expr: str, expected: str) -> None:
+    assert inject_log_matchers(expr, {"juju_model": "m"}) == expected
+
+
+def test_inject_escapes_values() -> None:
+    assert inject_log_matchers("{}", {"l": 'a"b'}) == '{l="a\\"b"}'
