@@ -6,14 +6,14 @@ Figures come from the sandbox's own clock (``event_times``: queued, in_progress)
 - ``warm``: a pool of idle runners kept by the charm's RunnerManager (``reconcile(P)`` in a loop
   every second, standing in for the charm's reconcile timer). A job is queued only while the
   sandbox shows an idle online runner, so each wait is a warm-pool wait.
-- ``cold``: no idle runner. Each job is published on a real RabbitMQ queue (127.0.0.1:5672)
-  as the reactive mode's ``{"labels", "url"}`` message; the project's
-  ``reactive.consumer.JobConsumer`` (run in a thread of this process: the charm-side
-  consumer-process factory is not wired yet) checks the job on GitHub, creates one runner
-  with ``RunnerManager.create_runners(1)`` and waits for the pickup. Jobs run one after the
-  other, so every wait is a full cold start. Without a broker (``--no-broker`` or none
-  answering) the script calls ``create_runners(1)`` itself right after queuing the job and
-  says so ("create-on-demand").
+- ``cold``: no idle runner; the reactive mode. The manager is built with a reactive config
+  (RabbitMQ on 127.0.0.1:5672, a queue of its own); its ``reconcile(2)`` starts two consumer
+  processes (``reactive.runner``). Each job is queued in the sandbox and published on the queue
+  as ``{"labels", "url"}``; a consumer checks it on GitHub, creates one runner through the
+  RunnerManager (``create_runners(1)``) and acks once the job is taken. Jobs run one after the
+  other, so every wait is a full cold start. ``--in-process`` runs the project's
+  ``JobConsumer`` in a thread instead of the consumer processes; ``--no-broker`` (or no broker
+  answering) calls ``create_runners(1)`` right after queuing ("create-on-demand").
 
     python benchmarks/job_wait.py [--json] [--small] [--jobs N] [--pool P]
 """
@@ -129,47 +129,73 @@ class Spawner:
         return name
 
 
-def cold(env: LocalEnvironment, jobs: int, use_broker: bool, report: Report) -> list[float]:
-    """Cold-start waits of ``jobs`` jobs, one after the other."""
+def cold_jobs(env: LocalEnvironment, jobs: int, publish: Any, report: Report) -> list[float]:
+    """Queue ``jobs`` jobs one after the other, each handed to ``publish``; their waits."""
     waits: list[float] = []
-    consumer = thread = None
+    for _ in range(jobs):
+        drop_caches()
+        job = env.queue_job(["true"])
+        publish(job)
+        seconds = wait_seconds(wait_status(env, job["id"], 120))
+        if report.check(seconds is not None, f"cold job {job['id']} never started"):
+            waits.append(seconds)  # type: ignore[arg-type]
+        env.wait_jobs([job["id"]], 60)
+        deadline = time.monotonic() + 60  # the ephemeral runner goes away after its job
+        while env.instances() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return waits
+
+
+def cold(env: LocalEnvironment, jobs: int, mode: str, report: Report) -> list[float]:
+    """Cold-start waits through the reactive path ``mode``."""
+    from reactive.consumer import publish_job
+
     queue_name = f"{APP}-{uuid.uuid4().hex[:8]}"
-    if use_broker:
-        from reactive.consumer import ConsumerSettings, JobConsumer, publish_job
+
+    def publish(job: dict[str, Any]) -> None:
+        message = {"labels": job["labels"], "url": job["url"]}
+        publish_job(MQ_URI, queue_name, json.dumps(message))
+
+    if mode == "create-on-demand":
+        return cold_jobs(env, jobs, lambda job: env.manager.create_runners(1, RESOURCES), report)
+    if mode == "in-process":
+        from reactive.consumer import ConsumerSettings, JobConsumer
 
         labels = {"self-hosted", "linux", "x64", APP, *env.options.labels}
         settings = ConsumerSettings(
-            queue_name=queue_name,
-            supported_labels=frozenset(labels),
-            pickup_timeout=120,
-            pickup_poll_initial=0.5,
-            pickup_poll_max=2.0,
+            queue_name=queue_name, supported_labels=frozenset(labels), pickup_poll_initial=0.5
         )
         consumer = JobConsumer(MQ_URI, settings, env.manager._clients.github, Spawner(env))
         thread = threading.Thread(target=consumer.run, daemon=True)
         thread.start()
-    try:
-        for _ in range(jobs):
-            drop_caches()
-            job = env.queue_job(["true"])
-            if use_broker:
-                message = {"labels": job["labels"], "url": job["url"]}
-                publish_job(MQ_URI, queue_name, json.dumps(message))
-            else:
-                env.manager.create_runners(1, RESOURCES)
-            seconds = wait_seconds(wait_status(env, job["id"], 120))
-            if report.check(seconds is not None, f"cold job {job['id']} never started"):
-                waits.append(seconds)  # type: ignore[arg-type]
-            env.wait_jobs([job["id"]], 60)
-            deadline = time.monotonic() + 60  # the ephemeral runner goes away after its job
-            while env.instances() and time.monotonic() < deadline:
-                time.sleep(0.2)
-    finally:
-        if consumer is not None and thread is not None:
+        try:
+            return cold_jobs(env, jobs, publish, report)
+        finally:
             consumer.stop()
             thread.join(timeout=60)
             delete_queue(queue_name)
-    return waits
+    from pydantic import SecretStr
+
+    from charm_state import ReactiveConfig
+    from reactive import runner_manager as reactive_processes
+    from runner_manager_reactive import reactive_config
+
+    env.manager = env.build_manager(
+        reactive_config=ReactiveConfig(mq_uri=SecretStr(MQ_URI), queue_name=queue_name)
+    )
+    config = reactive_config(env.manager)
+    assert config is not None
+    try:
+        env.manager.reconcile(2, RESOURCES)  # reactive: starts consumers, creates nothing
+        report.check(
+            len(reactive_processes.list_processes(config.pid_dir)) == 2, "consumers not started"
+        )
+        time.sleep(3)  # let the consumer processes import and connect
+        return cold_jobs(env, jobs, publish, report)
+    finally:
+        reactive_processes.reconcile(0, config)
+        delete_queue(queue_name)
+        env.manager = env.build_manager()
 
 
 def delete_queue(name: str) -> None:
@@ -193,11 +219,15 @@ def main() -> int:
             ("--jobs", {"type": int, "default": 0, "help": "jobs per scenario"}),
             ("--pool", {"type": int, "default": 0, "help": "warm pool size"}),
             ("--no-broker", {"action": "store_true", "help": "cold: create-on-demand"}),
+            ("--in-process", {"action": "store_true", "help": "cold: consumer in a thread"}),
         ],
     )
     jobs = args.jobs or (3 if args.small else 20)
     pool = args.pool or 2
-    use_broker = not args.no_broker and broker_up()
+    if args.no_broker or not broker_up():
+        mode = "create-on-demand"
+    else:
+        mode = "in-process" if args.in_process else "consumer-processes"
     report = Report("job_wait", args.small)
     options = LocalOptions(app_name=APP, repo="octo/bench", labels=("bench",))
     try:
@@ -205,7 +235,7 @@ def main() -> int:
             warm_waits = warm(env, jobs, pool, report)
             env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
             env.manager.flush(LXDFlushMode.FLUSH_BUSY)
-            cold_waits = cold(env, jobs, use_broker, report)
+            cold_waits = cold(env, jobs, mode, report)
             env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
             env.manager.flush(LXDFlushMode.FLUSH_BUSY)
     finally:
@@ -213,7 +243,11 @@ def main() -> int:
     report.check(not leaked, f"instances left behind: {leaked}")
     report.check(not lxd_instances(f"{APP}-"), "instances still present after cleanup")
 
-    cold_path = "reactive (RabbitMQ + JobConsumer)" if use_broker else "create-on-demand"
+    cold_path = {
+        "consumer-processes": "reactive: RabbitMQ + 2 consumer processes",
+        "in-process": "reactive: RabbitMQ + JobConsumer in a thread",
+        "create-on-demand": "create-on-demand (no broker)",
+    }[mode]
     figures = {"warm": summary(warm_waits), "cold": summary(cold_waits)}
     table = report.table(
         f"job queued -> started (s; sandbox clock; warm pool {pool}; cold: {cold_path})",
