@@ -64,32 +64,15 @@ def manager_fixture(tmp_path: Path) -> Iterator[SharedFilesystemManager]:
     assert mounts_under(tmp_path) == []
 
 
-def fill(path: Path, size: int) -> int:
-    """Write zeros until ``size`` bytes or ENOSPC; return what was written."""
-    written = 0
-    chunk = b"\0" * 65536
-    with open(path, "wb") as handle:
-        try:
-            while written < size:
-                handle.write(chunk)
-                handle.flush()
-                written += len(chunk)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-            return written
-    return written
-
-
 def test_bound_holds_on_the_host(manager: SharedFilesystemManager) -> None:
     storage = manager.create("bound")
     stats = os.statvfs(storage.path)
     assert stats.f_blocks * stats.f_frsize <= MiB
-    with pytest.raises(OSError) as exc_info:
-        with open(storage.path / "big", "wb") as handle:
-            for _ in range(32):  # 2 MiB
-                handle.write(b"\0" * 65536)
-                handle.flush()
-                os.fsync(handle.fileno())
+    with pytest.raises(OSError) as exc_info, open(storage.path / "big", "wb") as handle:
+        for _ in range(32):  # 2 MiB
+            handle.write(b"\0" * 65536)
+            handle.flush()
+            os.fsync(handle.fileno())
     assert exc_info.value.errno == errno.ENOSPC
     assert (storage.path / "big").stat().st_size < MiB
     # root owns the image outside; the store's root belongs to the containers' root user.
@@ -134,7 +117,8 @@ def test_extract_reads_and_removes_real_stores(manager: SharedFilesystemManager)
     good = manager.create("good")
     (good.path / RUNNER_INSTALLED_TS_FILE_NAME).write_text("1763884800\n")
     (good.path / PRE_JOB_METRICS_FILE_NAME).write_text(json.dumps(PRE_JOB))
-    (good.path / POST_JOB_METRICS_FILE_NAME).write_text('{"timestamp": 1763884900, "status": "normal"}')
+    post_job = '{"timestamp": 1763884900, "status": "normal"}'
+    (good.path / POST_JOB_METRICS_FILE_NAME).write_text(post_job)
     bad = manager.create("bad")
     (bad.path / RUNNER_INSTALLED_TS_FILE_NAME).write_text("1763884800\n")
     os.symlink("/etc/shadow", bad.path / PRE_JOB_METRICS_FILE_NAME)
