@@ -70,6 +70,23 @@ class ProxySetting:
     https: str | None = None
     no_proxy: str | None = None
 
+    def __repr__(self) -> str:
+        """Show the proxies with any credentials in their URLs hidden."""
+        return (
+            f"ProxySetting(http={_without_credentials(self.http)!r}, "
+            f"https={_without_credentials(self.https)!r}, no_proxy={self.no_proxy!r})"
+        )
+
+
+def _without_credentials(url: str | None) -> str | None:
+    """Replace the ``user:password@`` part of a URL with ``***@``."""
+    if url is None or "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***@" + url.rsplit("@", 1)[1]
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
 
 @dataclass(frozen=True)
 class SSHDebugConnection:
