@@ -3,7 +3,9 @@
 Policy of :func:`extract` for one store (of a runner not in ``ignore_runners``):
 
 - the store's root is not a directory (e.g. a symlink), holds an entry other than the three
-  metric files and ``lost+found``, or a metric file that is not a regular file, is larger than
+  metric files, ``lost+found`` and the temporary files of an interrupted atomic write
+  (``.pre-job-metrics.json.tmp``, ``.post-job-metrics.json.tmp``: never opened), or a metric
+  file that is not a regular file, is larger than
   ``FILE_SIZE_BYTES_LIMIT``, is not valid JSON or does not match its schema: the store is
   **quarantined** (archived, then deleted) and nothing is yielded for it;
 - no file at all, or no ``runner-installed.timestamp`` and no job file (the manager died before
@@ -66,7 +68,10 @@ logger = logging.getLogger(__name__)
 METRIC_FILES = frozenset(
     {PRE_JOB_METRICS_FILE_NAME, POST_JOB_METRICS_FILE_NAME, RUNNER_INSTALLED_TS_FILE_NAME}
 )
-TOLERATED_ENTRIES = frozenset({"lost+found"})
+# Never opened: ext4's lost+found, and what an interrupted atomic write (tmp + mv) leaves behind.
+TOLERATED_ENTRIES = frozenset(
+    {"lost+found", f".{PRE_JOB_METRICS_FILE_NAME}.tmp", f".{POST_JOB_METRICS_FILE_NAME}.tmp"}
+)
 MAX_STORE_ENTRIES = 16
 _TIMESTAMP_TEXT = re.compile(rb"^[0-9]{1,10}(\.[0-9]{1,9})?$")
 

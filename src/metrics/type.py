@@ -2,8 +2,10 @@
 
 Every file lives at the root of the runner's store (``/metrics-exchange`` inside the instance).
 Each file must be a regular file of at most ``FILE_SIZE_BYTES_LIMIT`` (1024) bytes; nothing else
-(no symlink, FIFO, directory or other file name; only ``lost+found`` is tolerated) may be in the
-store, otherwise the whole store is quarantined and none of its metrics are issued.
+(no symlink, FIFO, directory or other file name; ``lost+found`` is tolerated) may be in the
+store, otherwise the whole store is quarantined and none of its metrics are issued. Write each
+file atomically: to ``.<name>.tmp`` in the store, then ``mv`` it to ``<name>`` (a leftover
+``.pre-job-metrics.json.tmp`` or ``.post-job-metrics.json.tmp`` is tolerated and never read).
 
 ``runner-installed.timestamp`` (written by the manager when it creates the runner):
     The UNIX time of installation as a decimal number, optionally with a fraction and trailing
