@@ -17,11 +17,11 @@ logger = logging.getLogger(__name__)
 class JobsOfRunClient(Protocol):
     """The part of the GitHub client this module needs."""
 
-    def list_jobs_of_run(self, repo: GitHubRepo, run_id: int) -> list[JobInfo]:
-        """List the jobs of a workflow run (all attempts' latest jobs, all pages).
+    def list_jobs_of_run(self, path: GitHubRepo, run_id: int) -> list[JobInfo]:
+        """List the jobs of a workflow run (latest attempt, all pages).
 
         Args:
-            repo: The repository of the run.
+            path: The repository of the run.
             run_id: The workflow run id.
         """
         ...  # pragma: no cover

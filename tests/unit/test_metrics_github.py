@@ -36,8 +36,8 @@ class FakeClient:
         self.error = error
         self.calls: list[tuple[GitHubRepo, int]] = []
 
-    def list_jobs_of_run(self, repo: GitHubRepo, run_id: int) -> list[JobInfo]:
-        self.calls.append((repo, run_id))
+    def list_jobs_of_run(self, path: GitHubRepo, run_id: int) -> list[JobInfo]:
+        self.calls.append((path, run_id))
         if self.error:
             raise self.error
         return self.jobs
@@ -67,3 +67,14 @@ def test_not_started() -> None:
 
 def test_github_error() -> None:
     assert job(FakeClient(error=GithubApiError("boom", status=502)), PRE, "me") is None
+
+
+def test_the_real_client_fits_the_protocol() -> None:
+    import inspect
+
+    from github_client import GithubClient
+    from metrics.github import JobsOfRunClient
+
+    expected = inspect.signature(JobsOfRunClient.list_jobs_of_run)
+    actual = inspect.signature(GithubClient.list_jobs_of_run)
+    assert list(actual.parameters) == list(expected.parameters)
