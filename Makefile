@@ -44,7 +44,7 @@ setup:
 	scripts/setup-rabbitmq.sh
 
 integration: venv setup
-	$(BIN)/pytest tests/integration -q -p no:cacheprovider -x --durations=15
+	$(BIN)/pytest tests/integration -q -p no:cacheprovider --durations=25
 
 test: lint static unit integration
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -67,3 +68,21 @@ def make_instance(lxd_client: LxdClient, test_prefix: str) -> Iterator[Callable[
     yield make
     for instance in lxd_client.list(prefix=test_prefix):
         instance.delete(timeout=120)
+
+
+BROKER_ADDRESS = ("127.0.0.1", 5672)
+BROKER_URI = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@pytest.fixture(scope="session")
+def broker() -> str:
+    """The URI of the RabbitMQ broker on loopback (``scripts/setup-rabbitmq.sh``)."""
+    try:
+        with socket.create_connection(BROKER_ADDRESS, timeout=2):
+            pass
+    except OSError:
+        reason = "no RabbitMQ on 127.0.0.1:5672 (run sudo scripts/setup-rabbitmq.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(f"the broker is required in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return BROKER_URI

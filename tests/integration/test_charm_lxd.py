@@ -18,7 +18,7 @@ from runner_manager import RunnerManager
 from runner_manager_type import LXDRunnerManagerConfig
 from tests.unit.fakes_charm import FakeSystem, load_yaml
 
-pytestmark = pytest.mark.lxd
+pytestmark = [pytest.mark.lxd, pytest.mark.usefixtures("lxd_client")]
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -36,8 +35,6 @@ from reactive.runner_manager import ReactiveRunnerConfig, list_processes, reconc
 
 pytestmark = pytest.mark.broker
 
-BROKER = ("127.0.0.1", 5672)
-MQ_URI = "amqp://guest:guest@127.0.0.1:5672//"
 JOB_URL = "http://127.0.0.1:9/api/v3/repos/o/r/actions/jobs/{}"
 FACTORY = "tests.integration.test_reactive_broker:file_fakes"
 
@@ -136,24 +133,6 @@ def read_spawns(state_dir: Path) -> list[Spawn]:
 
 
 # --- fixtures --------------------------------------------------------------------------------
-
-
-def _broker_answers() -> bool:
-    try:
-        with socket.create_connection(BROKER, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module")
-def broker() -> str:
-    if not _broker_answers():
-        reason = "no RabbitMQ on 127.0.0.1:5672 (run sudo scripts/setup-rabbitmq.sh)"
-        if os.environ.get("CI"):
-            pytest.fail(f"the broker is required in CI: {reason}", pytrace=False)
-        pytest.skip(reason)
-    return MQ_URI
 
 
 @pytest.fixture

@@ -20,7 +20,10 @@ from reactive import runner_manager as reactive_processes
 from reactive.consumer import publish_job, queue_size
 from runner_manager_reactive import reactive_config
 
-pytestmark = [pytest.mark.lxd, pytest.mark.broker]
+pytestmark = [
+    *[pytest.mark.lxd, pytest.mark.broker],
+    pytest.mark.usefixtures("lxd_client", "broker"),
+]
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 

@@ -26,7 +26,7 @@ from runner import CreateRunnerConfig, Runner
 from runner_manager_type import LXDFlushMode
 from runner_type import RunnerStatus
 
-pytestmark = pytest.mark.lxd
+pytestmark = [pytest.mark.lxd, pytest.mark.usefixtures("lxd_client")]
 
 ROOT = Path(__file__).resolve().parents[2]
 
