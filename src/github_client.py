@@ -588,8 +588,8 @@ class GithubClient:
         Raises:
             GithubNotFoundError: If the repository or the user does not exist (404).
         """
-        if not username:
-            raise ValueError("empty username")
+        if not username or username in (".", ".."):
+            raise ValueError(f"invalid username {username!r}")
         user = quote(username, safe="")
         url = f"{_prefix(path)}/collaborators/{user}/permission"
         data = self._request("GET", url, path, self._budget())
@@ -610,8 +610,8 @@ class GithubClient:
         Returns:
             The protection, or None.
         """
-        if not branch:
-            raise ValueError("empty branch name")
+        if not branch or branch in (".", ".."):
+            raise ValueError(f"invalid branch name {branch!r}")
         url = f"{_prefix(path)}/branches/{quote(branch, safe='')}/protection"
         try:
             data = self._request("GET", url, path, self._budget())

@@ -110,7 +110,8 @@ class CheckRequest:
                     f"{key} must be a string of at most {_MAX_FIELD} characters"
                 )
             values[key] = value
-        if not _REPOSITORY.match(values["repository"]):
+        match = _REPOSITORY.match(values["repository"])
+        if not match or match.group(2) in (".", ".."):
             raise BadCheckRequestError("repository must be 'owner/repo'")
         if not values["event"]:
             raise BadCheckRequestError("event is required")
@@ -257,6 +258,8 @@ def _branch(check: CheckRequest, config: PolicyConfig, github: PolicyGitHub) -> 
             f"{check.event} jobs must run on a protected branch, not {check.ref!r} {hint}"
         )
     branch = check.ref[len(BRANCH_PREFIX) :]
+    if ".." in branch or branch == "." or branch.startswith("/") or branch.endswith("/"):
+        return Decision.deny(f"{check.ref!r} is not a valid branch ref")
     protection = github.get_branch_protection(check.repo, branch)
     if protection is None:
         return Decision.deny(f"branch {branch!r} of {check.repository} is not protected {hint}")
