@@ -39,6 +39,8 @@ QUARANTINE_MAX_FILE_BYTES = 64 << 10
 QUARANTINE_MAX_TOTAL_BYTES = 1 << 20
 QUARANTINE_MAX_ENTRIES = 1024
 QUARANTINE_MAX_DEPTH = 8
+# Archives kept in the quarantine directory; the oldest go first.
+QUARANTINE_MAX_ARCHIVES = 500
 
 
 def validate_runner_name(runner_name: str) -> str:
@@ -231,8 +233,8 @@ def archive_store(path: Path, runner_name: str, quarantine_dir: Path) -> Path:
     Symlinks are archived as symlinks, FIFOs as FIFOs (never opened), regular files are read
     through ``O_NOFOLLOW | O_NONBLOCK`` descriptors and truncated to bounded sizes (a sparse file
     claiming gigabytes is cut). What was cut or left out is listed in a
-    ``<runner>.quarantine-manifest.json`` member. Devices and sockets
-    are left out.
+    ``<runner>.quarantine-manifest.json`` member. Devices and sockets are left out. Only the
+    newest ``QUARANTINE_MAX_ARCHIVES`` archives are kept.
 
     Args:
         path: Host path of the store's root (may itself be a symlink: archived as one).
@@ -282,7 +284,35 @@ def archive_store(path: Path, runner_name: str, quarantine_dir: Path) -> Path:
             )
     except OSError as exc:
         raise MetricsStorageError(f"cannot archive store: {exc}", runner_name) from exc
+    prune_quarantine(quarantine_dir, QUARANTINE_MAX_ARCHIVES)
     return dest
+
+
+def prune_quarantine(quarantine_dir: Path, keep: int) -> None:
+    """Delete the oldest archives beyond ``keep`` so that quarantine cannot fill the disk.
+
+    Args:
+        quarantine_dir: The quarantine directory.
+        keep: How many archives to keep.
+    """
+    try:
+        with os.scandir(quarantine_dir) as entries:
+            archives = [
+                (entry.stat(follow_symlinks=False).st_mtime, entry.name, entry.path)
+                for entry in entries
+                if entry.name.endswith(".tar.gz") and entry.is_file(follow_symlinks=False)
+            ]
+    except OSError:
+        logger.exception("Cannot list the quarantine directory")
+        return
+    if len(archives) <= keep:
+        return
+    archives.sort()
+    for _, _, archive in archives[: len(archives) - keep]:
+        try:
+            os.unlink(archive)
+        except OSError:
+            logger.exception("Cannot delete the old quarantine archive %s", archive)
 
 
 def remove_tree(path: Path) -> None:

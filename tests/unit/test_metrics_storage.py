@@ -197,3 +197,25 @@ def test_remove_tree_variants(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     remove_tree(tmp_path / "f")
     assert not (tmp_path / "f").exists()
+
+
+def test_quarantine_keeps_the_newest_archives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage_module, "QUARANTINE_MAX_ARCHIVES", 3)
+    quarantine = tmp_path / "q"
+    quarantine.mkdir()
+    for i in range(4):
+        old = quarantine / f"old-{i}.tar.gz"
+        old.write_bytes(b"")
+        os.utime(old, (1000 + i, 1000 + i))
+    (quarantine / "notes.txt").write_text("kept: not an archive")
+    (tmp_path / "r").mkdir()
+    dest = archive_store(tmp_path / "r", "r", quarantine)
+    assert sorted(p.name for p in quarantine.iterdir()) == sorted(
+        ["old-2.tar.gz", "old-3.tar.gz", dest.name, "notes.txt"]
+    )
+
+
+def test_prune_of_a_missing_directory(tmp_path: Path) -> None:
+    storage_module.prune_quarantine(tmp_path / "missing", 1)
