@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import tenacity
+
 import errors
 from lxd_type import (
     Device,
@@ -30,6 +32,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _BUSY_OPERATION = "is busy running"
+
+
+def _busy_with_operation(exc: BaseException) -> bool:
+    """Whether LXD refused because an operation is still changing the instance."""
+    return isinstance(exc, errors.LXDError) and _BUSY_OPERATION in exc.message
+
 
 OPERATION_SLACK = 5.0
 """Seconds added to an HTTP timeout on top of the LXD-side timeout it carries."""
@@ -317,26 +325,35 @@ class LxdInstance:
         """
         seconds = self.client.timeout if timeout is None else timeout
         deadline = time.monotonic() + seconds
-        delay = 0.2
-        while True:
-            try:
-                self._stop_and_delete(wait, deadline)
-            except errors.LXDNotFoundError:
-                return
-            except errors.LXDError as exc:
-                # An ephemeral instance vanishes while being stopped: that is success.
-                if not self.client.exists(self.name):
-                    return
-                # LXD finishes an operation (create, start, stop) even when the client that
-                # asked for it died; it refuses a delete meanwhile. Wait for it, bounded.
-                if _BUSY_OPERATION not in exc.message or time.monotonic() + delay > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                self.refresh()
-                continue
-            logger.info("deleted instance %s", self.name)
+        # LXD finishes an operation (create, start, stop) even when the client that asked for
+        # it died, and refuses a delete meanwhile: wait that out, bounded by the deadline.
+        try:
+            for attempt in tenacity.Retrying(
+                retry=tenacity.retry_if_exception(_busy_with_operation),
+                wait=tenacity.wait_exponential(multiplier=0.2, max=2),
+                stop=tenacity.stop_before_delay(max(seconds - 1, 0)),
+                before_sleep=self._refresh_between_attempts,
+                reraise=True,
+            ):
+                with attempt:
+                    self._delete_unless_gone(wait, deadline)
+        except errors.LXDNotFoundError:
             return
+        logger.info("deleted instance %s", self.name)
+
+    def _refresh_between_attempts(self, _: tenacity.RetryCallState) -> None:
+        self.refresh()
+
+    def _delete_unless_gone(self, wait: bool, deadline: float) -> None:
+        try:
+            self._stop_and_delete(wait, deadline)
+        except errors.LXDError as exc:
+            if isinstance(exc, errors.LXDNotFoundError):
+                raise
+            # An ephemeral instance vanishes while being stopped: that is success.
+            if not self.client.exists(self.name):
+                raise errors.LXDNotFoundError("gone", "delete", self.name) from None
+            raise
 
     def _stop_and_delete(self, wait: bool, deadline: float) -> None:
         if self.status != InstanceStatus.STOPPED:
