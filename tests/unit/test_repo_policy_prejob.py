@@ -168,3 +168,18 @@ def test_large_payload_and_no_policy_url(tmp_path: Path, service: Service) -> No
     plain.mkdir()
     result, _, _ = run_prejob(plain, None, None, {"GITHUB_EVENT_NAME": "push"})
     assert result.returncode == 0 and "policy" not in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck")
+@pytest.mark.parametrize("url", [None, "http://127.0.0.1:8291"])
+def test_rendered_script_passes_shellcheck(tmp_path: Path, url: str | None) -> None:
+    script = tmp_path / "pre-job.sh"
+    script.write_text(
+        template_environment()
+        .get_template("pre-job.sh.j2")
+        .render(runner_dir="/home/ubuntu/actions-runner", metrics_dir="/m", repo_policy_url=url)
+    )
+    result = subprocess.run(
+        ["shellcheck", str(script)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout
