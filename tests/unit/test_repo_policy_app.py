@@ -233,3 +233,34 @@ def one_time_with(app: PolicyApp, service_token: str) -> str:
     status, _, body = call(app, "GET", "/one-time-token", service_token)
     assert status == 200
     return body.decode()
+
+
+def test_load_config_file(tmp_path: Path) -> None:
+    from repo_policy.config import load_config
+
+    path = tmp_path / "policy.json"
+    assert load_config(path) == PolicyConfig()  # missing: the safe defaults
+    path.write_text('{"allow_unprotected_branches": true}')
+    assert load_config(path).allow_unprotected_branches
+    path.write_text("{not json")
+    with pytest.raises(errors.RepoPolicyConfigError, match="not valid JSON"):
+        load_config(path)
+    with pytest.raises(errors.RepoPolicyConfigError, match="cannot read"):
+        load_config(tmp_path)  # a directory
+    source = ConfigSource(tmp_path / "absent.json")
+    assert source.get() == PolicyConfig()
+    assert ConfigSource(None).get() == PolicyConfig()
+
+
+def test_no_github_token_fails_every_question() -> None:
+    from github_type import GitHubRepo
+    from repo_policy.service import _NoGithub
+
+    repo = GitHubRepo("octo", "app")
+    for ask in (
+        lambda: _NoGithub().get_collaborator_permission(repo, "eve"),
+        lambda: _NoGithub().get_branch_protection(repo, "main"),
+        lambda: _NoGithub().get_pull_request(repo, 1),
+    ):
+        with pytest.raises(errors.GithubApiError, match="no GitHub token"):
+            ask()
