@@ -90,6 +90,8 @@ class CreateRunnerConfig:
         binary_version: Version of the tarball at ``binary_path``, if known.
         metrics: The metrics store manager, when metrics are enabled.
         instance_type: "virtual-machine" in production, "container" in test mode.
+        template: A stopped instance to clone instead of launching from the image, if any
+            (see ``RunnerManagerSettings.clone_from_template``).
     """
 
     image: str
@@ -101,6 +103,7 @@ class CreateRunnerConfig:
     binary_version: str | None = None
     metrics: StorageManager | None = None
     instance_type: str = "virtual-machine"
+    template: str | None = None
 
     def __repr__(self) -> str:
         """Hide the registration token."""
@@ -195,6 +198,22 @@ class Runner:
         devices = {f"loopback-{port}": proxy_device(port) for port in self.settings.loopback_ports}
         unit_prefix = self.config.name.rsplit("-", 1)[0]
         profiles = ["default"] + ([config.profile] if config.profile else [])
+        owner = {
+            OWNER_KEYS[0]: self.config.app_name,
+            OWNER_KEYS[1]: unit_prefix,
+            IMAGE_GENERATION_KEY: self.config.image_generation,
+        }
+        if config.template:
+            try:
+                return self._clients.lxd.copy(
+                    config.template,
+                    self.config.name,
+                    profiles=profiles,
+                    config=owner,
+                    devices=devices,
+                )
+            except LXDError as exc:  # e.g. the template is being replaced: use the image
+                logger.warning("cloning %s failed (%s): using the image", config.template, exc)
         return self._clients.lxd.create(
             self.config.name,
             config.image,
@@ -202,11 +221,7 @@ class Runner:
             if config.instance_type == "container"
             else "virtual-machine",
             profiles=profiles,
-            config={
-                OWNER_KEYS[0]: self.config.app_name,
-                OWNER_KEYS[1]: unit_prefix,
-                IMAGE_GENERATION_KEY: self.config.image_generation,
-            },
+            config=owner,
             devices=devices,
             ephemeral=True,
             start=True,

@@ -17,6 +17,7 @@ import runner_image
 from errors import (
     GithubClientError,
     GithubNotFoundError,
+    LXDError,
     LXDNotFoundError,
     RunnerBinaryError,
 )
@@ -302,6 +303,7 @@ class RunnerManager:
         binary = runner_binary.cached_binary(self.runner_bin_path)
         image = self.config.image
         generation = runner_image.image_generation(self._clients.lxd, image)
+        template = self._template(image, generation)
 
         def create_one(_: int) -> tuple[str, float]:
             began = time.monotonic()
@@ -322,6 +324,7 @@ class RunnerManager:
                     binary_version=binary.version if binary else None,
                     metrics=self.metrics.storage,
                     instance_type="container" if self.state.test_mode else "virtual-machine",
+                    template=template,
                 )
             )
             if self.settings.fixed_boot_wait:
@@ -338,6 +341,38 @@ class RunnerManager:
             else:
                 report.created.append(outcome[0])
                 report.create_seconds.append(outcome[1])
+
+    def _template(self, image: str, generation: str) -> str | None:
+        """Return the stopped container runners are cloned from, making it if needed.
+
+        Only with ``settings.clone_from_template`` in test mode (containers). Named
+        ``grt-<app>-<unit>-<generation>``: outside the unit's runner prefix, so it is never
+        judged as a runner; templates of older image generations are deleted. Any failure
+        means "launch from the image".
+
+        Args:
+            image: The image alias.
+            generation: The image generation (fingerprint prefix).
+
+        Returns:
+            The template's name, or None.
+        """
+        if not (self.settings.clone_from_template and self.state.test_mode and generation):
+            return None
+        base = f"grt-{self.prefix}"
+        name = f"{base}{generation}"
+        lxd = self._clients.lxd
+        try:
+            for old in lxd.list(prefix=base):
+                if old.name != name:
+                    old.delete()
+            if not lxd.exists(name):
+                # Started once (LXD remaps the ids at the first start), then stopped.
+                lxd.create(name, image, ephemeral=False, start=True, wait=True).stop(force=True)
+        except LXDError as exc:
+            logger.warning("no runner template (%s): launching from the image", exc)
+            return None
+        return name
 
     def _runner_config(self, name: str, generation: str) -> RunnerConfig:
         return RunnerConfig(
