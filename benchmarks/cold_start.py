@@ -2,10 +2,11 @@
 """Where the time of one cold runner start goes (profile of Runner.create, then online, then job).
 
 Creates runners one at a time through the charm's RunnerManager (``create_runners(1)``) on the
-real LXD daemon with the sandbox GitHub, and times every phase of ``Runner.create`` by wrapping
-its steps (launch = LXD create + start, readiness wait, metrics store, binary check, file pushes,
-JIT registration, runner start, "created" mark), then the time until the sandbox sees the runner
-online, then the time until a queued job starts on it.
+real LXD daemon with the sandbox GitHub, first launching each from the image, then cloning each
+from the runner template (``RunnerManagerSettings.clone_from_template``), and times every phase
+of ``Runner.create`` by wrapping its steps (launch = LXD create + start, readiness wait,
+metrics store, binary check, file pushes, JIT registration, runner start, "created" mark),
+then the time until the sandbox sees the runner online, then until a queued job starts on it.
 
     python benchmarks/cold_start.py [--json] [--small] [--runs N]
 """
@@ -26,6 +27,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
 
 import lxd_instance  # noqa: E402
 import runner  # noqa: E402
+import runner_image  # noqa: E402
 from benchmarks._lib.bench import (  # noqa: E402
     Report,
     drop_caches,
@@ -35,10 +37,11 @@ from benchmarks._lib.bench import (  # noqa: E402
     median,
     parse_args,
 )
-from harness.local import RESOURCES, LocalEnvironment, LocalOptions  # noqa: E402
+from harness.local import RESOURCES, TEST_IMAGE, LocalEnvironment, LocalOptions  # noqa: E402
 from runner_manager_type import LXDFlushMode  # noqa: E402
 
 APP = "bench-cold"
+TEST = TEST_IMAGE
 PHASES = (
     ("launch", "LXD create + start (Runner._launch)"),
     ("create_api", "  of which POST /instances (image or copy)"),
@@ -132,6 +135,28 @@ def online(env: LocalEnvironment, name: str) -> bool:
     )
 
 
+def one_run(env: LocalEnvironment, report: Report) -> dict[str, float]:
+    """Create one runner, wait for it online, run a job on it, flush; the phase times."""
+    began = time.perf_counter()
+    (name,) = env.manager.create_runners(1, RESOURCES)
+    created = time.perf_counter() - began
+    to_online = wait_for(lambda n=name: online(env, n), 60)
+    job = env.queue_job(["true"])
+    started = wait_for(lambda j=job: env.job(j["id"])["status"] != "queued", 60)
+    row = dict(_times[name])
+    row.update(
+        created=created,
+        online=(created + to_online) if to_online is not None else float("nan"),
+        online_after_create=to_online if to_online is not None else float("nan"),
+        job_pickup=started if started is not None else float("nan"),
+    )
+    report.check(to_online is not None, f"{name} never came online")
+    report.check(started is not None, f"job on {name} never started")
+    env.wait_jobs([job["id"]], 60)
+    env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+    return row
+
+
 def main() -> int:
     """Run the profile; exit 0 unless a runner failed or an instance leaked."""
     args = parse_args(__doc__ or "", [("--runs", {"type": int, "default": 0})])
@@ -139,46 +164,39 @@ def main() -> int:
     report = Report("cold_start", args.small)
     instrument()
     caches_dropped = drop_caches()
-    rows: list[dict[str, float]] = []
+    rows: dict[str, list[dict[str, float]]] = {"image": [], "template": []}
+    template_s = None
     options = LocalOptions(app_name=APP, repo="octo/bench", labels=("bench",), metrics=True)
     try:
         with LocalEnvironment(options) as env:
-            for _ in range(runs):
-                began = time.perf_counter()
-                (name,) = env.manager.create_runners(1, RESOURCES)
-                created = time.perf_counter() - began
-                to_online = wait_for(lambda n=name: online(env, n), 60)
-                job = env.queue_job(["true"])
-                queued = time.perf_counter()
-                started = wait_for(lambda j=job: env.job(j["id"])["status"] != "queued", 60)
-                row = dict(_times[name])
-                row.update(
-                    created=created,
-                    online=(created + to_online) if to_online is not None else float("nan"),
-                    online_after_create=to_online if to_online is not None else float("nan"),
-                    job_pickup=started if started is not None else float("nan"),
-                )
-                row["job_queued_to_start_cold"] = row["online"] + (time.perf_counter() - queued)
-                rows.append(row)
-                report.check(to_online is not None, f"{name} never came online")
-                report.check(started is not None, f"job on {name} never started")
-                env.wait_jobs([job["id"]], 60)
-                env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+            for launch, launch_rows in rows.items():
+                env.options.settings = {"clone_from_template": launch == "template"}
+                env.manager = env.build_manager()
+                if launch == "template":  # made once per image generation: timed apart
+                    began = time.perf_counter()
+                    generation = runner_image.image_generation(env.manager._clients.lxd, TEST)
+                    made = env.manager._template(TEST, generation)
+                    template_s = time.perf_counter() - began
+                    report.check(made is not None, "the runner template could not be made")
+                for _ in range(runs):
+                    launch_rows.append(one_run(env, report))
             env.manager.flush(LXDFlushMode.FLUSH_BUSY)
     finally:
-        leaked = force_delete_instances(f"{APP}-")
-    report.check(not leaked, f"instances left behind: {leaked}")
+        leaked = force_delete_instances(f"{APP}-") + force_delete_instances(f"grt-{APP}-")
     report.check(not lxd_instances(f"{APP}-"), "instances still present after cleanup")
+    report.check(not [n for n in leaked if not n.startswith("grt-")], f"left behind: {leaked}")
 
     table = report.table(
-        f"cold runner start, {runs} runs one at a time (medians; caches dropped: "
-        f"{caches_dropped})",
+        f"cold runner start, {runs} runs one at a time per launch mode (medians, min-max; "
+        f"caches dropped: {caches_dropped}; template made once in "
+        f"{template_s if template_s is None else round(template_s, 1)} s)",
         "phase",
-        "median s",
-        "min s",
-        "max s",
+        "image: median s",
+        "min-max",
+        "template: median s",
+        "min-max",
     )
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"image": {}, "template": {}}
     for key, label in (
         *PHASES,
         ("total", "Runner.create total"),
@@ -187,18 +205,19 @@ def main() -> int:
         ("online", "call -> runner online"),
         ("job_pickup", "job queued on an online runner -> started"),
     ):
-        values = [r[key] for r in rows if key in r and r[key] == r[key]]
-        figures[key] = round(median(values), 3) if values else None
-        table.add_row(
-            label,
-            fmt(median(values)),
-            fmt(min(values) if values else None),
-            fmt(max(values) if values else None),
-        )
+        cells = [label]
+        for launch, launch_rows in rows.items():
+            values = [r[key] for r in launch_rows if key in r and r[key] == r[key]]
+            best = median(values)
+            figures[launch][key] = round(best, 3) if best is not None else None
+            spread = f"{min(values):.2f}-{max(values):.2f}" if values else "-"
+            cells += [fmt(best), spread]
+        table.add_row(*cells)
     report.figures.update(
         runs=runs,
         caches_dropped=caches_dropped,
         phases_median_s=figures,
+        template_made_s=template_s,
         not_instrumented=MISSING,
     )
     if MISSING:

@@ -237,9 +237,14 @@ def main() -> int:
             env.manager.flush(LXDFlushMode.FLUSH_BUSY)
             cold_waits = cold(env, jobs, mode, report)
             env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+            env.options.settings = {"clone_from_template": True}
+            env.manager = env.build_manager()
+            template_waits = cold(env, jobs, mode, report)
+            env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
             env.manager.flush(LXDFlushMode.FLUSH_BUSY)
     finally:
         leaked = force_delete_instances(f"{APP}-")
+        force_delete_instances(f"grt-{APP}-")  # the runner template
     report.check(not leaked, f"instances left behind: {leaked}")
     report.check(not lxd_instances(f"{APP}-"), "instances still present after cleanup")
 
@@ -248,7 +253,11 @@ def main() -> int:
         "in-process": "reactive: RabbitMQ + JobConsumer in a thread",
         "create-on-demand": "create-on-demand (no broker)",
     }[mode]
-    figures = {"warm": summary(warm_waits), "cold": summary(cold_waits)}
+    figures = {
+        "warm": summary(warm_waits),
+        "cold": summary(cold_waits),
+        "cold_template": summary(template_waits),
+    }
     table = report.table(
         f"job queued -> started (s; sandbox clock; warm pool {pool}; cold: {cold_path})",
         "scenario",
@@ -260,7 +269,7 @@ def main() -> int:
         "goal p50",
         "met",
     )
-    for name, goal in (("warm", WARM_GOAL), ("cold", COLD_GOAL)):
+    for name, goal in (("warm", WARM_GOAL), ("cold", COLD_GOAL), ("cold_template", COLD_GOAL)):
         row = figures[name]
         met = row["p50"] is not None and row["p50"] <= goal
         figures[name]["goal_p50_s"] = goal
