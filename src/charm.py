@@ -208,6 +208,12 @@ class GithubRunnerCharm(ops.CharmBase):
     def _manager(self, state: CharmState, storage: Path | None = None) -> RunnerManagerPort:
         """Build the runner manager for a state (storage: the prepared runner storage)."""
         storage = storage or self._storage_location(state) or DETACHED_STORAGE_PATH
+        policy = self.system.ensure_repo_policy(
+            state.token.get_secret_value(),
+            state.api_url,
+            state.repo_policy.model_dump(),
+            state.test_mode,
+        )
         # The aliases scripts/build-lxd-image.sh uses by default.
         image = (
             "github-runner-test" if state.test_mode else f"github-runner-{state.base_image.value}"
@@ -217,10 +223,11 @@ class GithubRunnerCharm(ops.CharmBase):
             image=image,
             lxd_storage_path=storage,
             path=state.path,
-            service_token="",  # the repo-policy options (another issue) will provide it
+            service_token=policy.service_token,
             token=state.token.get_secret_value(),
             dockerhub_mirror=state.dockerhub_mirror,
             reactive_config=state.reactive_config,
+            repo_policy_url=policy.url,
         )
         return type(self).manager_factory(state.app_name, state.unit_number, config)
 

@@ -10,10 +10,11 @@ import logging
 import os
 import subprocess
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from errors import SubprocessError
 from event_timer import EventTimer
+from repo_policy_host import RepoPolicyEndpoint, RepoPolicyService
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,11 @@ class SystemPort(Protocol):
     def timer_active(self, event_name: str) -> bool:
         """Return whether the timer dispatching ``event_name`` is active."""
 
+    def ensure_repo_policy(
+        self, github_token: str, github_api_url: str, policy: dict[str, Any], test_mode: bool
+    ) -> RepoPolicyEndpoint:
+        """Install and run the pre-job policy service; return where runners reach it."""
+
 
 def run(cmd: list[str], timeout: int = 60) -> None:
     """Run a host command.
@@ -87,6 +93,7 @@ class HostSystem:
         timer: EventTimer | None = None,
         meminfo: Path = Path("/proc/meminfo"),
         logrotate: Path = LOGROTATE_PATH,
+        repo_policy: RepoPolicyService | None = None,
     ) -> None:
         """Build it.
 
@@ -95,7 +102,9 @@ class HostSystem:
             timer: The timer manager (built for ``unit_name`` when not given).
             meminfo: Where the kernel reports memory.
             logrotate: The logrotate configuration file to write.
+            repo_policy: The policy service (built for ``unit_name`` when not given).
         """
+        self._repo_policy = repo_policy or RepoPolicyService(unit_name)
         self._timer = timer or EventTimer(unit_name)
         self._meminfo = meminfo
         self._logrotate = logrotate
@@ -174,3 +183,44 @@ class HostSystem:
             Whether it is.
         """
         return self._timer.is_active(event_name)
+
+    def ensure_repo_policy(
+        self, github_token: str, github_api_url: str, policy: dict[str, Any], test_mode: bool
+    ) -> RepoPolicyEndpoint:
+        """Install and run the policy service where runners reach it.
+
+        Containers (test mode) reach host loopback through proxy devices; VMs reach the host
+        on its LXD bridge, so the service listens there (never on every address).
+
+        Args:
+            github_token: The charm's GitHub token. Secret.
+            github_api_url: The GitHub API base URL.
+            policy: The policy options.
+            test_mode: Whether runners are containers.
+
+        Returns:
+            Where runners reach the service and the charm's token for it.
+        """
+        host = "127.0.0.1" if test_mode else bridge_address() or "127.0.0.1"
+        return self._repo_policy.ensure(
+            github_token=github_token, github_api_url=github_api_url, policy=policy, host=host
+        )
+
+
+def bridge_address(bridge: str = "lxdbr0") -> str | None:
+    """Return the IPv4 address of the LXD bridge runners' VMs use, if there is one."""
+    try:
+        result = subprocess.run(
+            ["ip", "-4", "-o", "addr", "show", "dev", bridge],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for field in result.stdout.split():
+        if "/" in field and field.count(".") == 3:
+            return field.split("/")[0]
+    logger.warning("no address on %s: runners cannot reach the policy service", bridge)
+    return None

@@ -53,6 +53,9 @@ DOCKERHUB_MIRROR_CONFIG_NAME = "dockerhub-mirror"
 DENYLIST_CONFIG_NAME = "denylist"
 USE_APROXY_CONFIG_NAME = "experimental-use-aproxy"
 TEST_MODE_CONFIG_NAME = "test-mode"
+POLICY_ALLOW_PR_TARGET_CONFIG_NAME = "repo-policy-allow-pull-request-target"
+POLICY_ALLOW_UNPROTECTED_CONFIG_NAME = "repo-policy-allow-unprotected-branches"
+POLICY_DEFAULT_CONFIG_NAME = "repo-policy-default"
 APP_NAME_OPTION = "application-name"
 
 COS_AGENT_RELATION = "cos-agent"
@@ -88,6 +91,22 @@ class BaseImage(str, Enum):
 
     NOBLE = "noble"
     JAMMY = "jammy"
+
+
+class RepoPolicyOptions(BaseModel):
+    """What the pre-job repository policy allows (see docs/repo-policy.md).
+
+    Attributes:
+        allow_pull_request_target: Let ``pull_request_target`` jobs run.
+        allow_unprotected_branches: Let push/dispatch/schedule jobs run on unprotected refs.
+        default: ``allow`` or ``deny`` jobs of events with no rule of their own.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    allow_pull_request_target: bool = False
+    allow_unprotected_branches: bool = False
+    default: str = "deny"
 
 
 class ReactiveConfig(BaseModel):
@@ -128,6 +147,7 @@ class CharmState(BaseModel):
         denylist: IPv4 networks runners must not reach (normalised CIDRs).
         aproxy: Whether runners use aproxy.
         test_mode: Whether runners are containers (testing the charm itself).
+        repo_policy: What the pre-job repository policy allows.
         proxy: The model's proxy settings.
         is_metrics_enabled: Whether the cos-agent relation exists.
         reactive_config: Reactive mode configuration, once the mongodb relation gives a URI.
@@ -154,6 +174,7 @@ class CharmState(BaseModel):
     denylist: tuple[str, ...]
     aproxy: bool
     test_mode: bool
+    repo_policy: RepoPolicyOptions = RepoPolicyOptions()
     proxy: ProxySetting
     is_metrics_enabled: bool
     reactive_config: ReactiveConfig | None
@@ -365,6 +386,7 @@ class CharmState(BaseModel):
             denylist=_parse_denylist(_get_str(config, DENYLIST_CONFIG_NAME)),
             aproxy=aproxy,
             test_mode=_parse_test_mode(_get_str(config, TEST_MODE_CONFIG_NAME)),
+            repo_policy=_parse_repo_policy(config),
             proxy=proxy,
             is_metrics_enabled=bool(charm.model.relations.get(COS_AGENT_RELATION)),
             reactive_config=reactive_config,
@@ -597,6 +619,18 @@ def _parse_denylist(value: str) -> tuple[str, ...]:
         if str(network) not in networks:
             networks.append(str(network))
     return tuple(networks)
+
+
+def _parse_repo_policy(config: Mapping[str, Any]) -> RepoPolicyOptions:
+    """Parse the ``repo-policy-*`` options."""
+    default = _get_str(config, POLICY_DEFAULT_CONFIG_NAME).strip().lower() or "deny"
+    if default not in ("allow", "deny"):
+        raise ConfigError(POLICY_DEFAULT_CONFIG_NAME, f"{default!r} is neither 'allow' nor 'deny'")
+    return RepoPolicyOptions(
+        allow_pull_request_target=_get_bool(config, POLICY_ALLOW_PR_TARGET_CONFIG_NAME),
+        allow_unprotected_branches=_get_bool(config, POLICY_ALLOW_UNPROTECTED_CONFIG_NAME),
+        default=default,
+    )
 
 
 def _parse_test_mode(value: str) -> bool:

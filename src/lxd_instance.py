@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _BUSY_OPERATION = "is busy running"
+_ALREADY_STOPPED = "already stopped"
 
 
 def _busy_with_operation(exc: BaseException) -> bool:
@@ -363,9 +364,14 @@ class LxdInstance:
 
     def _stop_and_delete(self, wait: bool, deadline: float) -> None:
         if self.status != InstanceStatus.STOPPED:
-            self._change_state(
-                "stop", max(1.0, deadline - time.monotonic()), {"timeout": -1, "force": True}
-            )
+            try:
+                self._change_state(
+                    "stop", max(1.0, deadline - time.monotonic()), {"timeout": -1, "force": True}
+                )
+            except errors.LXDError as exc:
+                # It stopped by itself meanwhile (a runner powers off after its job).
+                if _ALREADY_STOPPED not in exc.message:
+                    raise
         remaining = max(1.0, deadline - time.monotonic())
         if wait:
             self.client.run_operation(

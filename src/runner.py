@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import tenacity
+
 from errors import (
     GithubNotFoundError,
     GithubRunnerError,
@@ -455,23 +457,23 @@ class Runner:
 
     def _deregister_after_kill(self) -> None:
         assert self.status.runner_id is not None  # noqa: S101 - only called for a known record
-        deadline = time.monotonic() + self.settings.busy_delete_wait
-        delay = 0.5
-        while True:
-            try:
-                self._clients.github.delete_runner(
-                    self.config.path, self.status.runner_id, self.config.name
-                )
-                return
-            except RunnerBusyError:
-                if time.monotonic() >= deadline:
-                    logger.warning(
-                        "GitHub still holds %s busy; the next reconcile removes the record",
-                        self.config.name,
+        runner_id = self.status.runner_id
+        try:
+            for attempt in tenacity.Retrying(
+                retry=tenacity.retry_if_exception_type(RunnerBusyError),
+                wait=tenacity.wait_exponential(multiplier=0.5, max=4),
+                stop=tenacity.stop_after_delay(self.settings.busy_delete_wait),
+                reraise=True,
+            ):
+                with attempt:
+                    self._clients.github.delete_runner(
+                        self.config.path, runner_id, self.config.name
                     )
-                    return
-            time.sleep(delay)
-            delay = min(delay * 2, 4.0)
+        except RunnerBusyError:
+            logger.warning(
+                "GitHub still holds %s busy; the next reconcile removes the record",
+                self.config.name,
+            )
 
     # --- logs ------------------------------------------------------------------------------------
 

@@ -7,8 +7,9 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -140,7 +141,7 @@ class RunnerManager:
         self.unit = unit
         self.config = runner_manager_config
         self.state = runner_manager_config.charm_state
-        self.settings = settings or RunnerManagerSettings()
+        self.settings = _with_config(settings or RunnerManagerSettings(), runner_manager_config)
         self.prefix = f"{app_name}-{unit}-"
         self.runner_bin_path = self.settings.runner_bin_path
         self.cron_path = self.settings.cron_path
@@ -603,6 +604,27 @@ class RunnerManager:
     def _locked(self, what: str) -> AbstractContextManager[None]:
         """Hold the unit lock alone: reconcile, flush and updates judge or replace runners."""
         return self._lock.exclusive(self.settings.lock_timeout, what)
+
+
+def _with_config(
+    settings: RunnerManagerSettings, config: LXDRunnerManagerConfig
+) -> RunnerManagerSettings:
+    """Complete the settings from the configuration.
+
+    The policy service URL comes from the charm unless the settings name one. In test mode,
+    runners are NIC-less containers: every loopback service they use (GitHub, the policy
+    service) is brought in by a proxy device on the same port.
+    """
+    policy_url = settings.repo_policy_url or config.repo_policy_url
+    ports = list(settings.loopback_ports)
+    if config.charm_state.test_mode:
+        for url in (config.charm_state.github_url, policy_url):
+            parsed = urlsplit(url or "")
+            if parsed.hostname in ("127.0.0.1", "localhost") and parsed.port:
+                ports.append(parsed.port)
+    return replace(
+        settings, repo_policy_url=policy_url, loopback_ports=tuple(dict.fromkeys(ports))
+    )
 
 
 def _instance_state(status: str) -> InstanceState:

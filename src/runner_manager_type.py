@@ -85,6 +85,7 @@ class LXDRunnerManagerConfig:
         token: GitHub personal access token to register runners.
         dockerhub_mirror: URL of a Docker Hub mirror to use.
         reactive_config: The configuration to spawn runners reactively.
+        repo_policy_url: URL of the pre-job policy service as runners reach it, if any.
     """
 
     charm_state: CharmState
@@ -95,6 +96,7 @@ class LXDRunnerManagerConfig:
     token: str
     dockerhub_mirror: str | None = None
     reactive_config: ReactiveConfig | None = None
+    repo_policy_url: str | None = None
 
     @property
     def are_metrics_enabled(self) -> bool:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import tenacity
 
 from errors import ReconcileError
 
@@ -86,16 +87,16 @@ class UnitLock:
 
 
 def _acquire(fd: int, mode: int, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() + delay > deadline:
-                raise ReconcileError(
-                    f"{what}: another reconcile, flush or update held the lock for {timeout:.0f} s"
-                ) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+    try:
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(BlockingIOError),
+            wait=tenacity.wait_exponential(multiplier=0.01, max=0.25),
+            stop=tenacity.stop_before_delay(timeout),
+            reraise=True,
+        ):
+            with attempt:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ReconcileError(
+            f"{what}: another reconcile, flush or update held the lock for {timeout:.0f} s"
+        ) from None

@@ -6,14 +6,19 @@ the charm builds CharmState from config, creates, counts and flushes real runner
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ops import testing
 
 from charm import GithubRunnerCharm
 from harness.local import LocalEnvironment, LocalOptions
+from repo_policy.service import BackgroundServer, ServiceFiles, build_app
+from repo_policy_host import RepoPolicyEndpoint, RepoPolicyService
 from runner_manager import RunnerManager
 from runner_manager_type import LXDRunnerManagerConfig
 from tests.unit.fakes_charm import FakeSystem, load_yaml
@@ -27,7 +32,33 @@ def env() -> Iterator[LocalEnvironment]:
         yield local
 
 
-def charm_context(env: LocalEnvironment) -> testing.Context[GithubRunnerCharm]:
+class HostWithPolicyService(FakeSystem):
+    """The host seam, but with the real policy service (in-process, on loopback)."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__()
+        self.workdir = workdir
+        self.server: BackgroundServer | None = None
+
+    def ensure_repo_policy(
+        self, github_token: str, github_api_url: str, policy: dict[str, Any], test_mode: bool
+    ) -> RepoPolicyEndpoint:
+        service = RepoPolicyService("github-runner/0", config_dir=self.workdir)
+        token = service.service_token()
+        (self.workdir / "github-token").write_text(github_token)
+        (self.workdir / "policy.json").write_text(json.dumps(policy))
+        if self.server is None:
+            files = ServiceFiles(
+                token_file=self.workdir / "service-token",
+                github_token_file=self.workdir / "github-token",
+                github_api_url=github_api_url,
+                config_file=self.workdir / "policy.json",
+            )
+            self.server = BackgroundServer(build_app(files)).start()
+        return RepoPolicyEndpoint(url=self.server.url, service_token=token)
+
+
+def charm_context(env: LocalEnvironment, host: FakeSystem) -> testing.Context[GithubRunnerCharm]:
     settings = env.settings()
 
     def real_manager(app_name: str, unit: int, config: LXDRunnerManagerConfig) -> RunnerManager:
@@ -35,7 +66,7 @@ def charm_context(env: LocalEnvironment) -> testing.Context[GithubRunnerCharm]:
 
     class IntegrationCharm(GithubRunnerCharm):
         manager_factory = staticmethod(real_manager)
-        system_factory = FakeSystem().factory
+        system_factory = host.factory
 
     return testing.Context(
         IntegrationCharm,
@@ -48,7 +79,8 @@ def charm_context(env: LocalEnvironment) -> testing.Context[GithubRunnerCharm]:
 def test_config_changed_creates_runners_and_flush_removes_them(
     env: LocalEnvironment, tmp_path: Path
 ) -> None:
-    ctx = charm_context(env)
+    host = HostWithPolicyService(tmp_path)
+    ctx = charm_context(env, host)
     config = {
         "token": env.token,
         "path": "octo/charm",
@@ -61,12 +93,22 @@ def test_config_changed_creates_runners_and_flush_removes_them(
     }
     state = testing.State(config=config, storages=[testing.Storage("runner")], leader=True)
     state = ctx.run(ctx.on.config_changed(), state)
-    first = set(env.instances())
-    assert len(first) == 2
-    assert set(env.registrations()) == first
+    assert len(env.instances()) == 2
+    assert set(env.registrations()) == set(env.instances())
     assert state.unit_status.name == "active"
     assert state.unit_status.message.startswith("2 runners: "), state.unit_status
 
+    env.wait_online(2, 60)
+    # A push to an unprotected branch is refused by the policy gate the charm installed.
+    refused = env.queue_job(["echo never-$((6 * 7))"], event="push", ref="refs/heads/main")
+    (refused,) = env.wait_jobs([refused["id"]], 90)
+    assert refused["conclusion"] == "failure"
+    assert "never-42" not in refused["log"]
+    assert "Repository policy check refused this job" in refused["log"]
+    deadline = time.monotonic() + 60
+    while refused["runner_name"] in env.instances() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    state = ctx.run(ctx.on.action("reconcile-runners"), state)  # replaces the used runner
     env.wait_online(2, 60)
     state = ctx.run(ctx.on.action("reconcile-runners"), state)
     assert state.unit_status == testing.ActiveStatus("2 runners: 2 idle, 0 busy")
@@ -74,6 +116,7 @@ def test_config_changed_creates_runners_and_flush_removes_them(
     assert ctx.action_results is not None
     assert ctx.action_results["online"] == 2
 
+    first = set(env.instances())
     state = ctx.run(ctx.on.action("flush-runners", params={"mode": "busy"}), state)
     assert ctx.action_results is not None
     assert ctx.action_results["flushed"] == 2
@@ -91,4 +134,6 @@ def test_config_changed_creates_runners_and_flush_removes_them(
     )
     assert env.instances() == []
     assert env.registrations() == []
+    assert host.server is not None
+    host.server.stop()
     assert state.unit_status == testing.ActiveStatus("0 runners: 0 idle, 0 busy")

@@ -13,6 +13,7 @@ from scenario.state import _Event
 
 from charm import GithubRunnerCharm, RunnerManagerPort
 from github_type import GitHubRunnerStatus, RunnerApplication
+from repo_policy_host import RepoPolicyEndpoint
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerInfo
 from runner_type import VirtualMachineResources
 
@@ -180,6 +181,12 @@ class FakeSystem:
     def ensure_timer(self, event_name: str, interval_minutes: int, timeout_minutes: int) -> None:
         self._call("ensure_timer", event_name, interval_minutes, timeout_minutes)
         self.timer = True
+
+    def ensure_repo_policy(
+        self, github_token: str, github_api_url: str, policy: dict[str, Any], test_mode: bool
+    ) -> RepoPolicyEndpoint:
+        self.policy = policy
+        return RepoPolicyEndpoint(url="http://127.0.0.1:8567", service_token="service-token")
 
     def disable_timer(self, event_name: str) -> None:
         self._call("disable_timer", event_name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -356,3 +357,23 @@ def test_half_built_instance_of_a_killed_creation_is_replaced(lxd, github, setti
     assert len(lxd.instances) == 1
     (inst,) = lxd.instances.values()
     assert inst.config["user.github-runner.created"] == "true"
+
+
+def test_test_mode_proxies_every_loopback_service(lxd, github, settings) -> None:
+    from runner_manager import _with_config
+
+    state = make_state(github_url="http://127.0.0.1:4000", test_mode=True)
+    config = LXDRunnerManagerConfig(
+        charm_state=state,
+        image="i",
+        lxd_storage_path=Path("/x"),
+        path=state.path,
+        service_token="s",
+        token="t",
+        repo_policy_url="http://127.0.0.1:8567",
+    )
+    done = _with_config(settings, config)
+    assert done.loopback_ports == (8080, 4000, 8567)
+    assert done.repo_policy_url == "http://127.0.0.1:8567"
+    production = _with_config(settings, replace(config, charm_state=make_state(test_mode=False)))
+    assert production.loopback_ports == (8080,)

@@ -1,0 +1,113 @@
+"""The policy service installer: files, modes, systemd calls only when something changed."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from errors import SubprocessError
+from repo_policy_host import SERVICE_NAME, RepoPolicyService
+
+
+class FakeSystemctl:
+    def __init__(self, active: bool = True, fail: str | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.active = active
+        self.fail = fail
+
+    def __call__(self, args: Sequence[str]) -> int:
+        self.calls.append(list(args))
+        if args[0] == self.fail:
+            return 1
+        if args[0] == "is-active":
+            return 0 if self.active else 3
+        return 0
+
+
+def service(tmp_path: Path, systemctl: FakeSystemctl) -> RepoPolicyService:
+    return RepoPolicyService(
+        "github-runner/0",
+        config_dir=tmp_path / "etc",
+        unit_dir=tmp_path / "systemd",
+        charm_dir=Path("/var/lib/juju/agents/unit-github-runner-0/charm"),
+        systemctl=systemctl,
+    )
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+POLICY = {
+    "allow_pull_request_target": False,
+    "allow_unprotected_branches": False,
+    "default": "deny",
+}
+
+
+def test_first_install_writes_private_files_and_starts(tmp_path: Path) -> None:
+    systemctl = FakeSystemctl()
+    svc = service(tmp_path, systemctl)
+    endpoint = svc.ensure(
+        github_token="ghp_x", github_api_url="https://api.github.com", policy=POLICY
+    )
+    assert endpoint.url == "http://127.0.0.1:8567"
+    assert len(endpoint.service_token) >= 32 and endpoint.service_token not in repr(endpoint)
+    etc = tmp_path / "etc"
+    assert mode(etc / "service-token") == 0o600 and mode(etc / "github-token") == 0o600
+    assert (etc / "github-token").read_text() == "ghp_x"
+    assert mode(etc / "policy.json") == 0o644
+    unit = svc.unit_path.read_text()
+    assert "--port 8567" in unit and "--host 127.0.0.1" in unit
+    assert "ghp_x" not in unit and endpoint.service_token not in unit
+    assert "{{" not in unit
+    assert systemctl.calls == [
+        ["daemon-reload"],
+        ["enable", f"{SERVICE_NAME}.service"],
+        ["restart", f"{SERVICE_NAME}.service"],
+    ]
+
+
+def test_nothing_changed_costs_one_is_active(tmp_path: Path) -> None:
+    systemctl = FakeSystemctl()
+    svc = service(tmp_path, systemctl)
+    first = svc.ensure(github_token="t", github_api_url="https://api.github.com", policy=POLICY)
+    systemctl.calls.clear()
+    again = svc.ensure(github_token="t", github_api_url="https://api.github.com", policy=POLICY)
+    assert again.service_token == first.service_token, "the service token is stable"
+    assert systemctl.calls == [["is-active", "--quiet", f"{SERVICE_NAME}.service"]]
+
+
+def test_a_dead_service_is_started_and_a_new_token_restarts_it(tmp_path: Path) -> None:
+    systemctl = FakeSystemctl(active=False)
+    svc = service(tmp_path, systemctl)
+    svc.ensure(github_token="t", github_api_url="https://api.github.com", policy=POLICY)
+    systemctl.calls.clear()
+    svc.ensure(github_token="t", github_api_url="https://api.github.com", policy=POLICY)
+    assert systemctl.calls[-1] == ["start", f"{SERVICE_NAME}.service"]
+    systemctl.calls.clear()
+    svc.ensure(github_token="rotated", github_api_url="https://api.github.com", policy=POLICY)
+    assert ["restart", f"{SERVICE_NAME}.service"] in systemctl.calls
+
+
+def test_policy_changes_need_no_restart(tmp_path: Path) -> None:
+    systemctl = FakeSystemctl()
+    svc = service(tmp_path, systemctl)
+    svc.ensure(github_token="t", github_api_url="https://api.github.com", policy=POLICY)
+    systemctl.calls.clear()
+    svc.ensure(
+        github_token="t",
+        github_api_url="https://api.github.com",
+        policy={**POLICY, "default": "allow"},
+    )
+    assert '"default": "allow"' in (tmp_path / "etc" / "policy.json").read_text()
+    assert systemctl.calls == [["is-active", "--quiet", f"{SERVICE_NAME}.service"]]
+
+
+def test_systemctl_failure_is_an_error(tmp_path: Path) -> None:
+    svc = service(tmp_path, FakeSystemctl(fail="restart"))
+    with pytest.raises(SubprocessError):
+        svc.ensure(github_token="t", github_api_url="https://api.github.com", policy=POLICY)
