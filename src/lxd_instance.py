@@ -36,14 +36,8 @@ _ALREADY_STOPPED = "already stopped"
 
 
 def _busy_with_operation(exc: BaseException) -> bool:
-    """Whether LXD refused because an operation is still changing the instance.
-
-    "already stopped" counts too: an ephemeral runner that powered itself off between our
-    status read and our stop is still being removed by LXD (seen in benchmarks/scale_up).
-    """
-    return isinstance(exc, errors.LXDError) and (
-        _BUSY_OPERATION in exc.message or "already stopped" in exc.message.lower()
-    )
+    """Whether LXD refused because an operation is still changing the instance."""
+    return isinstance(exc, errors.LXDError) and _BUSY_OPERATION in exc.message
 
 
 OPERATION_SLACK = 5.0
