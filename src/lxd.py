@@ -611,6 +611,14 @@ class LxdClient:
         ]
         return sorted(result, key=lambda inst: inst.name)
 
+    def _exists(self, path: str, operation: str) -> bool:
+        """Whether GET ``path`` finds an object (404: it does not exist)."""
+        try:
+            self.sync("get", path, operation=operation)
+        except errors.LXDNotFoundError:
+            return False
+        return True
+
     # -- profiles --
 
     def profile_exists(self, name: str) -> bool:
@@ -622,11 +630,7 @@ class LxdClient:
         Returns:
             True if it exists.
         """
-        try:
-            self.sync("get", f"profiles/{quote(name, safe='')}", operation="get-profile")
-        except errors.LXDNotFoundError:
-            return False
-        return True
+        return self._exists(f"profiles/{quote(name, safe='')}", "get-profile")
 
     def create_or_update_profile(
         self,
@@ -715,11 +719,7 @@ class LxdClient:
         Returns:
             True if it exists.
         """
-        try:
-            self.sync("get", f"storage-pools/{quote(name, safe='')}", operation="get-pool")
-        except errors.LXDNotFoundError:
-            return False
-        return True
+        return self._exists(f"storage-pools/{quote(name, safe='')}", "get-pool")
 
     def create_storage_pool(
         self, name: str, driver: str, config: Mapping[str, str] | None = None
