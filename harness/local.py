@@ -59,6 +59,35 @@ class LocalOptions:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+def local_charm_state(**overrides: Any) -> CharmState:
+    """A valid CharmState in test mode (containers), for the demo, tests and benchmarks."""
+    values: dict[str, Any] = {
+        "token": SecretStr("ghp_local_token"),
+        "path": GitHubRepo("octo", "repo"),
+        "github_url": "http://127.0.0.1:1",
+        "api_url": "http://127.0.0.1:1/api/v3",
+        "runner_group": "default",
+        "labels": ("local",),
+        "virtual_machines": 1,
+        "vm_resources": RESOURCES,
+        "reconcile_interval": 10,
+        "runner_storage": RunnerStorage.JUJU_STORAGE,
+        "base_image": BaseImage.NOBLE,
+        "dockerhub_mirror": None,
+        "denylist": (),
+        "aproxy": False,
+        "test_mode": True,
+        "proxy": ProxySetting(),
+        "is_metrics_enabled": False,
+        "reactive_config": None,
+        "ssh_debug_connections": (),
+        "arch": Arch.X64,
+        "app_name": "local",
+        "unit_number": 0,
+    }
+    return CharmState(**{**values, **overrides})
+
+
 @dataclass(frozen=True)
 class SandboxAddress:
     """Where a sandbox another process started listens.
@@ -154,27 +183,13 @@ class LocalEnvironment:
             "path": GitHubRepo(owner, repo),
             "github_url": self.sandbox.base_url,
             "api_url": self.sandbox.api_url,
-            "runner_group": "default",
             "labels": self.options.labels,
-            "virtual_machines": 1,
             "vm_resources": RESOURCES,
-            "reconcile_interval": 10,
-            "runner_storage": RunnerStorage.JUJU_STORAGE,
-            "base_image": BaseImage.NOBLE,
-            "dockerhub_mirror": None,
-            "denylist": (),
-            "aproxy": False,
-            "test_mode": True,
-            "proxy": ProxySetting(),
             "is_metrics_enabled": self.options.metrics,
-            "reactive_config": None,
-            "ssh_debug_connections": (),
-            "arch": Arch.X64,
             "app_name": self.options.app_name,
             "unit_number": self.options.unit,
         }
-        values.update(overrides)
-        return CharmState(**values)
+        return local_charm_state(**{**values, **overrides})
 
     def settings(self) -> RunnerManagerSettings:
         """Manager settings rooted in the work directory, sandbox port proxied into runners."""

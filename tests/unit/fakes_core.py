@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import SecretStr
 
 import errors
-from charm_state import BaseImage, CharmState, RunnerStorage
+from charm_state import CharmState
 from github_type import (
     GitHubPath,
     GitHubRepo,
@@ -27,8 +27,9 @@ from github_type import (
     RunnerApplication,
     SelfHostedRunner,
 )
+from harness.local import local_charm_state
 from lxd_type import ExecResult, ImageInfo, InstanceStatus
-from runner_type import Arch, ProxySetting, VirtualMachineResources
+from runner_type import VirtualMachineResources
 
 NOW = datetime.now(timezone.utc)
 
@@ -37,30 +38,12 @@ def make_state(**overrides: Any) -> CharmState:
     """A valid CharmState for tests."""
     values: dict[str, Any] = {
         "token": SecretStr("ghp_test_token"),
-        "path": GitHubRepo("octo", "repo"),
-        "github_url": "http://127.0.0.1:1",
-        "api_url": "http://127.0.0.1:1/api/v3",
-        "runner_group": "default",
         "labels": ("fast",),
         "virtual_machines": 2,
         "vm_resources": VirtualMachineResources(cpu=1, memory="512MiB", disk="2GiB"),
-        "reconcile_interval": 10,
-        "runner_storage": RunnerStorage.JUJU_STORAGE,
-        "base_image": BaseImage.NOBLE,
-        "dockerhub_mirror": None,
-        "denylist": (),
-        "aproxy": False,
-        "test_mode": True,
-        "proxy": ProxySetting(),
-        "is_metrics_enabled": False,
-        "reactive_config": None,
-        "ssh_debug_connections": (),
-        "arch": Arch.X64,
         "app_name": "gh",
-        "unit_number": 0,
     }
-    values.update(overrides)
-    return CharmState(**values)
+    return local_charm_state(**{**values, **overrides})
 
 
 class FakeFiles:
