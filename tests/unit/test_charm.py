@@ -18,26 +18,8 @@ from tests.unit.fakes_charm import (
     FakeRunnerManager,
     FakeSystem,
     base_state,
-    make_context,
     reconcile_event,
 )
-
-
-@pytest.fixture
-def manager() -> FakeRunnerManager:
-    fake = FakeRunnerManager()
-    fake.with_runners(idle=1)
-    return fake
-
-
-@pytest.fixture
-def system() -> FakeSystem:
-    return FakeSystem()
-
-
-@pytest.fixture
-def ctx(manager: FakeRunnerManager, system: FakeSystem) -> testing.Context[GithubRunnerCharm]:
-    return make_context(manager, system)
 
 
 def test_split_metadata_files_are_autoloaded() -> None:

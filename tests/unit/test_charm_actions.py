@@ -10,10 +10,8 @@ from charm import GithubRunnerCharm
 from runner_manager_type import FLUSH_MODE_BY_ACTION_PARAM, LXDFlushMode
 from tests.unit.fakes_charm import (
     FakeRunnerManager,
-    FakeSystem,
     application,
     base_state,
-    make_context,
 )
 
 
@@ -22,16 +20,6 @@ def manager() -> FakeRunnerManager:
     fake = FakeRunnerManager()
     fake.with_runners(idle=2, busy=1, offline=1)
     return fake
-
-
-@pytest.fixture
-def system() -> FakeSystem:
-    return FakeSystem()
-
-
-@pytest.fixture
-def ctx(manager: FakeRunnerManager, system: FakeSystem) -> testing.Context[GithubRunnerCharm]:
-    return make_context(manager, system)
 
 
 @pytest.fixture

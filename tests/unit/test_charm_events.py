@@ -21,29 +21,11 @@ from tests.unit.fakes_charm import (
     FakeRunnerManager,
     FakeSystem,
     base_state,
-    make_context,
     reconcile_event,
 )
 
 NEW_TOKEN = "ghp_" + "b" * 36
 ACTIVE = testing.ActiveStatus("1 runners: 1 idle, 0 busy")
-
-
-@pytest.fixture
-def manager() -> FakeRunnerManager:
-    fake = FakeRunnerManager()
-    fake.with_runners(idle=1)
-    return fake
-
-
-@pytest.fixture
-def system() -> FakeSystem:
-    return FakeSystem()
-
-
-@pytest.fixture
-def ctx(manager: FakeRunnerManager, system: FakeSystem) -> testing.Context[GithubRunnerCharm]:
-    return make_context(manager, system)
 
 
 def deployed(ctx: testing.Context[GithubRunnerCharm], state: testing.State) -> testing.State:
