@@ -19,9 +19,11 @@ import ops
 
 import errors
 from charm_host import HostSystem, SystemPort
-from charm_state import CharmState, RunnerStorage
+from charm_state import COS_AGENT_RELATION, CharmState, RunnerStorage
+from charms.github_runner.v0.cos_agent import COSAgentProvider
 from charms.github_runner.v0.mongodb import MongoDBRequirer
 from github_type import GitHubRunnerStatus, RunnerApplication
+from metrics.events import METRICS_LOG_PATH
 from runner_manager_type import (
     FLUSH_MODE_BY_ACTION_PARAM,
     LXDFlushMode,
@@ -137,6 +139,13 @@ class GithubRunnerCharm(ops.CharmBase):
         )
         self.system = type(self).system_factory(self.unit.name)
         self.mongodb = MongoDBRequirer(self, relation_name="mongodb", database_name=self.app.name)
+        self.cos_agent = COSAgentProvider(
+            self,
+            relation_name=COS_AGENT_RELATION,
+            dashboard_dirs=("./src/grafana_dashboards",),
+            log_alert_rules_dir="./src/loki_alert_rules",
+            log_files=(str(METRICS_LOG_PATH),),
+        )
         on, observe = self.on, framework.observe
         observe(on.install, self._on_install)
         observe(on.upgrade_charm, self._on_upgrade_charm)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from errors import SubprocessError
-from event_timer import EventTimer
+from event_timer import TEMPLATE_DIR, EventTimer
 from repo_policy_host import RepoPolicyEndpoint, RepoPolicyService
 
 logger = logging.getLogger(__name__)
@@ -21,18 +21,9 @@ logger = logging.getLogger(__name__)
 CHARM_DIR = Path(__file__).resolve().parent.parent
 SETUP_LXD_SCRIPT = CHARM_DIR / "scripts" / "setup-lxd.sh"
 SETUP_LXD_TIMEOUT_SECONDS = 1200
-LOGROTATE_PATH = Path("/etc/logrotate.d/github-runner")
-LOGROTATE_CONFIG = """\
-/var/log/github-runner-metrics.log /var/log/github-runner/*.log {
-    weekly
-    rotate 4
-    maxsize 100M
-    compress
-    missingok
-    notifempty
-    copytruncate
-}
-"""
+LOGROTATE_PATH = Path("/etc/logrotate.d/github-runner-metrics")
+# The metrics log is appended to by opening it for each event: rotation by rename loses nothing.
+LOGROTATE_TEMPLATE = TEMPLATE_DIR / "logrotate-github-runner-metrics"
 
 
 class SystemPort(Protocol):
@@ -153,7 +144,7 @@ class HostSystem:
 
     def configure_logrotate(self) -> None:
         """Write the logrotate configuration."""
-        self._logrotate.write_text(LOGROTATE_CONFIG)
+        self._logrotate.write_text(LOGROTATE_TEMPLATE.read_text(encoding="utf-8"))
 
     def ensure_timer(self, event_name: str, interval_minutes: int, timeout_minutes: int) -> None:
         """Install the timer (see :meth:`EventTimer.ensure_event_timer`).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -345,7 +346,17 @@ def test_cos_agent_relation_turns_metrics_on_and_off(
     out = ctx.run(ctx.on.relation_joined(cos), state)
     assert manager.configs[-1][2].are_metrics_enabled is True
     assert flushes(manager) == [(LXDFlushMode.FLUSH_IDLE, TOKEN, "canonical/repo")]
-    out = ctx.run(ctx.on.relation_broken(cos), out)
+    # The provider publishes its data (dashboards and rules load from the charm's directory,
+    # which ops.testing virtualises here: their content is tested in test_cos_agent.py).
+    shipped = json.loads(out.get_relation(cos.id).local_unit_data["config"])
+    assert set(shipped) == {
+        "dashboards",
+        "log_alert_rules",
+        "log_slots",
+        "metrics_alert_rules",
+        "metrics_scrape_jobs",
+    }
+    out = ctx.run(ctx.on.relation_broken(out.get_relation(cos.id)), out)
     assert manager.configs[-1][2].are_metrics_enabled is False
 
 

@@ -14,7 +14,7 @@ import pytest
 import charm
 import charm_host
 import errors
-from charm_host import LOGROTATE_CONFIG, HostSystem, run
+from charm_host import LOGROTATE_TEMPLATE, HostSystem, run
 from event_timer import EventTimer
 from runner_manager_type import LXDRunnerManagerConfig
 
@@ -83,8 +83,9 @@ def test_available_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_logrotate(tmp_path: Path) -> None:
     host(tmp_path).configure_logrotate()
-    assert (tmp_path / "logrotate").read_text() == LOGROTATE_CONFIG
-    assert "/var/log/github-runner-metrics.log" in LOGROTATE_CONFIG
+    written = (tmp_path / "logrotate").read_text()
+    assert written == LOGROTATE_TEMPLATE.read_text()
+    assert "/var/log/github-runner-metrics.log {" in written
 
 
 def test_timer_delegates_to_event_timer(tmp_path: Path) -> None:
