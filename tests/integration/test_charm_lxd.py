@@ -100,7 +100,9 @@ def test_config_changed_creates_runners_and_flush_removes_them(
 
     env.wait_online(2, 60)
     # A push to an unprotected branch is refused by the policy gate the charm installed.
-    refused = env.queue_job(["echo never-$((6 * 7))"], event="push", ref="refs/heads/main")
+    refused = env.queue_job(
+        ["echo never-$((6 * 7))"], labels=("self-hosted",), event="push", ref="refs/heads/main"
+    )
     (refused,) = env.wait_jobs([refused["id"]], 90)
     assert refused["conclusion"] == "failure"
     assert "never-42" not in refused["log"]

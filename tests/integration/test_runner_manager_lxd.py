@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,11 @@ def env(request: pytest.FixtureRequest) -> Iterator[LocalEnvironment]:
         assert local.instances() == [], "an instance leaked"
 
 
-def test_one_runner_runs_one_job_and_goes_away(env: LocalEnvironment) -> None:
+def test_one_runner_runs_one_job_and_goes_away(
+    env: LocalEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metrics_log = tmp_path / "github-runner-metrics.log"
+    monkeypatch.setenv("GITHUB_RUNNER_METRICS_LOG", str(metrics_log))
     began = time.monotonic()
     assert env.manager.reconcile(1, RESOURCES) == 1
     created = time.monotonic() - began
@@ -73,6 +78,15 @@ def test_one_runner_runs_one_job_and_goes_away(env: LocalEnvironment) -> None:
     # The next reconcile turns the store into events and deletes it.
     env.manager.reconcile(0, RESOURCES)
     assert not store.exists()
+    events = {e["event"]: e for e in map(json.loads, metrics_log.read_text().splitlines())}
+    assert set(events) == {"runner_installed", "runner_start", "runner_stop", "reconciliation"}
+    start, stop = events["runner_start"], events["runner_stop"]
+    assert (start["repo"], start["github_event"], start["flavor"]) == ("octo/it", "push", "it")
+    queued = datetime.fromisoformat(done["created_at"].replace("Z", "+00:00"))
+    started = datetime.fromisoformat(done["started_at"].replace("Z", "+00:00"))
+    assert start["queue_duration"] == (started - queued).total_seconds()
+    assert (stop["status"], stop["job_conclusion"]) == ("normal", "success")
+    assert stop["job_duration"] >= 0
 
 
 def test_reconcile_scales_up_and_down(env: LocalEnvironment) -> None:
