@@ -21,6 +21,7 @@ from errors import (
     LXDError,
     LXDNotFoundError,
     RunnerBinaryError,
+    RunnerLogsError,
 )
 from github_client import GithubClient
 from github_type import RunnerApplication
@@ -406,6 +407,8 @@ class RunnerManager:
                 instance=self._instance(joined.name) if joined.instance else None,
                 settings=self.settings,
             )
+            if deletion.reason is DeleteReason.UNHEALTHY and joined.instance is not None:
+                _keep_logs(runner)
             runner.remove(None, allow_busy=allow_busy)
             return joined.name
 
@@ -625,6 +628,16 @@ def _with_config(
     return replace(
         settings, repo_policy_url=policy_url, loopback_ports=tuple(dict.fromkeys(ports))
     )
+
+
+def _keep_logs(runner: Runner) -> None:
+    """Pull an unhealthy runner's logs before it goes (a failure to do so is only logged)."""
+    if runner.instance is None or runner.instance.status.value != "Running":
+        return
+    try:
+        runner.pull_logs()
+    except RunnerLogsError as exc:
+        logger.warning("logs of unhealthy runner %s not kept: %s", runner.config.name, exc)
 
 
 def _instance_state(status: str) -> InstanceState:

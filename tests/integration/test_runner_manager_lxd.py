@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import tarfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -150,6 +151,24 @@ def test_remove_when_either_side_is_already_gone(env: LocalEnvironment) -> None:
         settings=settings,
     ).remove(None)
     assert env.instances() == [] and env.registrations() == []
+
+
+def test_pull_logs_keeps_the_runner_diagnostics(env: LocalEnvironment) -> None:
+    env.manager.reconcile(1, RESOURCES)
+    env.wait_online(1, 60)
+    (name,) = env.instances()
+    clients, settings = env.manager._clients, env.manager.settings
+    runner = Runner(
+        clients,
+        env.manager._runner_config(name, ""),
+        RunnerStatus(),
+        clients.lxd.get(name),
+        settings=settings,
+    )
+    runner.pull_logs()
+    with tarfile.open(settings.runner_log_dir / f"{name}.tar.gz") as tar:
+        names = tar.getnames()
+    assert any(n.startswith("home/ubuntu/actions-runner/_diag/Runner_") for n in names), names
 
 
 def test_missing_image_gives_one_error_and_leaves_nothing(env: LocalEnvironment) -> None:

@@ -101,6 +101,13 @@ class FakeInstance:
         if "Runner.Listener --version" in " ".join(cmd):
             version = self.lxd.image_runner_version
             return ExecResult(0 if version else 127, version or "", "")
+        if "tar -czf /tmp/github-runner-logs.tar.gz" in " ".join(cmd):
+            self.files_pushed["/tmp/github-runner-logs.tar.gz"] = (
+                b"logs of " + self.name.encode(),
+                0o644,
+                0,
+                0,
+            )
         if kwargs.get("check") and self.lxd.fail_exec:
             raise errors.LXDError("exec failed", "exec", self.name)
         return ExecResult(0, "", "")

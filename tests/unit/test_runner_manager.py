@@ -377,3 +377,13 @@ def test_test_mode_proxies_every_loopback_service(lxd, github, settings) -> None
     assert done.repo_policy_url == "http://127.0.0.1:8567"
     production = _with_config(settings, replace(config, charm_state=make_state(test_mode=False)))
     assert production.loopback_ports == (8080,)
+
+
+def test_unhealthy_runner_logs_are_kept_before_it_goes(lxd, github, settings) -> None:
+    manager = make_manager(lxd, github, settings)
+    lxd.add_instance("gh-0-neverup0", age=timedelta(hours=1))  # never came online
+    github.add_record("gh-0-neverup0", online=False)
+    manager.reconcile(0, RES)
+    assert "gh-0-neverup0" not in lxd.instances
+    kept = settings.runner_log_dir / "gh-0-neverup0.tar.gz"
+    assert kept.read_bytes() == b"logs of gh-0-neverup0"
