@@ -7,7 +7,9 @@ creates one runner through the RunnerManager, and acks once the sandbox shows th
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 
@@ -19,6 +21,7 @@ from harness.local import RESOURCES, LocalEnvironment, LocalOptions
 from reactive import runner_manager as reactive_processes
 from reactive.consumer import publish_job, queue_size
 from runner_manager_reactive import reactive_config
+from runner_manager_type import LXDFlushMode
 
 pytestmark = [
     *[pytest.mark.lxd, pytest.mark.broker],
@@ -94,3 +97,48 @@ def test_poison_messages_are_dropped_without_runners(env: LocalEnvironment) -> N
     assert queue_size(BROKER, config.queue_name) == 0
     assert env.instances() == []
     assert len(reactive_processes.list_processes(config.pid_dir)) == 1, "no consumer crashed"
+
+
+def jit_requests(env: LocalEnvironment) -> int:
+    stats = env.control("GET", "/stats")
+    return sum(
+        count
+        for route, count in stats["requests"].items()
+        if route.endswith("/actions/runners/generate-jitconfig")
+    )
+
+
+def test_sigkilled_consumer_loses_no_job(env: LocalEnvironment) -> None:
+    """Kill a consumer while it waits for its job: the job still completes, once."""
+    config = reactive_config(env.manager)
+    assert config is not None
+    trials = int(os.environ.get("REACTIVE_KILL_TRIALS", "3"))
+    for trial in range(trials):
+        env.manager.reconcile(1, RESOURCES)
+        (consumer,) = reactive_processes.list_processes(config.pid_dir)
+        before = jit_requests(env)
+        job = env.queue_job([f"echo trial-{trial}"], labels=("self-hosted", "rx"))
+        publish_job(
+            BROKER, config.queue_name, json.dumps({"labels": job["labels"], "url": job["url"]})
+        )
+        # The consumer created a runner for the job and now waits for GitHub to show it taken.
+        deadline = time.monotonic() + 60
+        while jit_requests(env) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert jit_requests(env) == before + 1, f"trial {trial}: no runner was created"
+        os.killpg(consumer.pid, signal.SIGKILL)
+        # The timer's next reconcile replaces the consumer; the message comes back to it.
+        env.manager.reconcile(1, RESOURCES)
+        (done,) = env.wait_jobs([job["id"]], 120)
+        assert done["conclusion"] == "success", f"trial {trial}: {done.get('log')}"
+        assert f"trial-{trial}" in done["log"]
+        deadline = time.monotonic() + 30
+        while queue_size(BROKER, config.queue_name) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert queue_size(BROKER, config.queue_name) == 0, f"trial {trial}: message left"
+        # At most one more runner: the redelivery spawns only if the job was still queued.
+        assert jit_requests(env) - before <= 2, (
+            f"trial {trial}: runners spawned twice per delivery"
+        )
+        reactive_processes.reconcile(0, config)
+        env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
