@@ -9,11 +9,15 @@ Ways of creating:
 - ``parallel``: the manager's executor with its default pool (``create_parallelism``);
 - ``sequential``: ``create_parallelism=1``;
 - ``parallel-template``: as ``parallel``, runners cloned from the runner template
-  (``clone_from_template``; the template is made at the first trial and kept);
+  (``clone_from_template``; the template is made once before the trials, untimed);
 - ``upstream-like``: ``create_parallelism=1`` and a fixed sleep after each creation
   (``fixed_boot_wait``), as upstream's design implies (one runner at a time, then a fixed 60 s
   boot wait). The sleep is scaled down (``--boot-wait``, default 6 s; small 1 s) and the figure is
   extrapolated to 60 s: ``measured + N * (60 - boot_wait)``.
+
+Also shown: the CPU seconds the whole host was busy per runner during a parallel trial (from
+``/proc/stat``: LXD, the containers' boot, the runner application, and anything else running on
+the machine then), which bounds what parallelism can do on 2 cores.
 
 Page caches are dropped before every trial (MACHINE-FACTS: launches slow down on a warm cache).
 
@@ -22,6 +26,7 @@ Page caches are dropped before every trial (MACHINE-FACTS: launches slow down on
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
 
+import runner_image  # noqa: E402
 from benchmarks._lib.bench import (  # noqa: E402
     Report,
     drop_caches,
@@ -40,7 +46,7 @@ from benchmarks._lib.bench import (  # noqa: E402
     parse_args,
     ratio,
 )
-from harness.local import RESOURCES, LocalEnvironment, LocalOptions  # noqa: E402
+from harness.local import RESOURCES, TEST_IMAGE, LocalEnvironment, LocalOptions  # noqa: E402
 from runner_manager_settings import RunnerManagerSettings  # noqa: E402
 from runner_manager_type import LXDFlushMode  # noqa: E402
 
@@ -51,6 +57,14 @@ UPSTREAM_BOOT_WAIT = 60.0
 def online_count(env: LocalEnvironment) -> int:
     """Runners the sandbox shows online (control API: not counted as GitHub API calls)."""
     return sum(1 for r in env.control("GET", "/runners") if r["status"] == "online")
+
+
+def host_busy_seconds() -> float:
+    """CPU seconds the whole host spent busy since boot (all cores; /proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def trial(env: LocalEnvironment, count: int, settings: dict[str, Any]) -> dict[str, float]:
@@ -67,6 +81,7 @@ def trial(env: LocalEnvironment, count: int, settings: dict[str, Any]) -> dict[s
     env.options.settings = {**env.options.settings, **settings}
     env.manager = env.build_manager()
     drop_caches()
+    busy = host_busy_seconds()
     began = time.perf_counter()
     env.manager.reconcile(count, RESOURCES)
     created = time.perf_counter() - began
@@ -78,9 +93,10 @@ def trial(env: LocalEnvironment, count: int, settings: dict[str, Any]) -> dict[s
             online = time.perf_counter() - began
             break
         time.sleep(0.1)
+    busy = host_busy_seconds() - busy
     env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
     env.manager.flush(LXDFlushMode.FLUSH_BUSY)
-    return {"created": created, "online": online, "made": made}
+    return {"created": created, "online": online, "made": made, "host_cpu_s": busy}
 
 
 def main() -> int:
@@ -112,6 +128,11 @@ def main() -> int:
     options = LocalOptions(app_name=APP, repo="octo/bench", labels=("bench",))
     try:
         with LocalEnvironment(options) as env:
+            # The runner template is made once per image generation: not part of any trial.
+            env.options.settings = {"clone_from_template": True}
+            manager = env.build_manager()
+            generation = runner_image.image_generation(manager._clients.lxd, TEST_IMAGE)
+            report.check(bool(manager._template(TEST_IMAGE, generation)), "no runner template")
             for count in sizes:
                 for way, settings, way_reps in ways:
                     rows = [trial(env, count, settings) for _ in range(way_reps)]
@@ -122,7 +143,9 @@ def main() -> int:
                         report.check(row["online"] == row["online"], f"{way} N={count}: offline")
                     created = median([r["created"] for r in rows])
                     online = median([r["online"] for r in rows])
+                    cpu = median([r["host_cpu_s"] for r in rows])
                     results[way][count] = {
+                        "host_cpu_s_per_runner": round(cpu / count, 2) if cpu else None,
                         "reps": way_reps,
                         "created_s": round(created, 2) if created is not None else None,
                         "online_s": round(online, 2) if online is not None else None,
@@ -151,6 +174,7 @@ def main() -> int:
         "upst. @60s",
         "upst./par",
         "tmpl online",
+        "host CPU s/runner (par)",
     )
     one = results["parallel"].get(1, {}).get("online_s")
     one_template = results["parallel-template"].get(1, {}).get("online_s")
@@ -182,6 +206,7 @@ def main() -> int:
             fmt(up.get("extrapolated_60s_online_s"), "s"),
             fmt(figures[str(count)]["upstream60_over_parallel"], "x"),
             fmt(results["parallel-template"].get(count, {}).get("online_s"), "s"),
+            fmt(par.get("host_cpu_s_per_runner")),
         )
     biggest = max(sizes)
     target = figures[str(biggest)]["parallel_over_one"]
