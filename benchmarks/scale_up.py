@@ -21,7 +21,7 @@ the machine then), which bounds what parallelism can do on 2 cores.
 
 Page caches are dropped before every trial (MACHINE-FACTS: launches slow down on a warm cache).
 
-    python benchmarks/scale_up.py [--json] [--small] [--reps R] [--boot-wait S]
+    python benchmarks/scale_up.py [--json] [--small] [--reps R] [--boot-wait S] [--parallelism P]
 """
 
 from __future__ import annotations
@@ -106,12 +106,13 @@ def main() -> int:
         [
             ("--reps", {"type": int, "default": 0, "help": "trials per (N, way)"}),
             ("--boot-wait", {"type": float, "default": 0.0, "help": "scaled fixed boot wait"}),
+            ("--parallelism", {"type": int, "default": 0, "help": "pool of the parallel ways"}),
         ],
     )
     sizes = (1, 2) if args.small else (1, 4, 8)
     reps = args.reps or (1 if args.small else 3)
     boot_wait = args.boot_wait or (1.0 if args.small else 6.0)
-    default_parallelism = RunnerManagerSettings().create_parallelism
+    default_parallelism = args.parallelism or RunnerManagerSettings().create_parallelism
     image = {"clone_from_template": False, "fixed_boot_wait": 0.0}
     ways: list[tuple[str, dict[str, Any], int]] = [
         ("parallel", {**image, "create_parallelism": default_parallelism}, reps),
