@@ -121,10 +121,11 @@ def test_spawn_three_then_reconcile_to_one(config: ReactiveRunnerConfig) -> None
         assert b"s3cr3t" not in cmdline
     assert reconcile(3, config) == 0
 
-    started = time.monotonic()
     assert reconcile(1, config) == -2
-    elapsed = time.monotonic() - started
-    assert elapsed < config.kill_grace  # consumers honour SIGTERM; no SIGKILL was needed
+    # Consumers honour SIGTERM (no SIGKILL was needed): each stopped one logged its clean end.
+    for pid in list(consumers)[1:]:
+        log = (config.log_dir / f"{consumers[pid]}.log").read_text()
+        assert "Consumer for queue test-app stopped" in log
     left = list_processes(config.pid_dir)
     assert len(left) == 1
     assert left[0].pid == procs[0].pid  # the newest ones were stopped
