@@ -49,13 +49,13 @@ def test_probability_zero_never_fires(sandbox: SandboxServer, admin: requests.Se
 
 
 def test_latency(sandbox: SandboxServer, admin: requests.Session) -> None:
-    _fault(sandbox, latency_ms=300, path_regex="downloads")
+    _fault(sandbox, latency_ms=2000, path_regex="downloads")
     start = time.monotonic()
     assert admin.get(f"{sandbox.api_url}{RUNNERS}/downloads").status_code == 200
-    assert time.monotonic() - start >= 0.3
+    assert time.monotonic() - start >= 2.0
     start = time.monotonic()
     admin.get(f"{sandbox.api_url}{RUNNERS}")
-    assert time.monotonic() - start < 0.3
+    assert time.monotonic() - start < 1.5  # other routes get no latency
 
 
 def test_faults_spare_control_routes(sandbox: SandboxServer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from ops import testing
@@ -261,19 +260,16 @@ def test_stop_with_bad_config_still_removes_the_timer(
     assert out.unit_status == testing.BlockedStatus("Missing required configuration: token")
 
 
-def test_update_status_is_cheap_and_makes_no_github_call(
+def test_update_status_makes_no_github_call(
     ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager, system: FakeSystem
 ) -> None:
     out = deployed(ctx, base_state())
     manager.calls.clear()
     system.calls.clear()
-    started = time.perf_counter()
     out = ctx.run(ctx.on.update_status(), out)
-    elapsed = time.perf_counter() - started
-    assert manager.calls == []
+    assert manager.calls == []  # its cost is measured by benchmarks/hook_cost.py
     assert system.names() == ["timer_active"]
     assert out.unit_status == ACTIVE
-    assert elapsed < 0.5, elapsed
 
 
 def test_update_status_recreates_a_dead_timer(
