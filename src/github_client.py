@@ -45,19 +45,8 @@ from github import Auth
 from github.Requester import Requester
 
 import errors
-from github_type import (
-    BranchProtection,
-    GitHubOrg,
-    GitHubPath,
-    GitHubRepo,
+from github_parse import (
     HttpReply,
-    JITConfig,
-    JobInfo,
-    PullRequestInfo,
-    RateLimitStatus,
-    RegistrationToken,
-    RunnerApplication,
-    SelfHostedRunner,
     application_from_json,
     error_from_reply,
     job_from_json,
@@ -69,6 +58,19 @@ from github_type import (
     protection_from_json,
     pull_request_from_json,
     runner_from_json,
+)
+from github_type import (
+    BranchProtection,
+    GitHubOrg,
+    GitHubPath,
+    GitHubRepo,
+    JITConfig,
+    JobInfo,
+    PullRequestInfo,
+    RateLimitStatus,
+    RegistrationToken,
+    RunnerApplication,
+    SelfHostedRunner,
 )
 
 logger = logging.getLogger(__name__)

@@ -15,14 +15,8 @@ import pytest
 
 import errors
 from github_client import GithubClient, TransportError
-from github_type import (
-    GitHubOrg,
-    GitHubRepo,
-    GitHubRunnerStatus,
-    HttpReply,
-    JobStatus,
-    parse_job_url,
-)
+from github_parse import HttpReply, parse_job_url
+from github_type import GitHubOrg, GitHubRepo, GitHubRunnerStatus, JobStatus
 
 TOKEN = "ghp_unit-secret-token-0123456789"
 API = "https://ghes.example/api/v3"

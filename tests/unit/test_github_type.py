@@ -7,21 +7,23 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import errors
-from github_type import (
-    GitHubOrg,
-    GitHubRepo,
-    GitHubRunnerStatus,
+from github_parse import (
     HttpReply,
-    RunnerApplication,
-    api_base_url,
     error_from_reply,
     job_from_json,
     json_int,
-    parse_github_path,
     parse_job_url,
     parse_time,
     rate_limit_reset,
     runner_from_json,
+)
+from github_type import (
+    GitHubOrg,
+    GitHubRepo,
+    GitHubRunnerStatus,
+    RunnerApplication,
+    api_base_url,
+    parse_github_path,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -9,7 +9,8 @@ import pytest
 
 import errors
 from github_client import GithubClient
-from github_type import BranchProtection, GitHubRepo, HttpReply
+from github_parse import HttpReply
+from github_type import BranchProtection, GitHubRepo
 
 REPO = GitHubRepo("octo", "app")
 
