@@ -1,0 +1,246 @@
+"""Profiles, storage pools and images of the LXD seam (no pylxd here: plain API calls)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import errors
+from lxd_type import Device, ImageInfo, ResourceProfile, parse_lxd_time
+
+logger = logging.getLogger("lxd")
+
+
+class LxdResources:
+    """Profiles, pools and images; :class:`lxd.LxdClient` provides the API calls."""
+
+    def sync(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a synchronous request (implemented by :class:`lxd.LxdClient`)."""
+        raise NotImplementedError
+
+    def run_operation(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        instance: str | None = None,
+        timeout: float | None = None,
+        not_found: type[errors.LXDNotFoundError] = errors.LXDNotFoundError,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Send a request and wait for its operation (implemented by :class:`lxd.LxdClient`)."""
+        raise NotImplementedError
+
+    def _exists(self, path: str, operation: str) -> bool:
+        """Whether GET ``path`` finds an object (404: it does not exist)."""
+        try:
+            self.sync("get", path, operation=operation)
+        except errors.LXDNotFoundError:
+            return False
+        return True
+
+    # -- profiles --
+
+    def profile_exists(self, name: str) -> bool:
+        """Whether a profile exists.
+
+        Args:
+            name: The profile's name.
+
+        Returns:
+            True if it exists.
+        """
+        return self._exists(f"profiles/{quote(name, safe='')}", "get-profile")
+
+    def create_or_update_profile(
+        self,
+        name: str,
+        config: Mapping[str, str] | None = None,
+        devices: Mapping[str, Device] | None = None,
+        description: str = "",
+    ) -> bool:
+        """Make a profile hold exactly this config and these devices.
+
+        Args:
+            name: The profile's name.
+            config: Its config keys.
+            devices: Its devices.
+            description: Its description.
+
+        Returns:
+            True if something changed, False if it already was so.
+        """
+        want_config = {k: str(v) for k, v in (config or {}).items()}
+        want_devices = {k: dict(v) for k, v in (devices or {}).items()}
+        path = f"profiles/{quote(name, safe='')}"
+        try:
+            current = self.sync("get", path, operation="get-profile")
+        except errors.LXDNotFoundError:
+            body = {
+                "name": name,
+                "config": want_config,
+                "devices": want_devices,
+                "description": description,
+            }
+            self.sync("post", "profiles", json=body, operation="create-profile")
+            logger.info("created profile %s", name)
+            return True
+        if (current.get("config") or {}) == want_config and (
+            current.get("devices") or {}
+        ) == want_devices:
+            return False
+        body = {"config": want_config, "devices": want_devices, "description": description}
+        self.sync("put", path, json=body, operation="update-profile")
+        logger.info("updated profile %s", name)
+        return True
+
+    def resource_profile(
+        self, cpu: int, memory: int | str, disk: int | str | None = None, pool: str = "default"
+    ) -> str:
+        """Ensure the profile that holds these limits exists and return its name.
+
+        Args:
+            cpu: Number of CPUs.
+            memory: Memory limit (int = GiB, or e.g. "512MiB").
+            disk: Root disk size (int = GiB, or a string), or None for no bound.
+            pool: The storage pool of the root disk.
+
+        Returns:
+            The profile's name, e.g. ``cpu-2-mem-7GiB-disk-10GiB``.
+
+        Raises:
+            ValueError: A limit is invalid.
+        """
+        profile = ResourceProfile.build(cpu, memory, disk, pool)
+        self.create_or_update_profile(
+            profile.name, profile.config, profile.devices, "github-runner resource limits"
+        )
+        return profile.name
+
+    def delete_profile(self, name: str) -> None:
+        """Delete a profile; a missing one is a no-op.
+
+        Args:
+            name: The profile's name.
+        """
+        try:
+            self.sync("delete", f"profiles/{quote(name, safe='')}", operation="delete-profile")
+        except errors.LXDNotFoundError:
+            return
+
+    # -- storage pools --
+
+    def storage_pool_exists(self, name: str) -> bool:
+        """Whether a storage pool exists.
+
+        Args:
+            name: The pool's name.
+
+        Returns:
+            True if it exists.
+        """
+        return self._exists(f"storage-pools/{quote(name, safe='')}", "get-pool")
+
+    def create_storage_pool(
+        self, name: str, driver: str, config: Mapping[str, str] | None = None
+    ) -> bool:
+        """Create a storage pool unless it exists.
+
+        Args:
+            name: The pool's name.
+            driver: Its driver ("btrfs", "dir", "zfs"...).
+            config: Its config (e.g. ``{"size": "30GiB"}``).
+
+        Returns:
+            True if it was created, False if a pool of that name existed.
+
+        Raises:
+            LXDError: LXD refused, or the existing pool has another driver.
+        """
+        try:
+            current = self.sync(
+                "get", f"storage-pools/{quote(name, safe='')}", operation="get-pool"
+            )
+        except errors.LXDNotFoundError:
+            body = {"name": name, "driver": driver, "config": dict(config or {})}
+            self.sync("post", "storage-pools", json=body, operation="create-pool", timeout=120)
+            logger.info("created storage pool %s (%s)", name, driver)
+            return True
+        if current.get("driver") != driver:
+            raise errors.LXDError(
+                f"storage pool {name} exists with driver {current.get('driver')}, not {driver}",
+                "create-pool",
+            )
+        return False
+
+    # -- images --
+
+    def image_info(self, alias: str) -> ImageInfo:
+        """Describe the image behind an alias.
+
+        Args:
+            alias: The alias.
+
+        Returns:
+            The image's fingerprint, dates and properties.
+
+        Raises:
+            LXDImageNotFoundError: No image has this alias.
+        """
+        target = self.sync(
+            "get",
+            f"images/aliases/{quote(alias, safe='')}",
+            operation="image-info",
+            not_found=errors.LXDImageNotFoundError,
+        )
+        fingerprint = str(target.get("target", ""))
+        data = self.sync(
+            "get",
+            f"images/{fingerprint}",
+            operation="image-info",
+            not_found=errors.LXDImageNotFoundError,
+        )
+        return ImageInfo(
+            alias=alias,
+            fingerprint=fingerprint,
+            created_at=parse_lxd_time(data.get("created_at")),
+            uploaded_at=parse_lxd_time(data.get("uploaded_at")),
+            properties={str(k): str(v) for k, v in (data.get("properties") or {}).items()},
+            image_type=str(data.get("type") or "container"),
+            size=int(data.get("size") or 0),
+        )
+
+    def image_exists(self, alias: str) -> bool:
+        """Whether an image has this alias.
+
+        Args:
+            alias: The alias.
+
+        Returns:
+            True if it exists.
+        """
+        try:
+            self.sync(
+                "get",
+                f"images/aliases/{quote(alias, safe='')}",
+                operation="image-exists",
+                not_found=errors.LXDImageNotFoundError,
+            )
+        except errors.LXDNotFoundError:
+            return False
+        return True
+
+    def delete_image(self, alias: str) -> None:
+        """Delete the image behind an alias; a missing one is a no-op.
+
+        Args:
+            alias: The alias.
+        """
+        try:
+            info = self.image_info(alias)
+            self.run_operation("delete", f"images/{info.fingerprint}", operation="delete-image")
+        except errors.LXDNotFoundError:
+            return
