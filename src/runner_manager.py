@@ -257,25 +257,18 @@ class RunnerManager:
             self._delete(plan.deletions, report, allow_busy=False)
             if plan.create:
                 self._create(plan.create, resources, report)
+            surplus = sum(1 for d in plan.deletions if d.reason is DeleteReason.SURPLUS)
             if reactive:
                 import runner_manager_reactive  # noqa: PLC0415 - it imports this module
 
-                surplus = sum(1 for d in plan.deletions if d.reason is DeleteReason.SURPLUS)
                 runner_manager_reactive.reconcile_consumers(self, quantity, desired - surplus)
             report.duration = time.monotonic() - start
             self.last_report = report
-            surplus = sum(1 for d in plan.deletions if d.reason is DeleteReason.SURPLUS)
+            not_busy = plan.count(RunnerState.IDLE) + plan.count(RunnerState.STARTING)
             self.metrics.reconciliation(
-                plan,
                 quantity,
                 report.duration,
-                idle=max(
-                    plan.count(RunnerState.IDLE)
-                    + plan.count(RunnerState.STARTING)
-                    - surplus
-                    + len(report.created),
-                    0,
-                ),
+                idle=max(not_busy - surplus + len(report.created), 0),
                 busy=plan.count(RunnerState.BUSY),
             )
         return plan.delta

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from errors import MetricsError
 from metrics import github as github_metrics
 from metrics.events import Event, RunnerInstalled, issue_event, now
 from metrics.runner import extract, issue_events, reconciliation_event
 from metrics.storage import StorageManager
-
-if TYPE_CHECKING:
-    from reconcile_plan import ReconcilePlan
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +76,10 @@ class MetricsRecorder:
             RunnerInstalled(timestamp=now(), flavor=self.flavor, duration=max(duration, 0.0))
         )
 
-    def reconciliation(
-        self, plan: ReconcilePlan, expected: int, duration: float, idle: int, busy: int
-    ) -> None:
+    def reconciliation(self, expected: int, duration: float, idle: int, busy: int) -> None:
         """Issue ``reconciliation`` for the reconcile that just ended.
 
         Args:
-            plan: The plan the reconcile executed.
             expected: The configured number of runners.
             duration: Seconds the reconcile took.
             idle: Idle runners after the reconcile.
@@ -94,7 +87,6 @@ class MetricsRecorder:
         """
         if not self.enabled:
             return
-        del plan
         event = reconciliation_event(
             self.flavor,
             issued_per_runner=self._issued,
