@@ -118,6 +118,12 @@ class FakeSystem:
         """Active."""
         return True
 
+    def ensure_repo_policy(self, *args: Any, **kwargs: Any) -> Any:
+        """The policy service runs (not used: no job runs in these hooks)."""
+        from repo_policy_host import RepoPolicyEndpoint
+
+        return RepoPolicyEndpoint(url="http://127.0.0.1:1", service_token="bench-service-token")  # noqa: S106
+
     def __getattr__(self, name: str) -> Callable[..., None]:
         """Setup calls (setup_lxd, ensure_timer, ...) succeed and do nothing."""
         if name.startswith("_"):
