@@ -75,6 +75,11 @@ class MirrorLxd:
         self.names: list[str] = []
         self.born = datetime.now(timezone.utc) - timedelta(minutes=1)
 
+    def wait_instances_settled(self, prefix: str, timeout: float) -> list[str]:
+        """No LXD operation is ever running on a mirrored instance."""
+        del prefix, timeout
+        return []
+
     def list(self, prefix: str | None = None, user_config: Any = None) -> list[MirrorInstance]:
         """The mirrored instances with the prefix."""
         del user_config
