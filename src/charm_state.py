@@ -14,48 +14,59 @@ and :meth:`CharmState.from_json`); secrets are :class:`pydantic.SecretStr` and o
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import logging
 import os
 import platform
-import re
 from collections.abc import Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, SerializationInfo, field_serializer
 
+from charm_config import (
+    BASE_IMAGE_CONFIG_NAME,
+    DENYLIST_CONFIG_NAME,
+    DOCKERHUB_MIRROR_CONFIG_NAME,
+    GITHUB_URL_CONFIG_NAME,
+    GROUP_CONFIG_NAME,
+    LABELS_CONFIG_NAME,
+    PATH_CONFIG_NAME,
+    POLICY_ALLOW_PR_TARGET_CONFIG_NAME,
+    POLICY_ALLOW_UNPROTECTED_CONFIG_NAME,
+    POLICY_DEFAULT_CONFIG_NAME,
+    RECONCILE_INTERVAL_CONFIG_NAME,
+    RUNNER_STORAGE_CONFIG_NAME,
+    TEST_MODE_CONFIG_NAME,
+    TOKEN_CONFIG_NAME,
+    USE_APROXY_CONFIG_NAME,
+    VIRTUAL_MACHINES_CONFIG_NAME,
+    VM_CPU_CONFIG_NAME,
+    VM_DISK_CONFIG_NAME,
+    VM_MEMORY_CONFIG_NAME,
+    get_bool,
+    get_int,
+    get_str,
+    parse_arch,
+    parse_denylist,
+    parse_enum,
+    parse_github_url,
+    parse_labels,
+    parse_mirror,
+    parse_path,
+    parse_size,
+    parse_test_mode,
+    proxy_from_env,
+)
 from errors import ConfigError, ImmutableConfigChangedError, MissingConfigError
 from github_type import GitHubOrg, GitHubRepo, api_base_url, parse_github_path
 from runner_type import Arch, ProxySetting, SSHDebugConnection, VirtualMachineResources
-from runner_type import size_in_bytes as _size_in_bytes
 
 if TYPE_CHECKING:
     import ops
 
 logger = logging.getLogger(__name__)
 
-TOKEN_CONFIG_NAME = "token"  # noqa: S105 -- an option name
-PATH_CONFIG_NAME = "path"
-GITHUB_URL_CONFIG_NAME = "github-url"
-GROUP_CONFIG_NAME = "group"
-LABELS_CONFIG_NAME = "labels"
-VIRTUAL_MACHINES_CONFIG_NAME = "virtual-machines"
-VM_CPU_CONFIG_NAME = "vm-cpu"
-VM_MEMORY_CONFIG_NAME = "vm-memory"
-VM_DISK_CONFIG_NAME = "vm-disk"
-RECONCILE_INTERVAL_CONFIG_NAME = "reconcile-interval"
-RUNNER_STORAGE_CONFIG_NAME = "runner-storage"
-BASE_IMAGE_CONFIG_NAME = "base-image"
-DOCKERHUB_MIRROR_CONFIG_NAME = "dockerhub-mirror"
-DENYLIST_CONFIG_NAME = "denylist"
-USE_APROXY_CONFIG_NAME = "experimental-use-aproxy"
-TEST_MODE_CONFIG_NAME = "test-mode"
-POLICY_ALLOW_PR_TARGET_CONFIG_NAME = "repo-policy-allow-pull-request-target"
-POLICY_ALLOW_UNPROTECTED_CONFIG_NAME = "repo-policy-allow-unprotected-branches"
-POLICY_DEFAULT_CONFIG_NAME = "repo-policy-default"
 APP_NAME_OPTION = "application-name"
 
 COS_AGENT_RELATION = "cos-agent"
@@ -74,9 +85,7 @@ UNIX_SOCKET_PATH_MAX = 107
 LXD_INSTANCE_NAME_MAX = 63
 RUNNER_NAME_SUFFIX = "-{unit}-" + "0" * 8  # runner names are <app>-<unit>-<8 hex digits>
 
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _REVEAL_SECRETS = "reveal_secrets"
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 class RunnerStorage(str, Enum):
@@ -332,14 +341,14 @@ class CharmState(BaseModel):
         unit_number = int(charm.unit.name.rsplit("/", 1)[1])
         validate_app_name(app_name, unit_number)
 
-        token = _read_token(charm, _get_str(config, TOKEN_CONFIG_NAME))
-        group = _get_str(config, GROUP_CONFIG_NAME).strip()
+        token = _read_token(charm, get_str(config, TOKEN_CONFIG_NAME))
+        group = get_str(config, GROUP_CONFIG_NAME).strip()
         if not group:
             raise ConfigError(GROUP_CONFIG_NAME, "must not be empty (use `default`)")
-        path = _parse_path(_get_str(config, PATH_CONFIG_NAME), group)
-        github_url = _parse_github_url(_get_str(config, GITHUB_URL_CONFIG_NAME))
+        path = parse_path(get_str(config, PATH_CONFIG_NAME), group)
+        github_url = parse_github_url(get_str(config, GITHUB_URL_CONFIG_NAME))
 
-        runner_storage = _parse_enum(config, RUNNER_STORAGE_CONFIG_NAME, RunnerStorage)
+        runner_storage = parse_enum(config, RUNNER_STORAGE_CONFIG_NAME, RunnerStorage)
         if deployed_runner_storage and deployed_runner_storage != runner_storage.value:
             raise ImmutableConfigChangedError(
                 RUNNER_STORAGE_CONFIG_NAME,
@@ -349,8 +358,8 @@ class CharmState(BaseModel):
                 "application",
             )
 
-        proxy = _proxy_from_env(os.environ if environ is None else environ)
-        aproxy = _get_bool(config, USE_APROXY_CONFIG_NAME)
+        proxy = proxy_from_env(os.environ if environ is None else environ)
+        aproxy = get_bool(config, USE_APROXY_CONFIG_NAME)
         if aproxy and not (proxy.http or proxy.https):
             raise ConfigError(
                 USE_APROXY_CONFIG_NAME,
@@ -370,28 +379,28 @@ class CharmState(BaseModel):
             github_url=github_url,
             api_url=api_base_url(github_url),
             runner_group=group,
-            labels=_parse_labels(_get_str(config, LABELS_CONFIG_NAME)),
-            virtual_machines=_get_int(config, VIRTUAL_MACHINES_CONFIG_NAME, minimum=0),
+            labels=parse_labels(get_str(config, LABELS_CONFIG_NAME)),
+            virtual_machines=get_int(config, VIRTUAL_MACHINES_CONFIG_NAME, minimum=0),
             vm_resources=VirtualMachineResources(
-                cpu=_get_int(config, VM_CPU_CONFIG_NAME, minimum=1),
-                memory=_parse_size(config, VM_MEMORY_CONFIG_NAME),
-                disk=_parse_size(config, VM_DISK_CONFIG_NAME),
+                cpu=get_int(config, VM_CPU_CONFIG_NAME, minimum=1),
+                memory=parse_size(config, VM_MEMORY_CONFIG_NAME),
+                disk=parse_size(config, VM_DISK_CONFIG_NAME),
             ),
-            reconcile_interval=_get_int(
+            reconcile_interval=get_int(
                 config, RECONCILE_INTERVAL_CONFIG_NAME, minimum=MIN_RECONCILE_INTERVAL
             ),
             runner_storage=runner_storage,
-            base_image=_parse_enum(config, BASE_IMAGE_CONFIG_NAME, BaseImage),
-            dockerhub_mirror=_parse_mirror(_get_str(config, DOCKERHUB_MIRROR_CONFIG_NAME)),
-            denylist=_parse_denylist(_get_str(config, DENYLIST_CONFIG_NAME)),
+            base_image=parse_enum(config, BASE_IMAGE_CONFIG_NAME, BaseImage),
+            dockerhub_mirror=parse_mirror(get_str(config, DOCKERHUB_MIRROR_CONFIG_NAME)),
+            denylist=parse_denylist(get_str(config, DENYLIST_CONFIG_NAME)),
             aproxy=aproxy,
-            test_mode=_parse_test_mode(_get_str(config, TEST_MODE_CONFIG_NAME)),
+            test_mode=parse_test_mode(get_str(config, TEST_MODE_CONFIG_NAME)),
             repo_policy=_parse_repo_policy(config),
             proxy=proxy,
             is_metrics_enabled=bool(charm.model.relations.get(COS_AGENT_RELATION)),
             reactive_config=reactive_config,
             ssh_debug_connections=read_ssh_debug_connections(charm),
-            arch=_parse_arch(platform.machine() if machine is None else machine),
+            arch=parse_arch(platform.machine() if machine is None else machine),
             app_name=app_name,
             unit_number=unit_number,
         )
@@ -448,34 +457,6 @@ def validate_app_name(app_name: str, unit_number: int) -> None:
         )
 
 
-def _get_str(config: Mapping[str, Any], name: str) -> str:
-    """Return a string option."""
-    value = config.get(name, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ConfigError(name, f"{value!r} is not a string")
-    return value
-
-
-def _get_int(config: Mapping[str, Any], name: str, minimum: int) -> int:
-    """Return an integer option of at least ``minimum``."""
-    value = config.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(name, f"{value!r} is not an integer")
-    if value < minimum:
-        raise ConfigError(name, f"{value} is less than the minimum of {minimum}")
-    return value
-
-
-def _get_bool(config: Mapping[str, Any], name: str) -> bool:
-    """Return a boolean option."""
-    value = config.get(name, False)
-    if not isinstance(value, bool):
-        raise ConfigError(name, f"{value!r} is not true or false")
-    return value
-
-
 def _read_token(charm: ops.CharmBase, value: str) -> str:
     """Return the GitHub token, reading it from a Juju user secret when given a secret URI."""
     import ops  # noqa: PLC0415 -- ops stays out of this module's import-time dependencies
@@ -506,160 +487,16 @@ def _read_token(charm: ops.CharmBase, value: str) -> str:
     return value
 
 
-def _parse_path(value: str, group: str) -> GitHubOrg | GitHubRepo:
-    """Parse the ``path`` option."""
-    value = value.strip()
-    if not value:
-        raise MissingConfigError(PATH_CONFIG_NAME)
-    try:
-        return parse_github_path(value, group)
-    except ValueError as exc:
-        raise ConfigError(
-            PATH_CONFIG_NAME,
-            f"{value!r} is neither an organisation name (my-org) nor a repository (owner/repo)",
-        ) from exc
-
-
-def _parse_https_url(name: str, value: str, example: str, allow_loopback_http: bool) -> str:
-    """Parse an https URL option."""
-    url = value.strip().rstrip("/")
-    shown = "the value" if "@" in value else repr(value)  # never echo credentials
-    error = ConfigError(name, f"{shown} is not an https URL like {example} (no credentials)")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a bad port
-    except ValueError as exc:
-        raise error from exc
-    if not parts.hostname or parts.query or parts.fragment or parts.username:
-        raise error
-    if parts.scheme == "https":
-        return url
-    if parts.scheme == "http" and allow_loopback_http and parts.hostname in _LOOPBACK_HOSTS:
-        return url
-    raise error
-
-
-def _parse_github_url(value: str) -> str:
-    """Parse the ``github-url`` option."""
-    if not value.strip():
-        raise MissingConfigError(GITHUB_URL_CONFIG_NAME)
-    return _parse_https_url(
-        GITHUB_URL_CONFIG_NAME,
-        value,
-        "https://github.com or https://ghes.example.com",
-        allow_loopback_http=True,
-    )
-
-
-def _parse_mirror(value: str) -> str | None:
-    """Parse the ``dockerhub-mirror`` option."""
-    if not value.strip():
-        return None
-    return _parse_https_url(
-        DOCKERHUB_MIRROR_CONFIG_NAME,
-        value,
-        "https://mirror.example.com:5000",
-        allow_loopback_http=False,
-    )
-
-
-def _parse_labels(value: str) -> tuple[str, ...]:
-    """Parse the ``labels`` option."""
-    labels: list[str] = []
-    for raw in value.split(","):
-        label = raw.strip()
-        if not label:
-            continue
-        if not _LABEL.match(label):
-            raise ConfigError(
-                LABELS_CONFIG_NAME,
-                f"{label!r} is not a label: use letters, digits, '.', '_' and '-' "
-                "(at most 100 characters), separated by commas",
-            )
-        if label not in labels:
-            labels.append(label)
-    return tuple(labels)
-
-
-def _parse_size(config: Mapping[str, Any], name: str) -> str:
-    """Parse a binary size option such as ``vm-memory``."""
-    value = _get_str(config, name).strip()
-    try:
-        size = _size_in_bytes(value)
-    except ValueError as exc:
-        raise ConfigError(name, f"{value!r} is not a size like 7GiB") from exc
-    if size == 0:
-        raise ConfigError(name, f"{value!r} is zero")
-    return value
-
-
-def _parse_enum(config: Mapping[str, Any], name: str, enum: type[Any]) -> Any:
-    """Parse an option that takes one of a few values."""
-    value = _get_str(config, name).strip()
-    try:
-        return enum(value)
-    except ValueError as exc:
-        allowed = " or ".join(repr(member.value) for member in enum)
-        raise ConfigError(name, f"{value!r} is not {allowed}") from exc
-
-
-def _parse_denylist(value: str) -> tuple[str, ...]:
-    """Parse the ``denylist`` option."""
-    networks: list[str] = []
-    for raw in value.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        try:
-            network = ipaddress.IPv4Network(entry, strict=False)
-        except ValueError as exc:
-            raise ConfigError(
-                DENYLIST_CONFIG_NAME, f"{entry!r} is not an IPv4 network like 10.0.0.0/8"
-            ) from exc
-        if str(network) not in networks:
-            networks.append(str(network))
-    return tuple(networks)
-
-
 def _parse_repo_policy(config: Mapping[str, Any]) -> RepoPolicyOptions:
     """Parse the ``repo-policy-*`` options."""
-    default = _get_str(config, POLICY_DEFAULT_CONFIG_NAME).strip().lower() or "deny"
+    default = get_str(config, POLICY_DEFAULT_CONFIG_NAME).strip().lower() or "deny"
     if default not in ("allow", "deny"):
         raise ConfigError(POLICY_DEFAULT_CONFIG_NAME, f"{default!r} is neither 'allow' nor 'deny'")
     return RepoPolicyOptions(
-        allow_pull_request_target=_get_bool(config, POLICY_ALLOW_PR_TARGET_CONFIG_NAME),
-        allow_unprotected_branches=_get_bool(config, POLICY_ALLOW_UNPROTECTED_CONFIG_NAME),
+        allow_pull_request_target=get_bool(config, POLICY_ALLOW_PR_TARGET_CONFIG_NAME),
+        allow_unprotected_branches=get_bool(config, POLICY_ALLOW_UNPROTECTED_CONFIG_NAME),
         default=default,
     )
-
-
-def _parse_test_mode(value: str) -> bool:
-    """Parse the ``test-mode`` option."""
-    value = value.strip()
-    if value in ("", "insecure"):
-        return value == "insecure"
-    raise ConfigError(TEST_MODE_CONFIG_NAME, f"{value!r} is not '' (off) or 'insecure'")
-
-
-def _proxy_from_env(environ: Mapping[str, str]) -> ProxySetting:
-    """Read the model's proxy settings Juju passes to the charm."""
-    return ProxySetting(
-        http=environ.get("JUJU_CHARM_HTTP_PROXY") or None,
-        https=environ.get("JUJU_CHARM_HTTPS_PROXY") or None,
-        no_proxy=environ.get("JUJU_CHARM_NO_PROXY") or None,
-    )
-
-
-def _parse_arch(machine: str) -> Arch:
-    """Map the machine architecture to GitHub's naming."""
-    arch = {"x86_64": Arch.X64, "amd64": Arch.X64, "aarch64": Arch.ARM64, "arm64": Arch.ARM64}
-    try:
-        return arch[machine.lower()]
-    except KeyError:
-        raise ConfigError(
-            "architecture",
-            f"the unit's architecture {machine!r} is not supported: deploy on amd64 or arm64",
-        ) from None
 
 
 def read_ssh_debug_connections(charm: ops.CharmBase) -> tuple[SSHDebugConnection, ...]:
