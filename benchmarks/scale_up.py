@@ -15,9 +15,11 @@ Ways of creating:
   boot wait). The sleep is scaled down (``--boot-wait``, default 6 s; small 1 s) and the figure is
   extrapolated to 60 s: ``measured + N * (60 - boot_wait)``.
 
-Also shown: the CPU seconds the whole host was busy per runner during a parallel trial (from
-``/proc/stat``: LXD, the containers' boot, the runner application, and anything else running on
-the machine then), which bounds what parallelism can do on 2 cores.
+Also shown, per runner of a parallel trial (until online): the CPU seconds the whole host was
+busy (``/proc/stat``: includes anything else running on the machine), and the CPU seconds of
+the containers themselves (their cgroups: boot and runner application), of the LXD daemon, and
+of this process (the manager and the in-process sandbox). They bound what parallelism can do
+on 2 cores.
 
 Page caches are dropped before every trial (MACHINE-FACTS: launches slow down on a warm cache).
 
@@ -67,6 +69,40 @@ def host_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def lxd_daemon_cpu() -> float:
+    """CPU seconds of the LXD daemon and its reaped children (0.0 if it cannot be found)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != "lxd":
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z":
+            continue
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def containers_cpu(names: list[str]) -> float:
+    """CPU seconds the containers themselves used so far (their cgroups; v1 or v2)."""
+    total = 0.0
+    for name in names:
+        v1 = Path(f"/sys/fs/cgroup/cpuacct/lxc.payload.{name}/cpuacct.usage")
+        v2 = Path(f"/sys/fs/cgroup/lxc.payload.{name}/cpu.stat")
+        try:
+            if v1.exists():
+                total += int(v1.read_text()) / 1e9
+            elif v2.exists():
+                usage = v2.read_text().split()[1]
+                total += int(usage) / 1e6
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def trial(env: LocalEnvironment, count: int, settings: dict[str, Any]) -> dict[str, float]:
     """One 0 -> ``count`` scale-up with these manager settings; leaves 0 runners behind.
 
@@ -82,6 +118,7 @@ def trial(env: LocalEnvironment, count: int, settings: dict[str, Any]) -> dict[s
     env.manager = env.build_manager()
     drop_caches()
     busy = host_busy_seconds()
+    daemon, own = lxd_daemon_cpu(), time.process_time()
     began = time.perf_counter()
     env.manager.reconcile(count, RESOURCES)
     created = time.perf_counter() - began
@@ -94,9 +131,19 @@ def trial(env: LocalEnvironment, count: int, settings: dict[str, Any]) -> dict[s
             break
         time.sleep(0.1)
     busy = host_busy_seconds() - busy
+    daemon, own = lxd_daemon_cpu() - daemon, time.process_time() - own
+    inside = containers_cpu(env.instances())
     env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
     env.manager.flush(LXDFlushMode.FLUSH_BUSY)
-    return {"created": created, "online": online, "made": made, "host_cpu_s": busy}
+    return {
+        "created": created,
+        "online": online,
+        "made": made,
+        "host_cpu_s": busy,
+        "cpu_containers_s": inside,
+        "cpu_lxd_s": daemon,
+        "cpu_this_process_s": own,
+    }
 
 
 def main() -> int:
@@ -145,7 +192,12 @@ def main() -> int:
                     created = median([r["created"] for r in rows])
                     online = median([r["online"] for r in rows])
                     cpu = median([r["host_cpu_s"] for r in rows])
+                    parts = {
+                        key: round((median([r[key] for r in rows]) or 0.0) / count, 2)
+                        for key in ("cpu_containers_s", "cpu_lxd_s", "cpu_this_process_s")
+                    }
                     results[way][count] = {
+                        "cpu_per_runner": parts,
                         "host_cpu_s_per_runner": round(cpu / count, 2) if cpu else None,
                         "reps": way_reps,
                         "created_s": round(created, 2) if created is not None else None,
@@ -175,7 +227,10 @@ def main() -> int:
         "upst. @60s",
         "upst./par",
         "tmpl online",
-        "host CPU s/runner (par)",
+        "CPU s/runner: host",
+        "containers",
+        "LXD",
+        "manager+sandbox",
     )
     one = results["parallel"].get(1, {}).get("online_s")
     one_template = results["parallel-template"].get(1, {}).get("online_s")
@@ -208,6 +263,9 @@ def main() -> int:
             fmt(figures[str(count)]["upstream60_over_parallel"], "x"),
             fmt(results["parallel-template"].get(count, {}).get("online_s"), "s"),
             fmt(par.get("host_cpu_s_per_runner")),
+            fmt(par.get("cpu_per_runner", {}).get("cpu_containers_s")),
+            fmt(par.get("cpu_per_runner", {}).get("cpu_lxd_s")),
+            fmt(par.get("cpu_per_runner", {}).get("cpu_this_process_s")),
         )
     biggest = max(sizes)
     target = figures[str(biggest)]["parallel_over_one"]
