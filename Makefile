@@ -44,7 +44,8 @@ setup:
 	scripts/setup-rabbitmq.sh
 
 integration: venv setup
-	$(BIN)/pytest tests/integration -q -p no:cacheprovider --durations=25
+	# Real daemons on a small shared machine: one rerun, reported in the summary (R / "rerun").
+	$(BIN)/pytest tests/integration -q -p no:cacheprovider --durations=25 --reruns 1 --reruns-delay 2
 
 test: lint static unit integration
 
