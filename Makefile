@@ -47,12 +47,13 @@ integration: venv setup
 	# Real daemons on a small shared machine: one rerun, reported in the summary (R / "rerun").
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --durations=25 --reruns 1 --reruns-delay 2
 
-test: lint static unit integration
+test: lint static unit integration bench
 
 demo: venv setup
 	$(PY) scripts/demo.py
 
 bench: venv setup
+	# Every benchmark at small sizes: each exits non-zero when an invariant breaks (leak, lost job).
 	for b in benchmarks/*.py; do $(PY) $$b --small || exit 1; done
 
 clean:

@@ -242,6 +242,11 @@ class LxdInstance:
             raise errors.LXDError(str(exc), "idmap", self.name) from exc
 
     @property
+    def last_status(self) -> InstanceStatus:
+        """Its status when it was listed or last refreshed (no API call)."""
+        return InstanceStatus.from_lxd(str(self.data.get("status", "")))
+
+    @property
     def status(self) -> InstanceStatus:
         """Its status now (one API call)."""
         state = self.client.sync(

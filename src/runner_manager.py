@@ -184,7 +184,7 @@ class RunnerManager:
         instances = [
             InstanceView(
                 name=i.name,
-                state=_instance_state(i.status.value),
+                state=_instance_state(i.last_status.value),  # as listed: no call per instance
                 created_at=i.created_at or now,
                 complete=i.config.get(CREATED_KEY) == "true",
             )
@@ -625,11 +625,11 @@ def _with_config(
 
 def _keep_logs(runner: Runner) -> None:
     """Pull an unhealthy runner's logs before it goes (a failure to do so is only logged)."""
-    if runner.instance is None or runner.instance.status.value != "Running":
+    if runner.instance is None or runner.instance.last_status.value != "Running":
         return
     try:
         runner.pull_logs()
-    except RunnerLogsError as exc:
+    except (RunnerLogsError, LXDError) as exc:  # e.g. it went away meanwhile
         logger.warning("logs of unhealthy runner %s not kept: %s", runner.config.name, exc)
 
 

@@ -74,6 +74,10 @@ class FakeInstance:
     pre_job_running: bool = False
 
     @property
+    def last_status(self) -> InstanceStatus:
+        return self.status
+
+    @property
     def files(self) -> FakeFiles:
         return FakeFiles(self)
 
