@@ -66,6 +66,11 @@ class MirrorInstance:
     status: _Status
     config: dict[str, str]
 
+    @property
+    def last_status(self) -> _Status:
+        """The status as listed (what the reconcile judges by)."""
+        return self.status
+
 
 class MirrorLxd:
     """An LXD seam that lists one healthy Running instance per registered name."""
