@@ -25,9 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
 
-import lxd_instance  # noqa: E402
 import runner  # noqa: E402
-import runner_image  # noqa: E402
+from artifacts import runner_image  # noqa: E402
 from benchmarks._lib.bench import (  # noqa: E402
     Report,
     drop_caches,
@@ -38,6 +37,7 @@ from benchmarks._lib.bench import (  # noqa: E402
     parse_args,
 )
 from harness.local import RESOURCES, TEST_IMAGE, LocalEnvironment, LocalOptions  # noqa: E402
+from lxd import instance as lxd_instance  # noqa: E402
 from runner_manager_type import LXDFlushMode  # noqa: E402
 
 APP = "bench-cold"
@@ -106,7 +106,7 @@ def instrument() -> None:
             setattr(owner, attr, _timed(phase, getattr(owner, attr)))
         else:
             MISSING.append(f"{owner.__name__}.{attr}")
-    client_cls = __import__("lxd").LxdClient
+    client_cls = __import__("lxd.client", fromlist=["LxdClient"]).LxdClient
     original_run = client_cls.run_operation
 
     @functools.wraps(original_run)

@@ -45,7 +45,7 @@ from benchmarks._lib.bench import (  # noqa: E402
     parse_args,
 )
 from charm import GithubRunnerCharm  # noqa: E402
-from github_type import GitHubRunnerStatus, RunnerApplication  # noqa: E402
+from github_api.types import GitHubRunnerStatus, RunnerApplication  # noqa: E402
 from runner_manager_type import LXDFlushMode, RunnerInfo  # noqa: E402
 
 APP = "bench-hook"
@@ -120,7 +120,7 @@ class FakeSystem:
 
     def ensure_repo_policy(self, *args: Any, **kwargs: Any) -> Any:
         """The policy service runs (not used: no job runs in these hooks)."""
-        from repo_policy_host import RepoPolicyEndpoint
+        from juju.policy_host import RepoPolicyEndpoint
 
         return RepoPolicyEndpoint(url="http://127.0.0.1:1", service_token="bench-service-token")  # noqa: S106
 

@@ -178,7 +178,7 @@ def cold(env: LocalEnvironment, jobs: int, mode: str, report: Report) -> list[fl
 
     from charm_state import ReactiveConfig
     from reactive import runner_manager as reactive_processes
-    from runner_manager_reactive import reactive_config
+    from reactive.wiring import reactive_config
 
     env.manager = env.build_manager(
         reactive_config=ReactiveConfig(mq_uri=SecretStr(MQ_URI), queue_name=queue_name)

@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
 
-import runner_image  # noqa: E402
+from artifacts import runner_image  # noqa: E402
 from benchmarks._lib.bench import (  # noqa: E402
     Report,
     drop_caches,
@@ -49,7 +49,7 @@ from benchmarks._lib.bench import (  # noqa: E402
     ratio,
 )
 from harness.local import RESOURCES, TEST_IMAGE, LocalEnvironment, LocalOptions  # noqa: E402
-from runner_manager_settings import RunnerManagerSettings  # noqa: E402
+from manager.settings import RunnerManagerSettings  # noqa: E402
 from runner_manager_type import LXDFlushMode  # noqa: E402
 
 APP = "bench-scale"

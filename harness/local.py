@@ -20,10 +20,10 @@ from typing import Any
 from pydantic import SecretStr
 
 from charm_state import BaseImage, CharmState, RunnerStorage
-from github_type import GitHubRepo
+from github_api.types import GitHubRepo
+from manager.settings import RunnerManagerSettings
 from metrics.storage import DirectoryStorageManager, StorageManager
 from runner_manager import RunnerManager
-from runner_manager_settings import RunnerManagerSettings
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig
 from runner_type import Arch, ProxySetting, VirtualMachineResources
 from sandbox.server import SandboxServer

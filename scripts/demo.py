@@ -29,7 +29,7 @@ from rich.table import Table  # noqa: E402
 
 from errors import GithubRunnerError  # noqa: E402
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions  # noqa: E402
-from lxd import LxdClient  # noqa: E402
+from lxd.client import LxdClient  # noqa: E402
 from reconcile_plan import RunnerState  # noqa: E402
 from runner_manager_type import LXDFlushMode  # noqa: E402
 

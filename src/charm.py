@@ -18,11 +18,11 @@ from typing import Any, Protocol
 import ops
 
 import errors
-from charm_host import HostSystem, SystemPort
 from charm_state import COS_AGENT_RELATION, CharmState, RunnerStorage
 from charms.github_runner.v0.cos_agent import COSAgentProvider
 from charms.github_runner.v0.mongodb import MongoDBRequirer
-from github_type import GitHubRunnerStatus, RunnerApplication
+from github_api.types import GitHubRunnerStatus, RunnerApplication
+from juju.host import HostSystem, SystemPort
 from metrics.events import METRICS_LOG_PATH
 from runner_manager_type import (
     FLUSH_MODE_BY_ACTION_PARAM,

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, SerializationInfo, field_serializer
 
-from charm_config import (
+from errors import ConfigError, ImmutableConfigChangedError, MissingConfigError
+from github_api.types import GitHubOrg, GitHubRepo, api_base_url, parse_github_path
+from juju.options import (
     BASE_IMAGE_CONFIG_NAME,
     DENYLIST_CONFIG_NAME,
     DOCKERHUB_MIRROR_CONFIG_NAME,
@@ -58,8 +60,6 @@ from charm_config import (
     parse_test_mode,
     proxy_from_env,
 )
-from errors import ConfigError, ImmutableConfigChangedError, MissingConfigError
-from github_type import GitHubOrg, GitHubRepo, api_base_url, parse_github_path
 from runner_type import Arch, ProxySetting, SSHDebugConnection, VirtualMachineResources
 
 if TYPE_CHECKING:

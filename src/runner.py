@@ -27,13 +27,13 @@ from errors import (
     RunnerLogsError,
     RunnerRemoveError,
 )
-from lxd import disk_device, proxy_device
+from lxd.client import disk_device, proxy_device
+from manager.settings import RunnerManagerSettings
 from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
-from runner_manager_settings import RunnerManagerSettings
 from runner_type import Arch, RunnerConfig, RunnerStatus, VirtualMachineResources
 
 if TYPE_CHECKING:
-    from lxd import LxdInstance
+    from lxd.client import LxdInstance
     from metrics.storage import StorageManager
     from runner_manager_type import RunnerManagerClients
 

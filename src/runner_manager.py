@@ -13,8 +13,7 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-import runner_binary
-import runner_image
+from artifacts import runner_binary, runner_image
 from errors import (
     GithubClientError,
     GithubNotFoundError,
@@ -23,11 +22,16 @@ from errors import (
     RunnerBinaryError,
     RunnerLogsError,
 )
-from github_client import GithubClient
-from github_type import RunnerApplication
-from lxd import LxdClient, LxdInstance
+from github_api.client import GithubClient
+from github_api.types import RunnerApplication
+from lxd.client import LxdClient, LxdInstance
+from manager.executor import run_parallel
+from manager.settings import RunnerManagerSettings
+from manager.unit_lock import UnitLock
 from metrics.recorder import MetricsRecorder
+from metrics.shared_fs import SharedFilesystemManager
 from metrics.storage import StorageManager
+from paths import TEMPLATES_DIR
 from reconcile_plan import (
     HEALTHY_STATES,
     DeleteReason,
@@ -42,10 +46,8 @@ from reconcile_plan import (
     plan_flush,
     plan_reconcile,
 )
-from repo_policy_compliance_client import RepoPolicyComplianceClient
+from repo_policy.client import RepoPolicyComplianceClient
 from runner import CREATED_KEY, CreateRunnerConfig, Runner
-from runner_executor import run_parallel
-from runner_manager_settings import RunnerManagerSettings
 from runner_manager_type import (
     LXDFlushMode,
     LXDRunnerManagerConfig,
@@ -53,13 +55,9 @@ from runner_manager_type import (
     RunnerManagerClients,
 )
 from runner_type import RunnerConfig, RunnerStatus, VirtualMachineResources
-from shared_fs import SharedFilesystemManager
-from unit_lock import UnitLock
 
 logger = logging.getLogger(__name__)
 
-
-TEMPLATES_DIR = runner_image.REPO_ROOT / "templates"
 
 _BUSY_FLUSH_MODES = (
     LXDFlushMode.FLUSH_BUSY,
@@ -259,7 +257,7 @@ class RunnerManager:
                 self._create(plan.create, resources, report)
             surplus = sum(1 for d in plan.deletions if d.reason is DeleteReason.SURPLUS)
             if reactive:
-                import runner_manager_reactive  # noqa: PLC0415 - it imports this module
+                from reactive import wiring as runner_manager_reactive  # noqa: PLC0415 - it imports this module
 
                 runner_manager_reactive.reconcile_consumers(self, quantity, desired - surplus)
             report.duration = time.monotonic() - start

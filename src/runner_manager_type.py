@@ -7,7 +7,7 @@ from enum import Enum, auto
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from github_type import GitHubOrg, GitHubRepo, GitHubRunnerStatus
+from github_api.types import GitHubOrg, GitHubRepo, GitHubRunnerStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -15,9 +15,9 @@ if TYPE_CHECKING:
     from jinja2 import Environment
 
     from charm_state import CharmState, ReactiveConfig
-    from github_client import GithubClient
-    from lxd import LxdClient
-    from repo_policy_compliance_client import RepoPolicyComplianceClient
+    from github_api.client import GithubClient
+    from lxd.client import LxdClient
+    from repo_policy.client import RepoPolicyComplianceClient
 
 
 class LXDFlushMode(Enum):

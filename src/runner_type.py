@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
-from github_type import GitHubPath
+from github_api.types import GitHubPath
 
 _SIZE = re.compile(r"^(\d+)(KiB|MiB|GiB|TiB)$")
 _FACTORS = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}

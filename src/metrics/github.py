@@ -8,7 +8,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from errors import GithubClientError
-from github_type import GitHubRepo, JobInfo
+from github_api.types import GitHubRepo, JobInfo
 from metrics.type import PreJobMetrics
 
 logger = logging.getLogger(__name__)

@@ -62,7 +62,7 @@ from pydantic import (
 )
 
 import errors
-from github_type import JobInfo, JobStatus
+from github_api.types import JobInfo, JobStatus
 
 # kombu is only partly typed: the boundary goes through Any, and this module is the only user.
 _kombu: Any = kombu

@@ -65,7 +65,7 @@ Factory = Callable[[Mapping[str, Any]], tuple[RunnerSpawner, GithubJobChecker]]
 # Factory names the config file may use, each an importable "module:function". The lead's
 # charm-side factory builds the real RunnerManager-backed spawner and the GithubClient.
 FACTORIES: dict[str, str] = {
-    "lxd": "runner_manager_reactive:reactive_components",
+    "lxd": "reactive.wiring:reactive_components",
 }
 _FACTORY_SPEC = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]\w*$")
 _MAX_CONFIG_BYTES = 1024 * 1024

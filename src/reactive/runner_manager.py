@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from errors import ReactiveRunnerError  # re-exported: the seed API names it here
+from paths import SRC_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -456,7 +457,7 @@ def _spawn(config: ReactiveRunnerConfig, account: pwd.struct_passwd | None, dige
         env.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
         uid, gid = account.pw_uid, account.pw_gid
         groups = os.getgrouplist(account.pw_name, account.pw_gid)
-    code_root = Path(__file__).resolve().parent.parent
+    code_root = SRC_DIR
     try:
         with (config.log_dir / _STDERR_LOG).open("ab") as stderr:
             proc = subprocess.Popen(

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from errors import GithubClientError, GithubNotFoundError, GithubRateLimitError
-from github_type import BranchProtection, GitHubRepo, PullRequestInfo
+from github_api.types import BranchProtection, GitHubRepo, PullRequestInfo
 from repo_policy.config import ALLOW, PolicyConfig
 
 _REPOSITORY = re.compile(r"^([A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))/([A-Za-z0-9._-]{1,100})$")

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from errors import GithubApiError
-from github_client import GithubClient
-from github_type import BranchProtection, GitHubRepo, PullRequestInfo
+from github_api.client import GithubClient
+from github_api.types import BranchProtection, GitHubRepo, PullRequestInfo
 from repo_policy.app import PolicyApp
 from repo_policy.config import ConfigSource, WatchedFile
 from repo_policy.policy import CheckRequest, PolicyGitHub

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import errors
-from lxd import LxdClient, LxdInstance
+from lxd.client import LxdClient, LxdInstance
 
 TEST_IMAGE = os.environ.get("GITHUB_RUNNER_TEST_IMAGE", "github-runner-test")
 PREPARE = "scripts/setup-lxd.sh && scripts/build-lxd-image.sh --test"

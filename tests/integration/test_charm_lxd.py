@@ -17,8 +17,8 @@ from ops import testing
 
 from charm import GithubRunnerCharm
 from harness.local import LocalEnvironment, LocalOptions
+from juju.policy_host import RepoPolicyEndpoint, RepoPolicyService
 from repo_policy.service import BackgroundServer, ServiceFiles, build_app
-from repo_policy_host import RepoPolicyEndpoint, RepoPolicyService
 from runner_manager import RunnerManager
 from runner_manager_type import LXDRunnerManagerConfig
 from tests.unit.fakes_charm import FakeSystem, load_yaml

@@ -19,8 +19,8 @@ import pytest
 import requests
 
 import errors
-from github_client import GithubClient
-from github_type import GitHubOrg, GitHubRepo, GitHubRunnerStatus, JobStatus
+from github_api.client import GithubClient
+from github_api.types import GitHubOrg, GitHubRepo, GitHubRunnerStatus, JobStatus
 from sandbox.server import SandboxServer
 
 ADMIN = "ghp_admin-sandbox-secret-0001"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import errors
-from lxd import LxdClient, LxdInstance, disk_device, proxy_device
-from lxd_type import InstanceStatus
+from lxd.client import LxdClient, LxdInstance, disk_device, proxy_device
+from lxd.types import InstanceStatus
 
 pytestmark = pytest.mark.lxd
 

@@ -29,7 +29,7 @@ import kombu
 import pytest
 
 import errors
-from github_type import JobInfo, JobStatus
+from github_api.types import JobInfo, JobStatus
 from reactive.consumer import publish_job
 from reactive.runner_manager import ReactiveRunnerConfig, list_processes, reconcile
 

@@ -20,7 +20,7 @@ from charm_state import ReactiveConfig
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions
 from reactive import runner_manager as reactive_processes
 from reactive.consumer import publish_job, queue_size
-from runner_manager_reactive import reactive_config
+from reactive.wiring import reactive_config
 from runner_manager_type import LXDFlushMode
 
 pytestmark = [

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions
-from lxd import LxdClient
+from lxd.client import LxdClient
 from repo_policy.policy import CheckRequest
 from repo_policy.service import BackgroundServer, ServiceFiles, build_app
 from runner import Runner

@@ -23,7 +23,7 @@ import pytest
 
 import errors
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions
-from lxd import LxdClient
+from lxd.client import LxdClient
 from runner import CreateRunnerConfig, Runner
 from runner_manager_type import LXDFlushMode
 from runner_type import RunnerStatus

@@ -25,8 +25,8 @@ from metrics.runner import (
     RUNNER_INSTALLED_TS_FILE_NAME,
     extract,
 )
+from metrics.shared_fs import SharedFilesystemManager, container_root_ids
 from metrics.type import PostJobStatus
-from shared_fs import SharedFilesystemManager, container_root_ids
 
 pytestmark = [
     pytest.mark.lxd,

@@ -23,8 +23,8 @@ from openapi_core.templating.responses.exceptions import ResponseNotFound
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 import errors
-from github_client import GithubClient
-from github_type import BranchProtection, GitHubRepo
+from github_api.client import GithubClient
+from github_api.types import BranchProtection, GitHubRepo
 from sandbox.server import SandboxServer
 from sandbox.web import Request, Response
 from tests.sandbox.sandbox_openapi import (

@@ -12,8 +12,8 @@ from ops import testing
 from scenario.state import _Event
 
 from charm import GithubRunnerCharm, RunnerManagerPort
-from github_type import GitHubRunnerStatus, RunnerApplication
-from repo_policy_host import RepoPolicyEndpoint
+from github_api.types import GitHubRunnerStatus, RunnerApplication
+from juju.policy_host import RepoPolicyEndpoint
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerInfo
 from runner_type import VirtualMachineResources
 

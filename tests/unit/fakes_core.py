@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 import errors
 from charm_state import CharmState
-from github_type import (
+from github_api.types import (
     GitHubPath,
     GitHubRepo,
     GitHubRunnerStatus,
@@ -28,7 +28,7 @@ from github_type import (
     SelfHostedRunner,
 )
 from harness.local import local_charm_state
-from lxd_type import ExecResult, ImageInfo, InstanceStatus
+from lxd.types import ExecResult, ImageInfo, InstanceStatus
 from runner_type import VirtualMachineResources
 
 NOW = datetime.now(timezone.utc)

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 import charm
-import charm_host
 import errors
-from charm_host import LOGROTATE_TEMPLATE, HostSystem, run
-from event_timer import EventTimer
+from juju import host as charm_host
+from juju.event_timer import EventTimer
+from juju.host import LOGROTATE_TEMPLATE, HostSystem, run
 from runner_manager_type import LXDRunnerManagerConfig
 
 

@@ -17,7 +17,7 @@ from charm_state import (
     max_app_name_length,
     validate_app_name,
 )
-from github_type import GitHubOrg, GitHubRepo
+from github_api.types import GitHubOrg, GitHubRepo
 from runner_type import Arch, ProxySetting, SSHDebugConnection, VirtualMachineResources
 from tests.unit.fakes_charm import (
     TOKEN,
@@ -204,9 +204,9 @@ def test_url_messages_never_echo_credentials() -> None:
 
 def test_wrong_types_are_config_errors() -> None:
     # Juju enforces option types; the model still reports a wrong type against the option.
-    from charm_config import get_bool as _get_bool
-    from charm_config import get_int as _get_int
-    from charm_config import get_str as _get_str
+    from juju.options import get_bool as _get_bool
+    from juju.options import get_int as _get_int
+    from juju.options import get_str as _get_str
 
     with pytest.raises(errors.ConfigError, match=r"^vm-cpu: 'x' is not an integer"):
         _get_int({"vm-cpu": "x"}, "vm-cpu", 1)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import errors
-from event_timer import EventTimer, run_systemctl
+from juju.event_timer import EventTimer, run_systemctl
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")

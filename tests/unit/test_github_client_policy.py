@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 import errors
-from github_client import GithubClient, TransportError
-from github_parse import HttpReply, parse_job_url
-from github_type import GitHubOrg, GitHubRepo, GitHubRunnerStatus, JobStatus
+from github_api.client import GithubClient, TransportError
+from github_api.parse import HttpReply, parse_job_url
+from github_api.types import GitHubOrg, GitHubRepo, GitHubRunnerStatus, JobStatus
 
 TOKEN = "ghp_unit-secret-token-0123456789"
 API = "https://ghes.example/api/v3"

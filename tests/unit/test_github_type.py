@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import errors
-from github_parse import (
+from github_api.parse import (
     HttpReply,
     error_from_reply,
     job_from_json,
@@ -17,7 +17,7 @@ from github_parse import (
     rate_limit_reset,
     runner_from_json,
 )
-from github_type import (
+from github_api.types import (
     GitHubOrg,
     GitHubRepo,
     GitHubRunnerStatus,

@@ -18,8 +18,8 @@ import pytest
 import requests
 
 import errors
-import lxd
-from lxd_type import InstanceStatus
+from lxd import client as lxd
+from lxd.types import InstanceStatus
 
 IDMAP = '[{"Isuid":true,"Isgid":true,"Hostid":100000,"Nsid":0,"Maprange":65536}]'
 

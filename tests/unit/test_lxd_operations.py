@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lxd import LxdClient
+from lxd.client import LxdClient
 
 
 class ScriptedClient(LxdClient):

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import errors
-import lxd
-from lxd_instance import LxdInstance
-from lxd_type import (
+from lxd import client as lxd
+from lxd.instance import LxdInstance
+from lxd.types import (
     ExecResult,
     InstanceStatus,
     ResourceProfile,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from errors import GithubApiError
-from github_type import GitHubRepo, JobInfo, JobStatus
+from github_api.types import GitHubRepo, JobInfo, JobStatus
 from metrics.github import GithubJobMetrics, job
 from metrics.type import PreJobMetrics
 
@@ -72,7 +72,7 @@ def test_github_error() -> None:
 def test_the_real_client_fits_the_protocol() -> None:
     import inspect
 
-    from github_client import GithubClient
+    from github_api.client import GithubClient
     from metrics.github import JobsOfRunClient
 
     expected = inspect.signature(JobsOfRunClient.list_jobs_of_run)

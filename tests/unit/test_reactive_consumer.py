@@ -19,7 +19,7 @@ import pytest
 from kombu.transport import mongodb as kombu_mongodb
 
 import errors
-from github_type import JobInfo, JobStatus
+from github_api.types import JobInfo, JobStatus
 from reactive.consumer import (
     ConsumerSettings,
     JobConsumer,

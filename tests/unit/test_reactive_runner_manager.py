@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import errors
-from github_type import JobInfo
+from github_api.types import JobInfo
 from reactive import runner as reactive_runner_module
 from reactive import runner_manager
 from reactive.runner import load_consumer_settings, load_runner_manager, resolve_factory

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import errors
-from github_type import BranchProtection
+from github_api.types import BranchProtection
 from repo_policy.app import MAX_BODY, PolicyApp
 from repo_policy.config import ConfigSource, PolicyConfig
 from repo_policy.policy import CheckRequest
@@ -253,7 +253,7 @@ def test_load_config_file(tmp_path: Path) -> None:
 
 
 def test_no_github_token_fails_every_question() -> None:
-    from github_type import GitHubRepo
+    from github_api.types import GitHubRepo
     from repo_policy.service import _NoGithub
 
     repo = GitHubRepo("octo", "app")

@@ -8,10 +8,10 @@ import pytest
 
 import errors
 from repo_policy.app import PolicyApp
+from repo_policy.client import RepoPolicyComplianceClient
 from repo_policy.config import PolicyConfig
 from repo_policy.service import BackgroundServer
 from repo_policy.tokens import OneTimeTokenStore
-from repo_policy_compliance_client import RepoPolicyComplianceClient
 from tests.unit.test_repo_policy_decision import FakeGithub
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import errors
-from github_type import BranchProtection, GitHubRepo, PullRequestInfo
+from github_api.types import BranchProtection, GitHubRepo, PullRequestInfo
 from repo_policy.config import PolicyConfig
 from repo_policy.policy import BadCheckRequestError, CheckRequest, evaluate
 

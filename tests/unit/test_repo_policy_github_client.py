@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 import errors
-from github_client import GithubClient
-from github_parse import HttpReply
-from github_type import BranchProtection, GitHubRepo
+from github_api.client import GithubClient
+from github_api.parse import HttpReply
+from github_api.types import BranchProtection, GitHubRepo
 
 REPO = GitHubRepo("octo", "app")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from errors import SubprocessError
-from repo_policy_host import SERVICE_NAME, RepoPolicyService
+from juju.policy_host import SERVICE_NAME, RepoPolicyService
 
 
 class FakeSystemctl:

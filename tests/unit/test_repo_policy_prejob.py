@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import errors
-from github_type import BranchProtection
+from github_api.types import BranchProtection
 from repo_policy.app import PolicyApp
 from repo_policy.config import PolicyConfig
 from repo_policy.service import BackgroundServer

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import runner_binary
+from artifacts import runner_binary
 from errors import RunnerBinaryError
-from github_type import RunnerApplication
+from github_api.types import RunnerApplication
 from tests.unit.fakes_core import runner_tarball
 
 FILES: dict[str, bytes] = {}

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import errors
-import runner_image
-from github_type import GitHubRepo, JobInfo, JobStatus
+from artifacts import runner_image
+from github_api.types import GitHubRepo, JobInfo, JobStatus
+from manager.settings import RunnerManagerSettings
 from metrics.storage import DirectoryStorageManager
 from runner_manager import RunnerManager, template_environment
-from runner_manager_settings import RunnerManagerSettings
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerManagerClients
 from runner_type import VirtualMachineResources
 from tests.unit.fakes_core import FakeGithub, FakeLxd, FakeRepoPolicy, make_state, runner_tarball

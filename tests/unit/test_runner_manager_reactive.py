@@ -9,15 +9,15 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from charm_state import ReactiveConfig
-from runner_manager import RunnerManager
-from runner_manager_reactive import (
+from manager.settings import RunnerManagerSettings
+from reactive.wiring import (
     manager_section,
     reactive_components,
     reactive_config,
     settings_from_json,
     settings_to_json,
 )
-from runner_manager_settings import RunnerManagerSettings
+from runner_manager import RunnerManager
 from runner_manager_type import LXDRunnerManagerConfig
 from tests.unit.fakes_core import make_state
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import shared_fs
 from errors import MetricsStorageError, MetricsStorageExistsError, MetricsStorageNotFoundError
+from metrics import shared_fs
+from metrics.shared_fs import SharedFilesystemManager, container_root_ids
 from metrics.storage import StorageManager
-from shared_fs import SharedFilesystemManager, container_root_ids
 
 IDMAP = json.dumps(
     [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from errors import ReconcileError
-from unit_lock import UnitLock
+from manager.unit_lock import UnitLock
 
 
 def hold_in_thread(lock: UnitLock, mode: str, seconds: float) -> threading.Event:

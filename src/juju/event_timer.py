@@ -18,12 +18,12 @@ from pathlib import Path
 import jinja2
 
 from errors import SubprocessError
+from paths import TEMPLATES_DIR
 
 logger = logging.getLogger(__name__)
 
 SYSTEMD_UNIT_DIR = Path("/etc/systemd/system")
 LOCK_DIR = Path("/run/lock")
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 SYSTEMCTL_TIMEOUT_SECONDS = 60
 
 Systemctl = Callable[[Sequence[str]], int]
@@ -86,7 +86,7 @@ class EventTimer:
         self._lock_dir = lock_dir
         self._systemctl = systemctl
         self._jinja = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+            loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
             autoescape=False,  # noqa: S701 -- systemd units, not HTML
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,

@@ -29,9 +29,9 @@ import pylxd.exceptions
 import requests
 
 import errors
-from lxd_instance import OPERATION_SLACK, LxdFiles, LxdInstance
-from lxd_resources import LxdResources
-from lxd_type import (
+from lxd.instance import OPERATION_SLACK, LxdFiles, LxdInstance
+from lxd.resources import LxdResources
+from lxd.types import (
     HIDDEN,
     Device,
     ExecResult,

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import errors
-from github_type import (
+from github_api.types import (
     NAME_PATTERN,
     PERMISSION_LEVELS,
     BranchProtection,

@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 
 from errors import RunnerBinaryError
-from github_type import RunnerApplication
+from github_api.types import RunnerApplication
 
 logger = logging.getLogger(__name__)
 

@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from errors import SubprocessError
-from event_timer import TEMPLATE_DIR, EventTimer
-from repo_policy_host import RepoPolicyEndpoint, RepoPolicyService
+from juju.event_timer import EventTimer
+from juju.policy_host import RepoPolicyEndpoint, RepoPolicyService
+from paths import SCRIPTS_DIR, TEMPLATES_DIR
 
 logger = logging.getLogger(__name__)
 
-CHARM_DIR = Path(__file__).resolve().parent.parent
-SETUP_LXD_SCRIPT = CHARM_DIR / "scripts" / "setup-lxd.sh"
+SETUP_LXD_SCRIPT = SCRIPTS_DIR / "setup-lxd.sh"
 SETUP_LXD_TIMEOUT_SECONDS = 1200
 LOGROTATE_PATH = Path("/etc/logrotate.d/github-runner-metrics")
 # The metrics log is appended to by opening it for each event: rotation by rename loses nothing.
-LOGROTATE_TEMPLATE = TEMPLATE_DIR / "logrotate-github-runner-metrics"
+LOGROTATE_TEMPLATE = TEMPLATES_DIR / "logrotate-github-runner-metrics"
 
 
 class SystemPort(Protocol):

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 import errors
-from lxd_type import Device, ImageInfo, ResourceProfile, parse_lxd_time
+from lxd.types import Device, ImageInfo, ResourceProfile, parse_lxd_time
 
 logger = logging.getLogger("lxd")
 

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from errors import LXDNotFoundError, SubprocessError
+from paths import SCRIPTS_DIR
 
 if TYPE_CHECKING:
-    from lxd import LxdClient
-    from runner_manager_settings import RunnerManagerSettings
+    from lxd.client import LxdClient
+    from manager.settings import RunnerManagerSettings
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-lxd-image.sh"
+BUILD_SCRIPT = SCRIPTS_DIR / "build-lxd-image.sh"
 BUILD_TIMEOUT = 3600
 REBUILD_EVERY_HOURS = 6
 

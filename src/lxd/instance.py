@@ -16,7 +16,7 @@ from urllib.parse import quote
 import tenacity
 
 import errors
-from lxd_type import (
+from lxd.types import (
     Device,
     ExecResult,
     InstanceStatus,
@@ -27,7 +27,7 @@ from lxd_type import (
 )
 
 if TYPE_CHECKING:
-    from lxd import LxdClient
+    from lxd.client import LxdClient
 
 logger = logging.getLogger(__name__)
 

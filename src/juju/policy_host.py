@@ -19,7 +19,8 @@ from typing import Any
 import jinja2
 
 from errors import SubprocessError
-from event_timer import TEMPLATE_DIR, Systemctl, run_systemctl
+from juju.event_timer import Systemctl, run_systemctl
+from paths import REPO_ROOT, TEMPLATES_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class RepoPolicyService:
         self.unit_name = unit_name
         self.config_dir = config_dir
         self.unit_dir = unit_dir
-        self.charm_dir = charm_dir or Path(__file__).resolve().parent.parent
+        self.charm_dir = charm_dir or REPO_ROOT
         self._systemctl = systemctl
 
     @property
@@ -150,7 +151,7 @@ class RepoPolicyService:
     def render_unit(self, github_api_url: str, host: str, port: int) -> str:
         """Render the systemd unit of the service."""
         env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+            loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
             undefined=jinja2.StrictUndefined,
             autoescape=False,  # noqa: S701 - a systemd unit, not HTML
             keep_trailing_newline=True,

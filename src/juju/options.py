@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from errors import ConfigError, MissingConfigError
-from github_type import GitHubOrg, GitHubRepo, parse_github_path
+from github_api.types import GitHubOrg, GitHubRepo, parse_github_path
 from runner_type import Arch, ProxySetting
 from runner_type import size_in_bytes as _size_in_bytes
 

@@ -17,11 +17,11 @@ from pydantic import TypeAdapter
 
 from charm_state import CharmState
 from errors import GithubRunnerError, QueueError, RunnerCreateError
+from manager.settings import RunnerManagerSettings
 from reactive import runner_manager as reactive_processes
 from reactive.consumer import GithubJobChecker, RunnerSpawner, build_supported_labels, queue_size
 from reactive.runner_manager import ReactiveRunnerConfig
 from runner_manager import RunnerManager
-from runner_manager_settings import RunnerManagerSettings
 from runner_manager_type import LXDRunnerManagerConfig
 from runner_type import VirtualMachineResources
 

@@ -45,7 +45,7 @@ from github import Auth
 from github.Requester import Requester
 
 import errors
-from github_parse import (
+from github_api.parse import (
     HttpReply,
     application_from_json,
     error_from_reply,
@@ -59,7 +59,7 @@ from github_parse import (
     pull_request_from_json,
     runner_from_json,
 )
-from github_type import (
+from github_api.types import (
     BranchProtection,
     GitHubOrg,
     GitHubPath,

@@ -1,0 +1,1 @@
+"""What runners are made from: the runner binary and the runner image."""

@@ -1,0 +1,1 @@
+"""The GitHub seam: the only part that imports PyGithub."""

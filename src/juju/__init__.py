@@ -1,0 +1,1 @@
+"""Host integration: options parsing, systemd, the reconcile timer, the policy service host."""

@@ -1,0 +1,1 @@
+"""The LXD seam: the only part that imports pylxd."""
