@@ -176,7 +176,7 @@ def cold(env: LocalEnvironment, jobs: int, mode: str, report: Report) -> list[fl
             delete_queue(queue_name)
     from pydantic import SecretStr
 
-    from charm_state import ReactiveConfig
+    from manager.state import ReactiveConfig
     from reactive import runner_manager as reactive_processes
     from reactive.wiring import reactive_config
 

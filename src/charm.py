@@ -17,12 +17,14 @@ from typing import Any, Protocol
 
 import ops
 
+import charm_state
 import errors
-from charm_state import COS_AGENT_RELATION, CharmState, RunnerStorage
+from charm_state import COS_AGENT_RELATION
 from charms.github_runner.v0.cos_agent import COSAgentProvider
 from charms.github_runner.v0.mongodb import MongoDBRequirer
 from github_api.types import GitHubRunnerStatus, RunnerApplication
 from juju.host import HostSystem, SystemPort
+from manager.state import CharmState, RunnerStorage
 from metrics.events import METRICS_LOG_PATH
 from runner_manager_type import (
     FLUSH_MODE_BY_ACTION_PARAM,
@@ -179,7 +181,7 @@ class GithubRunnerCharm(ops.CharmBase):
             value = str(self.config.get("runner-storage", ""))
             if value in {storage.value for storage in RunnerStorage}:
                 self._stored.runner_storage = value
-        return CharmState.from_charm(
+        return charm_state.from_charm(
             self,
             database_uri=self.mongodb.uri() or "",
             deployed_runner_storage=self._stored.runner_storage or None,

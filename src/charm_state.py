@@ -1,31 +1,24 @@
-"""The charm's state: config options, relations and the Juju proxy environment, validated.
+"""Build the unit's state from Juju: config options, relations and the Juju proxy environment.
 
-:class:`CharmState` is built once per hook by :meth:`CharmState.from_charm` and is frozen. Every
-invalid value raises :class:`errors.ConfigError` (or a subclass) whose message names the option
-and says what is wrong, so the charm shows it as is in a Blocked status.
-
-Core modules (the runner manager, the reactive subprocess) import this module, so it must not
-import ``ops`` at module level: ``ops`` is imported under ``TYPE_CHECKING`` and inside the one
-function that needs its exceptions. The model round-trips through JSON (:meth:`CharmState.to_json`
-and :meth:`CharmState.from_json`); secrets are :class:`pydantic.SecretStr` and only
-:meth:`CharmState.to_json` writes them in clear.
+:func:`from_charm` reads them once per hook into the plain, frozen :class:`CharmState` of
+``manager.state`` (which the core reads without Juju). Every invalid value raises
+:class:`errors.ConfigError` (or a subclass) whose message names the option and says what is
+wrong, so the charm shows it as is in a Blocked status.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import platform
 from collections.abc import Mapping
-from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr, SerializationInfo, field_serializer
+import ops
+from pydantic import SecretStr
 
 from errors import ConfigError, ImmutableConfigChangedError, MissingConfigError
-from github_api.types import GitHubOrg, GitHubRepo, api_base_url, parse_github_path
+from github_api.types import api_base_url
 from juju.options import (
     BASE_IMAGE_CONFIG_NAME,
     DENYLIST_CONFIG_NAME,
@@ -60,10 +53,14 @@ from juju.options import (
     parse_test_mode,
     proxy_from_env,
 )
-from runner_type import Arch, ProxySetting, SSHDebugConnection, VirtualMachineResources
-
-if TYPE_CHECKING:
-    import ops
+from manager.state import (
+    BaseImage,
+    CharmState,
+    ReactiveConfig,
+    RepoPolicyOptions,
+    RunnerStorage,
+)
+from runner_type import SSHDebugConnection, VirtualMachineResources
 
 logger = logging.getLogger(__name__)
 
@@ -85,339 +82,99 @@ UNIX_SOCKET_PATH_MAX = 107
 LXD_INSTANCE_NAME_MAX = 63
 RUNNER_NAME_SUFFIX = "-{unit}-" + "0" * 8  # runner names are <app>-<unit>-<8 hex digits>
 
-_REVEAL_SECRETS = "reveal_secrets"
 
+def from_charm(
+    charm: ops.CharmBase,
+    database_uri: str | None = None,
+    *,
+    deployed_runner_storage: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    machine: str | None = None,
+) -> CharmState:
+    """Build and validate the state of the charm.
 
-class RunnerStorage(str, Enum):
-    """Where runner root disks live (``runner-storage``)."""
+    Args:
+        charm: The charm.
+        database_uri: The message queue URI from the mongodb relation (the charm reads it
+            with ``MongoDBRequirer.uri()``); None or empty: no reactive mode.
+        deployed_runner_storage: ``runner-storage`` as it was at deploy time, if known.
+        environ: The environment holding the JUJU_CHARM_*_PROXY variables (os.environ).
+        machine: The machine architecture (``platform.machine()``).
 
-    JUJU_STORAGE = "juju-storage"
-    MEMORY = "memory"
+    Returns:
+        The state.
 
-
-class BaseImage(str, Enum):
-    """Ubuntu release of the runner image (``base-image``)."""
-
-    NOBLE = "noble"
-    JAMMY = "jammy"
-
-
-class RepoPolicyOptions(BaseModel):
-    """What the pre-job repository policy allows (see docs/repo-policy.md).
-
-    Attributes:
-        allow_pull_request_target: Let ``pull_request_target`` jobs run.
-        allow_unprotected_branches: Let push/dispatch/schedule jobs run on unprotected refs.
-        default: ``allow`` or ``deny`` jobs of events with no rule of their own.
+    Raises:
+        ConfigError: If any value is invalid; the message names the option.
     """
+    config = charm.config
+    app_name = charm.app.name
+    unit_number = int(charm.unit.name.rsplit("/", 1)[1])
+    validate_app_name(app_name, unit_number)
 
-    model_config = ConfigDict(frozen=True)
+    token = _read_token(charm, get_str(config, TOKEN_CONFIG_NAME))
+    group = get_str(config, GROUP_CONFIG_NAME).strip()
+    if not group:
+        raise ConfigError(GROUP_CONFIG_NAME, "must not be empty (use `default`)")
+    path = parse_path(get_str(config, PATH_CONFIG_NAME), group)
+    github_url = parse_github_url(get_str(config, GITHUB_URL_CONFIG_NAME))
 
-    allow_pull_request_target: bool = False
-    allow_unprotected_branches: bool = False
-    default: str = "deny"
-
-
-class ReactiveConfig(BaseModel):
-    """Configuration of reactive mode (from the mongodb relation).
-
-    Attributes:
-        mq_uri: URI of the message queue (kombu URI). Secret: it holds credentials.
-        queue_name: Name of the queue jobs arrive on (the application name).
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    mq_uri: SecretStr
-    queue_name: str
-
-    @field_serializer("mq_uri", when_used="json")
-    def _dump_mq_uri(self, value: SecretStr, info: SerializationInfo) -> str:
-        """Write the URI in clear only when asked to (see :meth:`CharmState.to_json`)."""
-        return _dump_secret(value, info)
-
-
-class CharmState(BaseModel):
-    """The validated state of the charm.
-
-    Attributes:
-        token: The GitHub token. Secret.
-        path: The repository or organisation runners register with.
-        github_url: GitHub (or GHES) base URL, without a trailing slash.
-        api_url: The REST API base URL derived from ``github_url``.
-        runner_group: The runner group (organisations only).
-        labels: Extra runner labels.
-        virtual_machines: Number of runners to keep.
-        vm_resources: Resources of each runner.
-        reconcile_interval: Minutes between reconciliations.
-        runner_storage: Where runner disks live.
-        base_image: Ubuntu release of the runner image.
-        dockerhub_mirror: Docker Hub mirror URL, if any.
-        denylist: IPv4 networks runners must not reach (normalised CIDRs).
-        aproxy: Whether runners use aproxy.
-        test_mode: Whether runners are containers (testing the charm itself).
-        repo_policy: What the pre-job repository policy allows.
-        proxy: The model's proxy settings.
-        is_metrics_enabled: Whether the cos-agent relation exists.
-        reactive_config: Reactive mode configuration, once the mongodb relation gives a URI.
-        ssh_debug_connections: tmate servers from the debug-ssh relation.
-        arch: CPU architecture of the unit.
-        app_name: The application name.
-        unit_number: The unit number.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    token: SecretStr
-    path: GitHubOrg | GitHubRepo
-    github_url: str
-    api_url: str
-    runner_group: str
-    labels: tuple[str, ...]
-    virtual_machines: int
-    vm_resources: VirtualMachineResources
-    reconcile_interval: int
-    runner_storage: RunnerStorage
-    base_image: BaseImage
-    dockerhub_mirror: str | None
-    denylist: tuple[str, ...]
-    aproxy: bool
-    test_mode: bool
-    repo_policy: RepoPolicyOptions = RepoPolicyOptions()
-    proxy: ProxySetting
-    is_metrics_enabled: bool
-    reactive_config: ReactiveConfig | None
-    ssh_debug_connections: tuple[SSHDebugConnection, ...]
-    arch: Arch
-    app_name: str
-    unit_number: int
-
-    @field_serializer("token", when_used="json")
-    def _dump_token(self, value: SecretStr, info: SerializationInfo) -> str:
-        """Write the token in clear only when asked to (see :meth:`to_json`)."""
-        return _dump_secret(value, info)
-
-    def to_json(self) -> str:
-        """Serialise the state for another process, secrets included.
-
-        Only for handing the state to a process the charm starts (the reactive runner), through
-        a file readable by root only or a pipe. ``model_dump_json()`` without this context
-        keeps the secrets masked.
-
-        Returns:
-            The JSON document.
-        """
-        return self.model_dump_json(context={_REVEAL_SECRETS: True})
-
-    @classmethod
-    def from_json(cls, data: str | bytes) -> CharmState:
-        """Re-create a state written by :meth:`to_json`.
-
-        Args:
-            data: The JSON document.
-
-        Returns:
-            The state.
-        """
-        return cls.model_validate_json(data)
-
-    def credentials_fingerprint(self) -> str:
-        """Return a digest of what a runner registration depends on (token, path, labels).
-
-        When it changes, every runner must be replaced. The digest, unlike the token, may be
-        stored in plain charm state.
-
-        Returns:
-            A hex SHA-256 digest.
-        """
-        return _digest(
-            {
-                "token": self.token.get_secret_value(),
-                "path": self.path.path(),
-                "group": self.runner_group,
-                "github_url": self.github_url,
-                "labels": list(self.labels),
-            }
+    runner_storage = parse_enum(config, RUNNER_STORAGE_CONFIG_NAME, RunnerStorage)
+    if deployed_runner_storage and deployed_runner_storage != runner_storage.value:
+        raise ImmutableConfigChangedError(
+            RUNNER_STORAGE_CONFIG_NAME,
+            f"cannot change after deployment (deployed with {deployed_runner_storage!r}, "
+            f"now {runner_storage.value!r}); set it back with `juju config {app_name} "
+            f"{RUNNER_STORAGE_CONFIG_NAME}={deployed_runner_storage}` or deploy a new "
+            "application",
         )
 
-    def credentials_content(self) -> dict[str, str]:
-        """Return the registration settings as Juju secret content (non-empty strings).
-
-        The charm keeps them in a unit-owned secret to remove the runners they registered once
-        they change (see :meth:`with_credentials`).
-
-        Returns:
-            Secret content: token, path, group, github-url and labels (a JSON list).
-        """
-        return {
-            "token": self.token.get_secret_value(),
-            "path": self.path.path(),
-            "group": self.runner_group,
-            "github-url": self.github_url,
-            "labels": json.dumps(list(self.labels)),
-        }
-
-    def with_credentials(self, content: Mapping[str, str]) -> CharmState:
-        """Return a copy of this state with the registration settings of ``content``.
-
-        Args:
-            content: What :meth:`credentials_content` returned, possibly for another state.
-
-        Returns:
-            The copy.
-
-        Raises:
-            ConfigError: If the content is not what :meth:`credentials_content` writes.
-        """
-        try:
-            update = {
-                "token": SecretStr(content["token"]),
-                "path": parse_github_path(content["path"], content["group"]),
-                "runner_group": content["group"],
-                "github_url": content["github-url"],
-                "api_url": api_base_url(content["github-url"]),
-                "labels": tuple(json.loads(content["labels"])),
-            }
-        except (KeyError, ValueError) as exc:
-            raise ConfigError(
-                TOKEN_CONFIG_NAME, "the previous credentials the charm saved are unreadable"
-            ) from exc
-        return self.model_copy(update=update)
-
-    def runner_shape_fingerprint(self) -> str:
-        """Return a digest of what an idle runner depends on besides its registration.
-
-        When it changes (resources, image, mirror, network policy, proxy, debug servers), idle
-        runners are replaced.
-
-        Returns:
-            A hex SHA-256 digest.
-        """
-        return _digest(
-            {
-                "vm": [self.vm_resources.cpu, self.vm_resources.memory, self.vm_resources.disk],
-                "base_image": self.base_image.value,
-                "dockerhub_mirror": self.dockerhub_mirror,
-                "denylist": list(self.denylist),
-                "aproxy": self.aproxy,
-                "test_mode": self.test_mode,
-                "proxy": [self.proxy.http, self.proxy.https, self.proxy.no_proxy],
-                "ssh": [
-                    [c.host, c.port, c.rsa_fingerprint, c.ed25519_fingerprint]
-                    for c in self.ssh_debug_connections
-                ],
-                "metrics": self.is_metrics_enabled,
-            }
+    proxy = proxy_from_env(os.environ if environ is None else environ)
+    aproxy = get_bool(config, USE_APROXY_CONFIG_NAME)
+    if aproxy and not (proxy.http or proxy.https):
+        raise ConfigError(
+            USE_APROXY_CONFIG_NAME,
+            "needs the model proxy, which is not set: set juju-http-proxy or "
+            "juju-https-proxy with `juju model-config`, or turn this option off",
         )
 
-    @classmethod
-    def from_charm(
-        cls,
-        charm: ops.CharmBase,
-        database_uri: str | None = None,
-        *,
-        deployed_runner_storage: str | None = None,
-        environ: Mapping[str, str] | None = None,
-        machine: str | None = None,
-    ) -> CharmState:
-        """Build and validate the state of the charm.
+    reactive_config = (
+        ReactiveConfig(mq_uri=SecretStr(database_uri), queue_name=app_name)
+        if database_uri
+        else None
+    )
 
-        Args:
-            charm: The charm.
-            database_uri: The message queue URI from the mongodb relation (the charm reads it
-                with ``MongoDBRequirer.uri()``); None or empty: no reactive mode.
-            deployed_runner_storage: ``runner-storage`` as it was at deploy time, if known.
-            environ: The environment holding the JUJU_CHARM_*_PROXY variables (os.environ).
-            machine: The machine architecture (``platform.machine()``).
-
-        Returns:
-            The state.
-
-        Raises:
-            ConfigError: If any value is invalid; the message names the option.
-        """
-        config = charm.config
-        app_name = charm.app.name
-        unit_number = int(charm.unit.name.rsplit("/", 1)[1])
-        validate_app_name(app_name, unit_number)
-
-        token = _read_token(charm, get_str(config, TOKEN_CONFIG_NAME))
-        group = get_str(config, GROUP_CONFIG_NAME).strip()
-        if not group:
-            raise ConfigError(GROUP_CONFIG_NAME, "must not be empty (use `default`)")
-        path = parse_path(get_str(config, PATH_CONFIG_NAME), group)
-        github_url = parse_github_url(get_str(config, GITHUB_URL_CONFIG_NAME))
-
-        runner_storage = parse_enum(config, RUNNER_STORAGE_CONFIG_NAME, RunnerStorage)
-        if deployed_runner_storage and deployed_runner_storage != runner_storage.value:
-            raise ImmutableConfigChangedError(
-                RUNNER_STORAGE_CONFIG_NAME,
-                f"cannot change after deployment (deployed with {deployed_runner_storage!r}, "
-                f"now {runner_storage.value!r}); set it back with `juju config {app_name} "
-                f"{RUNNER_STORAGE_CONFIG_NAME}={deployed_runner_storage}` or deploy a new "
-                "application",
-            )
-
-        proxy = proxy_from_env(os.environ if environ is None else environ)
-        aproxy = get_bool(config, USE_APROXY_CONFIG_NAME)
-        if aproxy and not (proxy.http or proxy.https):
-            raise ConfigError(
-                USE_APROXY_CONFIG_NAME,
-                "needs the model proxy, which is not set: set juju-http-proxy or "
-                "juju-https-proxy with `juju model-config`, or turn this option off",
-            )
-
-        reactive_config = (
-            ReactiveConfig(mq_uri=SecretStr(database_uri), queue_name=app_name)
-            if database_uri
-            else None
-        )
-
-        return cls(
-            token=SecretStr(token),
-            path=path,
-            github_url=github_url,
-            api_url=api_base_url(github_url),
-            runner_group=group,
-            labels=parse_labels(get_str(config, LABELS_CONFIG_NAME)),
-            virtual_machines=get_int(config, VIRTUAL_MACHINES_CONFIG_NAME, minimum=0),
-            vm_resources=VirtualMachineResources(
-                cpu=get_int(config, VM_CPU_CONFIG_NAME, minimum=1),
-                memory=parse_size(config, VM_MEMORY_CONFIG_NAME),
-                disk=parse_size(config, VM_DISK_CONFIG_NAME),
-            ),
-            reconcile_interval=get_int(
-                config, RECONCILE_INTERVAL_CONFIG_NAME, minimum=MIN_RECONCILE_INTERVAL
-            ),
-            runner_storage=runner_storage,
-            base_image=parse_enum(config, BASE_IMAGE_CONFIG_NAME, BaseImage),
-            dockerhub_mirror=parse_mirror(get_str(config, DOCKERHUB_MIRROR_CONFIG_NAME)),
-            denylist=parse_denylist(get_str(config, DENYLIST_CONFIG_NAME)),
-            aproxy=aproxy,
-            test_mode=parse_test_mode(get_str(config, TEST_MODE_CONFIG_NAME)),
-            repo_policy=_parse_repo_policy(config),
-            proxy=proxy,
-            is_metrics_enabled=bool(charm.model.relations.get(COS_AGENT_RELATION)),
-            reactive_config=reactive_config,
-            ssh_debug_connections=read_ssh_debug_connections(charm),
-            arch=parse_arch(platform.machine() if machine is None else machine),
-            app_name=app_name,
-            unit_number=unit_number,
-        )
-
-
-def _dump_secret(value: SecretStr, info: SerializationInfo) -> str:
-    """Serialise a secret in clear only under the reveal context."""
-    context = info.context
-    if isinstance(context, dict) and context.get(_REVEAL_SECRETS):
-        return value.get_secret_value()
-    return str(value)
-
-
-def _digest(data: Mapping[str, Any]) -> str:
-    """Return the SHA-256 of a canonical JSON encoding of ``data``."""
-    encoded = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(encoded).hexdigest()
+    return CharmState(
+        token=SecretStr(token),
+        path=path,
+        github_url=github_url,
+        api_url=api_base_url(github_url),
+        runner_group=group,
+        labels=parse_labels(get_str(config, LABELS_CONFIG_NAME)),
+        virtual_machines=get_int(config, VIRTUAL_MACHINES_CONFIG_NAME, minimum=0),
+        vm_resources=VirtualMachineResources(
+            cpu=get_int(config, VM_CPU_CONFIG_NAME, minimum=1),
+            memory=parse_size(config, VM_MEMORY_CONFIG_NAME),
+            disk=parse_size(config, VM_DISK_CONFIG_NAME),
+        ),
+        reconcile_interval=get_int(
+            config, RECONCILE_INTERVAL_CONFIG_NAME, minimum=MIN_RECONCILE_INTERVAL
+        ),
+        runner_storage=runner_storage,
+        base_image=parse_enum(config, BASE_IMAGE_CONFIG_NAME, BaseImage),
+        dockerhub_mirror=parse_mirror(get_str(config, DOCKERHUB_MIRROR_CONFIG_NAME)),
+        denylist=parse_denylist(get_str(config, DENYLIST_CONFIG_NAME)),
+        aproxy=aproxy,
+        test_mode=parse_test_mode(get_str(config, TEST_MODE_CONFIG_NAME)),
+        repo_policy=_parse_repo_policy(config),
+        proxy=proxy,
+        is_metrics_enabled=bool(charm.model.relations.get(COS_AGENT_RELATION)),
+        reactive_config=reactive_config,
+        ssh_debug_connections=read_ssh_debug_connections(charm),
+        arch=parse_arch(platform.machine() if machine is None else machine),
+        app_name=app_name,
+        unit_number=unit_number,
+    )
 
 
 def max_app_name_length(unit_number: int) -> int:
@@ -459,8 +216,6 @@ def validate_app_name(app_name: str, unit_number: int) -> None:
 
 def _read_token(charm: ops.CharmBase, value: str) -> str:
     """Return the GitHub token, reading it from a Juju user secret when given a secret URI."""
-    import ops  # noqa: PLC0415 -- ops stays out of this module's import-time dependencies
-
     value = value.strip()
     if not value:
         raise MissingConfigError(TOKEN_CONFIG_NAME)

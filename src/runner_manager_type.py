@@ -14,9 +14,9 @@ if TYPE_CHECKING:
 
     from jinja2 import Environment
 
-    from charm_state import CharmState, ReactiveConfig
     from github_api.client import GithubClient
     from lxd.client import LxdClient
+    from manager.state import CharmState, ReactiveConfig
     from repo_policy.client import RepoPolicyComplianceClient
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from charm_state import CharmState
 from errors import GithubRunnerError, QueueError, RunnerCreateError
 from manager.settings import RunnerManagerSettings
+from manager.state import REVEAL_SECRETS, CharmState
 from reactive import runner_manager as reactive_processes
 from reactive.consumer import GithubJobChecker, RunnerSpawner, build_supported_labels, queue_size
 from reactive.runner_manager import ReactiveRunnerConfig
@@ -26,8 +26,6 @@ from runner_manager_type import LXDRunnerManagerConfig
 from runner_type import VirtualMachineResources
 
 logger = logging.getLogger(__name__)
-
-REVEAL_SECRETS = {"reveal_secrets": True}
 
 
 _SETTINGS = TypeAdapter(RunnerManagerSettings)
@@ -50,7 +48,7 @@ def manager_section(manager: RunnerManager) -> dict[str, Any]:
     return {
         "app_name": manager.app_name,
         "unit": manager.unit,
-        "charm_state": config.charm_state.model_dump(mode="json", context=REVEAL_SECRETS),
+        "charm_state": config.charm_state.model_dump(mode="json", context={REVEAL_SECRETS: True}),
         "image": config.image,
         "lxd_storage_path": str(config.lxd_storage_path),
         "service_token": config.service_token,

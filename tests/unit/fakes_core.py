@@ -16,7 +16,6 @@ from typing import Any
 from pydantic import SecretStr
 
 import errors
-from charm_state import CharmState
 from github_api.types import (
     GitHubPath,
     GitHubRepo,
@@ -29,6 +28,7 @@ from github_api.types import (
 )
 from harness.local import local_charm_state
 from lxd.types import ExecResult, ImageInfo, InstanceStatus
+from manager.state import CharmState
 from runner_type import VirtualMachineResources
 
 NOW = datetime.now(timezone.utc)

@@ -9,15 +9,9 @@ from ops import testing
 from pydantic import SecretStr
 
 import errors
-from charm_state import (
-    BaseImage,
-    CharmState,
-    RepoPolicyOptions,
-    RunnerStorage,
-    max_app_name_length,
-    validate_app_name,
-)
+from charm_state import from_charm, max_app_name_length, validate_app_name
 from github_api.types import GitHubOrg, GitHubRepo
+from manager.state import REVEAL_SECRETS, BaseImage, CharmState, RepoPolicyOptions, RunnerStorage
 from runner_type import Arch, ProxySetting, SSHDebugConnection, VirtualMachineResources
 from tests.unit.fakes_charm import (
     TOKEN,
@@ -43,7 +37,7 @@ def build(
     ctx = make_context(FakeRunnerManager(), FakeSystem())
     state = base_state(config=config or {}, **state_kwargs)
     with ctx(ctx.on.update_status(), state) as mgr:
-        return CharmState.from_charm(
+        return from_charm(
             mgr.charm,
             database_uri,
             deployed_runner_storage=deployed,
@@ -236,7 +230,7 @@ def test_proxy_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JUJU_CHARM_HTTPS_PROXY", "http://proxy:3128")
     ctx = make_context(FakeRunnerManager(), FakeSystem())
     with ctx(ctx.on.update_status(), base_state()) as mgr:
-        state = CharmState.from_charm(mgr.charm, machine="aarch64")
+        state = from_charm(mgr.charm, machine="aarch64")
     assert state.proxy.https == "http://proxy:3128"
     assert state.arch == Arch.ARM64
 
@@ -331,7 +325,7 @@ def test_no_database_uri_no_reactive_mode() -> None:
 def test_explicit_database_uri() -> None:
     ctx = make_context(FakeRunnerManager(), FakeSystem())
     with ctx(ctx.on.update_status(), base_state()) as mgr:
-        state = CharmState.from_charm(mgr.charm, "amqp://guest:guest@127.0.0.1//", environ={})
+        state = from_charm(mgr.charm, "amqp://guest:guest@127.0.0.1//", environ={})
     assert state.reactive_config is not None
     assert state.reactive_config.mq_uri.get_secret_value() == "amqp://guest:guest@127.0.0.1//"
 
@@ -342,7 +336,7 @@ def test_json_round_trip_keeps_secrets_and_masks_them_elsewhere() -> None:
     assert "secret@" not in repr(state)
     assert TOKEN not in state.model_dump_json()
     assert "secret@" not in state.model_dump_json()
-    again = CharmState.from_json(state.to_json())
+    again = CharmState.model_validate_json(state.model_dump_json(context={REVEAL_SECRETS: True}))
     assert again == state
     assert again.token.get_secret_value() == TOKEN
     assert isinstance(again.path, GitHubOrg)
@@ -383,14 +377,14 @@ def test_core_processes_load_the_state_without_ops() -> None:
     state = build({"labels": "x"}, database_uri="amqp://u:p@127.0.0.1//")
     code = (
         "import sys; sys.modules['ops'] = None\n"
-        "from charm_state import CharmState\n"
-        "state = CharmState.from_json(sys.stdin.read())\n"
+        "from manager.state import CharmState\n"
+        "state = CharmState.model_validate_json(sys.stdin.read())\n"
         "print(state.token.get_secret_value(), state.reactive_config.mq_uri.get_secret_value())\n"
     )
     src = Path(__file__).resolve().parents[2] / "src"
     result = subprocess.run(
         [sys.executable, "-c", code],
-        input=state.to_json(),
+        input=state.model_dump_json(context={REVEAL_SECRETS: True}),
         capture_output=True,
         text=True,
         check=True,

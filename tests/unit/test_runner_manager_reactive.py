@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from charm_state import ReactiveConfig
 from manager.settings import RunnerManagerSettings
+from manager.state import ReactiveConfig
 from reactive.wiring import (
     manager_section,
     reactive_components,
