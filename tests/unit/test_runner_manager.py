@@ -19,7 +19,9 @@ from metrics.storage import DirectoryStorageManager
 from runner_manager import RunnerManager, template_environment
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerManagerClients
 from runner_type import VirtualMachineResources
-from tests.unit.fakes_core import FakeGithub, FakeLxd, FakeRepoPolicy, make_state, runner_tarball
+from tests.unit.fakes_core import FakeRepoPolicy, make_state, runner_tarball
+from tests.unit.fakes_github import FakeGithub
+from tests.unit.fakes_lxd import FakeLxd
 
 RES = VirtualMachineResources(cpu=1, memory="512MiB", disk="2GiB")
 

@@ -1,0 +1,187 @@
+"""Fake of the LXD seam: instances that keep state like the daemon does."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import errors
+from lxd.types import ExecResult, ImageInfo, InstanceStatus
+from tests.unit.fakes_core import NOW
+
+
+class FakeFiles:
+    def __init__(self, instance: FakeInstance) -> None:
+        self._instance = instance
+
+    def push(
+        self, path: str, content: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0
+    ) -> None:
+        self._instance.files_pushed[path] = (content, mode, uid, gid)
+
+    def pull(self, path: str, max_bytes: int | None = None) -> bytes:
+        if path not in self._instance.files_pushed:
+            raise errors.LXDNotFoundError(f"no file {path}", "pull", self._instance.name)
+        return self._instance.files_pushed[path][0]
+
+
+@dataclass
+class FakeInstance:
+    lxd: FakeLxd
+    name: str
+    created_at: datetime
+    config: dict[str, str]
+    devices: dict[str, dict[str, str]]
+    status: InstanceStatus = InstanceStatus.RUNNING
+    files_pushed: dict[str, tuple[bytes, int, int, int]] = field(default_factory=dict)
+    commands: list[list[str]] = field(default_factory=list)
+    pre_job_running: bool = False
+
+    @property
+    def last_status(self) -> InstanceStatus:
+        return self.status
+
+    @property
+    def files(self) -> FakeFiles:
+        return FakeFiles(self)
+
+    def refresh(self) -> FakeInstance:
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        if self.lxd.fail_ready:
+            raise errors.LXDTimeoutError("not ready", "wait", self.name)
+
+    def set_config(self, values: Mapping[str, str | None]) -> None:
+        for key, value in values.items():
+            if value is None:
+                self.config.pop(key, None)
+            else:
+                self.config[key] = value
+
+    def add_device(self, name: str, device: Mapping[str, str]) -> None:
+        self.devices[name] = dict(device)
+
+    def execute(self, cmd: list[str], **kwargs: Any) -> ExecResult:
+        self.commands.append(cmd)
+        if cmd[:2] == ["test", "-e"]:
+            return ExecResult(0 if self.pre_job_running else 1, "", "")
+        if "Runner.Listener --version" in " ".join(cmd):
+            version = self.lxd.image_runner_version
+            return ExecResult(0 if version else 127, version or "", "")
+        if "tar -czf /tmp/github-runner-logs.tar.gz" in " ".join(cmd):
+            self.files_pushed["/tmp/github-runner-logs.tar.gz"] = (
+                b"logs of " + self.name.encode(),
+                0o644,
+                0,
+                0,
+            )
+        if kwargs.get("check") and self.lxd.fail_exec:
+            raise errors.LXDError("exec failed", "exec", self.name)
+        return ExecResult(0, "", "")
+
+    def delete(self, wait: bool = True, timeout: float | None = None) -> None:
+        with self.lxd.lock:
+            if self.name not in self.lxd.instances:
+                raise errors.LXDNotFoundError("gone", "delete", self.name)
+            del self.lxd.instances[self.name]
+            self.lxd.deleted.append(self.name)
+
+
+class FakeLxd:
+    """Holds instances, profiles and images like an LXD daemon."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.instances: dict[str, FakeInstance] = {}
+        self.deleted: list[str] = []
+        self.profiles: set[str] = set()
+        self.images = {"github-runner-test": "f" * 64}
+        self.image_runner_version: str | None = "2.330.0"
+        self.fail_create_every: int = 0  # fail every Nth create (0: never)
+        self.fail_ready = False
+        self.fail_exec = False
+        self._creates = itertools.count(1)
+
+    def create(self, name: str, image_alias: str, **kwargs: Any) -> FakeInstance:
+        if image_alias not in self.images:
+            raise errors.LXDImageNotFoundError(f"no image {image_alias}", "create", name)
+        n = next(self._creates)
+        if self.fail_create_every and n % self.fail_create_every == 0:
+            raise errors.LXDError("create failed", "create", name)
+        inst = FakeInstance(
+            lxd=self,
+            name=name,
+            created_at=datetime.now(timezone.utc),
+            config={
+                **kwargs.get("config", {}),
+                "volatile.idmap.current": (
+                    '[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":65536}]'
+                ),
+            },
+            devices=dict(kwargs.get("devices", {})),
+        )
+        inst.profiles = list(kwargs.get("profiles", []))  # type: ignore[attr-defined]
+        with self.lock:
+            self.instances[name] = inst
+        return inst
+
+    def add_instance(
+        self,
+        name: str,
+        age: timedelta = timedelta(minutes=30),
+        status: InstanceStatus = InstanceStatus.RUNNING,
+    ) -> FakeInstance:
+        inst = FakeInstance(
+            self,
+            name,
+            datetime.now(timezone.utc) - age,
+            {"user.github-runner.created": "true"},
+            {},
+            status,
+        )
+        self.instances[name] = inst
+        return inst
+
+    def list(
+        self, prefix: str | None = None, user_config: Mapping[str, str] | None = None
+    ) -> list[FakeInstance]:
+        with self.lock:
+            return sorted(
+                (
+                    i
+                    for i in self.instances.values()
+                    if prefix is None or i.name.startswith(prefix)
+                ),
+                key=lambda i: i.name,
+            )
+
+    def wait_instances_settled(self, prefix: str, timeout: float) -> list[str]:
+        return []
+
+    def get(self, name: str) -> FakeInstance:
+        try:
+            return self.instances[name]
+        except KeyError:
+            raise errors.LXDNotFoundError(f"no instance {name}", "get", name) from None
+
+    def resource_profile(
+        self, cpu: int, memory: int | str, disk: int | str | None = None, pool: str = "default"
+    ) -> str:
+        name = f"cpu-{cpu}-mem-{memory}" + (f"-disk-{disk}" if disk else "")
+        self.profiles.add(name)
+        return name
+
+    def image_exists(self, alias: str) -> bool:
+        return alias in self.images
+
+    def image_info(self, alias: str) -> ImageInfo:
+        if alias not in self.images:
+            raise errors.LXDImageNotFoundError(alias, "image", None)
+        return ImageInfo(
+            alias=alias, fingerprint=self.images[alias], created_at=NOW, uploaded_at=NOW
+        )
