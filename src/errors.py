@@ -283,10 +283,6 @@ class RunnerBinaryError(RunnerError):
     """The runner application could not be found, downloaded or verified."""
 
 
-class RunnerImageError(RunnerError):
-    """The runner image could not be built."""
-
-
 class ReconcileError(RunnerError):
     """A reconcile or flush could not run at all (not: one runner failed)."""
 

@@ -30,7 +30,7 @@ from errors import (
 from lxd.client import disk_device, proxy_device
 from manager.settings import RunnerManagerSettings
 from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
-from runner_type import Arch, RunnerConfig, RunnerStatus, VirtualMachineResources
+from runner_type import Arch, RunnerConfig, RunnerStatus, VirtualMachineResources, runner_labels
 
 if TYPE_CHECKING:
     from lxd.client import LxdInstance
@@ -85,9 +85,10 @@ class CreateRunnerConfig:
         image: Name of the image to launch the LXD instance with.
         resources: Resource setting for the LXD instance.
         binary_path: Path to the runner binary (tarball).
-        registration_token: Token for registering the runner with ``config.sh``; empty to use
-            a just-in-time configuration (the default: no reusable token enters the instance).
-        arch: Current machine architecture.
+        registration_token: Token for the ``config.sh`` fallback, used only when GitHub offers
+            no just-in-time configuration; empty: asked of GitHub then. No reusable token enters
+            an instance while JIT works.
+        arch: The unit's architecture (the runner's label; the manager sets it).
         profile: The LXD resource profile holding ``resources`` (created by the manager).
         binary_version: Version of the tarball at ``binary_path``, if known.
         metrics: The metrics store manager, when metrics are enabled.
@@ -317,29 +318,28 @@ class Runner:
                 RUNNER_UID,
             )
 
-    def _labels(self, arch: Arch) -> list[str]:
-        labels = ["self-hosted", "linux", arch.value, self.config.app_name]
-        return labels + [label for label in self.config.labels if label not in labels]
-
     def _register(self, config: CreateRunnerConfig) -> None:
         assert self.instance is not None  # noqa: S101 - set by create before use
-        labels = self._labels(config.arch)
+        labels = list(
+            runner_labels(
+                self.config.labels, self.config.app_name, self.config.base_image, config.arch
+            )
+        )
         github = self._clients.github
-        if not config.registration_token:
-            try:
-                jit = github.get_jit_config(self.config.path, self.config.name, labels)
-            except GithubNotFoundError:
-                logger.warning("JIT configuration unavailable; registering with config.sh")
-            else:
-                self.status = RunnerStatus(runner_id=jit.runner_id, exist=True)
-                self.instance.files.push(
-                    str(self.runner_application / ".jitconfig"),
-                    jit.encoded_jit_config.encode(),
-                    0o600,
-                    RUNNER_UID,
-                    RUNNER_UID,
-                )
-                return
+        try:
+            jit = github.get_jit_config(self.config.path, self.config.name, labels)
+        except GithubNotFoundError:
+            logger.warning("JIT configuration unavailable; registering with config.sh")
+        else:
+            self.status = RunnerStatus(runner_id=jit.runner_id, exist=True)
+            self.instance.files.push(
+                str(self.runner_application / ".jitconfig"),
+                jit.encoded_jit_config.encode(),
+                0o600,
+                RUNNER_UID,
+                RUNNER_UID,
+            )
+            return
         token = config.registration_token or github.get_registration_token(self.config.path).token
         url = f"{self.config.github_url.rstrip('/')}/{self.config.path.path()}"
         cmd = [
@@ -409,7 +409,8 @@ class Runner:
         record removed once GitHub releases it, else the runner is left alone.
 
         Args:
-            remove_token: Token for ``config.sh remove`` when the GitHub runner id is unknown.
+            remove_token: Unused (seed API): the record is deleted by its id, and a runner
+                whose id is unknown has no record to remove.
             allow_busy: Whether to remove a runner that is running a job.
 
         Raises:
@@ -417,7 +418,7 @@ class Runner:
         """
         name = self.config.name
         try:
-            busy = self._deregister(remove_token)
+            busy = self._deregister()
             if busy and not allow_busy:
                 raise RunnerRemoveError(f"runner {name} took a job; left alone", name)
             self._delete_instance()
@@ -428,25 +429,16 @@ class Runner:
         except GithubRunnerError as exc:
             raise RunnerRemoveError(f"removing runner {name} failed: {exc}", name) from exc
 
-    def _deregister(self, remove_token: str | None) -> bool:
+    def _deregister(self) -> bool:
         """Delete the GitHub record; return True if GitHub refused because the runner is busy."""
-        if self.status.runner_id is not None:
-            try:
-                self._clients.github.delete_runner(
-                    self.config.path, self.status.runner_id, self.config.name
-                )
-            except RunnerBusyError:
-                return True
+        if self.status.runner_id is None:
             return False
-        if remove_token and self.instance is not None:
-            self.instance.execute(
-                [str(self.config_script), "remove", "--token", remove_token],
-                cwd=str(self.runner_application),
-                user=RUNNER_UID,
-                env={"HOME": f"/home/{self.settings.runner_user}"},
-                timeout=60,
-                secret_args=[remove_token],
+        try:
+            self._clients.github.delete_runner(
+                self.config.path, self.status.runner_id, self.config.name
             )
+        except RunnerBusyError:
+            return True
         return False
 
     def _delete_instance(self) -> None:

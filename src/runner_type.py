@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -35,6 +36,31 @@ class Arch(str, Enum):
 
     X64 = "x64"
     ARM64 = "arm64"
+
+
+DEFAULT_LABELS = ("self-hosted", "linux")
+
+
+def runner_labels(
+    configured: Iterable[str], app_name: str, base_image: str, arch: Arch
+) -> tuple[str, ...]:
+    """Return the labels a runner registers with: the one list runners and job intake share.
+
+    Args:
+        configured: The labels of the ``labels`` option.
+        app_name: The application name.
+        base_image: The base image name (``noble``); empty to leave it out.
+        arch: The unit's architecture.
+
+    Returns:
+        ``self-hosted``, ``linux``, the architecture, the application and base image names, then
+        the configured labels not already there, in that order.
+    """
+    labels: list[str] = []
+    for label in (*DEFAULT_LABELS, arch.value, app_name, base_image, *configured):
+        if label and label not in labels:
+            labels.append(label)
+    return tuple(labels)
 
 
 @dataclass(frozen=True)
@@ -115,7 +141,7 @@ class RunnerConfig:
         path: The GitHub repository or organisation.
         labels: Custom labels of the runner.
         github_url: The GitHub (or GHES) web URL the runner registers with.
-        issue_metrics: Whether to mount a metrics store and issue events.
+        base_image: The base image name (``noble``), offered as a label.
         dockerhub_mirror: Docker Hub mirror URL, if any.
         proxies: Proxy settings.
         ssh_debug_connections: tmate servers for debug sessions.
@@ -127,7 +153,7 @@ class RunnerConfig:
     path: GitHubPath
     labels: tuple[str, ...]
     github_url: str
-    issue_metrics: bool = False
+    base_image: str = ""
     dockerhub_mirror: str | None = None
     proxies: ProxySetting = field(default_factory=ProxySetting)
     ssh_debug_connections: tuple[SSHDebugConnection, ...] = ()
@@ -149,23 +175,3 @@ class RunnerStatus:
     exist: bool = False
     online: bool = False
     busy: bool = False
-
-
-class RunnerHealth(str, Enum):
-    """Health of a runner as the reconcile plan judges it."""
-
-    HEALTHY = "healthy"
-    UNHEALTHY = "unhealthy"
-
-
-@dataclass(frozen=True)
-class RunnerByHealth:
-    """Runner names grouped by health.
-
-    Attributes:
-        healthy: Names of healthy runners.
-        unhealthy: Names of unhealthy runners.
-    """
-
-    healthy: tuple[str, ...]
-    unhealthy: tuple[str, ...]

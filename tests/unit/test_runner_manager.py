@@ -103,7 +103,7 @@ def test_reconcile_creates_registers_and_starts(lxd, github, settings) -> None:
         )
         assert any("systemd-run" in " ".join(c) for c in inst.commands)
     labels = next(iter(github.records.values())).labels
-    assert labels == ("self-hosted", "linux", "x64", "gh", "fast")
+    assert labels == ("self-hosted", "linux", "x64", "gh", "noble", "fast")
     assert lxd.profiles == {"cpu-1-mem-512MiB"}  # test mode: containers, unbounded root disk
 
 
