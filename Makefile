@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-export PYTHONPATH := $(CURDIR)/src:$(CURDIR)/lib:$(CURDIR)
 
 .PHONY: help venv fmt lint static unit setup integration test demo bench clean
 
@@ -17,6 +16,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# The project, importable from the venv as the charm sees it (src, lib, the root): an
+	# editable install by path file, so scripts and benchmarks need no sys.path bootstrap.
+	printf '%s\n' "$(CURDIR)/src" "$(CURDIR)/lib" "$(CURDIR)" > \
+		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/github-runner.pth"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -31,7 +34,8 @@ lint: venv
 	$(BIN)/codespell src sandbox tests lib benchmarks scripts docs README.md templates
 
 static: venv
-	$(BIN)/mypy src sandbox lib
+	$(BIN)/mypy src sandbox lib tests/unit/fakes_core.py tests/unit/fakes_lxd.py \
+		tests/unit/fakes_github.py tests/unit/fakes_charm.py
 
 unit: venv
 	$(BIN)/pytest tests/unit tests/sandbox -q -p no:cacheprovider \

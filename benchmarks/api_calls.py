@@ -29,24 +29,20 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
-
-from benchmarks._lib.bench import (  # noqa: E402
+from benchmarks._lib.bench import (
     Report,
     fmt,
     force_delete_instances,
     lxd_instances,
     parse_args,
 )
-from harness.local import RESOURCES, LocalEnvironment, LocalOptions  # noqa: E402
-from runner import CREATED_KEY  # noqa: E402
-from runner_manager import RunnerManager  # noqa: E402
-from runner_manager_type import LXDFlushMode, RunnerManagerClients  # noqa: E402
-from sandbox import jitconfig  # noqa: E402
+from harness.local import RESOURCES, LocalEnvironment, LocalOptions
+from runner import CREATED_KEY
+from runner_manager import RunnerManager
+from runner_manager_type import LXDFlushMode, RunnerManagerClients
+from sandbox import jitconfig
 
 APP = "bench-api"
 RECONCILES = 5

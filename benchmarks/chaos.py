@@ -28,21 +28,18 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
-
-from benchmarks._lib.bench import (  # noqa: E402
+from benchmarks._lib.bench import (
     Report,
     fmt,
     force_delete_instances,
     lxd_instances,
     parse_args,
 )
-from harness.local import RESOURCES, LocalEnvironment, LocalOptions  # noqa: E402
-from runner_manager_type import LXDFlushMode  # noqa: E402
+from harness.local import RESOURCES, LocalEnvironment, LocalOptions
+from paths import REPO_ROOT
+from runner_manager_type import LXDFlushMode
 
 APP = "bench-chaos"
 CHILD = textwrap.dedent(
@@ -85,7 +82,7 @@ def trial(env: LocalEnvironment, spec: str, rng: random.Random) -> dict[str, Any
         op, arg = "flush", rng.choice(FLUSH_MODES)
         delay = rng.uniform(0.0, 1.0)
         env.manager.reconcile(rng.choice([1, 2]), RESOURCES)  # something to flush
-    pythonpath = os.pathsep.join([str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)])
+    pythonpath = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT / "lib"), str(REPO_ROOT)])
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, spec, op, arg],
         env={**os.environ, "PYTHONPATH": pythonpath},

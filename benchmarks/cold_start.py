@@ -19,15 +19,11 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
-
-import runner  # noqa: E402
-from artifacts import runner_image  # noqa: E402
-from benchmarks._lib.bench import (  # noqa: E402
+import runner
+from artifacts import runner_image
+from benchmarks._lib.bench import (
     Report,
     drop_caches,
     fmt,
@@ -36,9 +32,9 @@ from benchmarks._lib.bench import (  # noqa: E402
     median,
     parse_args,
 )
-from harness.local import RESOURCES, TEST_IMAGE, LocalEnvironment, LocalOptions  # noqa: E402
-from lxd import instance as lxd_instance  # noqa: E402
-from runner_manager_type import LXDFlushMode  # noqa: E402
+from harness.local import RESOURCES, TEST_IMAGE, LocalEnvironment, LocalOptions
+from lxd import instance as lxd_instance
+from runner_manager_type import LXDFlushMode
 
 APP = "bench-cold"
 TEST = TEST_IMAGE

@@ -24,17 +24,14 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
-
-from benchmarks._lib.bench import Report, fmt, median, parse_args, ratio  # noqa: E402
-from metrics.runner import (  # noqa: E402
+from benchmarks._lib.bench import Report, fmt, median, parse_args, ratio
+from metrics.runner import (
     POST_JOB_METRICS_FILE_NAME,
     PRE_JOB_METRICS_FILE_NAME,
     RUNNER_INSTALLED_TS_FILE_NAME,
     extract,
 )
-from metrics.storage import DirectoryStorageManager  # noqa: E402
+from metrics.storage import DirectoryStorageManager
 
 INSTALLED = time.time() - 3600
 PRE_JOB = json.dumps(

@@ -27,22 +27,18 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
-
-from benchmarks._lib.bench import (  # noqa: E402
+from benchmarks._lib.bench import (
     Report,
     fmt,
     force_delete_instances,
     lxd_instances,
     parse_args,
 )
-from errors import GithubRunnerError  # noqa: E402
-from harness.local import RESOURCES, LocalEnvironment, LocalOptions  # noqa: E402
-from runner_manager_type import LXDFlushMode  # noqa: E402
+from errors import GithubRunnerError
+from harness.local import RESOURCES, LocalEnvironment, LocalOptions
+from runner_manager_type import LXDFlushMode
 
 APP = "bench-fault"
 FAULT_P = 0.2

@@ -30,13 +30,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
+import yaml
+from ops import testing
 
-import yaml  # noqa: E402
-from ops import testing  # noqa: E402
-
-from benchmarks._lib.bench import (  # noqa: E402
+from benchmarks._lib.bench import (
     Report,
     fmt,
     force_delete_instances,
@@ -44,9 +41,10 @@ from benchmarks._lib.bench import (  # noqa: E402
     median,
     parse_args,
 )
-from charm import GithubRunnerCharm  # noqa: E402
-from github_api.types import GitHubRunnerStatus, RunnerApplication  # noqa: E402
-from runner_manager_type import LXDFlushMode, RunnerInfo  # noqa: E402
+from charm import GithubRunnerCharm
+from github_api.types import GitHubRunnerStatus, RunnerApplication
+from paths import REPO_ROOT
+from runner_manager_type import LXDFlushMode, RunnerInfo
 
 APP = "bench-hook"
 TOKEN = "ghp_" + "b" * 36
@@ -140,7 +138,7 @@ def context(manager_factory: Callable[..., Any]) -> testing.Context[GithubRunner
     BenchCharm.manager_factory = staticmethod(manager_factory)  # type: ignore[assignment]
 
     def load(name: str) -> dict[str, Any]:
-        data: dict[str, Any] = yaml.safe_load((ROOT / name).read_text())
+        data: dict[str, Any] = yaml.safe_load((REPO_ROOT / name).read_text())
         return data
 
     return testing.Context(
@@ -203,7 +201,7 @@ def _r(value: float | None) -> float | None:
 def new_process(runs: int) -> dict[str, float | None]:
     """Median wall and CPU seconds of a fresh interpreter importing the charm module."""
     walls, cpus = [], []
-    paths = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
+    paths = [str(REPO_ROOT / "src"), str(REPO_ROOT / "lib"), str(REPO_ROOT)]
     code = f"import sys; sys.path[:0] = {paths!r}; import charm"
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)

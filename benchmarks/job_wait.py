@@ -26,13 +26,9 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
-
-from benchmarks._lib.bench import (  # noqa: E402
+from benchmarks._lib.bench import (
     Report,
     drop_caches,
     fmt,
@@ -41,9 +37,9 @@ from benchmarks._lib.bench import (  # noqa: E402
     parse_args,
     summary,
 )
-from errors import GithubRunnerError  # noqa: E402
-from harness.local import RESOURCES, LocalEnvironment, LocalOptions  # noqa: E402
-from runner_manager_type import LXDFlushMode  # noqa: E402
+from errors import GithubRunnerError
+from harness.local import RESOURCES, LocalEnvironment, LocalOptions
+from runner_manager_type import LXDFlushMode
 
 APP = "bench-wait"
 MQ_URI = "amqp://guest:guest@127.0.0.1:5672//"

@@ -34,11 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
-
-from artifacts import runner_image  # noqa: E402
-from benchmarks._lib.bench import (  # noqa: E402
+from artifacts import runner_image
+from benchmarks._lib.bench import (
     Report,
     drop_caches,
     fmt,
@@ -48,9 +45,9 @@ from benchmarks._lib.bench import (  # noqa: E402
     parse_args,
     ratio,
 )
-from harness.local import RESOURCES, TEST_IMAGE, LocalEnvironment, LocalOptions  # noqa: E402
-from manager.settings import RunnerManagerSettings  # noqa: E402
-from runner_manager_type import LXDFlushMode  # noqa: E402
+from harness.local import RESOURCES, TEST_IMAGE, LocalEnvironment, LocalOptions
+from manager.settings import RunnerManagerSettings
+from runner_manager_type import LXDFlushMode
 
 APP = "bench-scale"
 UPSTREAM_BOOT_WAIT = 60.0

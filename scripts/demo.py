@@ -17,21 +17,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.live import Live  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from errors import GithubRunnerError  # noqa: E402
-from harness.local import RESOURCES, LocalEnvironment, LocalOptions  # noqa: E402
-from lxd.client import LxdClient  # noqa: E402
-from reconcile_plan import RunnerState  # noqa: E402
-from runner_manager_type import LXDFlushMode  # noqa: E402
+from errors import GithubRunnerError
+from harness.local import RESOURCES, LocalEnvironment, LocalOptions
+from lxd.client import LxdClient
+from reconcile_plan import RunnerState
+from runner_manager_type import LXDFlushMode
 
 console = Console()
 

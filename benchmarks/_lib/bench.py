@@ -1,8 +1,8 @@
 """Shared plumbing of the benchmark scripts: arguments, statistics, tables, machine facts.
 
-Each script in ``benchmarks/`` puts ``src``, ``lib`` and the repository root on ``sys.path``
-itself, then imports this module as ``benchmarks._lib.bench`` (a namespace package: the
-Makefile's ``for b in benchmarks/*.py`` loop never runs it as a script).
+The scripts import the project as installed in the virtualenv (``make venv`` puts ``src``,
+``lib`` and the repository root on its path) and this module as ``benchmarks._lib.bench`` (a
+namespace package: the Makefile's ``for b in benchmarks/*.py`` loop never runs it as a script).
 """
 
 from __future__ import annotations
