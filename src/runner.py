@@ -12,11 +12,12 @@ import logging
 import shlex
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import tenacity
 
+from artifacts.runner_files import METRICS_EXCHANGE_PATH, RUNNER_UID, render_runner_files
 from errors import (
     GithubNotFoundError,
     GithubRunnerError,
@@ -41,8 +42,6 @@ logger = logging.getLogger(__name__)
 
 APROXY_ARM_REVISION = 9
 APROXY_AMD_REVISION = 8
-METRICS_EXCHANGE_PATH = "/metrics-exchange"
-RUNNER_UID = 1000
 OWNER_KEYS = ("user.github-runner.app", "user.github-runner.unit")
 IMAGE_GENERATION_KEY = "user.github-runner.image-generation"
 CREATED_KEY = "user.github-runner.created"
@@ -285,29 +284,17 @@ class Runner:
             check=True,
         )
 
-    def _render(self, template: str, **extra: Any) -> bytes:
-        context = {
-            "runner_dir": str(self.runner_application),
-            "metrics_dir": METRICS_EXCHANGE_PATH,
-            "pre_job_script": str(self.pre_job_script),
-            "proxies": self.config.proxies,
-            "dockerhub_mirror": self.config.dockerhub_mirror,
-            "ssh_debug_connections": self.config.ssh_debug_connections,
-            "repo_policy_url": self.settings.repo_policy_url,
-            "runner_user": self.settings.runner_user,
-            "power_off": True,
-            **extra,
-        }
-        return self._clients.jinja.get_template(template).render(**context).encode()
-
     def _push_files(self) -> None:
         assert self.instance is not None  # noqa: S101 - set by create before use
         files = self.instance.files
-        files.push(str(self.env_file), self._render("env.j2"), 0o644, RUNNER_UID, RUNNER_UID)
-        files.push(
-            str(self.pre_job_script), self._render("pre-job.sh.j2"), 0o755, RUNNER_UID, RUNNER_UID
-        )
-        files.push(str(self.runner_script), self._render("start.sh.j2"), 0o755, 0, 0)
+        for item in render_runner_files(
+            self._clients.jinja,
+            self.config,
+            runner_dir=PurePosixPath(self.runner_application),
+            runner_user=self.settings.runner_user,
+            repo_policy_url=self.settings.repo_policy_url,
+        ):
+            files.push(item.path, item.content, item.mode, item.owner, item.owner)
         if self.settings.repo_policy_url:
             token = self._clients.repo.get_one_time_token()
             files.push(
