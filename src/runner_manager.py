@@ -23,6 +23,7 @@ from errors import (
     RunnerLogsError,
 )
 from github_api.client import GithubClient
+from github_api.seam import GithubPlatform
 from github_api.types import RunnerApplication
 from lxd.client import LxdClient, LxdInstance
 from manager.executor import run_parallel
@@ -474,7 +475,7 @@ class RunnerManager:
         return len(report.deleted)
 
     @property
-    def github_client(self) -> GithubClient:
+    def github_client(self) -> GithubPlatform:
         """The GitHub client of this manager (reactive consumers check jobs with it)."""
         return self._clients.github
 

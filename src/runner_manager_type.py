@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from jinja2 import Environment
 
-    from github_api.client import GithubClient
+    from github_api.seam import GithubPlatform
     from lxd.client import LxdClient
     from manager.state import CharmState, ReactiveConfig
     from repo_policy.client import RepoPolicyComplianceClient
@@ -66,7 +66,7 @@ class RunnerManagerClients:
         repo: Used to interact with the repo-policy-compliance API.
     """
 
-    github: GithubClient
+    github: GithubPlatform
     jinja: Environment
     lxd: LxdClient
     repo: RepoPolicyComplianceClient

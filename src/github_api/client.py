@@ -1,57 +1,35 @@
-"""The charm's GitHub REST client: the only module that imports PyGithub.
+"""The client face of the GitHub seam: the REST endpoints the charm uses, typed.
 
-Every method takes a :data:`github_type.GitHubPath` (repository or organisation), returns the
-typed objects of :mod:`github_type` and raises the ``GithubClientError`` family of
-:mod:`errors`. PyGithub is used as the transport (authentication, base URL, connection pool);
-the endpoints are called through its ``Requester`` (what ``Github.requester`` returns, built
-directly because ``Github()`` only takes whole-second timeouts) so that every call, page and
-retry is visible here.
+Every method takes a :data:`github_api.types.GitHubPath` (repository or organisation), returns
+the typed objects of :mod:`github_api.types` and raises the ``GithubClientError`` family of
+:mod:`errors`. The parts behind it: :mod:`github_api.transport` (PyGithub, the only module that
+imports it), :mod:`github_api.retry` (time budget, bounded retries, rate limits raised at once),
+:mod:`github_api.pagination` (``ceil(n / 100)`` list requests) and :mod:`github_api.parse`
+(untrusted JSON and HTTP errors). The seams the core types against are in
+:mod:`github_api.seam`.
 
-Time and retry policy (per public method call):
-
-* Each HTTP attempt has a timeout of ``timeout`` seconds (connect and read).
-* 5xx answers, timeouts and connection errors are retried with exponential backoff
-  (0.5 s, 1 s, 2 s, ... capped at 4 s), at most ``MAX_ATTEMPTS`` attempts per request. An attempt
-  other than the very first one of the call only starts if it can finish within ``max_wait``
-  seconds of the start of the call, so one call never blocks much longer than
-  ``max(timeout, max_wait)``. When the budget or the attempts run out the last failure is raised
-  as :class:`errors.GithubApiError`.
-* Rate limits are never waited for: 403 with ``x-ratelimit-remaining: 0`` and 429 (or a 403
-  carrying ``retry-after``, GitHub's secondary limit) raise :class:`errors.GithubRateLimitError`
-  at once, with the reset time GitHub gave, so the caller (a reconcile on a timer) backs off.
-* PyGithub's own retry (``GithubRetry``, which may sleep until a rate limit resets) and its
-  request throttling are switched off.
-
-Secrets: the token is only handed to PyGithub's ``Auth.Token``; it never appears in messages or
-logs. PyGithub's DEBUG logging of each request prints response bodies (which hold registration
-tokens and JIT configurations), so DEBUG records of the ``github.Requester`` logger are dropped.
-
-Thread safety: PyGithub's connection object is not safe to share between threads, so each thread
-gets its own ``Requester``; the runner-group cache is shared and locked.
+Thread safety: the transport gives each thread its own connection; the runner-group cache is
+shared and locked.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from typing import Any, TypeVar, cast
+from typing import Any
 from urllib.parse import quote, urlsplit
 
-from github import Auth
-from github.Requester import Requester
-
 import errors
+from github_api.pagination import pages
 from github_api.parse import (
-    HttpReply,
     application_from_json,
-    error_from_reply,
     job_from_json,
     json_int,
     json_str,
+    malformed,
     parse_job_url,
     parse_time,
     permission_from_json,
@@ -59,6 +37,8 @@ from github_api.parse import (
     pull_request_from_json,
     runner_from_json,
 )
+from github_api.retry import Budget, HttpTransport, Retrier
+from github_api.transport import PyGithubTransport
 from github_api.types import (
     BranchProtection,
     GitHubOrg,
@@ -75,44 +55,7 @@ from github_api.types import (
 
 logger = logging.getLogger(__name__)
 
-PER_PAGE = 100
-MAX_ATTEMPTS = 4
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 4.0
-USER_AGENT = "github-runner-charm"
 REPO_RUNNER_GROUP_ID = 1
-_T = TypeVar("_T")
-
-
-def _drop_debug(record: logging.LogRecord) -> bool:
-    """Keep records above DEBUG: PyGithub's DEBUG lines print response bodies holding secrets."""
-    return record.levelno > logging.DEBUG
-
-
-logging.getLogger("github.Requester").addFilter(_drop_debug)
-
-
-class TransportError(Exception):
-    """No HTTP answer: timeout or connection error (raised by the transport seam)."""
-
-
-Sender = Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None], HttpReply]
-
-
-class _Budget:
-    """The time budget of one public call."""
-
-    def __init__(self, clock: Callable[[], float], max_wait: float) -> None:
-        self._clock = clock
-        self._start = clock()
-        self._max_wait = max_wait
-        self.attempts = 0
-
-    def allows(self, seconds: float) -> bool:
-        """Return whether ``seconds`` more fit (the first attempt of a call always does)."""
-        if self.attempts == 0:
-            return True
-        return self._clock() - self._start + seconds <= self._max_wait
 
 
 class GithubClient:
@@ -131,15 +74,21 @@ class GithubClient:
         *,
         timeout: float = 15,
         max_wait: float = 30,
+        transport: HttpTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """Build the client. No request is made.
 
         Args:
             token: The personal access token. Secret.
-            api_url: The REST API base URL; see :func:`github_type.api_base_url`.
+            api_url: The REST API base URL; see :func:`github_api.types.api_base_url`.
             timeout: Timeout of one HTTP attempt, in seconds.
             max_wait: Time budget of one public call, retries included, in seconds. ``timeout``
                 is lowered to it if larger.
+            transport: Sends one HTTP request; PyGithub (:class:`PyGithubTransport`) by default.
+            clock: Monotonic clock of the time budget, in seconds.
+            sleep: Sleeps between retries.
 
         Raises:
             ValueError: If the token is empty, the URL is not plain http(s) or a time is not > 0.
@@ -159,13 +108,13 @@ class GithubClient:
         self.api_url = url
         self.timeout = min(timeout, max_wait)
         self.max_wait = max_wait
-        self._token = token
-        self._local = threading.local()
+        if transport is None:
+            transport = PyGithubTransport(token, url, self.timeout)
+        self._retrier = Retrier(
+            transport, timeout=self.timeout, max_wait=max_wait, clock=clock, sleep=sleep
+        )
         self._groups: dict[tuple[str, str], int] = {}
         self._groups_lock = threading.Lock()
-        self._clock: Callable[[], float] = time.monotonic
-        self._sleep: Callable[[float], None] = time.sleep
-        self._send: Sender = self._send_pygithub
 
     def __repr__(self) -> str:
         """Describe the client without its token."""
@@ -187,7 +136,9 @@ class GithubClient:
         """
         url = f"{_prefix(path)}/actions/runners"
         found: dict[int, SelfHostedRunner] = {}
-        for page in self._pages(url, path, self._budget(), "runners", runner_from_json):
+        for page in pages(
+            self._retrier, url, path, self._retrier.budget(), key="runners", parse=runner_from_json
+        ):
             for runner in page:
                 if runner.name.startswith(prefix):
                     found.setdefault(runner.id, runner)
@@ -207,7 +158,7 @@ class GithubClient:
         """
         url = f"{_prefix(path)}/actions/runners/{int(runner_id)}"
         try:
-            self._request("DELETE", url, path, self._budget())
+            self._retrier.request("DELETE", url, path, self._retrier.budget())
         except errors.GithubNotFoundError:
             logger.debug("runner %s on %s was already deleted", runner_id, path.path())
         except errors.GithubApiError as exc:
@@ -237,21 +188,21 @@ class GithubClient:
         label_list = list(labels)
         if not 1 <= len(label_list) <= 100:
             raise ValueError("a JIT runner needs 1 to 100 labels")
-        budget = self._budget()
+        budget = self._retrier.budget()
         if isinstance(path, GitHubOrg):
             group_id = self._runner_group_id(path, budget)
         else:
             group_id = REPO_RUNNER_GROUP_ID
         body = {"name": name, "runner_group_id": group_id, "labels": label_list}
         url = f"{_prefix(path)}/actions/runners/generate-jitconfig"
-        data = self._request("POST", url, path, budget, body=body)
+        data = self._retrier.request("POST", url, path, budget, body=body)
         try:
             return JITConfig(
                 runner_id=json_int(data["runner"]["id"]),
                 encoded_jit_config=json_str(data["encoded_jit_config"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise _malformed("JIT configuration", exc) from exc
+            raise malformed("JIT configuration", exc) from exc
 
     def get_registration_token(self, path: GitHubPath) -> RegistrationToken:
         """Create a registration token (for ``config.sh --token``).
@@ -291,15 +242,15 @@ class GithubClient:
         Raises:
             RunnerApplicationNotFoundError: If GitHub lists none for this OS and architecture.
         """
-        data = self._request(
-            "GET", f"{_prefix(path)}/actions/runners/downloads", path, self._budget()
+        data = self._retrier.request(
+            "GET", f"{_prefix(path)}/actions/runners/downloads", path, self._retrier.budget()
         )
         try:
             if not isinstance(data, list):
                 raise TypeError("downloads is not a list")
             apps = [application_from_json(item) for item in data]
         except (KeyError, TypeError, ValueError) as exc:
-            raise _malformed("runner application list", exc) from exc
+            raise malformed("runner application list", exc) from exc
         for app in apps:
             if app.os == os_name and app.architecture == arch:
                 return app
@@ -321,11 +272,11 @@ class GithubClient:
             GithubNotFoundError: If there is no such job (404).
         """
         url = f"{_prefix(path)}/actions/jobs/{int(job_id)}"
-        data = self._request("GET", url, path, self._budget())
+        data = self._retrier.request("GET", url, path, self._retrier.budget())
         try:
             return job_from_json(data)
         except (KeyError, TypeError, ValueError) as exc:
-            raise _malformed("job", exc) from exc
+            raise malformed("job", exc) from exc
 
     def list_jobs_of_run(self, path: GitHubRepo, run_id: int) -> list[JobInfo]:
         """List the jobs of a workflow run (latest attempt), all pages.
@@ -342,7 +293,9 @@ class GithubClient:
         """
         url = f"{_prefix(path)}/actions/runs/{int(run_id)}/jobs"
         jobs: dict[int, JobInfo] = {}
-        for page in self._pages(url, path, self._budget(), "jobs", job_from_json):
+        for page in pages(
+            self._retrier, url, path, self._retrier.budget(), key="jobs", parse=job_from_json
+        ):
             for info in page:
                 jobs.setdefault(info.id, info)
         return list(jobs.values())
@@ -373,7 +326,7 @@ class GithubClient:
         Returns:
             Limit, remaining requests and reset time.
         """
-        data = self._request("GET", "/rate_limit", None, self._budget())
+        data = self._retrier.request("GET", "/rate_limit", None, self._retrier.budget())
         try:
             core = data["resources"]["core"] if "resources" in data else data["rate"]
             return RateLimitStatus(
@@ -382,24 +335,21 @@ class GithubClient:
                 reset_at=datetime.fromtimestamp(json_int(core["reset"]), tz=timezone.utc),
             )
         except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
-            raise _malformed("rate limit", exc) from exc
+            raise malformed("rate limit", exc) from exc
 
     # --- internals --------------------------------------------------------------------------
 
-    def _budget(self) -> _Budget:
-        return _Budget(self._clock, self.max_wait)
-
     def _token_call(self, path: GitHubPath, kind: str) -> RegistrationToken:
         url = f"{_prefix(path)}/actions/runners/{kind}"
-        data = self._request("POST", url, path, self._budget())
+        data = self._retrier.request("POST", url, path, self._retrier.budget())
         try:
             return RegistrationToken(
                 token=json_str(data["token"]), expires_at=parse_time(data["expires_at"])
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise _malformed(kind, exc) from exc
+            raise malformed(kind, exc) from exc
 
-    def _runner_group_id(self, path: GitHubOrg, budget: _Budget) -> int:
+    def _runner_group_id(self, path: GitHubOrg, budget: Budget) -> int:
         key = (path.org.lower(), path.group)
         with self._groups_lock:
             cached = self._groups.get(key)
@@ -407,7 +357,9 @@ class GithubClient:
             return cached
         url = f"{_prefix(path)}/actions/runner-groups"
         groups: list[tuple[int, str]] = []
-        for page in self._pages(url, path, budget, "runner_groups", _group_from_json):
+        for page in pages(
+            self._retrier, url, path, budget, key="runner_groups", parse=_group_from_json
+        ):
             groups.extend(page)
             exact = [gid for gid, name in page if name == path.group]
             if exact:
@@ -422,159 +374,7 @@ class GithubClient:
             self._groups[key] = group_id
         return group_id
 
-    def _pages(
-        self,
-        url: str,
-        path: GitHubPath,
-        budget: _Budget,
-        key: str,
-        parse: Callable[[Any], _T],
-    ) -> Iterator[list[_T]]:
-        """Yield the parsed items of each page of a ``{total_count, <key>: [...]}`` list.
-
-        Stops after a short page or once ``total_count`` items were read, so ``n`` items take
-        ``ceil(n / 100)`` requests (one when there are none).
-
-        Args:
-            url: Path under the API URL.
-            path: The repository or organisation concerned.
-            budget: The time budget of the public call.
-            key: The name of the list in the answer.
-            parse: Builds one item from its JSON.
-
-        Yields:
-            The items of one page.
-        """
-        page = 1
-        seen = 0
-        while True:
-            params = {"per_page": PER_PAGE, "page": page}
-            data = self._request("GET", url, path, budget, params=params)
-            try:
-                total = json_int(data["total_count"])
-                items = data[key]
-                if not isinstance(items, list):
-                    raise TypeError(f"{key} is not a list")
-                parsed = [parse(item) for item in items]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise _malformed(f"{key} list", exc) from exc
-            yield parsed
-            seen += len(parsed)
-            if len(parsed) < PER_PAGE or seen >= total:
-                return
-            page += 1
-
-    def _request(
-        self,
-        verb: str,
-        url: str,
-        path: GitHubPath | None,
-        budget: _Budget,
-        *,
-        params: dict[str, Any] | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> Any:
-        """Send one request with retries and map the answer.
-
-        Args:
-            verb: HTTP method.
-            url: Path under the API URL, starting with ``/``.
-            path: The repository or organisation concerned, for errors.
-            budget: The time budget of the public call.
-            params: Query parameters.
-            body: JSON body.
-
-        Returns:
-            The decoded JSON answer (``None`` for an empty body).
-
-        Raises:
-            GithubApiError: If the request cannot be completed in the budget.
-        """
-        if not budget.allows(self.timeout):
-            raise errors.GithubApiError(
-                f"GitHub is too slow: {verb} {url} does not fit in {self.max_wait}s",
-                path=_path_str(path),
-            )
-        while True:
-            budget.attempts += 1
-            failure: errors.GithubClientError
-            try:
-                reply = self._send(verb, url, params, body)
-            except TransportError as exc:
-                failure = errors.GithubApiError(
-                    f"GitHub did not answer {verb} {url}: {exc}", path=_path_str(path)
-                )
-            else:
-                if 200 <= reply.status < 300:
-                    return _decode(reply)
-                failure = error_from_reply(reply, verb, url, _path_str(path))
-                if reply.status < 500:
-                    raise failure
-            pause = min(BACKOFF_FIRST * 2 ** (budget.attempts - 1), BACKOFF_MAX)
-            if budget.attempts >= MAX_ATTEMPTS or not budget.allows(pause + self.timeout):
-                raise failure
-            logger.info("%s %s failed (%s), retrying in %.1fs", verb, url, failure, pause)
-            self._sleep(pause)
-
-    def _requester(self) -> Requester:
-        # PyGithub's Github() insists on an int timeout; its Requester (what Github.requester
-        # returns) takes the float that requests accepts, so it is built directly.
-        requester = getattr(self._local, "requester", None)
-        if requester is None:
-            requester = Requester(
-                auth=Auth.Token(self._token),
-                base_url=self.api_url,
-                timeout=cast("int", self.timeout),
-                user_agent=USER_AGENT,
-                per_page=PER_PAGE,
-                verify=True,
-                retry=None,
-                pool_size=None,
-                seconds_between_requests=None,
-                seconds_between_writes=None,
-                lazy=True,
-            )
-            self._local.requester = requester
-        return requester
-
-    def _send_pygithub(
-        self,
-        verb: str,
-        url: str,
-        params: dict[str, Any] | None,
-        body: dict[str, Any] | None,
-    ) -> HttpReply:
-        """Send one HTTP request through PyGithub: the transport seam.
-
-        Args:
-            verb: HTTP method.
-            url: Path under the API URL.
-            params: Query parameters.
-            body: JSON body.
-
-        Returns:
-            The answer, whatever its status.
-
-        Raises:
-            TransportError: On a timeout or connection error.
-            GithubApiError: If PyGithub refuses the exchange (e.g. a redirect off the host).
-        """
-        requester = self._requester()
-        try:
-            status, headers, text = requester.requestJson(
-                verb, url, parameters=params, headers=None, input=body
-            )
-        except OSError as exc:  # requests' exceptions derive from OSError
-            raise TransportError(type(exc).__name__) from exc
-        except (RuntimeError, ValueError, AssertionError) as exc:
-            raise errors.GithubApiError(f"{verb} {url} failed: {type(exc).__name__}") from exc
-        return HttpReply(
-            status=int(status),
-            headers={str(k).lower(): str(v) for k, v in headers.items()},
-            body=text,
-        )
-
-    # --- repository policy (appended for the pre-job policy service) ---------------------------
+    # --- repository policy (asked by the pre-job policy service) -------------------------------
 
     def get_collaborator_permission(self, path: GitHubRepo, username: str) -> str:
         """Return a user's permission on a repository.
@@ -594,11 +394,11 @@ class GithubClient:
             raise ValueError(f"invalid username {username!r}")
         user = quote(username, safe="")
         url = f"{_prefix(path)}/collaborators/{user}/permission"
-        data = self._request("GET", url, path, self._budget())
+        data = self._retrier.request("GET", url, path, self._retrier.budget())
         try:
             return permission_from_json(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise _malformed("collaborator permission", exc) from exc
+            raise malformed("collaborator permission", exc) from exc
 
     def get_branch_protection(self, path: GitHubRepo, branch: str) -> BranchProtection | None:
         """Return the protection of a branch, or None when it is not protected.
@@ -616,13 +416,13 @@ class GithubClient:
             raise ValueError(f"invalid branch name {branch!r}")
         url = f"{_prefix(path)}/branches/{quote(branch, safe='')}/protection"
         try:
-            data = self._request("GET", url, path, self._budget())
+            data = self._retrier.request("GET", url, path, self._retrier.budget())
         except errors.GithubNotFoundError:
             return None
         try:
             return protection_from_json(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise _malformed("branch protection", exc) from exc
+            raise malformed("branch protection", exc) from exc
 
     def get_pull_request(self, path: GitHubRepo, number: int) -> PullRequestInfo:
         """Return a pull request.
@@ -638,11 +438,11 @@ class GithubClient:
             GithubNotFoundError: If there is no such pull request (404).
         """
         url = f"{_prefix(path)}/pulls/{int(number)}"
-        data = self._request("GET", url, path, self._budget())
+        data = self._retrier.request("GET", url, path, self._retrier.budget())
         try:
             return pull_request_from_json(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise _malformed("pull request", exc) from exc
+            raise malformed("pull request", exc) from exc
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -654,22 +454,5 @@ def _prefix(path: GitHubPath) -> str:
     return f"/orgs/{quote(path.org, safe='')}"
 
 
-def _path_str(path: GitHubPath | None) -> str | None:
-    return path.path() if path is not None else None
-
-
-def _decode(reply: HttpReply) -> Any:
-    if not reply.body.strip():
-        return None
-    try:
-        return json.loads(reply.body)
-    except ValueError as exc:
-        raise errors.GithubApiError("GitHub answered malformed JSON", status=reply.status) from exc
-
-
 def _group_from_json(item: Any) -> tuple[int, str]:
     return json_int(item["id"]), json_str(item["name"])
-
-
-def _malformed(what: str, exc: Exception) -> errors.GithubApiError:
-    return errors.GithubApiError(f"GitHub answered a malformed {what} ({type(exc).__name__})")

@@ -404,3 +404,13 @@ def pull_request_from_json(data: Any) -> PullRequestInfo:
         base_repo=json_str(base["repo"]["full_name"]),
         base_ref=json_str(base["ref"]),
     )
+
+
+def malformed(what: str, exc: Exception) -> errors.GithubApiError:
+    """Return the error for an answer that does not have the shape GitHub documents.
+
+    Args:
+        what: What was being read (e.g. ``runners list``).
+        exc: The parsing failure (only its type is shown).
+    """
+    return errors.GithubApiError(f"GitHub answered a malformed {what} ({type(exc).__name__})")

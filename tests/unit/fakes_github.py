@@ -1,4 +1,4 @@
-"""Fake of the GitHub seam: runner records, JIT configs and jobs that keep state."""
+"""Fake of the GitHub seam (``github_api.seam.GithubPlatform``): records, JIT configs, jobs."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class FakeRecord:
 
 
 class FakeGithub:
-    """Holds runner records like GitHub, with switchable failures."""
+    """Holds runner records like GitHub, with switchable failures (a ``GithubPlatform``)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -41,6 +41,7 @@ class FakeGithub:
         self.fail_list: Exception | None = None
         self.fail_jit: Exception | None = None
         self.jobs: dict[int, list[JobInfo]] = {}
+        self.jobs_by_url: dict[str, JobInfo] = {}
         self.version = "2.330.0"
 
     def _call(self, name: str) -> None:
@@ -107,6 +108,13 @@ class FakeGithub:
             filename=f"actions-runner-{os_name}-{arch}-{self.version}.tar.gz",
         )
 
-    def list_jobs_of_run(self, repo: GitHubRepo, run_id: int) -> list[JobInfo]:
+    def list_jobs_of_run(self, path: GitHubRepo, run_id: int) -> list[JobInfo]:
         self._call("list_jobs_of_run")
         return self.jobs.get(run_id, [])
+
+    def get_job_by_url(self, url: str) -> JobInfo:
+        self._call("get_job_by_url")
+        info = self.jobs_by_url.get(url)
+        if info is None:
+            raise errors.GithubNotFoundError(f"GET {url}: not found", status=404)
+        return info

@@ -1,7 +1,8 @@
 """Unit tests of GithubClient's policy (retries, budget, error mapping, paging) over a fake seam.
 
-The transport seam ``GithubClient._send`` is replaced by a scripted fake that answers plain
-``HttpReply`` objects; PyGithub itself is exercised by tests/integration/test_github_client.py.
+The client is given a scripted transport (``github_api.retry.HttpTransport``) that answers plain
+``HttpReply`` objects, and a fake clock and sleep; PyGithub itself (``github_api.transport``) is
+exercised by tests/integration/test_github_client.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 import pytest
 
 import errors
-from github_api.client import GithubClient, TransportError
+from github_api.client import GithubClient
 from github_api.parse import HttpReply, parse_job_url
+from github_api.retry import TransportError
 from github_api.types import GitHubOrg, GitHubRepo, GitHubRunnerStatus, JobStatus
 
 TOKEN = "ghp_unit-secret-token-0123456789"
@@ -65,10 +67,15 @@ class FakeTransport:
 
 def make_client(*steps: Any, timeout: float = 5, max_wait: float = 30, latency: float = 0.0):
     fake = FakeTransport(*steps, latency=latency)
-    client = GithubClient(TOKEN, API, timeout=timeout, max_wait=max_wait)
-    client._send = fake.send
-    client._sleep = fake.sleep
-    client._clock = fake.clock
+    client = GithubClient(
+        TOKEN,
+        API,
+        timeout=timeout,
+        max_wait=max_wait,
+        transport=fake,
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
     return client, fake
 
 

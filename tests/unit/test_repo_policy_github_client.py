@@ -26,10 +26,14 @@ class Transport:
 
 
 def client(*replies: HttpReply) -> tuple[GithubClient, Transport]:
-    github = GithubClient("ghp_test-token", "https://ghes.example/api/v3", max_wait=5)
     transport = Transport(*replies)
-    github._send = transport.send
-    github._sleep = lambda _: None
+    github = GithubClient(
+        "ghp_test-token",
+        "https://ghes.example/api/v3",
+        max_wait=5,
+        transport=transport,
+        sleep=lambda _: None,
+    )
     return github, transport
 
 
