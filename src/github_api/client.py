@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -47,7 +46,6 @@ from github_api.types import (
     JITConfig,
     JobInfo,
     PullRequestInfo,
-    RateLimitStatus,
     RegistrationToken,
     RunnerApplication,
     SelfHostedRunner,
@@ -205,7 +203,7 @@ class GithubClient:
             raise malformed("JIT configuration", exc) from exc
 
     def get_registration_token(self, path: GitHubPath) -> RegistrationToken:
-        """Create a registration token (for ``config.sh --token``).
+        """Create a registration token (for the ``config.sh --token`` fallback).
 
         Args:
             path: The repository or organisation.
@@ -213,18 +211,14 @@ class GithubClient:
         Returns:
             The token and its expiry.
         """
-        return self._token_call(path, "registration-token")
-
-    def get_removal_token(self, path: GitHubPath) -> RegistrationToken:
-        """Create a remove token (for ``config.sh remove --token``).
-
-        Args:
-            path: The repository or organisation.
-
-        Returns:
-            The token and its expiry.
-        """
-        return self._token_call(path, "remove-token")
+        url = f"{_prefix(path)}/actions/runners/registration-token"
+        data = self._retrier.request("POST", url, path, self._retrier.budget())
+        try:
+            return RegistrationToken(
+                token=json_str(data["token"]), expires_at=parse_time(data["expires_at"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise malformed("registration-token", exc) from exc
 
     def get_runner_application(
         self, path: GitHubPath, os_name: str = "linux", arch: str = "x64"
@@ -318,36 +312,7 @@ class GithubClient:
         repo, job_id = parse_job_url(self.api_url, url)
         return self.get_job(repo, job_id)
 
-    # --- rate limit -------------------------------------------------------------------------
-
-    def get_rate_limit(self) -> RateLimitStatus:
-        """Return the token's core rate limit (this request does not count against it).
-
-        Returns:
-            Limit, remaining requests and reset time.
-        """
-        data = self._retrier.request("GET", "/rate_limit", None, self._retrier.budget())
-        try:
-            core = data["resources"]["core"] if "resources" in data else data["rate"]
-            return RateLimitStatus(
-                limit=json_int(core["limit"]),
-                remaining=json_int(core["remaining"]),
-                reset_at=datetime.fromtimestamp(json_int(core["reset"]), tz=timezone.utc),
-            )
-        except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
-            raise malformed("rate limit", exc) from exc
-
     # --- internals --------------------------------------------------------------------------
-
-    def _token_call(self, path: GitHubPath, kind: str) -> RegistrationToken:
-        url = f"{_prefix(path)}/actions/runners/{kind}"
-        data = self._retrier.request("POST", url, path, self._retrier.budget())
-        try:
-            return RegistrationToken(
-                token=json_str(data["token"]), expires_at=parse_time(data["expires_at"])
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise malformed(kind, exc) from exc
 
     def _runner_group_id(self, path: GitHubOrg, budget: Budget) -> int:
         key = (path.org.lower(), path.group)

@@ -1,8 +1,7 @@
 """Types describing GitHub objects the charm works with (no I/O, no PyGithub).
 
-Also the pure parts of talking to GitHub that ``github_client`` builds on: parsing GitHub's
-(untrusted) JSON answers into these types, checking API job URLs, and mapping an HTTP answer to
-the project's errors.
+Also the pure helpers on them: parsing the ``path`` option and deriving the REST API base URL.
+Parsing GitHub's (untrusted) answers into these types is :mod:`github_api.parse`.
 """
 
 from __future__ import annotations
@@ -219,21 +218,6 @@ class JobInfo:
     runner_id: int | None = None
     name: str | None = None
     workflow_name: str | None = None
-
-
-@dataclass(frozen=True)
-class RateLimitStatus:
-    """The token's core rate limit.
-
-    Attributes:
-        limit: Requests allowed per window.
-        remaining: Requests left in the window.
-        reset_at: When the window resets.
-    """
-
-    limit: int
-    remaining: int
-    reset_at: datetime
 
 
 # --- repository policy (collaborators, branch protection, pull requests) ----------------------

@@ -266,22 +266,18 @@ def test_jit_config_conflict_and_labels() -> None:
         client.get_jit_config(REPO, "a", [str(i) for i in range(101)])
 
 
-@pytest.mark.parametrize(
-    ("method", "kind"),
-    [("get_registration_token", "registration-token"), ("get_removal_token", "remove-token")],
-)
-def test_tokens(method: str, kind: str) -> None:
+def test_registration_token() -> None:
     client, fake = make_client(
         reply(201, {"token": "AABBCC", "expires_at": "2026-01-02T03:04:05.000+00:00"})
     )
-    token = getattr(client, method)(ORG)
+    token = client.get_registration_token(ORG)
     assert token.token == "AABBCC"
     assert token.expires_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     assert "AABBCC" not in repr(token)
-    assert fake.calls[0][:2] == ("POST", f"/orgs/octo-org/actions/runners/{kind}")
+    assert fake.calls[0][:2] == ("POST", "/orgs/octo-org/actions/runners/registration-token")
 
 
-# --- downloads, jobs, rate limit --------------------------------------------------------------
+# --- downloads and jobs -----------------------------------------------------------------------
 
 
 APPS = [
@@ -401,18 +397,6 @@ def test_get_job_missing_and_unknown_status() -> None:
         client.get_job(REPO, 1)
 
 
-def test_rate_limit() -> None:
-    body = {
-        "resources": {"core": {"limit": 5000, "remaining": 4999, "reset": 1800000000, "used": 1}},
-        "rate": {},
-    }
-    client, fake = make_client(reply(200, body))
-    status = client.get_rate_limit()
-    assert (status.limit, status.remaining) == (5000, 4999)
-    assert status.reset_at == datetime.fromtimestamp(1800000000, tz=timezone.utc)
-    assert fake.calls[0][1] == "/rate_limit"
-
-
 # --- error mapping ----------------------------------------------------------------------------
 
 
@@ -488,7 +472,7 @@ def test_other_statuses_are_api_errors_with_status(status: int) -> None:
 def test_malformed_json_is_api_error() -> None:
     client, _ = make_client(HttpReply(200, {}, "{not json"))
     with pytest.raises(errors.GithubApiError, match="malformed JSON"):
-        client.get_rate_limit()
+        client.get_job(REPO, 1)
 
 
 # --- retries and the time budget --------------------------------------------------------------
