@@ -349,7 +349,7 @@ class GithubClient:
             username: The user's login.
 
         Returns:
-            One of ``github_type.PERMISSION_LEVELS`` (``none`` for a user who is no
+            One of ``github_api.types.PERMISSION_LEVELS`` (``none`` for a user who is no
             collaborator; maintain and triage told apart by GitHub's ``role_name``).
 
         Raises:

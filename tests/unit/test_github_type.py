@@ -1,4 +1,4 @@
-"""Unit tests of github_type: path parsing, JSON parsing of GitHub's answers, error mapping."""
+"""Unit tests of github_api.types and github_api.parse: paths, JSON answers, error mapping."""
 
 from __future__ import annotations
 
