@@ -4,58 +4,27 @@ Every ``interval`` minutes (plus a random delay that spreads units apart), a one
 ``juju-exec <unit> "JUJU_DISPATCH_PATH=hooks/<event> ./dispatch"`` under ``flock`` (never two
 runs at once) and ``timeout`` (a stuck run ends after ``timeout`` minutes).
 
-systemctl is reached through a seam (:class:`Systemctl`): tests pass a fake, since systemd does
-not run everywhere the tests do.
+systemctl is reached through the seam of :mod:`juju.systemd`.
 """
 
 from __future__ import annotations
 
 import logging
-import subprocess
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import jinja2
-
-from errors import SubprocessError
-from paths import TEMPLATES_DIR
+from juju.systemd import (
+    SYSTEMD_UNIT_DIR,
+    Systemctl,
+    activate,
+    is_active,
+    render_unit,
+    run_systemctl,
+    uninstall,
+)
 
 logger = logging.getLogger(__name__)
 
-SYSTEMD_UNIT_DIR = Path("/etc/systemd/system")
 LOCK_DIR = Path("/run/lock")
-SYSTEMCTL_TIMEOUT_SECONDS = 60
-
-Systemctl = Callable[[Sequence[str]], int]
-"""Runs ``systemctl <args>`` and returns its exit code; raises SubprocessError if it cannot."""
-
-
-def run_systemctl(args: Sequence[str]) -> int:
-    """Run systemctl.
-
-    Args:
-        args: The arguments after ``systemctl``.
-
-    Returns:
-        The exit code.
-
-    Raises:
-        SubprocessError: If systemctl cannot be run or times out.
-    """
-    cmd = ["/usr/bin/systemctl", *args]
-    try:
-        result = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=SYSTEMCTL_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SubprocessError(cmd, -1, str(exc)) from exc
-    if result.returncode != 0:
-        logger.debug("systemctl %s: rc %d: %s", " ".join(args), result.returncode, result.stderr)
-    return result.returncode
 
 
 class EventTimer:
@@ -85,12 +54,6 @@ class EventTimer:
         self._unit_dir = unit_dir
         self._lock_dir = lock_dir
         self._systemctl = systemctl
-        self._jinja = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-            autoescape=False,  # noqa: S701 -- systemd units, not HTML
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-        )
 
     def unit_base_name(self, event_name: str) -> str:
         """Return the systemd unit name (without suffix) of an event's timer.
@@ -135,10 +98,8 @@ class EventTimer:
             "random_delay_seconds": min(60, interval_minutes * 6),
         }
         return {
-            f"{base}.service": self._jinja.get_template("dispatch-event.service.j2").render(
-                context
-            ),
-            f"{base}.timer": self._jinja.get_template("dispatch-event.timer.j2").render(context),
+            f"{base}.service": render_unit("dispatch-event.service.j2", context),
+            f"{base}.timer": render_unit("dispatch-event.timer.j2", context),
         }
 
     def ensure_event_timer(
@@ -167,17 +128,10 @@ class EventTimer:
                 path.write_text(content)
                 changed = True
         timer = f"{self.unit_base_name(event_name)}.timer"
+        acted = activate(self._systemctl, timer, changed)
         if changed:
-            self._check(["daemon-reload"])
-            self._check(["enable", timer])
-            self._check(["restart", timer])
             logger.info("timer %s installed: every %d minutes", timer, interval_minutes)
-            return True
-        if not self.is_active(event_name):
-            self._check(["enable", "--now", timer])
-            logger.info("timer %s was not active: started", timer)
-            return True
-        return False
+        return acted
 
     def disable_event_timer(self, event_name: str) -> None:
         """Stop and remove the timer. Idempotent.
@@ -189,15 +143,8 @@ class EventTimer:
             SubprocessError: If systemctl fails while units are installed.
         """
         base = self.unit_base_name(event_name)
-        paths = [self._unit_dir / f"{base}.timer", self._unit_dir / f"{base}.service"]
-        if not any(path.exists() for path in paths):
-            return
-        # A stopped or unknown unit is fine: only the removal below must succeed.
-        self._systemctl(["disable", "--now", f"{base}.timer"])
-        for path in paths:
-            path.unlink(missing_ok=True)
-        self._check(["daemon-reload"])
-        logger.info("timer %s removed", f"{base}.timer")
+        files = [self._unit_dir / f"{base}.timer", self._unit_dir / f"{base}.service"]
+        uninstall(self._systemctl, f"{base}.timer", files)
 
     def is_active(self, event_name: str) -> bool:
         """Return whether the timer is installed and active.
@@ -211,20 +158,4 @@ class EventTimer:
         Raises:
             SubprocessError: If systemctl cannot be run.
         """
-        return (
-            self._systemctl(["is-active", "--quiet", f"{self.unit_base_name(event_name)}.timer"])
-            == 0
-        )
-
-    def _check(self, args: list[str]) -> None:
-        """Run systemctl and require success.
-
-        Args:
-            args: The arguments.
-
-        Raises:
-            SubprocessError: If it fails.
-        """
-        returncode = self._systemctl(args)
-        if returncode != 0:
-            raise SubprocessError(["systemctl", *args], returncode)
+        return is_active(self._systemctl, f"{self.unit_base_name(event_name)}.timer")

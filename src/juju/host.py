@@ -1,4 +1,4 @@
-"""The host the charm drives besides the runner manager: LXD setup, RAM disk, logrotate, timer.
+"""The host the charm drives besides the runner manager: LXD, RAM disk, logrotate, timer, policy.
 
 :class:`SystemPort` is the seam the charm sees (tests replace it with a fake); :class:`HostSystem`
 is the real implementation. No ``ops`` here.
@@ -54,6 +54,9 @@ class SystemPort(Protocol):
         self, github_token: str, github_api_url: str, policy: dict[str, Any], test_mode: bool
     ) -> RepoPolicyEndpoint:
         """Install and run the pre-job policy service; return where runners reach it."""
+
+    def remove_repo_policy(self) -> None:
+        """Stop and remove the pre-job policy service and its files; idempotent."""
 
 
 def run(cmd: list[str], timeout: int = 60) -> None:
@@ -196,6 +199,10 @@ class HostSystem:
         return self._repo_policy.ensure(
             github_token=github_token, github_api_url=github_api_url, policy=policy, host=host
         )
+
+    def remove_repo_policy(self) -> None:
+        """Stop and remove the policy service (see :meth:`RepoPolicyService.remove`)."""
+        self._repo_policy.remove()
 
 
 def bridge_address(bridge: str = "lxdbr0") -> str | None:

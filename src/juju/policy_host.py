@@ -1,8 +1,9 @@
-"""Install and run the pre-job repository policy service on the unit (systemd).
+"""Install, run and remove the pre-job repository policy service on the unit (systemd).
 
 The service token (the charm's credential for handing out one-time tokens) is created once per
 unit and kept in a root-only file; the GitHub token and the policy file are rewritten when they
-change, and the service restarts only then (systemd copies credentials at start).
+change, and the service restarts only then (systemd copies credentials at start). When the unit
+stops, the service goes with its files (the GitHub token among them).
 """
 
 from __future__ import annotations
@@ -16,18 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
-from errors import SubprocessError
-from juju.event_timer import Systemctl, run_systemctl
-from paths import REPO_ROOT, TEMPLATES_DIR
+from juju.systemd import (
+    SYSTEMD_UNIT_DIR,
+    Systemctl,
+    activate,
+    render_unit,
+    run_systemctl,
+    uninstall,
+)
+from paths import REPO_ROOT
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "github-runner-repo-policy"
 DEFAULT_PORT = 8567
 CONFIG_DIR = Path("/etc/github-runner/repo-policy")
-UNIT_DIR = Path("/etc/systemd/system")
+CONFIG_FILES = ("github-token", "service-token", "policy.json")
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class RepoPolicyService:
         unit_name: str,
         *,
         config_dir: Path = CONFIG_DIR,
-        unit_dir: Path = UNIT_DIR,
+        unit_dir: Path = SYSTEMD_UNIT_DIR,
         charm_dir: Path | None = None,
         systemctl: Systemctl = run_systemctl,
     ) -> None:
@@ -139,36 +144,34 @@ class RepoPolicyService:
         _write(config_file, json.dumps(policy, sort_keys=True, indent=1) + "\n", 0o644)
         unit = self.render_unit(github_api_url, host, port)
         changed = _write(self.unit_path, unit, 0o644) or changed
+        activate(self._systemctl, f"{SERVICE_NAME}.service", changed)
         if changed:
-            self._check(["daemon-reload"])
-            self._check(["enable", f"{SERVICE_NAME}.service"])
-            self._check(["restart", f"{SERVICE_NAME}.service"])
             logger.info("repo policy service (re)started on %s:%d", host, port)
-        elif self._systemctl(["is-active", "--quiet", f"{SERVICE_NAME}.service"]) != 0:
-            self._check(["start", f"{SERVICE_NAME}.service"])
         return RepoPolicyEndpoint(url=f"http://{host}:{port}", service_token=token)
+
+    def remove(self) -> None:
+        """Stop and remove the service, its tokens and its policy file. Idempotent.
+
+        The token files go first: a running service holds copies (systemd credentials).
+
+        Raises:
+            SubprocessError: If systemctl fails while the service is installed.
+        """
+        for name in CONFIG_FILES:
+            (self.config_dir / name).unlink(missing_ok=True)
+        uninstall(self._systemctl, f"{SERVICE_NAME}.service", [self.unit_path])
 
     def render_unit(self, github_api_url: str, host: str, port: int) -> str:
         """Render the systemd unit of the service."""
-        env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-            undefined=jinja2.StrictUndefined,
-            autoescape=False,  # noqa: S701 - a systemd unit, not HTML
-            keep_trailing_newline=True,
-        )
-        return env.get_template("repo-policy.service.j2").render(
-            unit=self.unit_name,
-            charm_dir=str(self.charm_dir),
-            python=sys.executable,
-            host=host,
-            port=port,
-            service_token_file=str(self.config_dir / "service-token"),
-            github_token_file=str(self.config_dir / "github-token"),
-            github_api_url=github_api_url,
-            config_file=str(self.config_dir / "policy.json"),
-        )
-
-    def _check(self, args: list[str]) -> None:
-        returncode = self._systemctl(args)
-        if returncode != 0:
-            raise SubprocessError(["systemctl", *args], returncode)
+        context = {
+            "unit": self.unit_name,
+            "charm_dir": str(self.charm_dir),
+            "python": sys.executable,
+            "host": host,
+            "port": port,
+            "service_token_file": str(self.config_dir / "service-token"),
+            "github_token_file": str(self.config_dir / "github-token"),
+            "github_api_url": github_api_url,
+            "config_file": str(self.config_dir / "policy.json"),
+        }
+        return render_unit("repo-policy.service.j2", context)

@@ -13,10 +13,12 @@ import pytest
 
 import charm
 import errors
-from juju import host as charm_host
+from juju import host as juju_host
 from juju.event_timer import EventTimer
 from juju.host import LOGROTATE_TEMPLATE, HostSystem, run
+from juju.policy_host import RepoPolicyService
 from runner_manager_type import LXDRunnerManagerConfig
+from tests.unit.fakes_systemd import FakeSystemctl
 
 
 class Recorder:
@@ -30,24 +32,31 @@ class Recorder:
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     fake = Recorder()
-    monkeypatch.setattr(charm_host, "run", fake)
+    monkeypatch.setattr(juju_host, "run", fake)
     return fake
 
 
 def host(tmp_path: Path, systemctl_codes: dict[str, int] | None = None) -> HostSystem:
-    codes = systemctl_codes or {}
-    timer = EventTimer(
-        "app/0", unit_dir=tmp_path / "units", systemctl=lambda args: codes.get(args[0], 0)
+    systemctl = FakeSystemctl(systemctl_codes)
+    timer = EventTimer("app/0", unit_dir=tmp_path / "units", systemctl=systemctl)
+    policy = RepoPolicyService(
+        "app/0", config_dir=tmp_path / "policy", unit_dir=tmp_path / "units", systemctl=systemctl
     )
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal: 16000000 kB\nMemAvailable:    8000000 kB\n")
-    return HostSystem("app/0", timer=timer, meminfo=meminfo, logrotate=tmp_path / "logrotate")
+    return HostSystem(
+        "app/0",
+        timer=timer,
+        meminfo=meminfo,
+        logrotate=tmp_path / "logrotate",
+        repo_policy=policy,
+    )
 
 
 def test_setup_lxd_runs_the_script(tmp_path: Path, recorder: Recorder) -> None:
     host(tmp_path).setup_lxd(tmp_path)
-    assert recorder.commands == [[str(charm_host.SETUP_LXD_SCRIPT)]]
-    assert charm_host.SETUP_LXD_SCRIPT.name == "setup-lxd.sh"
+    assert recorder.commands == [[str(juju_host.SETUP_LXD_SCRIPT)]]
+    assert juju_host.SETUP_LXD_SCRIPT.name == "setup-lxd.sh"
 
 
 def test_ram_disk_mounted_then_resized(
@@ -96,6 +105,18 @@ def test_timer_delegates_to_event_timer(tmp_path: Path) -> None:
     system.disable_timer("reconcile-runners")
     assert not (tmp_path / "units" / "ghr-app-0-reconcile-runners.timer").exists()
     assert host(tmp_path, {"is-active": 3}).timer_active("reconcile-runners") is False
+
+
+def test_policy_service_is_installed_then_removed(tmp_path: Path) -> None:
+    system = host(tmp_path)
+    policy = {"default": "deny"}
+    endpoint = system.ensure_repo_policy("ghp_x", "https://api.github.com", policy, True)
+    assert endpoint.url == "http://127.0.0.1:8567"  # containers: host loopback
+    assert (tmp_path / "policy" / "github-token").read_text() == "ghp_x"
+    assert (tmp_path / "units" / "github-runner-repo-policy.service").exists()
+    system.remove_repo_policy()
+    assert not (tmp_path / "policy" / "github-token").exists()
+    assert not (tmp_path / "units" / "github-runner-repo-policy.service").exists()
 
 
 def test_run() -> None:

@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 import errors
-from juju.event_timer import EventTimer, run_systemctl
+from juju.event_timer import EventTimer
+from tests.unit.fakes_systemd import FakeSystemctl
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 UNIT = "github-runner/0"
 BASE = "ghr-github-runner-0-reconcile-runners"
-
-
-class FakeSystemctl:
-    """Records systemctl calls; answers from a table of exit codes."""
-
-    def __init__(self, codes: dict[str, int] | None = None) -> None:
-        self.calls: list[list[str]] = []
-        self.codes = codes or {}
-
-    def __call__(self, args: Sequence[str]) -> int:
-        self.calls.append(list(args))
-        return self.codes.get(args[0], 0)
 
 
 @pytest.fixture
@@ -165,21 +153,3 @@ def test_disable_removes_the_units(root: Path) -> None:
     systemctl.calls.clear()
     timer.disable_event_timer("reconcile-runners")  # idempotent
     assert systemctl.calls == []
-
-
-def test_run_systemctl_reports_a_missing_binary(monkeypatch: pytest.MonkeyPatch) -> None:
-    def missing(*args: object, **kwargs: object) -> None:
-        raise FileNotFoundError("/usr/bin/systemctl")
-
-    monkeypatch.setattr(subprocess, "run", missing)
-    with pytest.raises(errors.SubprocessError):
-        run_systemctl(["is-active", "x.timer"])
-
-
-def test_run_systemctl_returns_the_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-        assert cmd == ["/usr/bin/systemctl", "is-active", "x.timer"]
-        return subprocess.CompletedProcess(cmd, 3, "", "inactive")
-
-    monkeypatch.setattr(subprocess, "run", fake_run)
-    assert run_systemctl(["is-active", "x.timer"]) == 3

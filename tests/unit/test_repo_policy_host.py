@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import stat
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from errors import SubprocessError
 from juju.policy_host import SERVICE_NAME, RepoPolicyService
-
-
-class FakeSystemctl:
-    def __init__(self, active: bool = True, fail: str | None = None) -> None:
-        self.calls: list[list[str]] = []
-        self.active = active
-        self.fail = fail
-
-    def __call__(self, args: Sequence[str]) -> int:
-        self.calls.append(list(args))
-        if args[0] == self.fail:
-            return 1
-        if args[0] == "is-active":
-            return 0 if self.active else 3
-        return 0
+from tests.unit.fakes_systemd import FakeSystemctl
 
 
 def service(tmp_path: Path, systemctl: FakeSystemctl) -> RepoPolicyService:
@@ -82,12 +67,12 @@ def test_nothing_changed_costs_one_is_active(tmp_path: Path) -> None:
 
 
 def test_a_dead_service_is_started_and_a_new_token_restarts_it(tmp_path: Path) -> None:
-    systemctl = FakeSystemctl(active=False)
+    systemctl = FakeSystemctl({"is-active": 3})
     svc = service(tmp_path, systemctl)
     svc.ensure(github_token="t", github_api_url="https://api.github.com", policy=POLICY)
     systemctl.calls.clear()
     svc.ensure(github_token="t", github_api_url="https://api.github.com", policy=POLICY)
-    assert systemctl.calls[-1] == ["start", f"{SERVICE_NAME}.service"]
+    assert systemctl.calls[-1] == ["enable", "--now", f"{SERVICE_NAME}.service"]
     systemctl.calls.clear()
     svc.ensure(github_token="rotated", github_api_url="https://api.github.com", policy=POLICY)
     assert ["restart", f"{SERVICE_NAME}.service"] in systemctl.calls
@@ -108,6 +93,31 @@ def test_policy_changes_need_no_restart(tmp_path: Path) -> None:
 
 
 def test_systemctl_failure_is_an_error(tmp_path: Path) -> None:
-    svc = service(tmp_path, FakeSystemctl(fail="restart"))
+    svc = service(tmp_path, FakeSystemctl({"restart": 1}))
     with pytest.raises(SubprocessError):
         svc.ensure(github_token="t", github_api_url="https://api.github.com", policy=POLICY)
+
+
+def test_remove_stops_the_service_and_deletes_its_tokens(tmp_path: Path) -> None:
+    systemctl = FakeSystemctl()
+    svc = service(tmp_path, systemctl)
+    svc.ensure(github_token="ghp_x", github_api_url="https://api.github.com", policy=POLICY)
+    systemctl.calls.clear()
+    svc.remove()
+    assert systemctl.calls == [["disable", "--now", f"{SERVICE_NAME}.service"], ["daemon-reload"]]
+    assert not svc.unit_path.exists()
+    assert list((tmp_path / "etc").iterdir()) == [], "no token is left behind"
+    systemctl.calls.clear()
+    svc.remove()  # idempotent
+    assert systemctl.calls == []
+
+
+def test_remove_fails_when_the_reload_fails_but_the_tokens_are_gone(tmp_path: Path) -> None:
+    svc = service(tmp_path, FakeSystemctl({"daemon-reload": 1}))
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "github-token").write_text("ghp_x")
+    svc.unit_path.parent.mkdir()
+    svc.unit_path.write_text("[Unit]\n")
+    with pytest.raises(SubprocessError):
+        svc.remove()
+    assert not (tmp_path / "etc" / "github-token").exists()
