@@ -4,16 +4,18 @@
 Handlers build a :class:`CharmState`, call the runner manager and record what went wrong; the
 status is decided in one place, :meth:`GithubRunnerCharm._on_collect_unit_status`. Two seams are
 class attributes a test subclass replaces: ``manager_factory`` (the runner manager) and
-``system_factory`` (the host: LXD setup, RAM disk, logrotate, the reconcile timer).
+``system_factory`` (the host: LXD setup, RAM disk, logrotate, the reconcile timer, the policy
+service). Building a manager has no side effect: the policy service is ensured once per converge
+with the current state, and removed when the unit stops.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import ops
 
@@ -22,42 +24,21 @@ import errors
 from charm_state import COS_AGENT_RELATION
 from charms.github_runner.v0.cos_agent import COSAgentProvider
 from charms.github_runner.v0.mongodb import MongoDBRequirer
-from github_api.types import GitHubRunnerStatus, RunnerApplication
+from juju.actions import RunnerActions
+from juju.dependencies import ensure_dependencies
 from juju.host import HostSystem, SystemPort
+from juju.manager_port import RunnerManagerPort, manager_config
+from juju.policy_host import RepoPolicyEndpoint
+from juju.runner_counts import count_runners, status_message
+from juju.runner_storage import DETACHED_STORAGE_PATH, prepare_storage, storage_location
 from manager.state import CharmState, RunnerStorage
 from metrics.events import METRICS_LOG_PATH
-from runner_manager_type import (
-    FLUSH_MODE_BY_ACTION_PARAM,
-    LXDFlushMode,
-    LXDRunnerManagerConfig,
-    RunnerInfo,
-)
-from runner_type import VirtualMachineResources, size_in_bytes
+from runner_manager_type import FLUSH_MODE_BY_ACTION_PARAM, LXDFlushMode, LXDRunnerManagerConfig
 
 logger = logging.getLogger(__name__)
 
 RECONCILE_EVENT = "reconcile-runners"
 PREVIOUS_CREDENTIALS_LABEL = "previous-credentials"
-RAM_DISK_PATH = Path("/var/lib/github-runner/ram-disk")
-DETACHED_STORAGE_PATH = Path("/var/lib/github-runner/no-storage")  # at stop, storage may be gone
-
-
-class RunnerManagerPort(Protocol):
-    """What the charm needs of the runner manager (the seed API of ``RunnerManager``)."""
-
-    runner_bin_path: Path
-    cron_path: Path
-
-    def reconcile(self, quantity: int, resources: VirtualMachineResources) -> int: ...  # noqa: D102
-    def flush(self, mode: LXDFlushMode = LXDFlushMode.FLUSH_IDLE) -> int: ...  # noqa: D102
-    def get_github_info(self) -> Iterator[RunnerInfo]: ...  # noqa: D102
-    def get_latest_runner_bin_url(self, os_name: str = "linux") -> RunnerApplication: ...  # noqa: D102
-    def update_runner_bin(self, binary: RunnerApplication) -> None: ...  # noqa: D102
-    def check_runner_bin(self) -> bool: ...  # noqa: D102
-    def runner_bin_version(self) -> str | None: ...  # noqa: D102
-    def has_runner_image(self) -> bool: ...  # noqa: D102
-    def build_runner_image(self) -> None: ...  # noqa: D102
-    def schedule_build_runner_image(self) -> None: ...  # noqa: D102
 
 
 def create_runner_manager(
@@ -88,21 +69,6 @@ def status_for_error(exc: errors.GithubRunnerError) -> ops.StatusBase:
     if isinstance(exc, errors.RunnerError | errors.ReactiveError):
         return ops.WaitingStatus(f"{exc}{retry}")
     return ops.BlockedStatus(str(exc))
-
-
-def _counts(infos: Iterable[RunnerInfo]) -> dict[str, Any]:
-    """Count runners by GitHub status."""
-    runners = list(infos)
-    online = [r for r in runners if r.status == GitHubRunnerStatus.ONLINE]
-    offline = [r for r in runners if r.status == GitHubRunnerStatus.OFFLINE]
-    return {
-        "online": len(online),
-        "offline": len(offline),
-        "unknown": len(runners) - len(online) - len(offline),
-        "busy": sum(1 for r in online if r.busy),
-        "idle": sum(1 for r in online if not r.busy),
-        "runners": ",".join(sorted(r.name for r in runners)),
-    }
 
 
 class ReconcileRunnersEvent(ops.EventBase):
@@ -187,59 +153,20 @@ class GithubRunnerCharm(ops.CharmBase):
             deployed_runner_storage=self._stored.runner_storage or None,
         )
 
-    def _storage_location(self, state: CharmState) -> Path | None:
-        """Return the directory that holds runner disks (None: juju storage not attached)."""
-        if state.runner_storage == RunnerStorage.MEMORY:
-            return RAM_DISK_PATH
+    def _attached_storage(self) -> Path | None:
+        """Return where the ``runner`` Juju storage is mounted (None: not attached)."""
         storages = self.model.storages["runner"]
         return storages[0].location if storages else None
 
-    def _prepare_storage(self, state: CharmState) -> Path:
-        """Check the runner storage and mount the RAM disk if needed; return its path."""
-        location = self._storage_location(state)
-        if location is None:
-            raise errors.ConfigError(
-                "runner-storage",
-                "juju-storage needs the runner storage, which is not attached: run "
-                f"`juju add-storage {self.unit.name} runner=<size>`",
-            )
-        if state.runner_storage == RunnerStorage.MEMORY:
-            needed = size_in_bytes(state.vm_resources.disk) * max(state.virtual_machines, 1)
-            available = self.system.available_memory(location)
-            if needed > available:
-                raise errors.ConfigError(
-                    "runner-storage",
-                    f"memory needs vm-disk x virtual-machines = {needed >> 20}MiB but only "
-                    f"{available >> 20}MiB of memory is available: lower vm-disk or "
-                    "virtual-machines",
-                )
-            self.system.ensure_ram_disk(location, needed)
-        return location
-
-    def _manager(self, state: CharmState, storage: Path | None = None) -> RunnerManagerPort:
-        """Build the runner manager for a state (storage: the prepared runner storage)."""
-        storage = storage or self._storage_location(state) or DETACHED_STORAGE_PATH
-        policy = self.system.ensure_repo_policy(
-            state.token.get_secret_value(),
-            state.api_url,
-            state.repo_policy.model_dump(),
-            state.test_mode,
-        )
-        # The aliases scripts/build-lxd-image.sh uses by default.
-        image = (
-            "github-runner-test" if state.test_mode else f"github-runner-{state.base_image.value}"
-        )
-        config = LXDRunnerManagerConfig(
-            charm_state=state,
-            image=image,
-            lxd_storage_path=storage,
-            path=state.path,
-            service_token=policy.service_token,
-            token=state.token.get_secret_value(),
-            dockerhub_mirror=state.dockerhub_mirror,
-            reactive_config=state.reactive_config,
-            repo_policy_url=policy.url,
-        )
+    def _manager(
+        self,
+        state: CharmState,
+        policy: RepoPolicyEndpoint | None = None,
+        storage: Path | None = None,
+    ) -> RunnerManagerPort:
+        """Build the manager of a state; no side effect (no policy: it creates no runner)."""
+        storage = storage or storage_location(state, self._attached_storage())
+        config = manager_config(state, storage or DETACHED_STORAGE_PATH, policy)
         return type(self).manager_factory(state.app_name, state.unit_number, config)
 
     def _progress(self, message: str) -> None:
@@ -294,13 +221,18 @@ class GithubRunnerCharm(ops.CharmBase):
         ):
             self._guarded(self._converge)
 
-    def _on_stop(self, _: ops.StopEvent) -> None:
-        """Remove the timer and every runner."""
+    def _host_step(self, step: Callable[[], object]) -> None:
+        """Run a host step that needs no valid state; a project error becomes status."""
         try:
-            self.system.disable_timer(RECONCILE_EVENT)
+            step()
         except errors.GithubRunnerError as exc:
             self._record_error(exc)
+
+    def _on_stop(self, _: ops.StopEvent) -> None:
+        """The unit goes away: remove the timer, every runner, then the policy service."""
+        self._host_step(lambda: self.system.disable_timer(RECONCILE_EVENT))
         self._guarded(lambda state: self._manager(state).flush(LXDFlushMode.FLUSH_BUSY))
+        self._host_step(self.system.remove_repo_policy)
 
     def _on_update_status(self, _: ops.UpdateStatusEvent) -> None:
         """Re-create a dead reconcile timer; converge if the config only now became usable.
@@ -324,46 +256,54 @@ class GithubRunnerCharm(ops.CharmBase):
         timeout = max(3 * state.reconcile_interval, 15)
         self.system.ensure_timer(RECONCILE_EVENT, state.reconcile_interval, timeout)
 
-    def _ensure_installed(self, state: CharmState) -> RunnerManagerPort:
-        """Make the host ready: LXD, storage, runner binary, image, timer, logrotate."""
-        storage = self._prepare_storage(state)
+    def _ensure_installed(self, state: CharmState) -> tuple[RunnerManagerPort, RepoPolicyEndpoint]:
+        """Make the host ready (LXD, storage, policy service, binary, image, timer).
+
+        Returns the manager of the state and where runners reach the policy service.
+        """
+        storage = prepare_storage(state, self._attached_storage(), self.system, self.unit.name)
         if not self._stored.installed:
             self._progress("Setting up LXD")
             self.system.setup_lxd(storage)
             self.system.configure_logrotate()
-        manager = self._manager(state, storage)
-        if not manager.check_runner_bin():
-            self._progress("Downloading the runner binary")
-            manager.update_runner_bin(manager.get_latest_runner_bin_url())
-        if not manager.has_runner_image():
-            self._progress("Building the runner image")
-            manager.build_runner_image()
-        if not self._stored.installed:
-            manager.schedule_build_runner_image()
+        # After LXD: VMs reach the service on the LXD bridge. Only here, with the current state.
+        token, options = state.token.get_secret_value(), state.repo_policy.model_dump()
+        policy = self.system.ensure_repo_policy(token, state.api_url, options, state.test_mode)
+        manager = self._manager(state, policy, storage)
+        ensure_dependencies(manager, self._progress, first_install=not self._stored.installed)
         self._ensure_timer(state)
         self._stored.installed = True
-        return manager
+        return manager, policy
 
     def _converge(self, state: CharmState, flush_idle: bool = False) -> dict[str, Any]:
         """Install if needed, replace runners whose settings changed, reconcile."""
-        manager = self._ensure_installed(state)
-        self._flush_previous_credentials(state)
+        manager, policy = self._ensure_installed(state)
+        self._flush_previous_credentials(state, policy)
         shape = state.runner_shape_fingerprint()
         if flush_idle or (self._stored.shape and self._stored.shape != shape):
             manager.flush(LXDFlushMode.FLUSH_IDLE)
         self._stored.shape = shape
         return self._reconcile(state, manager)
 
+    def _count(self, manager: RunnerManagerPort) -> dict[str, Any]:
+        """Count the runners GitHub reports and keep the counts for the status."""
+        counts = count_runners(manager.get_github_info())
+        self._stored.counts = json.dumps(counts)
+        return counts
+
     def _reconcile(self, state: CharmState, manager: RunnerManagerPort) -> dict[str, Any]:
         """Reconcile, refresh the runner counts shown in the status and clear old errors."""
         delta = manager.reconcile(state.virtual_machines, state.vm_resources)
-        counts = _counts(manager.get_github_info())
-        self._stored.counts = json.dumps(counts)
+        counts = self._count(manager)
         self._stored.error_status = self._stored.error_message = ""
         return {"delta": delta, **counts}
 
-    def _flush_previous_credentials(self, state: CharmState) -> None:
-        """Remove every runner when the token, path or labels changed, with the old credentials."""
+    def _flush_previous_credentials(self, state: CharmState, policy: RepoPolicyEndpoint) -> None:
+        """Remove every runner when the token, path or labels changed, with the old credentials.
+
+        The manager that removes them has the previous GitHub credentials and the current
+        policy endpoint: building it writes nothing back to the policy service.
+        """
         fingerprint = state.credentials_fingerprint()
         if self._stored.credentials == fingerprint:
             return
@@ -375,7 +315,7 @@ class GithubRunnerCharm(ops.CharmBase):
         if secret is not None and self._stored.credentials:
             previous = state.with_credentials(secret.get_content(refresh=True))
             self._progress("Removing the runners of the previous token, path or labels")
-            manager = self._manager(previous)
+            manager = self._manager(previous, policy)
             flushed = manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
             logger.info("removed %d runners of the previous credentials", flushed)
         elif self._stored.credentials:
@@ -400,17 +340,12 @@ class GithubRunnerCharm(ops.CharmBase):
                 ops.WaitingStatus("Waiting for the mongodb relation to provide a URI")
             )
         if self._stored.error_status:
-            status = ops.StatusBase.from_name(
-                self._stored.error_status, self._stored.error_message
-            )
-            event.add_status(status)
+            stored = self._stored.error_status, self._stored.error_message
+            event.add_status(ops.StatusBase.from_name(*stored))
         if not self._stored.counts:
             event.add_status(ops.WaitingStatus("Waiting for the first reconciliation"))
             return
-        counts = json.loads(self._stored.counts)
-        total = counts["online"] + counts["offline"] + counts["unknown"]
-        message = f"{total} runners: {counts['idle']} idle, {counts['busy']} busy"
-        event.add_status(ops.ActiveStatus(message))
+        event.add_status(ops.ActiveStatus(status_message(json.loads(self._stored.counts))))
 
     # --- actions -------------------------------------------------------------------------------
 
@@ -428,15 +363,8 @@ class GithubRunnerCharm(ops.CharmBase):
         event.set_results(results)
 
     def _on_check_runners_action(self, event: ops.ActionEvent) -> None:
-        """Report the runners as GitHub sees them."""
-
-        def work(state: CharmState) -> dict[str, Any]:
-            manager = self._manager(state)
-            counts = _counts(manager.get_github_info())
-            self._stored.counts = json.dumps(counts)
-            return counts
-
-        self._run_action(event, work)
+        """Report the runners as GitHub sees them (nothing on the host changes)."""
+        self._run_action(event, lambda state: self._count(self._manager(state)))
 
     def _on_reconcile_runners_action(self, event: ops.ActionEvent) -> None:
         """Reconcile now."""
@@ -447,62 +375,23 @@ class GithubRunnerCharm(ops.CharmBase):
 
         self._run_action(event, work)
 
+    def _actions(self, state: CharmState, event: ops.ActionEvent) -> RunnerActions:
+        """Install if needed; return the actions' work on the unit's runner manager."""
+        manager, _ = self._ensure_installed(state)
+        return RunnerActions(manager, event.log, lambda: self._reconcile(state, manager))
+
     def _on_flush_runners_action(self, event: ops.ActionEvent) -> None:
         """Remove runners (per ``mode``), then reconcile."""
-
-        def work(state: CharmState) -> dict[str, Any]:
-            mode = FLUSH_MODE_BY_ACTION_PARAM[event.params.get("mode", "busy-wait-repo-check")]
-            manager = self._ensure_installed(state)
-            event.log(f"Flushing runners ({mode.name})")
-            flushed = manager.flush(mode)
-            event.log(f"Flushed {flushed} runners; reconciling")
-            return {"flushed": flushed, **self._reconcile(state, manager)}
-
-        self._run_action(event, work)
-
-    def _update_runner_bin(
-        self, manager: RunnerManagerPort, event: ops.ActionEvent
-    ) -> tuple[str, str, bool]:
-        """Download the latest runner application if it differs from the current one."""
-        previous = manager.runner_bin_version() or "none"
-        latest = manager.get_latest_runner_bin_url()
-        changed = latest.version != previous
-        if changed:
-            event.log(f"Updating the runner binary from {previous} to {latest.version}")
-            manager.update_runner_bin(latest)
-        return previous, latest.version, changed
+        mode = FLUSH_MODE_BY_ACTION_PARAM[event.params.get("mode", "busy-wait-repo-check")]
+        self._run_action(event, lambda state: self._actions(state, event).flush(mode))
 
     def _on_update_runner_bin_action(self, event: ops.ActionEvent) -> None:
         """Update the runner application; replace idle runners when it changed."""
-
-        def work(state: CharmState) -> dict[str, Any]:
-            manager = self._ensure_installed(state)
-            previous, version, changed = self._update_runner_bin(manager, event)
-            if changed:
-                event.log("Replacing idle runners")
-                manager.flush(LXDFlushMode.FLUSH_IDLE)
-                self._reconcile(state, manager)
-            return {"previous-version": previous, "version": version, "changed": changed}
-
-        self._run_action(event, work)
+        self._run_action(event, lambda state: self._actions(state, event).update_runner_bin())
 
     def _on_update_dependencies_action(self, event: ops.ActionEvent) -> None:
         """Refresh the runner application and image; replace idle runners when they changed."""
-
-        def work(state: CharmState) -> dict[str, Any]:
-            manager = self._ensure_installed(state)
-            _, _, changed = self._update_runner_bin(manager, event)
-            if changed or not manager.has_runner_image():
-                event.log("Rebuilding the runner image")
-                manager.build_runner_image()
-                changed = True
-            if changed:
-                event.log("Replacing idle runners")
-                manager.flush(LXDFlushMode.FLUSH_IDLE)
-                self._reconcile(state, manager)
-            return {"flush": changed}
-
-        self._run_action(event, work)
+        self._run_action(event, lambda state: self._actions(state, event).update_dependencies())
 
 
 if __name__ == "__main__":  # pragma: no cover

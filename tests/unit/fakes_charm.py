@@ -11,8 +11,10 @@ import yaml
 from ops import testing
 from scenario.state import _Event
 
-from charm import GithubRunnerCharm, RunnerManagerPort
+from charm import GithubRunnerCharm
 from github_api.types import GitHubRunnerStatus, RunnerApplication
+from juju.host import SystemPort
+from juju.manager_port import RunnerManagerPort
 from juju.policy_host import RepoPolicyEndpoint
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerInfo
 from runner_type import VirtualMachineResources
@@ -142,12 +144,23 @@ def _port_check(bound: _Bound) -> RunnerManagerPort:
     return bound
 
 
+@dataclass(frozen=True)
+class FakePolicyService:
+    """What the fake host's policy service was last given (it runs with exactly this)."""
+
+    github_token: str
+    github_api_url: str
+    policy: dict[str, Any]
+    test_mode: bool
+
+
 @dataclass
 class FakeSystem:
-    """The host, recorded."""
+    """The host, recorded; ``repo_policy`` is the running policy service (None: not running)."""
 
     memory: int = 64 * GIB
     timer: bool = False
+    repo_policy: FakePolicyService | None = None
     fail: dict[str, Exception] = field(default_factory=dict)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -185,8 +198,13 @@ class FakeSystem:
     def ensure_repo_policy(
         self, github_token: str, github_api_url: str, policy: dict[str, Any], test_mode: bool
     ) -> RepoPolicyEndpoint:
-        self.policy = policy
+        self._call("ensure_repo_policy", github_token, github_api_url, policy, test_mode)
+        self.repo_policy = FakePolicyService(github_token, github_api_url, policy, test_mode)
         return RepoPolicyEndpoint(url="http://127.0.0.1:8567", service_token="service-token")
+
+    def remove_repo_policy(self) -> None:
+        self._call("remove_repo_policy")
+        self.repo_policy = None
 
     def disable_timer(self, event_name: str) -> None:
         self._call("disable_timer", event_name)
@@ -195,6 +213,11 @@ class FakeSystem:
     def timer_active(self, event_name: str) -> bool:
         self._call("timer_active", event_name)
         return self.timer
+
+
+def _system_check(system: FakeSystem) -> SystemPort:
+    """Let mypy check that the fake satisfies the host seam."""
+    return system
 
 
 def make_context(

@@ -10,11 +10,13 @@ from ops import testing
 
 import errors
 from charm import RECONCILE_EVENT, GithubRunnerCharm, status_for_error
+from juju.runner_storage import RAM_DISK_PATH
 from runner_manager_type import LXDFlushMode
 from runner_type import VirtualMachineResources
 from tests.unit.fakes_charm import (
     GIB,
     TOKEN,
+    FakePolicyService,
     FakeRunnerManager,
     FakeSystem,
     base_state,
@@ -42,8 +44,23 @@ def test_install_sets_up_the_host(
     manager.bin_version = None
     manager.image = False
     out = ctx.run(ctx.on.install(), base_state())
-    assert system.names() == ["setup_lxd", "configure_logrotate", "ensure_timer"]
+    assert system.names() == [
+        "setup_lxd",
+        "configure_logrotate",
+        "ensure_repo_policy",  # after LXD: VMs reach it on the LXD bridge
+        "ensure_timer",
+    ]
     assert system.calls[-1] == ("ensure_timer", RECONCILE_EVENT, 10, 30)
+    assert system.repo_policy == FakePolicyService(
+        TOKEN,
+        "https://api.github.com",
+        {
+            "allow_pull_request_target": False,
+            "allow_unprotected_branches": False,
+            "default": "deny",
+        },
+        False,
+    )
     assert manager.names() == [
         "check_runner_bin",
         "get_latest_runner_bin_url",
@@ -187,8 +204,8 @@ def test_memory_storage_uses_a_ram_disk(
 ) -> None:
     config = {"runner-storage": "memory", "virtual-machines": 2, "vm-disk": "4GiB"}
     ctx.run(ctx.on.config_changed(), base_state(config=config, storages=[]))
-    assert ("ensure_ram_disk", RAM_DISK, 8 * GIB) in system.calls
-    assert manager.configs[-1][2].lxd_storage_path == RAM_DISK
+    assert ("ensure_ram_disk", RAM_DISK_PATH, 8 * GIB) in system.calls
+    assert manager.configs[-1][2].lxd_storage_path == RAM_DISK_PATH
 
 
 def test_memory_storage_too_small_is_blocked(
@@ -238,9 +255,6 @@ def test_runner_storage_cannot_change_after_deploy(
         "or deploy a new application"
     )
     assert manager.calls == []
-
-
-RAM_DISK = __import__("charm").RAM_DISK_PATH
 
 
 def test_flush_mode_enum_matches_actions_yaml() -> None:

@@ -10,6 +10,7 @@ from charm import GithubRunnerCharm
 from runner_manager_type import FLUSH_MODE_BY_ACTION_PARAM, LXDFlushMode
 from tests.unit.fakes_charm import (
     FakeRunnerManager,
+    FakeSystem,
     application,
     base_state,
 )
@@ -32,8 +33,12 @@ def installed(
 
 
 def test_check_runners(
-    ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager, installed: testing.State
+    ctx: testing.Context[GithubRunnerCharm],
+    manager: FakeRunnerManager,
+    system: FakeSystem,
+    installed: testing.State,
 ) -> None:
+    system.calls.clear()
     out = ctx.run(ctx.on.action("check-runners"), installed)
     assert ctx.action_results == {
         "online": 3,
@@ -44,6 +49,7 @@ def test_check_runners(
         "runners": "busy-0,idle-0,idle-1,off-0",
     }
     assert manager.names() == ["get_github_info"]
+    assert system.calls == [], "a read-only action touches nothing on the host"
     assert out.unit_status == testing.ActiveStatus("4 runners: 2 idle, 1 busy")
 
 

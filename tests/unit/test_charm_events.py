@@ -8,12 +8,8 @@ import pytest
 from ops import testing
 
 import errors
-from charm import (
-    DETACHED_STORAGE_PATH,
-    PREVIOUS_CREDENTIALS_LABEL,
-    RECONCILE_EVENT,
-    GithubRunnerCharm,
-)
+from charm import PREVIOUS_CREDENTIALS_LABEL, RECONCILE_EVENT, GithubRunnerCharm
+from juju.runner_storage import DETACHED_STORAGE_PATH
 from runner_manager_type import LXDFlushMode
 from runner_type import SSHDebugConnection, VirtualMachineResources
 from tests.unit.fakes_charm import (
@@ -97,6 +93,31 @@ def test_token_change_flushes_with_the_previous_credentials_then_reconciles(
     manager.calls.clear()
     ctx.run(ctx.on.config_changed(), out)
     assert flushes(manager) == []
+
+
+def test_credentials_change_leaves_the_new_token_and_url_in_the_policy_service(
+    ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager, system: FakeSystem
+) -> None:
+    out = deployed(ctx, base_state())
+    assert system.repo_policy is not None
+    assert (system.repo_policy.github_token, system.repo_policy.github_api_url) == (
+        TOKEN,
+        "https://api.github.com",
+    )
+    change = {"token": NEW_TOKEN, "github-url": "https://ghes.example.com"}
+    out = ctx.run(ctx.on.config_changed(), with_config(out, **change))
+    # The runners of the previous token went, with the previous credentials ...
+    assert [(c.name, c.token) for c in manager.calls if c.name == "flush"][-1] == (
+        "flush",
+        TOKEN,
+    )
+    # ... and the policy service reads GitHub with the new ones.
+    assert system.repo_policy is not None
+    assert (system.repo_policy.github_token, system.repo_policy.github_api_url) == (
+        NEW_TOKEN,
+        "https://ghes.example.com/api/v3",
+    )
+    assert out.unit_status == ACTIVE
 
 
 @pytest.mark.parametrize(
@@ -245,9 +266,14 @@ def test_stop_removes_the_timer_and_every_runner(
 ) -> None:
     out = deployed(ctx, base_state())
     manager.calls.clear()
+    system.calls.clear()
     ctx.run(ctx.on.stop(), out)
-    assert system.calls[-1] == ("disable_timer", RECONCILE_EVENT)
+    assert system.calls[0] == ("disable_timer", RECONCILE_EVENT)
     assert flushes(manager) == [(LXDFlushMode.FLUSH_BUSY, TOKEN, "canonical/repo")]
+    # The stopping unit does not (re)start the policy service: it removes it.
+    assert "ensure_repo_policy" not in system.names()
+    assert system.names()[-1] == "remove_repo_policy"
+    assert system.repo_policy is None
 
 
 def test_stop_with_bad_config_still_removes_the_timer(

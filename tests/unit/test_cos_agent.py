@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import lzma
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -15,7 +17,6 @@ from ops import testing
 from charms.github_runner.v0.cos_agent import (
     DATA_KEY,
     COSAgentProvider,
-    decode_dashboard,
     encode_dashboard,
     inject_log_matchers,
 )
@@ -28,6 +29,11 @@ META: dict[str, Any] = {
     "provides": {"cos-agent": {"interface": "cos_agent"}},
 }
 MODEL = testing.Model(name="ci", uuid="0f2b6c1e-7d3a-4e2b-9c8d-112233445566")
+
+
+def decode_dashboard(encoded: str) -> str:
+    """Decode a dashboard as the agent does: base64, then LZMA (the interface's format)."""
+    return lzma.decompress(base64.b64decode(encoded)).decode("utf-8")
 
 
 class ProviderCharm(ops.CharmBase):

@@ -58,7 +58,7 @@ LIBID = "4b0f5a0c7d3e4f7a9a8e2c1d6b5e3f21"
 LIBAPI = 0
 # Increment this PATCH version before using `charmcraft publish-lib` or reset to 0 if you are
 # raising the major API version.
-LIBPATCH = 1
+LIBPATCH = 2
 
 logger = logging.getLogger(__name__)
 
@@ -78,18 +78,6 @@ def encode_dashboard(dashboard_json: str) -> str:
         The encoded dashboard.
     """
     return base64.b64encode(lzma.compress(dashboard_json.encode("utf-8"))).decode("ascii")
-
-
-def decode_dashboard(encoded: str) -> str:
-    """Decode a dashboard from the interface (the inverse of :func:`encode_dashboard`).
-
-    Args:
-        encoded: The encoded dashboard.
-
-    Returns:
-        The dashboard as JSON text.
-    """
-    return lzma.decompress(base64.b64decode(encoded)).decode("utf-8")
 
 
 def _selector_end(expr: str, start: int) -> int:
