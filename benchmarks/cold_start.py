@@ -102,7 +102,7 @@ def instrument() -> None:
             setattr(owner, attr, _timed(phase, getattr(owner, attr)))
         else:
             MISSING.append(f"{owner.__name__}.{attr}")
-    client_cls = __import__("lxd.client", fromlist=["LxdClient"]).LxdClient
+    client_cls = __import__("lxd.transport", fromlist=["LxdTransport"]).LxdTransport
     original_run = client_cls.run_operation
 
     @functools.wraps(original_run)

@@ -28,13 +28,13 @@ from errors import (
     RunnerLogsError,
     RunnerRemoveError,
 )
-from lxd.client import disk_device, proxy_device
+from lxd import disk_device, proxy_device
 from manager.settings import RunnerManagerSettings
 from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
 from runner_type import Arch, RunnerConfig, RunnerStatus, VirtualMachineResources, runner_labels
 
 if TYPE_CHECKING:
-    from lxd.client import LxdInstance
+    from lxd import LxdInstanceHandle
     from metrics.storage import StorageManager
     from runner_manager_type import RunnerManagerClients
 
@@ -129,7 +129,7 @@ class Runner:
         clients: RunnerManagerClients,
         runner_config: RunnerConfig,
         runner_status: RunnerStatus,
-        instance: LxdInstance | None = None,
+        instance: LxdInstanceHandle | None = None,
         *,
         settings: RunnerManagerSettings | None = None,
     ) -> None:
@@ -184,7 +184,7 @@ class Runner:
             raise RunnerCreateError(f"creating runner {name} failed: {exc}", name) from exc
         logger.info("runner %s created in %.1f s", name, time.monotonic() - started)
 
-    def _launch_or_explain(self, config: CreateRunnerConfig) -> LxdInstance:
+    def _launch_or_explain(self, config: CreateRunnerConfig) -> LxdInstanceHandle:
         try:
             return self._launch(config)
         except LXDNotFoundError as exc:
@@ -196,7 +196,7 @@ class Runner:
                 self.config.name,
             ) from exc
 
-    def _launch(self, config: CreateRunnerConfig) -> LxdInstance:
+    def _launch(self, config: CreateRunnerConfig) -> LxdInstanceHandle:
         devices = {f"loopback-{port}": proxy_device(port) for port in self.settings.loopback_ports}
         unit_prefix = self.config.name.rsplit("-", 1)[0]
         profiles = ["default"] + ([config.profile] if config.profile else [])
@@ -457,7 +457,7 @@ class Runner:
     # --- logs ------------------------------------------------------------------------------------
 
     @staticmethod
-    def in_pre_job_check(instance: LxdInstance, settings: RunnerManagerSettings) -> bool:
+    def in_pre_job_check(instance: LxdInstanceHandle, settings: RunnerManagerSettings) -> bool:
         """Tell whether the instance's runner is inside its pre-job policy check.
 
         Args:

@@ -25,7 +25,7 @@ from errors import (
 from github_api.client import GithubClient
 from github_api.seam import GithubPlatform
 from github_api.types import RunnerApplication
-from lxd.client import LxdClient, LxdInstance
+from lxd import LxdClient, LxdInstanceHandle
 from manager.executor import run_parallel
 from manager.settings import RunnerManagerSettings
 from manager.unit_lock import UnitLock
@@ -479,7 +479,7 @@ class RunnerManager:
         """The GitHub client of this manager (reactive consumers check jobs with it)."""
         return self._clients.github
 
-    def _instance(self, name: str) -> LxdInstance | None:
+    def _instance(self, name: str) -> LxdInstanceHandle | None:
         try:
             return self._clients.lxd.get(name)
         except LXDNotFoundError:
@@ -488,7 +488,7 @@ class RunnerManager:
     def _force_delete_instances(self) -> int:
         instances = self._clients.lxd.list(prefix=self.prefix)
 
-        def delete(instance: LxdInstance) -> str:
+        def delete(instance: LxdInstanceHandle) -> str:
             instance.delete()
             return instance.name
 

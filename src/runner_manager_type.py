@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from jinja2 import Environment
 
     from github_api.seam import GithubPlatform
-    from lxd.client import LxdClient
+    from lxd import LxdCloud
     from manager.state import CharmState, ReactiveConfig
     from repo_policy.client import RepoPolicyComplianceClient
 
@@ -68,7 +68,7 @@ class RunnerManagerClients:
 
     github: GithubPlatform
     jinja: Environment
-    lxd: LxdClient
+    lxd: LxdCloud
     repo: RepoPolicyComplianceClient
 
 

@@ -13,7 +13,7 @@ from errors import LXDNotFoundError, SubprocessError
 from paths import SCRIPTS_DIR
 
 if TYPE_CHECKING:
-    from lxd.client import LxdClient
+    from lxd import LxdCloud
     from manager.settings import RunnerManagerSettings
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def schedule(
     os.replace(tmp, cron_path)
 
 
-def image_generation(lxd: LxdClient, alias: str) -> str:
+def image_generation(lxd: LxdCloud, alias: str) -> str:
     """Return a short id of the image generation (its fingerprint prefix), or "" if missing.
 
     Args:

@@ -1,1 +1,73 @@
-"""The LXD seam: the only part that imports pylxd."""
+"""The LXD seam: the only part of the project that imports pylxd.
+
+The face of the part: import from here. Its modules, each one thing:
+
+- :mod:`lxd.seam`: the Protocols the core is typed with (:class:`LxdCloud`,
+  :class:`LxdInstanceHandle`, :class:`LxdInstanceFiles`); no pylxd.
+- :mod:`lxd.types`: plain values and pure helpers (statuses, devices, sizes, secrets hiding).
+- :mod:`lxd.transport`: the connection (pylxd), timeouts, errors, operations, the fast exec.
+- :mod:`lxd.client`: :class:`LxdClient`, the daemon: instances, and the resources below.
+- :mod:`lxd.instance`, :mod:`lxd.files`, :mod:`lxd.waiting`: one instance, its files, polling.
+- :mod:`lxd.resources`: profiles, storage pools and images.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lxd.client import LxdClient
+from lxd.files import LxdFiles
+from lxd.instance import LxdInstance
+from lxd.resources import LxdResources
+from lxd.seam import LxdCloud, LxdInstanceFiles, LxdInstanceHandle
+from lxd.transport import DEFAULT_TIMEOUT, LxdTransport
+from lxd.types import (
+    HIDDEN,
+    Device,
+    ExecResult,
+    ImageInfo,
+    InstanceStatus,
+    InstanceType,
+    ResourceProfile,
+    disk_device,
+    display_command,
+    hide_secrets,
+    matches_filter,
+    parse_lxd_time,
+    parse_root_idmap,
+    parse_size,
+    proxy_device,
+    validate_instance_name,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "HIDDEN",
+    "Device",
+    "ExecResult",
+    "ImageInfo",
+    "InstanceStatus",
+    "InstanceType",
+    "LxdClient",
+    "LxdCloud",
+    "LxdFiles",
+    "LxdInstance",
+    "LxdInstanceFiles",
+    "LxdInstanceHandle",
+    "LxdResources",
+    "LxdTransport",
+    "ResourceProfile",
+    "disk_device",
+    "display_command",
+    "hide_secrets",
+    "matches_filter",
+    "parse_lxd_time",
+    "parse_root_idmap",
+    "parse_size",
+    "proxy_device",
+    "validate_instance_name",
+]
+
+if TYPE_CHECKING:  # mypy proves here that the real classes satisfy the seam's Protocols
+    _CLOUD: LxdCloud = LxdClient()
+    _INSTANCE: LxdInstanceHandle = LxdInstance(LxdTransport(), {"name": "conformance"})

@@ -1,338 +1,86 @@
-"""The LXD seam: the only module that imports pylxd.
+"""The LXD client: the face of the seam that the rest of the project uses (:class:`LxdClient`).
 
-A thin, typed client over LXD's REST API (through pylxd's connection and raw API nodes). Every
-call has a timeout; every failure is one of the project's ``LXD*`` errors:
-
-- the daemon cannot be reached -> :class:`errors.LXDUnavailableError`;
-- an object is missing -> :class:`errors.LXDNotFoundError` (:class:`LXDImageNotFoundError` for
-  a missing image);
-- a deadline passed -> :class:`errors.LXDTimeoutError`;
-- anything else LXD refuses -> :class:`errors.LXDError`.
-
-Commands run through LXD's exec API with ``record-output`` and no websocket: measured here
-0.03-0.06 s a command against 0.15 s for pylxd's ``execute``, which matters because readiness
-polling and runner setup run many commands. Arguments that hold secrets are hidden (``***``)
-in every log line and error.
+It creates, copies, finds and lists instances (:class:`lxd.instance.LxdInstance`), and answers
+for profiles, storage pools and images (:class:`lxd.resources.LxdResources`); every call goes
+through one :class:`lxd.transport.LxdTransport` (timeouts, the project's ``LXD*`` errors).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-import pylxd
-import pylxd.exceptions
-import requests
-
 import errors
-from lxd.instance import OPERATION_SLACK, LxdFiles, LxdInstance
+from lxd.instance import LxdInstance
 from lxd.resources import LxdResources
+from lxd.transport import DEFAULT_TIMEOUT, LxdTransport
 from lxd.types import (
-    HIDDEN,
     Device,
-    ExecResult,
     ImageInfo,
-    InstanceStatus,
     InstanceType,
-    ResourceProfile,
-    disk_device,
-    display_command,
-    hide_secrets,
     matches_filter,
-    parse_lxd_time,
-    proxy_device,
     validate_instance_name,
 )
-
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "HIDDEN",
-    "Device",
-    "ExecResult",
-    "ImageInfo",
-    "InstanceStatus",
-    "InstanceType",
-    "LxdClient",
-    "LxdFiles",
-    "LxdInstance",
-    "ResourceProfile",
-    "disk_device",
-    "display_command",
-    "hide_secrets",
-    "matches_filter",
-    "parse_lxd_time",
-    "proxy_device",
-    "validate_instance_name",
-]
 
 logger = logging.getLogger(__name__)
 
 
-class _PoolFullFilter(logging.Filter):
-    """Drop urllib3's "Connection pool is full" notices for the LXD socket.
-
-    pylxd's unix-socket adapter keeps one connection per pool; parallel runner operations open
-    extra ones, which urllib3 discards with a warning. On a local socket that costs nothing.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Connection pool is full")
-
-
-logging.getLogger("urllib3.connectionpool").addFilter(_PoolFullFilter())
-
-DEFAULT_TIMEOUT = 60.0
-"""Seconds an LXD call (and the operation it starts) may take unless told otherwise."""
-
-
-def _error_text(exc: pylxd.exceptions.LXDAPIException) -> str:
-    """The error LXD gave in a refused request."""
-    response = getattr(exc, "response", None)
-    if response is not None:
-        try:
-            body = response.json()
-            if isinstance(body, dict) and body.get("error"):
-                return str(body["error"])
-        except ValueError:
-            pass
-        return f"HTTP {response.status_code}"
-    return str(exc)
-
-
-# --- the client -----------------------------------------------------------------------------
-
-
-class LxdClient(LxdResources):
+class LxdClient:
     """A client of the local LXD daemon.
 
     Connects lazily: building a client never fails; the first call raises
     :class:`errors.LXDUnavailableError` if the daemon is down. Thread-safe for concurrent calls.
+
+    Attributes:
+        transport: The connection to LXD every call goes through.
+        resources: Profiles, storage pools and images (also offered as methods here).
     """
 
-    def __init__(self, endpoint: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        transport: LxdTransport | None = None,
+    ) -> None:
         """Build the client.
 
         Args:
             endpoint: Path of LXD's unix socket or an https URL; None for pylxd's default (the
                 ``LXD_DIR`` socket, /var/lib/lxd or the snap's socket).
             timeout: Default seconds for each call and the operation it waits for.
+            transport: The connection to use instead of one built from ``endpoint`` and
+                ``timeout``.
         """
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self._client: pylxd.Client | None = None
-        self._lock = threading.Lock()
+        self.transport = transport or LxdTransport(endpoint, timeout)
+        self.resources = LxdResources(self.transport)
 
-    # -- plumbing --
+    @property
+    def endpoint(self) -> str | None:
+        """LXD's unix socket path or https URL; None for pylxd's default."""
+        return self.transport.endpoint
 
-    def _connect(self) -> pylxd.Client:
-        with self._lock:
-            if self._client is None:
-                try:
-                    self._client = pylxd.Client(endpoint=self.endpoint, timeout=self.timeout)
-                except (pylxd.exceptions.ClientConnectionFailed, requests.RequestException) as exc:
-                    where = self.endpoint or "the default socket"
-                    raise errors.LXDUnavailableError(
-                        f"LXD daemon is not running: cannot connect to {where}: {exc}",
-                        operation="connect",
-                    ) from exc
-            return self._client
-
-    def _node(self, path: str) -> Any:
-        node: Any = self._connect().api
-        for part in path.strip("/").removeprefix("1.0").strip("/").split("/"):
-            if part:
-                node = node[part]
-        return node
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        operation: str,
-        instance: str | None = None,
-        timeout: float | None = None,
-        not_found: type[errors.LXDNotFoundError] = errors.LXDNotFoundError,
-        **kwargs: Any,
-    ) -> requests.Response:
-        """Send one request to the API and map every failure to the project's errors.
-
-        Args:
-            method: "get", "post", "put", "patch" or "delete".
-            path: The path under /1.0, e.g. "instances/foo".
-            operation: What the caller is doing, for errors ("create", "exec"...).
-            instance: The instance concerned, for errors.
-            timeout: Seconds for the HTTP request; the client's default otherwise.
-            not_found: The error to raise on a 404.
-            kwargs: Passed to requests (json, params, data, headers, stream, is_api).
-
-        Returns:
-            The response (2xx).
-
-        Raises:
-            LXDUnavailableError: The daemon cannot be reached.
-            LXDNotFoundError: The object does not exist (or ``not_found``).
-            LXDTimeoutError: The request took longer than the timeout.
-            LXDError: LXD refused the request.
-        """
-        seconds = self.timeout if timeout is None else timeout
-        node = self._node(path)
-        try:
-            response: requests.Response = getattr(node, method)(timeout=seconds, **kwargs)
-        except pylxd.exceptions.NotFound as exc:
-            raise not_found(
-                f"{operation}: not found: {_error_text(exc)}", operation, instance
-            ) from exc
-        except pylxd.exceptions.LXDAPIException as exc:
-            raise errors.LXDError(
-                f"{operation}: LXD refused: {_error_text(exc)}", operation, instance
-            ) from exc
-        except requests.exceptions.ReadTimeout as exc:
-            raise errors.LXDTimeoutError(
-                f"{operation}: LXD did not answer within {seconds:g} s", operation, instance
-            ) from exc
-        except requests.exceptions.ConnectionError as exc:
-            raise errors.LXDUnavailableError(
-                f"LXD daemon is not running: {operation}: {exc}", operation, instance
-            ) from exc
-        except requests.RequestException as exc:
-            raise errors.LXDError(f"{operation}: {exc}", operation, instance) from exc
-        return response
-
-    def sync(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send a request whose answer is synchronous and return its ``metadata``.
-
-        Args:
-            method: The HTTP method.
-            path: The path under /1.0.
-            kwargs: See :meth:`request`.
-
-        Returns:
-            The ``metadata`` of LXD's answer.
-        """
-        return self.request(method, path, **kwargs).json().get("metadata")
-
-    def run_operation(
-        self,
-        method: str,
-        path: str,
-        *,
-        operation: str,
-        instance: str | None = None,
-        timeout: float | None = None,
-        not_found: type[errors.LXDNotFoundError] = errors.LXDNotFoundError,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        """Send a request that starts a background operation and wait for it to end.
-
-        Args:
-            method: The HTTP method.
-            path: The path under /1.0.
-            operation: What the caller is doing, for errors.
-            instance: The instance concerned, for errors.
-            timeout: Seconds the whole operation may take.
-            not_found: The error to raise on a 404.
-            kwargs: Passed to requests.
-
-        Returns:
-            The finished operation's ``metadata`` (its own ``metadata`` holds the result).
-
-        Raises:
-            LXDTimeoutError: The operation did not end in time (it may still be running).
-            LXDError: The operation failed.
-        """
-        seconds = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + seconds
-        response = self.request(
-            method,
-            path,
-            operation=operation,
-            instance=instance,
-            timeout=seconds,
-            not_found=not_found,
-            **kwargs,
-        )
-        body = response.json()
-        op_path = body.get("operation") or ""
-        if body.get("type") != "async" or not op_path:
-            return dict(body.get("metadata") or {})
-        return self.wait_operation(
-            op_path, deadline, operation=operation, instance=instance, not_found=not_found
-        )
-
-    def wait_operation(
-        self,
-        op_path: str,
-        deadline: float,
-        *,
-        operation: str,
-        instance: str | None = None,
-        not_found: type[errors.LXDNotFoundError] = errors.LXDNotFoundError,
-    ) -> dict[str, Any]:
-        """Wait for a background operation until a monotonic deadline.
-
-        Args:
-            op_path: The operation's URL, e.g. "/1.0/operations/<uuid>".
-            deadline: ``time.monotonic()`` value after which to give up.
-            operation: What the caller is doing, for errors.
-            instance: The instance concerned, for errors.
-            not_found: The error to raise when the operation failed because something is
-                missing.
-
-        Returns:
-            The finished operation's metadata.
-
-        Raises:
-            LXDTimeoutError: The deadline passed.
-            LXDError: The operation failed.
-        """
-        while True:
-            remaining = max(0.0, deadline - time.monotonic())
-            wait_s = max(1, int(remaining + 0.999))
-            meta = self.sync(
-                "get",
-                f"{op_path}/wait",
-                params={"timeout": wait_s},
-                operation=operation,
-                instance=instance,
-                timeout=wait_s + OPERATION_SLACK,
-            )
-            status = str(meta.get("status", ""))
-            if status == "Success":
-                return dict(meta)
-            if status in ("Failure", "Cancelled"):
-                message = str(meta.get("err") or status)
-                if "not found" in message.lower():
-                    raise not_found(f"{operation}: {message}", operation, instance)
-                raise errors.LXDError(f"{operation}: {message}", operation, instance)
-            if time.monotonic() >= deadline:
-                try:
-                    self.request("delete", op_path, operation=operation, timeout=5)
-                except errors.LXDError:
-                    logger.debug("operation %s could not be cancelled", op_path)
-                raise errors.LXDTimeoutError(
-                    f"{operation}: LXD operation still {status or 'running'} at the deadline",
-                    operation,
-                    instance,
-                )
+    @property
+    def timeout(self) -> float:
+        """Default seconds for each call and the operation it waits for."""
+        return self.transport.timeout
 
     # -- server --
 
     def is_available(self) -> bool:
         """Whether the daemon answers."""
         try:
-            self.sync("get", "", operation="ping", timeout=min(self.timeout, 10))
+            self.transport.sync("get", "", operation="ping", timeout=min(self.timeout, 10))
         except errors.LXDError:
             return False
         return True
 
     def server_info(self) -> dict[str, Any]:
         """LXD's ``GET /1.0`` (api extensions, environment, config)."""
-        return dict(self.sync("get", "", operation="server-info"))
+        return dict(self.transport.sync("get", "", operation="server-info"))
 
     # -- instances --
 
@@ -480,7 +228,7 @@ class LxdClient(LxdResources):
         deadline = time.monotonic() + seconds
         started = time.monotonic()
         try:
-            self.run_operation(
+            self.transport.run_operation(
                 "post",
                 "instances",
                 json=body,
@@ -496,7 +244,7 @@ class LxdClient(LxdResources):
                 ) from exc
             self._delete_quietly(name)
             raise
-        instance = LxdInstance(self, self.get(name).data)
+        instance = LxdInstance(self.transport, self.get(name).data)
         if start:
             try:
                 instance.start(timeout=max(1.0, deadline - time.monotonic()), wait=wait)
@@ -508,7 +256,7 @@ class LxdClient(LxdResources):
 
     def _delete_quietly(self, name: str) -> None:
         try:
-            LxdInstance(self, {"name": name}).delete(timeout=self.timeout)
+            LxdInstance(self.transport, {"name": name}).delete(timeout=self.timeout)
         except errors.LXDError as exc:
             logger.warning("could not clean up instance %s: %s", name, exc)
 
@@ -524,10 +272,10 @@ class LxdClient(LxdResources):
         Raises:
             LXDNotFoundError: It does not exist.
         """
-        data = self.sync(
+        data = self.transport.sync(
             "get", f"instances/{quote(name, safe='')}", operation="get", instance=name
         )
-        return LxdInstance(self, dict(data))
+        return LxdInstance(self.transport, dict(data))
 
     def exists(self, name: str) -> bool:
         """Whether an instance exists.
@@ -556,7 +304,9 @@ class LxdClient(LxdResources):
         Returns:
             The instance names, sorted.
         """
-        ops = self.sync("get", "operations", params={"recursion": 1}, operation="operations")
+        ops = self.transport.sync(
+            "get", "operations", params={"recursion": 1}, operation="operations"
+        )
         names: set[str] = set()
         for op in (ops or {}).get("running") or []:
             if op.get("description") == "Executing command":
@@ -589,6 +339,56 @@ class LxdClient(LxdResources):
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
+    # -- profiles, storage pools and images (see LxdResources) --
+
+    def profile_exists(self, name: str) -> bool:
+        """Whether a profile exists: :meth:`LxdResources.profile_exists`."""
+        return self.resources.profile_exists(name)
+
+    def create_or_update_profile(
+        self,
+        name: str,
+        config: Mapping[str, str] | None = None,
+        devices: Mapping[str, Device] | None = None,
+        description: str = "",
+    ) -> bool:
+        """Make a profile hold exactly this: :meth:`LxdResources.create_or_update_profile`."""
+        return self.resources.create_or_update_profile(name, config, devices, description)
+
+    def resource_profile(
+        self, cpu: int, memory: int | str, disk: int | str | None = None, pool: str = "default"
+    ) -> str:
+        """Ensure the profile of these limits: :meth:`LxdResources.resource_profile`."""
+        return self.resources.resource_profile(cpu, memory, disk, pool)
+
+    def delete_profile(self, name: str) -> None:
+        """Delete a profile if it exists: :meth:`LxdResources.delete_profile`."""
+        self.resources.delete_profile(name)
+
+    def storage_pool_exists(self, name: str) -> bool:
+        """Whether a storage pool exists: :meth:`LxdResources.storage_pool_exists`."""
+        return self.resources.storage_pool_exists(name)
+
+    def create_storage_pool(
+        self, name: str, driver: str, config: Mapping[str, str] | None = None
+    ) -> bool:
+        """Create a storage pool unless it exists: :meth:`LxdResources.create_storage_pool`."""
+        return self.resources.create_storage_pool(name, driver, config)
+
+    def image_info(self, alias: str) -> ImageInfo:
+        """Describe the image behind an alias: :meth:`LxdResources.image_info`."""
+        return self.resources.image_info(alias)
+
+    def image_exists(self, alias: str) -> bool:
+        """Whether an image has this alias: :meth:`LxdResources.image_exists`."""
+        return self.resources.image_exists(alias)
+
+    def delete_image(self, alias: str) -> None:
+        """Delete the image behind an alias if any: :meth:`LxdResources.delete_image`."""
+        self.resources.delete_image(alias)
+
+    # -- listing (last: the method's name shadows the builtin in the class body) --
+
     def list(
         self, prefix: str | None = None, user_config: Mapping[str, str] | None = None
     ) -> list[LxdInstance]:
@@ -602,9 +402,12 @@ class LxdClient(LxdResources):
         Returns:
             The matching instances, sorted by name.
         """
-        items = self.sync("get", "instances", params={"recursion": 1}, operation="list") or []
+        items = (
+            self.transport.sync("get", "instances", params={"recursion": 1}, operation="list")
+            or []
+        )
         result = [
-            LxdInstance(self, dict(item))
+            LxdInstance(self.transport, dict(item))
             for item in items
             if matches_filter(
                 str(item.get("name", "")), item.get("config") or {}, prefix, user_config

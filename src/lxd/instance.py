@@ -1,7 +1,7 @@
-"""One LXD instance of the seam (:mod:`lxd`): lifecycle, devices, commands, files.
+"""One LXD instance of the seam (:mod:`lxd`): snapshot, lifecycle, devices, config, commands.
 
-Talks to LXD only through :meth:`lxd.LxdClient.request` and friends, so pylxd stays in
-:mod:`lxd`. Instances come from :class:`lxd.LxdClient` (``create``, ``get``, ``list``).
+Talks to LXD only through :class:`lxd.transport.LxdTransport`. Instances come from
+:class:`lxd.client.LxdClient` (``create``, ``copy``, ``get``, ``list``).
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import tenacity
 
 import errors
+from lxd.files import LxdFiles
+from lxd.transport import OPERATION_SLACK, LxdTransport
 from lxd.types import (
     Device,
     ExecResult,
@@ -25,14 +27,13 @@ from lxd.types import (
     parse_lxd_time,
     parse_root_idmap,
 )
-
-if TYPE_CHECKING:
-    from lxd.client import LxdClient
+from lxd.waiting import wait_until
 
 logger = logging.getLogger(__name__)
 
 _BUSY_OPERATION = "is busy running"
 _ALREADY_STOPPED = "already stopped"
+_READY_STATES = frozenset({"running", "degraded"})
 
 
 def _busy_with_operation(exc: BaseException) -> bool:
@@ -40,152 +41,25 @@ def _busy_with_operation(exc: BaseException) -> bool:
     return isinstance(exc, errors.LXDError) and _BUSY_OPERATION in exc.message
 
 
-OPERATION_SLACK = 5.0
-"""Seconds added to an HTTP timeout on top of the LXD-side timeout it carries."""
-
-_READY_STATES = frozenset({"running", "degraded"})
-
-
-# --- instances ------------------------------------------------------------------------------
-
-
-class LxdFiles:
-    """Files of one instance (``instance.files``)."""
-
-    def __init__(self, instance: LxdInstance) -> None:
-        """Bind to an instance.
-
-        Args:
-            instance: The instance.
-        """
-        self._instance = instance
-
-    def _path(self) -> str:
-        return f"instances/{quote(self._instance.name, safe='')}/files"
-
-    def push(
-        self, path: str, content: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0
-    ) -> None:
-        """Write a file in the instance (its directory must exist), replacing any file there.
-
-        Args:
-            path: Absolute path in the instance.
-            content: The bytes to write.
-            mode: The file's permissions.
-            uid: Its owner, as seen inside the instance.
-            gid: Its group, as seen inside the instance.
-        """
-        headers = {
-            "X-LXD-type": "file",
-            "X-LXD-mode": f"{mode:04o}",
-            "X-LXD-uid": str(uid),
-            "X-LXD-gid": str(gid),
-            "X-LXD-write": "overwrite",
-            "Content-Type": "application/octet-stream",
-        }
-        self._instance.client.request(
-            "post",
-            self._path(),
-            params={"path": path},
-            data=content,
-            headers=headers,
-            operation="push",
-            instance=self._instance.name,
-        )
-
-    def mkdir(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> None:
-        """Create a directory in the instance (its parent must exist); an existing one is kept.
-
-        Args:
-            path: Absolute path in the instance.
-            mode: Its permissions.
-            uid: Its owner, as seen inside the instance.
-            gid: Its group, as seen inside the instance.
-        """
-        headers = {
-            "X-LXD-type": "directory",
-            "X-LXD-mode": f"{mode:04o}",
-            "X-LXD-uid": str(uid),
-            "X-LXD-gid": str(gid),
-        }
-        try:
-            self._instance.client.request(
-                "post",
-                self._path(),
-                params={"path": path},
-                headers=headers,
-                operation="mkdir",
-                instance=self._instance.name,
-            )
-        except errors.LXDNotFoundError:
-            raise
-        except errors.LXDError as exc:
-            if "exist" not in exc.message.lower():
-                raise
-
-    def pull(self, path: str, max_bytes: int | None = None) -> bytes:
-        """Read a regular file from the instance. Symlinks and directories are refused.
-
-        Args:
-            path: Absolute path in the instance.
-            max_bytes: If set, refuse files larger than this (read at most this much + 1).
-
-        Returns:
-            The file's content.
-
-        Raises:
-            LXDNotFoundError: The file (or the instance) does not exist.
-            LXDError: It is not a regular file, or it is larger than ``max_bytes``.
-        """
-        name = self._instance.name
-        response = self._instance.client.request(
-            "get",
-            self._path(),
-            params={"path": path},
-            stream=True,
-            is_api=False,
-            operation="pull",
-            instance=name,
-        )
-        with response:
-            kind = response.headers.get("X-LXD-type", "file")
-            if kind != "file":
-                raise errors.LXDError(
-                    f"pull: {path} is a {kind}, not a regular file", "pull", name
-                )
-            limit = None if max_bytes is None else max_bytes + 1
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_content(chunk_size=65536):
-                chunks.append(chunk)
-                size += len(chunk)
-                if limit is not None and size >= limit:
-                    break
-        data = b"".join(chunks)
-        if max_bytes is not None and len(data) > max_bytes:
-            raise errors.LXDError(f"pull: {path} is larger than {max_bytes} bytes", "pull", name)
-        return data
-
-
 class LxdInstance:
     """One LXD instance. ``data`` is a snapshot; :meth:`refresh` reloads it.
 
     Attributes:
-        client: The client it came from.
+        transport: The connection to LXD it came through.
         data: LXD's description of the instance at the last load.
         files: Its files (push / pull / mkdir).
     """
 
-    def __init__(self, client: LxdClient, data: dict[str, Any]) -> None:
+    def __init__(self, transport: LxdTransport, data: dict[str, Any]) -> None:
         """Wrap LXD's description of an instance.
 
         Args:
-            client: The client.
+            transport: The connection to LXD.
             data: LXD's instance object (at least ``name``).
         """
-        self.client = client
+        self.transport = transport
         self.data = data
-        self.files = LxdFiles(self)
+        self.files = LxdFiles(transport, self.name)
 
     def __repr__(self) -> str:
         """Show the name and the status of the snapshot."""
@@ -249,7 +123,7 @@ class LxdInstance:
     @property
     def status(self) -> InstanceStatus:
         """Its status now (one API call)."""
-        state = self.client.sync(
+        state = self.transport.sync(
             "get", f"{self._path}/state", operation="status", instance=self.name
         )
         return InstanceStatus.from_lxd(str(state.get("status", "")))
@@ -263,7 +137,9 @@ class LxdInstance:
         Raises:
             LXDNotFoundError: It no longer exists.
         """
-        self.data = dict(self.client.sync("get", self._path, operation="get", instance=self.name))
+        self.data = dict(
+            self.transport.sync("get", self._path, operation="get", instance=self.name)
+        )
         return self
 
     # -- lifecycle --
@@ -272,7 +148,7 @@ class LxdInstance:
         self, action: str, op_timeout: float | None, extra: dict[str, Any] | None = None
     ) -> None:
         body: dict[str, Any] = {"action": action, **(extra or {})}
-        self.client.run_operation(
+        self.transport.run_operation(
             "put",
             f"{self._path}/state",
             json=body,
@@ -291,7 +167,7 @@ class LxdInstance:
         if wait:
             self._change_state("start", timeout)
         else:
-            self.client.request(
+            self.transport.request(
                 "put",
                 f"{self._path}/state",
                 json={"action": "start"},
@@ -308,7 +184,7 @@ class LxdInstance:
                 with ``force``).
             force: Kill it instead of shutting it down cleanly.
         """
-        seconds = self.client.timeout if timeout is None else timeout
+        seconds = self.transport.timeout if timeout is None else timeout
         try:
             if self.status == InstanceStatus.STOPPED:
                 return
@@ -329,7 +205,7 @@ class LxdInstance:
             wait: Wait for the deletion to finish.
             timeout: Seconds stop + delete may take.
         """
-        seconds = self.client.timeout if timeout is None else timeout
+        seconds = self.transport.timeout if timeout is None else timeout
         deadline = time.monotonic() + seconds
         # LXD finishes an operation (create, start, stop) even when the client that asked for
         # it died, and refuses a delete meanwhile: wait that out, bounded by the deadline.
@@ -357,7 +233,7 @@ class LxdInstance:
             if isinstance(exc, errors.LXDNotFoundError):
                 raise
             # An ephemeral instance vanishes while being stopped: that is success.
-            if not self.client.exists(self.name):
+            if not self.transport.exists(self._path, "delete"):
                 raise errors.LXDNotFoundError("gone", "delete", self.name) from None
             raise
 
@@ -373,18 +249,20 @@ class LxdInstance:
                     raise
         remaining = max(1.0, deadline - time.monotonic())
         if wait:
-            self.client.run_operation(
+            self.transport.run_operation(
                 "delete", self._path, operation="delete", instance=self.name, timeout=remaining
             )
         else:
-            self.client.request(
+            self.transport.request(
                 "delete", self._path, operation="delete", instance=self.name, timeout=remaining
             )
 
     # -- devices and config --
 
     def _update(self, change: Callable[[dict[str, Any]], bool], operation: str) -> None:
-        response = self.client.request("get", self._path, operation=operation, instance=self.name)
+        response = self.transport.request(
+            "get", self._path, operation=operation, instance=self.name
+        )
         etag = response.headers.get("ETag", "")
         data = response.json()["metadata"]
         if not change(data):
@@ -396,7 +274,7 @@ class LxdInstance:
         }
         body["description"] = data.get("description", "")
         headers = {"If-Match": etag} if etag else {}
-        self.client.run_operation(
+        self.transport.run_operation(
             "put", self._path, json=body, headers=headers, operation=operation, instance=self.name
         )
         self.refresh()
@@ -475,7 +353,7 @@ class LxdInstance:
                 yourself for another user). Values are never logged.
             user: The uid to run as (root by default).
             group: The gid to run as (``user`` by default).
-            timeout: Seconds it may run (the client's default when None). On timeout
+            timeout: Seconds it may run (the transport's default when None). On timeout
                 LXDTimeoutError is raised; the process may go on running in the instance.
             secret_args: Values in ``cmd`` to hide as ``***`` in logs and errors.
             check: Raise LXDExecError when the exit code is not 0.
@@ -489,50 +367,15 @@ class LxdInstance:
         """
         secrets = list(secret_args)
         shown = display_command(cmd, secrets)
-        body: dict[str, Any] = {
-            "command": list(cmd),
-            "environment": dict(env or {}),
-            "wait-for-websocket": False,
-            "interactive": False,
-            "record-output": True,
-        }
-        if cwd is not None:
-            body["cwd"] = cwd
-        if user is not None:
-            body["user"] = user
-            body["group"] = user if group is None else group
-        elif group is not None:
-            body["group"] = group
         started = time.monotonic()
         try:
-            meta = self.client.run_operation(
-                "post",
-                f"{self._path}/exec",
-                json=body,
-                operation="exec",
-                instance=self.name,
-                timeout=timeout,
+            result = self.transport.exec(
+                self.name, cmd, cwd=cwd, env=env, user=user, group=group, timeout=timeout
             )
         except errors.LXDError as exc:
-            lowered = exc.message.lower()
-            # LXD fails the operation itself when the command cannot be started: report that
-            # the way a shell would (127 not found, 126 not executable).
-            if "command not found" in lowered:
-                result = ExecResult(127, "", f"{cmd[0] if cmd else ''}: command not found\n")
-            elif "permission denied" in lowered or "not executable" in lowered:
-                result = ExecResult(126, "", f"{cmd[0] if cmd else ''}: permission denied\n")
-            else:
-                exc.message = hide_secrets(f"{exc.message} (command: {shown})", secrets)
-                exc.args = (exc.message,)
-                raise
-        else:
-            result_meta = meta.get("metadata") or {}
-            outputs = result_meta.get("output") or {}
-            result = ExecResult(
-                exit_code=int(result_meta.get("return", -1)),
-                stdout=self._fetch_output(outputs.get("1")),
-                stderr=self._fetch_output(outputs.get("2")),
-            )
+            exc.message = hide_secrets(f"{exc.message} (command: {shown})", secrets)
+            exc.args = (exc.message,)
+            raise
         logger.debug(
             "exec in %s: %s -> %d (%.3f s)",
             self.name,
@@ -549,64 +392,7 @@ class LxdInstance:
             )
         return result
 
-    def _fetch_output(self, log_path: str | None) -> str:
-        if not log_path:
-            return ""
-        response = self.client.request(
-            "get", log_path, is_api=False, operation="exec-output", instance=self.name
-        )
-        try:
-            self.client.request("delete", log_path, operation="exec-output", instance=self.name)
-        except errors.LXDError:
-            logger.debug("could not delete exec log %s", log_path)
-        return response.content.decode("utf-8", errors="replace")
-
     # -- waiting --
-
-    def wait_until(
-        self,
-        predicate: Callable[[], bool],
-        timeout: float,
-        what: str = "condition",
-        *,
-        initial_delay: float = 0.05,
-        max_delay: float = 1.0,
-        fatal: tuple[type[errors.LXDError], ...] = (errors.LXDUnavailableError,),
-    ) -> None:
-        """Poll a predicate with a small backoff until it holds or the deadline passes.
-
-        Args:
-            predicate: Checked first at once, then after growing delays. LXD errors raised by it
-                count as "not yet".
-            timeout: Seconds to wait at most.
-            what: What is awaited, for the error.
-            initial_delay: First delay between checks.
-            max_delay: Longest delay between checks.
-            fatal: LXD errors that end the wait at once (re-raised) instead of "not yet".
-
-        Raises:
-            LXDTimeoutError: It did not hold in time.
-        """
-        deadline = time.monotonic() + timeout
-        delay = initial_delay
-        last_error = ""
-        while True:
-            try:
-                if predicate():
-                    return
-            except fatal:
-                raise
-            except errors.LXDError as exc:
-                last_error = f" (last error: {exc})"
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise errors.LXDTimeoutError(
-                    f"{self.name}: {what} not reached within {timeout:g} s{last_error}",
-                    "wait",
-                    self.name,
-                )
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 1.5, max_delay)
 
     def wait_ready(self, timeout: float = 120.0, *, booted: bool = True) -> None:
         """Wait until the instance is really up, polling with a small backoff (no fixed sleep).
@@ -642,10 +428,11 @@ class LxdInstance:
 
         try:
             # A vanished instance never becomes ready: fail at once.
-            self.wait_until(
+            wait_until(
                 ready,
                 timeout,
                 "readiness",
+                self.name,
                 fatal=(errors.LXDUnavailableError, errors.LXDNotFoundError),
             )
         except errors.LXDTimeoutError as exc:

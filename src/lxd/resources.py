@@ -1,46 +1,28 @@
-"""Profiles, storage pools and images of the LXD seam (no pylxd here: plain API calls)."""
+"""Profiles, storage pools and images of the LXD daemon (the LXD seam's resources)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import quote
 
 import errors
+from lxd.transport import LxdTransport
 from lxd.types import Device, ImageInfo, ResourceProfile, parse_lxd_time
 
-logger = logging.getLogger("lxd")
+logger = logging.getLogger(__name__)
 
 
 class LxdResources:
-    """Profiles, pools and images; :class:`lxd.LxdClient` provides the API calls."""
+    """Profiles, storage pools and images of the LXD daemon."""
 
-    def sync(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send a synchronous request (implemented by :class:`lxd.LxdClient`)."""
-        raise NotImplementedError
+    def __init__(self, transport: LxdTransport) -> None:
+        """Bind to the daemon.
 
-    def run_operation(
-        self,
-        method: str,
-        path: str,
-        *,
-        operation: str,
-        instance: str | None = None,
-        timeout: float | None = None,
-        not_found: type[errors.LXDNotFoundError] = errors.LXDNotFoundError,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        """Send a request and wait for its operation (implemented by :class:`lxd.LxdClient`)."""
-        raise NotImplementedError
-
-    def _exists(self, path: str, operation: str) -> bool:
-        """Whether GET ``path`` finds an object (404: it does not exist)."""
-        try:
-            self.sync("get", path, operation=operation)
-        except errors.LXDNotFoundError:
-            return False
-        return True
+        Args:
+            transport: The connection to LXD.
+        """
+        self._transport = transport
 
     # -- profiles --
 
@@ -53,7 +35,7 @@ class LxdResources:
         Returns:
             True if it exists.
         """
-        return self._exists(f"profiles/{quote(name, safe='')}", "get-profile")
+        return self._transport.exists(f"profiles/{quote(name, safe='')}", "get-profile")
 
     def create_or_update_profile(
         self,
@@ -77,7 +59,7 @@ class LxdResources:
         want_devices = {k: dict(v) for k, v in (devices or {}).items()}
         path = f"profiles/{quote(name, safe='')}"
         try:
-            current = self.sync("get", path, operation="get-profile")
+            current = self._transport.sync("get", path, operation="get-profile")
         except errors.LXDNotFoundError:
             body = {
                 "name": name,
@@ -85,7 +67,7 @@ class LxdResources:
                 "devices": want_devices,
                 "description": description,
             }
-            self.sync("post", "profiles", json=body, operation="create-profile")
+            self._transport.sync("post", "profiles", json=body, operation="create-profile")
             logger.info("created profile %s", name)
             return True
         if (current.get("config") or {}) == want_config and (
@@ -93,7 +75,7 @@ class LxdResources:
         ) == want_devices:
             return False
         body = {"config": want_config, "devices": want_devices, "description": description}
-        self.sync("put", path, json=body, operation="update-profile")
+        self._transport.sync("put", path, json=body, operation="update-profile")
         logger.info("updated profile %s", name)
         return True
 
@@ -127,7 +109,9 @@ class LxdResources:
             name: The profile's name.
         """
         try:
-            self.sync("delete", f"profiles/{quote(name, safe='')}", operation="delete-profile")
+            self._transport.sync(
+                "delete", f"profiles/{quote(name, safe='')}", operation="delete-profile"
+            )
         except errors.LXDNotFoundError:
             return
 
@@ -142,7 +126,7 @@ class LxdResources:
         Returns:
             True if it exists.
         """
-        return self._exists(f"storage-pools/{quote(name, safe='')}", "get-pool")
+        return self._transport.exists(f"storage-pools/{quote(name, safe='')}", "get-pool")
 
     def create_storage_pool(
         self, name: str, driver: str, config: Mapping[str, str] | None = None
@@ -161,12 +145,14 @@ class LxdResources:
             LXDError: LXD refused, or the existing pool has another driver.
         """
         try:
-            current = self.sync(
+            current = self._transport.sync(
                 "get", f"storage-pools/{quote(name, safe='')}", operation="get-pool"
             )
         except errors.LXDNotFoundError:
             body = {"name": name, "driver": driver, "config": dict(config or {})}
-            self.sync("post", "storage-pools", json=body, operation="create-pool", timeout=120)
+            self._transport.sync(
+                "post", "storage-pools", json=body, operation="create-pool", timeout=120
+            )
             logger.info("created storage pool %s (%s)", name, driver)
             return True
         if current.get("driver") != driver:
@@ -190,14 +176,14 @@ class LxdResources:
         Raises:
             LXDImageNotFoundError: No image has this alias.
         """
-        target = self.sync(
+        target = self._transport.sync(
             "get",
             f"images/aliases/{quote(alias, safe='')}",
             operation="image-info",
             not_found=errors.LXDImageNotFoundError,
         )
         fingerprint = str(target.get("target", ""))
-        data = self.sync(
+        data = self._transport.sync(
             "get",
             f"images/{fingerprint}",
             operation="image-info",
@@ -222,16 +208,11 @@ class LxdResources:
         Returns:
             True if it exists.
         """
-        try:
-            self.sync(
-                "get",
-                f"images/aliases/{quote(alias, safe='')}",
-                operation="image-exists",
-                not_found=errors.LXDImageNotFoundError,
-            )
-        except errors.LXDNotFoundError:
-            return False
-        return True
+        return self._transport.exists(
+            f"images/aliases/{quote(alias, safe='')}",
+            "image-exists",
+            errors.LXDImageNotFoundError,
+        )
 
     def delete_image(self, alias: str) -> None:
         """Delete the image behind an alias; a missing one is a no-op.
@@ -241,6 +222,8 @@ class LxdResources:
         """
         try:
             info = self.image_info(alias)
-            self.run_operation("delete", f"images/{info.fingerprint}", operation="delete-image")
+            self._transport.run_operation(
+                "delete", f"images/{info.fingerprint}", operation="delete-image"
+            )
         except errors.LXDNotFoundError:
             return

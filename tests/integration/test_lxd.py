@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 import errors
-from lxd.client import LxdClient, LxdInstance, disk_device, proxy_device
-from lxd.types import InstanceStatus
+from lxd import InstanceStatus, LxdClient, LxdInstance, disk_device, proxy_device
 
 pytestmark = pytest.mark.lxd
 

@@ -1,17 +1,22 @@
-"""Fake of the LXD seam: instances that keep state like the daemon does."""
+"""Fake of the LXD seam (:mod:`lxd.seam`): instances that keep state like the daemon does.
+
+``FakeLxd`` satisfies ``LxdCloud``, ``FakeInstance`` ``LxdInstanceHandle`` and ``FakeFiles``
+``LxdInstanceFiles``: mypy and tests/unit/test_fakes_conform.py check it.
+"""
 
 from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import errors
-from lxd.types import ExecResult, ImageInfo, InstanceStatus
+from lxd.types import Device, ExecResult, ImageInfo, InstanceStatus, InstanceType
 from tests.unit.fakes_core import NOW
+
+IDMAP = '[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":65536}]'
 
 
 class FakeFiles:
@@ -26,7 +31,10 @@ class FakeFiles:
     def pull(self, path: str, max_bytes: int | None = None) -> bytes:
         if path not in self._instance.files_pushed:
             raise errors.LXDNotFoundError(f"no file {path}", "pull", self._instance.name)
-        return self._instance.files_pushed[path][0]
+        content = self._instance.files_pushed[path][0]
+        if max_bytes is not None and len(content) > max_bytes:
+            raise errors.LXDError(f"pull: {path} is larger than {max_bytes} bytes", "pull")
+        return content
 
 
 @dataclass
@@ -37,6 +45,8 @@ class FakeInstance:
     config: dict[str, str]
     devices: dict[str, dict[str, str]]
     status: InstanceStatus = InstanceStatus.RUNNING
+    ephemeral: bool = True
+    profiles: list[str] = field(default_factory=list)
     files_pushed: dict[str, tuple[bytes, int, int, int]] = field(default_factory=dict)
     commands: list[list[str]] = field(default_factory=list)
     pre_job_running: bool = False
@@ -50,6 +60,8 @@ class FakeInstance:
         return FakeFiles(self)
 
     def refresh(self) -> FakeInstance:
+        if self.name not in self.lxd.instances:
+            raise errors.LXDNotFoundError(f"no instance {self.name}", "get", self.name)
         return self
 
     def wait_ready(self, timeout: float = 120.0) -> None:
@@ -63,10 +75,20 @@ class FakeInstance:
             else:
                 self.config[key] = value
 
-    def add_device(self, name: str, device: Mapping[str, str]) -> None:
+    def add_device(self, name: str, device: Device) -> None:
         self.devices[name] = dict(device)
 
-    def execute(self, cmd: list[str], **kwargs: Any) -> ExecResult:
+    def execute(
+        self,
+        cmd: list[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        user: int | None = None,
+        timeout: float | None = None,
+        secret_args: Iterable[str] = (),
+        check: bool = False,
+    ) -> ExecResult:
         self.commands.append(cmd)
         if cmd[:2] == ["test", "-e"]:
             return ExecResult(0 if self.pre_job_running else 1, "", "")
@@ -80,14 +102,23 @@ class FakeInstance:
                 0,
                 0,
             )
-        if kwargs.get("check") and self.lxd.fail_exec:
+        if check and self.lxd.fail_exec:
             raise errors.LXDError("exec failed", "exec", self.name)
         return ExecResult(0, "", "")
 
-    def delete(self, wait: bool = True, timeout: float | None = None) -> None:
+    def stop(self, *, force: bool = False) -> None:
         with self.lxd.lock:
             if self.name not in self.lxd.instances:
-                raise errors.LXDNotFoundError("gone", "delete", self.name)
+                return
+            self.status = InstanceStatus.STOPPED
+            if self.ephemeral:
+                del self.lxd.instances[self.name]
+                self.lxd.deleted.append(self.name)
+
+    def delete(self) -> None:
+        with self.lxd.lock:
+            if self.name not in self.lxd.instances:
+                return  # like LXD's seam: deleting a missing instance is a no-op
             del self.lxd.instances[self.name]
             self.lxd.deleted.append(self.name)
 
@@ -107,26 +138,75 @@ class FakeLxd:
         self.fail_exec = False
         self._creates = itertools.count(1)
 
-    def create(self, name: str, image_alias: str, **kwargs: Any) -> FakeInstance:
+    def create(
+        self,
+        name: str,
+        image_alias: str,
+        *,
+        instance_type: InstanceType = "container",
+        profiles: Iterable[str] = ("default",),
+        config: Mapping[str, str] | None = None,
+        devices: Mapping[str, Device] | None = None,
+        ephemeral: bool = True,
+        start: bool = True,
+        wait: bool = True,
+    ) -> FakeInstance:
         if image_alias not in self.images:
             raise errors.LXDImageNotFoundError(f"no image {image_alias}", "create", name)
         n = next(self._creates)
         if self.fail_create_every and n % self.fail_create_every == 0:
             raise errors.LXDError("create failed", "create", name)
-        inst = FakeInstance(
-            lxd=self,
-            name=name,
-            created_at=datetime.now(timezone.utc),
-            config={
-                **kwargs.get("config", {}),
-                "volatile.idmap.current": (
-                    '[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":65536}]'
-                ),
-            },
-            devices=dict(kwargs.get("devices", {})),
+        return self._add(
+            name,
+            config={**(config or {}), "volatile.idmap.current": IDMAP},
+            devices={key: dict(value) for key, value in (devices or {}).items()},
+            status=InstanceStatus.RUNNING if start else InstanceStatus.STOPPED,
+            ephemeral=ephemeral,
+            profiles=list(profiles),
         )
-        inst.profiles = list(kwargs.get("profiles", []))  # type: ignore[attr-defined]
+
+    def copy(
+        self,
+        source: str,
+        name: str,
+        *,
+        profiles: Iterable[str] | None = None,
+        config: Mapping[str, str] | None = None,
+        devices: Mapping[str, Device] | None = None,
+    ) -> FakeInstance:
+        template = self.get(source)
+        return self._add(
+            name,
+            config={**template.config, **(config or {})},
+            devices={**template.devices, **{k: dict(v) for k, v in (devices or {}).items()}},
+            status=InstanceStatus.RUNNING,
+            ephemeral=True,
+            profiles=list(template.profiles if profiles is None else profiles),
+        )
+
+    def _add(
+        self,
+        name: str,
+        *,
+        config: dict[str, str],
+        devices: dict[str, dict[str, str]],
+        status: InstanceStatus,
+        ephemeral: bool,
+        profiles: list[str],
+    ) -> FakeInstance:
+        inst = FakeInstance(
+            self,
+            name,
+            datetime.now(timezone.utc),
+            config,
+            devices,
+            status,
+            ephemeral=ephemeral,
+            profiles=profiles,
+        )
         with self.lock:
+            if name in self.instances:
+                raise errors.LXDAlreadyExistsError(f"{name} exists", "create", name)
             self.instances[name] = inst
         return inst
 
@@ -147,27 +227,17 @@ class FakeLxd:
         self.instances[name] = inst
         return inst
 
-    def list(
-        self, prefix: str | None = None, user_config: Mapping[str, str] | None = None
-    ) -> list[FakeInstance]:
-        with self.lock:
-            return sorted(
-                (
-                    i
-                    for i in self.instances.values()
-                    if prefix is None or i.name.startswith(prefix)
-                ),
-                key=lambda i: i.name,
-            )
-
-    def wait_instances_settled(self, prefix: str, timeout: float) -> list[str]:
-        return []
-
     def get(self, name: str) -> FakeInstance:
         try:
             return self.instances[name]
         except KeyError:
             raise errors.LXDNotFoundError(f"no instance {name}", "get", name) from None
+
+    def exists(self, name: str) -> bool:
+        return name in self.instances
+
+    def wait_instances_settled(self, prefix: str, timeout: float) -> list[str]:
+        return []
 
     def resource_profile(
         self, cpu: int, memory: int | str, disk: int | str | None = None, pool: str = "default"
@@ -185,3 +255,15 @@ class FakeLxd:
         return ImageInfo(
             alias=alias, fingerprint=self.images[alias], created_at=NOW, uploaded_at=NOW
         )
+
+    # Last: a method named ``list`` shadows the builtin for the annotations after it.
+    def list(self, prefix: str | None = None) -> list[FakeInstance]:
+        with self.lock:
+            return sorted(
+                (
+                    i
+                    for i in self.instances.values()
+                    if prefix is None or i.name.startswith(prefix)
+                ),
+                key=lambda i: i.name,
+            )

@@ -14,10 +14,12 @@ import pytest
 
 from github_api.client import GithubClient
 from github_api.seam import GithubPlatform
+from lxd import LxdClient, LxdCloud, LxdInstanceFiles, LxdInstanceHandle
 from metrics.github import JobsOfRunClient
 from reactive.consumer import GithubJobChecker
 from repo_policy.policy import PolicyGitHub
 from tests.unit.fakes_github import FakeGithub
+from tests.unit.fakes_lxd import FakeLxd
 
 
 def _protocol_methods(protocol: type) -> list[str]:
@@ -30,6 +32,15 @@ def _protocol_methods(protocol: type) -> list[str]:
         if not name.startswith("_") and inspect.isfunction(value)
     }
     return sorted(names)
+
+
+def _protocol_properties(protocol: type) -> list[str]:
+    """Return the public properties a Protocol declares."""
+    return sorted(
+        name
+        for name, value in vars(protocol).items()
+        if not name.startswith("_") and isinstance(value, property)
+    )
 
 
 def _shape(function: Any) -> list[tuple[str, Any, Any]]:
@@ -65,3 +76,57 @@ def test_github_implementations_match_their_protocol(protocol: type, implementat
         expected = _shape(getattr(protocol, name))
         actual = _shape(getattr(implementation, name))
         assert actual == expected, f"{implementation.__name__}.{name} differs"
+
+
+# --- LXD ----------------------------------------------------------------------------------------
+
+_LXD_FAKE = FakeLxd()
+_LXD: LxdCloud = _LXD_FAKE
+_LXD_INSTANCE: LxdInstanceHandle = _LXD_FAKE.add_instance("conform-0")
+_LXD_FILES: LxdInstanceFiles = _LXD_FAKE.add_instance("conform-1").files
+_LXD_REAL: LxdCloud = LxdClient(endpoint="/nonexistent.socket")  # connects lazily: not here
+
+
+def _lxd_fakes() -> dict[type, object]:
+    """One object of each LXD fake, by the Protocol it stands for."""
+    lxd = FakeLxd()
+    instance = lxd.create("conform-0", "github-runner-test")
+    return {LxdCloud: lxd, LxdInstanceHandle: instance, LxdInstanceFiles: instance.files}
+
+
+def _assert_matches(protocol: type, fake: object) -> None:
+    """Check that an object has the methods (same shapes) and properties of a Protocol."""
+    kind = type(fake).__name__
+    assert _protocol_methods(protocol), f"{protocol.__name__} declares no methods"
+    for name in _protocol_methods(protocol):
+        assert hasattr(fake, name), f"{kind} lacks {name}"
+        expected = _shape(getattr(protocol, name))
+        actual = _shape(getattr(type(fake), name))
+        assert actual == expected, f"{kind}.{name} differs"
+    for name in _protocol_properties(protocol):
+        assert hasattr(fake, name), f"{kind} lacks {name}"
+        assert not inspect.ismethod(getattr(fake, name)), f"{kind}.{name} is a method"
+
+
+@pytest.mark.parametrize("protocol", [LxdCloud, LxdInstanceHandle, LxdInstanceFiles])
+def test_lxd_fakes_match_their_protocol(protocol: type) -> None:
+    _assert_matches(protocol, _lxd_fakes()[protocol])
+
+
+def test_the_lxd_check_sees_drift() -> None:
+    class Renamed:
+        def push(
+            self, path: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0
+        ) -> None:
+            """A renamed parameter."""
+
+        def pull(self, path: str, max_bytes: int | None = None) -> bytes:
+            return b""
+
+    class Nameless:
+        pass
+
+    with pytest.raises(AssertionError, match=r"Renamed\.push differs"):
+        _assert_matches(LxdInstanceFiles, Renamed())
+    with pytest.raises(AssertionError, match="Nameless lacks"):
+        _assert_matches(LxdInstanceHandle, Nameless())

@@ -1,6 +1,6 @@
 """LxdClient and LxdInstance over an in-memory stand-in for LXD's REST API (no daemon).
 
-The stand-in replaces pylxd's API nodes (what :meth:`lxd.LxdClient._connect` returns), answers
+The stand-in replaces pylxd's API nodes (what :meth:`lxd.LxdTransport._connect` returns), answers
 like LXD (sync/async responses, operations, 404s as pylxd exceptions) and records every call.
 """
 
@@ -18,7 +18,7 @@ import pytest
 import requests
 
 import errors
-from lxd import client as lxd
+import lxd
 from lxd.types import InstanceStatus
 
 IDMAP = '[{"Isuid":true,"Isgid":true,"Hostid":100000,"Nsid":0,"Maprange":65536}]'
@@ -318,7 +318,7 @@ def server() -> FakeLxd:
 @pytest.fixture
 def client(server: FakeLxd) -> lxd.LxdClient:
     result = lxd.LxdClient(endpoint="/fake.socket", timeout=5)
-    result._client = SimpleNamespace(api=FakeNode(server, ""))  # type: ignore[assignment]
+    result.transport._client = SimpleNamespace(api=FakeNode(server, ""))  # type: ignore[assignment]
     return result
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from lxd.client import LxdClient
+from lxd import LxdClient, LxdTransport
 
 
-class ScriptedClient(LxdClient):
-    """An LxdClient whose daemon answers are scripted (no socket is opened)."""
+class ScriptedTransport(LxdTransport):
+    """A transport whose daemon answers are scripted (no socket is opened)."""
 
     def __init__(self, answers: list[dict[str, Any]]) -> None:
         super().__init__(endpoint="/nonexistent.socket")
@@ -19,6 +19,10 @@ class ScriptedClient(LxdClient):
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
 
+def scripted_client(answers: list[dict[str, Any]]) -> LxdClient:
+    return LxdClient(transport=ScriptedTransport(answers))
+
+
 def op(description: str, *names: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -27,7 +31,7 @@ def op(description: str, *names: str) -> dict[str, Any]:
 
 
 def test_busy_instances_ignores_commands_and_other_units() -> None:
-    client = ScriptedClient(
+    client = scripted_client(
         [
             {
                 "running": [
@@ -42,10 +46,10 @@ def test_busy_instances_ignores_commands_and_other_units() -> None:
 
 
 def test_wait_settles_once_operations_finish() -> None:
-    client = ScriptedClient([{"running": [op("Creating instance", "gh-0-a")]}, {"running": []}])
+    client = scripted_client([{"running": [op("Creating instance", "gh-0-a")]}, {"running": []}])
     assert client.wait_instances_settled("gh-0-", timeout=5) == []
 
 
 def test_wait_is_bounded() -> None:
-    client = ScriptedClient([{"running": [op("Starting instance", "gh-0-a")]}])
+    client = scripted_client([{"running": [op("Starting instance", "gh-0-a")]}])
     assert client.wait_instances_settled("gh-0-", timeout=0.3) == ["gh-0-a"]

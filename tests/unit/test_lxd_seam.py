@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 import errors
-from lxd import client as lxd
+import lxd
 from lxd.instance import LxdInstance
+from lxd.transport import LxdTransport
 from lxd.types import (
     ExecResult,
     InstanceStatus,
@@ -28,6 +29,7 @@ from lxd.types import (
     proxy_device,
     validate_instance_name,
 )
+from lxd.waiting import wait_until
 
 # --- secrets --------------------------------------------------------------------------------
 
@@ -62,8 +64,8 @@ class _FakeResponse:
         return self._body
 
 
-class _RecordingClient(lxd.LxdClient):
-    """An LxdClient whose HTTP layer is replaced by canned answers."""
+class _RecordingTransport(LxdTransport):
+    """A transport whose HTTP layer is replaced by canned answers."""
 
     def __init__(self, exit_code: int = 0, fail: errors.LXDError | None = None) -> None:
         super().__init__(endpoint="/nonexistent.socket", timeout=5)
@@ -92,12 +94,12 @@ class _RecordingClient(lxd.LxdClient):
 
 
 def test_execute_builds_record_output_request_and_decodes():
-    client = _RecordingClient()
-    inst = LxdInstance(client, {"name": "r1"})
+    transport = _RecordingTransport()
+    inst = LxdInstance(transport, {"name": "r1"})
     result = inst.execute(["id"], cwd="/tmp", env={"HOME": "/home/ubuntu"}, user=1000)
     assert result == ExecResult(0, "hello\n", "oops \ufffd\n")
     assert result.ok
-    body = client.bodies[0]
+    body = transport.bodies[0]
     assert body["record-output"] is True
     assert body["wait-for-websocket"] is False
     assert body["interactive"] is False
@@ -108,8 +110,8 @@ def test_execute_builds_record_output_request_and_decodes():
 
 
 def test_execute_check_hides_secrets_in_error_and_logs(caplog: pytest.LogCaptureFixture):
-    client = _RecordingClient(exit_code=3)
-    inst = LxdInstance(client, {"name": "r1"})
+    transport = _RecordingTransport(exit_code=3)
+    inst = LxdInstance(transport, {"name": "r1"})
     caplog.set_level(logging.DEBUG)
     with pytest.raises(errors.LXDExecError) as info:
         inst.execute(["run.sh", "--jitconfig", "SECRETJIT"], secret_args=["SECRETJIT"], check=True)
@@ -122,8 +124,8 @@ def test_execute_check_hides_secrets_in_error_and_logs(caplog: pytest.LogCapture
 
 def test_execute_hides_secrets_when_lxd_fails():
     failure = errors.LXDTimeoutError("exec: too slow", "exec", "r1")
-    client = _RecordingClient(fail=failure)
-    inst = LxdInstance(client, {"name": "r1"})
+    transport = _RecordingTransport(fail=failure)
+    inst = LxdInstance(transport, {"name": "r1"})
     with pytest.raises(errors.LXDTimeoutError) as info:
         inst.execute(["config.sh", "--token=TOKEN42"], secret_args=["TOKEN42"])
     assert "TOKEN42" not in str(info.value)
@@ -229,7 +231,7 @@ def test_parse_lxd_time():
 
 def test_instance_snapshot_properties():
     inst = LxdInstance(
-        lxd.LxdClient(endpoint="/nonexistent.socket"),
+        LxdTransport(endpoint="/nonexistent.socket"),
         {
             "name": "r1",
             "type": "container",
@@ -268,7 +270,6 @@ def test_dead_socket_raises_unavailable():
 
 
 def test_wait_until_times_out_with_last_error():
-    inst = LxdInstance(lxd.LxdClient(endpoint="/nonexistent.socket"), {"name": "r1"})
     calls = []
 
     def predicate() -> bool:
@@ -276,14 +277,13 @@ def test_wait_until_times_out_with_last_error():
         raise errors.LXDError("not yet", "exec", "r1")
 
     with pytest.raises(errors.LXDTimeoutError, match="not yet"):
-        inst.wait_until(predicate, timeout=0.2, what="boot", initial_delay=0.01)
+        wait_until(predicate, timeout=0.2, what="boot", instance="r1", initial_delay=0.01)
     assert len(calls) >= 2
 
 
 def test_wait_until_returns_when_predicate_holds():
-    inst = LxdInstance(lxd.LxdClient(endpoint="/nonexistent.socket"), {"name": "r1"})
     answers = iter([False, False, True])
-    inst.wait_until(lambda: next(answers), timeout=5, initial_delay=0.001)
+    wait_until(lambda: next(answers), timeout=5, what="boot", instance="r1", initial_delay=0.001)
 
 
 def test_parse_root_idmap():
@@ -305,10 +305,8 @@ def test_parse_root_idmap():
 
 
 def test_wait_until_fatal_errors_end_the_wait_at_once():
-    inst = LxdInstance(lxd.LxdClient(endpoint="/nonexistent.socket"), {"name": "r1"})
-
     def gone() -> bool:
         raise errors.LXDNotFoundError("instance gone", "exec", "r1")
 
     with pytest.raises(errors.LXDNotFoundError):
-        inst.wait_until(gone, timeout=30, fatal=(errors.LXDNotFoundError,))
+        wait_until(gone, timeout=30, what="boot", instance="r1", fatal=(errors.LXDNotFoundError,))
