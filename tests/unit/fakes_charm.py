@@ -16,10 +16,11 @@ from github_api.types import GitHubRunnerStatus, RunnerApplication
 from juju.host import SystemPort
 from juju.manager_port import RunnerManagerPort
 from juju.policy_host import RepoPolicyEndpoint
+from paths import REPO_ROOT
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerInfo
 from runner_type import VirtualMachineResources
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 TOKEN = "ghp_" + "a" * 36
 GIB = 1 << 30
 
