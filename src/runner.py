@@ -7,7 +7,6 @@ The ``Runner`` class manages one runner: one LXD instance registered as one GitH
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shlex
 import time
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import tenacity
 
+from artifacts import runner_binary
 from artifacts.runner_files import METRICS_EXCHANGE_PATH, RUNNER_UID, render_runner_files
 from errors import (
     GithubNotFoundError,
@@ -28,7 +28,7 @@ from errors import (
     RunnerLogsError,
     RunnerRemoveError,
 )
-from lxd import disk_device, proxy_device
+from lxd import disk_device, host_ids, proxy_device
 from manager.settings import RunnerManagerSettings
 from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
 from runner_type import Arch, RunnerConfig, RunnerStatus, VirtualMachineResources, runner_labels
@@ -236,12 +236,10 @@ class Runner:
         raw = self.instance.refresh().config.get("volatile.idmap.current")
         if not raw:
             return None
-        for entry in json.loads(raw):
-            if entry.get("Isuid") and entry.get("Nsid", 0) <= RUNNER_UID < entry.get(
-                "Nsid", 0
-            ) + entry.get("Maprange", 0):
-                return int(entry["Hostid"]) + RUNNER_UID - int(entry.get("Nsid", 0))
-        return None
+        try:
+            return host_ids(raw, RUNNER_UID, self.config.name)[0]
+        except ValueError as exc:
+            raise LXDError(str(exc), "idmap", self.config.name) from exc
 
     def _mount_metrics(self, storage: StorageManager) -> None:
         assert self.instance is not None  # noqa: S101 - set by create before use
@@ -253,35 +251,12 @@ class Runner:
 
     def _install_binary(self, config: CreateRunnerConfig) -> None:
         assert self.instance is not None  # noqa: S101 - set by create before use
-        app = str(self.runner_application)
-        probe = self.instance.execute(
-            [
-                "bash",
-                "-c",
-                f"mkdir -p {shlex.quote(app)} && chown {RUNNER_UID}:{RUNNER_UID} "
-                f"{shlex.quote(app)} && {shlex.quote(app)}/bin/Runner.Listener --version",
-            ],
-            timeout=30,
-        )
-        installed = probe.stdout.strip() if probe.ok else ""
-        if config.binary_version and installed == config.binary_version:
-            return
-        if not config.binary_path.is_file():
-            if installed:
-                logger.warning("no cached runner binary; using the image's %s", installed)
-                return
-            raise RunnerCreateError("no runner binary in the image or cache", self.config.name)
-        self.instance.files.push("/tmp/actions-runner.tar.gz", config.binary_path.read_bytes())  # noqa: S108
-        self.instance.execute(
-            [
-                "bash",
-                "-c",
-                f"tar -xzf /tmp/actions-runner.tar.gz -C {shlex.quote(app)} && "
-                f"chown -R {RUNNER_UID}:{RUNNER_UID} {shlex.quote(app)} && "
-                "rm -f /tmp/actions-runner.tar.gz",
-            ],
-            timeout=120,
-            check=True,
+        runner_binary.install_in_instance(
+            self.instance,
+            PurePosixPath(self.runner_application),
+            config.binary_path,
+            config.binary_version,
+            self.config.name,
         )
 
     def _push_files(self) -> None:

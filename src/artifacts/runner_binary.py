@@ -5,15 +5,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shlex
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import requests
 
-from errors import RunnerBinaryError
+from artifacts.runner_files import RUNNER_UID
+from errors import RunnerBinaryError, RunnerCreateError
 from github_api.types import RunnerApplication
+
+if TYPE_CHECKING:
+    from lxd.seam import LxdInstanceHandle
 
 logger = logging.getLogger(__name__)
 
@@ -154,3 +160,53 @@ def download(
         tmp.unlink(missing_ok=True)
     logger.info("runner binary %s cached (%d bytes, sha256 %s)", binary.version, size, sha)
     return CachedBinary(path=dest, version=binary.version, sha256=sha)
+
+
+def install_in_instance(
+    instance: LxdInstanceHandle,
+    app_dir: PurePosixPath,
+    binary: Path,
+    version: str | None,
+    runner_name: str,
+) -> None:
+    """Unpack the runner application into an instance unless its image has that version.
+
+    Args:
+        instance: The runner's instance (running).
+        app_dir: The runner application directory inside it (made and owned by the runner user).
+        binary: The cached runner tarball.
+        version: The tarball's version, if known.
+        runner_name: The runner, for errors.
+
+    Raises:
+        RunnerCreateError: If neither the image nor the cache has a runner binary.
+    """
+    app = shlex.quote(str(app_dir))
+    owner = f"{RUNNER_UID}:{RUNNER_UID}"
+    probe = instance.execute(
+        [
+            "bash",
+            "-c",
+            f"mkdir -p {app} && chown {owner} {app} && {app}/bin/Runner.Listener --version",
+        ],
+        timeout=30,
+    )
+    installed = probe.stdout.strip() if probe.ok else ""
+    if version and installed == version:
+        return
+    if not binary.is_file():
+        if installed:
+            logger.warning("no cached runner binary; using the image's %s", installed)
+            return
+        raise RunnerCreateError("no runner binary in the image or cache", runner_name)
+    archive = "/tmp/actions-runner.tar.gz"  # noqa: S108 - inside the runner instance
+    instance.files.push(archive, binary.read_bytes())
+    instance.execute(
+        [
+            "bash",
+            "-c",
+            f"tar -xzf {archive} -C {app} && chown -R {owner} {app} && rm -f {archive}",
+        ],
+        timeout=120,
+        check=True,
+    )

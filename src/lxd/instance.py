@@ -24,8 +24,8 @@ from lxd.types import (
     InstanceStatus,
     display_command,
     hide_secrets,
+    host_ids,
     parse_lxd_time,
-    parse_root_idmap,
 )
 from lxd.waiting import wait_until
 
@@ -111,7 +111,7 @@ class LxdInstance:
         """
         self.refresh()
         try:
-            return parse_root_idmap(self.config.get("volatile.idmap.current", ""), self.name)
+            return host_ids(self.config.get("volatile.idmap.current", ""), 0, self.name)
         except ValueError as exc:
             raise errors.LXDError(str(exc), "idmap", self.name) from exc
 

@@ -334,19 +334,21 @@ def disk_device(source: str, path: str, *, readonly: bool = False) -> Device:
     return device
 
 
-def parse_root_idmap(idmap_json: str, instance: str = "") -> tuple[int, int]:
-    """Find the host ids that uid 0 and gid 0 of an instance map to.
+def host_ids(idmap_json: str, ns_id: int = 0, instance: str = "") -> tuple[int, int]:
+    """Find the host uid and gid that an id inside an instance maps to.
 
     Args:
         idmap_json: The instance's ``volatile.idmap.current`` (a JSON list of
-            ``{"Isuid", "Isgid", "Hostid", "Nsid", "Maprange"}``), "[]" when privileged.
+            ``{"Isuid", "Isgid", "Hostid", "Nsid", "Maprange"}``; not ``volatile.idmap.base``,
+            which is wrong to use), "[]" when privileged.
+        ns_id: The uid and gid inside the instance (0: its root).
         instance: The instance's name, for errors.
 
     Returns:
-        (host uid, host gid) of the instance's root; (0, 0) when nothing is mapped.
+        (host uid, host gid) of ``ns_id``; ``(ns_id, ns_id)`` when nothing is mapped.
 
     Raises:
-        ValueError: The map is missing or malformed.
+        ValueError: The map is missing or malformed, or does not map ``ns_id``.
     """
     try:
         entries = json.loads(idmap_json)
@@ -354,20 +356,27 @@ def parse_root_idmap(idmap_json: str, instance: str = "") -> tuple[int, int]:
         raise ValueError(f"{instance}: unreadable volatile.idmap.current: {exc}") from exc
     if not isinstance(entries, list):
         raise ValueError(f"{instance}: volatile.idmap.current is not a list")
-    uid = gid = None
-    for entry in entries:
-        nsid, hostid, size = entry.get("Nsid"), entry.get("Hostid"), entry.get("Maprange")
-        if (
-            not all(isinstance(v, int) for v in (nsid, hostid, size))
-            or not nsid <= 0 < nsid + size
-        ):
-            continue
-        if entry.get("Isuid") and uid is None:
-            uid = hostid - nsid
-        if entry.get("Isgid") and gid is None:
-            gid = hostid - nsid
     if not entries:
-        return 0, 0
-    if uid is None or gid is None:
-        raise ValueError(f"{instance}: volatile.idmap.current does not map uid/gid 0")
-    return uid, gid
+        return ns_id, ns_id
+    found: dict[str, int] = {}
+    for entry in entries:
+        span = _id_range(entry)
+        if span is None or not span[0] <= ns_id < span[0] + span[2]:
+            continue
+        for key, kind in (("Isuid", "uid"), ("Isgid", "gid")):
+            if entry.get(key) is True and kind not in found:
+                found[kind] = span[1] + ns_id - span[0]
+    if "uid" not in found or "gid" not in found:
+        raise ValueError(f"{instance}: volatile.idmap.current does not map uid/gid {ns_id}")
+    return found["uid"], found["gid"]
+
+
+def _id_range(entry: object) -> tuple[int, int, int] | None:
+    """(Nsid, Hostid, Maprange) of one idmap entry, or None when it is not one."""
+    if not isinstance(entry, dict):
+        return None
+    values = [entry.get(key) for key in ("Nsid", "Hostid", "Maprange")]
+    ints = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    if len(ints) != 3:
+        return None
+    return ints[0], ints[1], ints[2]

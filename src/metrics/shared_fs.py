@@ -9,20 +9,18 @@ Layout under ``base_dir`` (default ``/home/ubuntu/runner-fs``)::
 
 The runner cannot grow its store past the image: a write beyond it fails with ENOSPC inside the
 instance. The root of the file system is owned by the instance's root user as mapped on the host
-(``container_root_ids`` reads it from ``volatile.idmap.current``), so an unprivileged container
+(``lxd.host_ids`` reads it from ``volatile.idmap.current``), so an unprivileged container
 can write into it. Every command runs with a timeout.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeGuard
 
 from errors import MetricsStorageError, MetricsStorageExistsError, MetricsStorageNotFoundError
 from metrics.storage import (
@@ -41,42 +39,6 @@ DEFAULT_OWNER_ID = 100000
 COMMAND_TIMEOUT_SECONDS = 30.0
 MOUNT_OPTIONS = "loop,nosuid,nodev,noexec"
 _IMAGE_SUFFIX = ".img"
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def container_root_ids(idmap_current: str) -> tuple[int, int]:
-    """Return the host uid and gid that the root user of an unprivileged instance maps to.
-
-    Args:
-        idmap_current: The instance's ``volatile.idmap.current`` config value (JSON list of
-            ``{"Isuid", "Isgid", "Hostid", "Nsid", "Maprange"}``). Not ``volatile.idmap.base``.
-
-    Returns:
-        ``(uid, gid)`` on the host.
-
-    Raises:
-        MetricsStorageError: If the value is not an idmap or does not map uid/gid 0.
-    """
-    try:
-        entries = json.loads(idmap_current)
-    except ValueError as exc:
-        raise MetricsStorageError("volatile.idmap.current is not JSON") from exc
-    found: dict[str, int] = {}
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        host, ns, size = entry.get("Hostid"), entry.get("Nsid"), entry.get("Maprange")
-        if not (_is_int(host) and _is_int(ns) and _is_int(size)) or not ns <= 0 < ns + size:
-            continue
-        for key, kind in (("Isuid", "uid"), ("Isgid", "gid")):
-            if entry.get(key) is True and kind not in found:
-                found[kind] = host - ns
-    if "uid" not in found or "gid" not in found:
-        raise MetricsStorageError("volatile.idmap.current does not map root")
-    return found["uid"], found["gid"]
 
 
 class SharedFilesystemManager:
@@ -267,7 +229,7 @@ class SharedFilesystemManager:
 
         Args:
             runner_name: The runner.
-            uid: Host uid (the instance's mapped root, see ``container_root_ids``).
+            uid: Host uid (the instance's mapped root, see ``lxd.host_ids``).
             gid: Host gid.
 
         Raises:

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from lxd import host_ids
 from metrics.runner import (
     POST_JOB_METRICS_FILE_NAME,
     PRE_JOB_METRICS_FILE_NAME,
     RUNNER_INSTALLED_TS_FILE_NAME,
     extract,
 )
-from metrics.shared_fs import SharedFilesystemManager, container_root_ids
+from metrics.shared_fs import SharedFilesystemManager
 from metrics.type import PostJobStatus
 
 pytestmark = [
@@ -189,7 +190,7 @@ def mount_store_fixture(
 
     def mount(runner_name: str) -> Path:
         idmap = lxc("config", "get", container, "volatile.idmap.current").stdout.strip()
-        uid, gid = container_root_ids(idmap)
+        uid, gid = host_ids(idmap)
         storage = manager.create(runner_name, owner_uid=uid, owner_gid=gid)
         lxc(
             "config", "device", "add", container, "metrics", "disk",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import tempfile
@@ -22,9 +23,9 @@ from lxd.types import (
     disk_device,
     display_command,
     hide_secrets,
+    host_ids,
     matches_filter,
     parse_lxd_time,
-    parse_root_idmap,
     parse_size,
     proxy_device,
     validate_instance_name,
@@ -286,22 +287,43 @@ def test_wait_until_returns_when_predicate_holds():
     wait_until(lambda: next(answers), timeout=5, what="boot", instance="r1", initial_delay=0.001)
 
 
-def test_parse_root_idmap():
+def test_host_ids():
     current = (
         '[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":65536},'
         '{"Isuid":false,"Isgid":true,"Hostid":200000,"Nsid":0,"Maprange":65536}]'
     )
-    assert parse_root_idmap(current) == (100000, 200000)
+    assert host_ids(current) == (100000, 200000)
     both = '[{"Isuid":true,"Isgid":true,"Hostid":1000000,"Nsid":0,"Maprange":1000000000}]'
-    assert parse_root_idmap(both) == (1000000, 1000000)
+    assert host_ids(both) == (1000000, 1000000)
     shifted = '[{"Isuid":true,"Isgid":true,"Hostid":100010,"Nsid":10,"Maprange":100}]'
     with pytest.raises(ValueError, match="does not map"):
-        parse_root_idmap(shifted)
-    assert parse_root_idmap("[]") == (0, 0)
+        host_ids(shifted)
+    assert host_ids("[]") == (0, 0)
     with pytest.raises(ValueError):
-        parse_root_idmap("")
+        host_ids("")
     with pytest.raises(ValueError):
-        parse_root_idmap('{"a": 1}')
+        host_ids('{"a": 1}')
+
+
+def test_host_ids_of_another_id_and_hostile_maps():
+    split = json.dumps(
+        [
+            {"Isuid": True, "Isgid": False, "Hostid": 1000000, "Nsid": 0, "Maprange": 65536},
+            {"Isuid": False, "Isgid": True, "Hostid": 2000000, "Nsid": 0, "Maprange": 65536},
+        ]
+    )
+    assert host_ids(split, 1000) == (1001000, 2001000)
+    offset = '[{"Isuid":true,"Isgid":true,"Hostid":100000,"Nsid":-5,"Maprange":65536}]'
+    assert host_ids(offset) == (100005, 100005)
+    assert host_ids("[]", 1000) == (1000, 1000)
+    for hostile in (
+        '[{"Isuid":true,"Isgid":true,"Hostid":"1","Nsid":0,"Maprange":5}]',
+        '[{"Isuid":true,"Isgid":true,"Hostid":true,"Nsid":0,"Maprange":5}]',
+        '["x",{"Isuid":true,"Isgid":false,"Hostid":9,"Nsid":0,"Maprange":5}]',
+        '[{"Isuid":true,"Isgid":true,"Hostid":1,"Nsid":0,"Maprange":1000}]',
+    ):
+        with pytest.raises(ValueError):
+            host_ids(hostile, 1000)
 
 
 def test_wait_until_fatal_errors_end_the_wait_at_once():

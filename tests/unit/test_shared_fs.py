@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,43 +11,8 @@ import pytest
 
 from errors import MetricsStorageError, MetricsStorageExistsError, MetricsStorageNotFoundError
 from metrics import shared_fs
-from metrics.shared_fs import SharedFilesystemManager, container_root_ids
+from metrics.shared_fs import SharedFilesystemManager
 from metrics.storage import StorageManager
-
-IDMAP = json.dumps(
-    [
-        {"Isuid": True, "Isgid": False, "Hostid": 1000000, "Nsid": 0, "Maprange": 1000000000},
-        {"Isuid": False, "Isgid": True, "Hostid": 1000001, "Nsid": 0, "Maprange": 1000000000},
-    ]
-)
-
-
-def test_root_ids_from_idmap() -> None:
-    assert container_root_ids(IDMAP) == (1000000, 1000001)
-
-
-def test_root_ids_with_both_and_offset() -> None:
-    idmap = json.dumps(
-        [{"Isuid": True, "Isgid": True, "Hostid": 100000, "Nsid": -5, "Maprange": 65536}]
-    )
-    assert container_root_ids(idmap) == (100005, 100005)
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "not json",
-        "{}",
-        "[]",
-        json.dumps([{"Isuid": True, "Isgid": True, "Hostid": 1, "Nsid": 1, "Maprange": 5}]),
-        json.dumps([{"Isuid": True, "Isgid": True, "Hostid": "1", "Nsid": 0, "Maprange": 5}]),
-        json.dumps([{"Isuid": True, "Isgid": True, "Hostid": True, "Nsid": 0, "Maprange": 5}]),
-        json.dumps(["x", {"Isuid": True, "Isgid": False, "Hostid": 9, "Nsid": 0, "Maprange": 5}]),
-    ],
-)
-def test_root_ids_rejects(value: str) -> None:
-    with pytest.raises(MetricsStorageError):
-        container_root_ids(value)
 
 
 class FakeMounts(SharedFilesystemManager):
