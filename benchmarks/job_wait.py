@@ -174,12 +174,12 @@ def cold(env: LocalEnvironment, jobs: int, mode: str, report: Report) -> list[fl
 
     from manager.state import ReactiveConfig
     from reactive import runner_manager as reactive_processes
-    from reactive.wiring import reactive_config
+    from reactive.pool import reactive_runner_config
 
     env.manager = env.build_manager(
         reactive_config=ReactiveConfig(mq_uri=SecretStr(MQ_URI), queue_name=queue_name)
     )
-    config = reactive_config(env.manager)
+    config = reactive_runner_config(env.manager.config, env.manager.settings)
     assert config is not None
     try:
         env.manager.reconcile(2, RESOURCES)  # reactive: starts consumers, creates nothing

@@ -17,6 +17,7 @@ class InstanceState(str, Enum):
 
     RUNNING = "running"
     STOPPED = "stopped"
+    ERROR = "error"  # LXD's "Error": it will not come up by waiting
     OTHER = "other"
 
 
@@ -26,7 +27,7 @@ class InstanceView:
 
     Attributes:
         name: Instance name, equal to the runner name.
-        state: Running, stopped or something else (starting, frozen, error...).
+        state: Running, stopped, in error or something else (starting, frozen...).
         created_at: When the instance was created (UTC).
         complete: Whether its creation finished (the manager marks it after starting the
             runner). Observed under the manager's lock, an incomplete instance is what a
@@ -62,7 +63,7 @@ class RunnerState(str, Enum):
     STARTING = "starting"  # young instance, not (yet) online on GitHub
     IDLE = "idle"
     BUSY = "busy"
-    UNHEALTHY = "unhealthy"  # instance not running, or never came online in time
+    UNHEALTHY = "unhealthy"  # instance stopped or in error, or never came online in time
     ORPHAN_INSTANCE = "orphan-instance"  # instance with no GitHub record after the timeout
     ORPHAN_RECORD = "orphan-record"  # offline GitHub record with no instance
     UNKNOWN = "unknown"  # online GitHub record with no instance: left alone
@@ -146,6 +147,7 @@ class ReconcilePlan:
 
 
 HEALTHY_STATES = (RunnerState.STARTING, RunnerState.IDLE, RunnerState.BUSY)
+_DEAD_INSTANCE_STATES = (InstanceState.STOPPED, InstanceState.ERROR)
 
 
 def judge(
@@ -182,7 +184,7 @@ def _state(
             return RunnerState.UNKNOWN
         return RunnerState.ORPHAN_RECORD
     young = now - inst.created_at < timeouts.bootstrap
-    if inst.state is InstanceState.STOPPED or not inst.complete:
+    if inst.state in _DEAD_INSTANCE_STATES or not inst.complete:
         return RunnerState.UNHEALTHY
     if rec is None:
         return RunnerState.STARTING if young else RunnerState.ORPHAN_INSTANCE
@@ -207,6 +209,8 @@ def plan_reconcile(
     desired: int,
     now: datetime,
     timeouts: PlanTimeouts | None = None,
+    *,
+    stale_idle_after: timedelta | None = None,
 ) -> ReconcilePlan:
     """Plan a reconcile towards ``desired`` healthy runners.
 
@@ -220,6 +224,10 @@ def plan_reconcile(
         desired: How many runners there should be.
         now: The current time (UTC).
         timeouts: The ages to judge by.
+        stale_idle_after: When given (reactive mode, nothing waits in the queue), idle runners
+            whose instance is older than this are surplus too, whatever ``desired`` says; the
+            grace lets a runner made for a job take it first. Busy and starting runners never
+            are. ``create`` and ``delta`` do not count these deletions.
 
     Returns:
         The plan.
@@ -230,12 +238,24 @@ def plan_reconcile(
     ]
     healthy = [r for r in runners if r.state in HEALTHY_STATES]
     delta = max(desired, 0) - len(healthy)
-    surplus = -delta if delta < 0 else 0
-    for runner in _scale_down_order(healthy)[:surplus]:
-        deletions.append(Deletion(runner, DeleteReason.SURPLUS))
+    surplus = _scale_down_order(healthy)[: max(-delta, 0)]
+    if stale_idle_after is not None:
+        chosen = {r.name for r in surplus}
+        surplus += [r for r in _stale_idle(healthy, now, stale_idle_after) if r.name not in chosen]
+    deletions.extend(Deletion(r, DeleteReason.SURPLUS) for r in surplus)
     return ReconcilePlan(
         runners=runners, deletions=tuple(deletions), create=max(delta, 0), delta=delta
     )
+
+
+def _stale_idle(healthy: list[Runner], now: datetime, older_than: timedelta) -> list[Runner]:
+    return [
+        r
+        for r in healthy
+        if r.state is RunnerState.IDLE
+        and r.instance is not None
+        and now - r.instance.created_at > older_than
+    ]
 
 
 def _created_at(runner: Runner) -> datetime:

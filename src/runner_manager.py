@@ -7,38 +7,32 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from urllib.parse import urlsplit
-
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from datetime import datetime, timezone
 
 from artifacts import runner_binary, runner_image
-from errors import (
-    GithubClientError,
-    GithubNotFoundError,
-    LXDError,
-    LXDNotFoundError,
-    RunnerBinaryError,
-    RunnerLogsError,
-)
+from errors import GithubClientError, GithubNotFoundError, LXDNotFoundError, RunnerBinaryError
 from github_api.client import GithubClient
 from github_api.seam import GithubPlatform
 from github_api.types import RunnerApplication
 from lxd import LxdClient, LxdInstanceHandle
+from manager.complete_settings import complete_settings
 from manager.executor import run_parallel
+from manager.observe import observe
+from manager.removal import force_delete_instances, keep_logs, wait_repo_checks
+from manager.report import ReconcileReport
+from manager.runner_template import ensure_template
 from manager.settings import RunnerManagerSettings
+from manager.templates import template_environment
 from manager.unit_lock import UnitLock
 from metrics.recorder import MetricsRecorder
 from metrics.shared_fs import SharedFilesystemManager
 from metrics.storage import StorageManager
-from paths import TEMPLATES_DIR
+from reactive.pool import ConsumerPool, consumer_pool_for
 from reconcile_plan import (
     HEALTHY_STATES,
     DeleteReason,
     Deletion,
     GithubView,
-    InstanceState,
     InstanceView,
     PlanTimeouts,
     ReconcilePlan,
@@ -48,7 +42,7 @@ from reconcile_plan import (
     plan_reconcile,
 )
 from repo_policy.client import RepoPolicyComplianceClient
-from runner import CREATED_KEY, CreateRunnerConfig, Runner
+from runner import CreateRunnerConfig, Runner
 from runner_manager_type import (
     LXDFlushMode,
     LXDRunnerManagerConfig,
@@ -59,6 +53,7 @@ from runner_type import RunnerConfig, RunnerStatus, VirtualMachineResources
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["ReconcileReport", "RunnerManager", "template_environment"]
 
 _BUSY_FLUSH_MODES = (
     LXDFlushMode.FLUSH_BUSY,
@@ -70,41 +65,6 @@ _WAIT_REPO_CHECK_MODES = (
     LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK,
     LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK,
 )
-
-
-@dataclass
-class ReconcileReport:
-    """What the last reconcile or flush did (for action results and metrics).
-
-    Attributes:
-        created: Names of runners created.
-        deleted: Names of runners deleted, by reason.
-        failed: Names of runners whose creation or deletion failed.
-        create_seconds: Seconds each successful creation took.
-        plan: The plan executed.
-        duration: Seconds the operation took.
-    """
-
-    created: list[str] = field(default_factory=list)
-    deleted: dict[str, str] = field(default_factory=dict)
-    failed: list[str] = field(default_factory=list)
-    create_seconds: list[float] = field(default_factory=list)
-    plan: ReconcilePlan | None = None
-    duration: float = 0.0
-
-
-def template_environment() -> Environment:
-    """Return the Jinja environment of the runner templates (shell scripts and env files).
-
-    Returns:
-        The environment; undefined variables are errors.
-    """
-    return Environment(
-        loader=FileSystemLoader(str(TEMPLATES_DIR)),
-        autoescape=False,  # noqa: S701 - renders shell scripts and env files, not HTML
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-    )
 
 
 class RunnerManager:
@@ -124,6 +84,7 @@ class RunnerManager:
         clients: RunnerManagerClients | None = None,
         settings: RunnerManagerSettings | None = None,
         metrics_storage: StorageManager | None = None,
+        consumer_pool: ConsumerPool | None = None,
     ) -> None:
         """Construct the manager.
 
@@ -136,17 +97,24 @@ class RunnerManager:
             settings: Paths, parallelism and timeouts (production defaults when not given).
             metrics_storage: The metrics store manager (loop-mounted bounded stores when not
                 given and metrics are enabled).
+            consumer_pool: The reactive consumers: given, the unit is in reactive mode. When
+                not given, the consumer processes of ``reactive_config`` if it is set.
         """
         self.app_name = app_name
         self.unit = unit
         self.config = runner_manager_config
         self.state = runner_manager_config.charm_state
-        self.settings = _with_config(settings or RunnerManagerSettings(), runner_manager_config)
+        self.settings = complete_settings(
+            settings or RunnerManagerSettings(), runner_manager_config
+        )
         self.prefix = f"{app_name}-{unit}-"
         self.runner_bin_path = self.settings.runner_bin_path
         self.cron_path = self.settings.cron_path
         self._clients = clients or self._build_clients()
         self._lock = UnitLock(self.settings.state_dir / "runner-manager.lock")
+        self._pool: ConsumerPool | None = consumer_pool
+        if consumer_pool is None:
+            self._pool = consumer_pool_for(app_name, unit, runner_manager_config, self.settings)
         self.last_report = ReconcileReport()
         enabled = runner_manager_config.are_metrics_enabled
         self.metrics = MetricsRecorder(
@@ -174,26 +142,7 @@ class RunnerManager:
     # --- observation -----------------------------------------------------------------------------
 
     def _observe(self) -> tuple[list[InstanceView], list[GithubView]]:
-        # Under the lock no creation of ours runs; operations still changing our instances
-        # were left by a process that died (LXD completes them): let them finish first.
-        busy = self._clients.lxd.wait_instances_settled(self.prefix, self.settings.settle_timeout)
-        if busy:
-            logger.warning("LXD operations still running on %s; judging them anyway", busy)
-        now = datetime.now(timezone.utc)  # an instance LXD gives no age is judged young
-        instances = [
-            InstanceView(
-                name=i.name,
-                state=_instance_state(i.last_status.value),  # as listed: no call per instance
-                created_at=i.created_at or now,
-                complete=i.config.get(CREATED_KEY) == "true",
-            )
-            for i in self._clients.lxd.list(prefix=self.prefix)
-        ]
-        records = [
-            GithubView(id=r.id, name=r.name, online=r.status.value == "online", busy=r.busy)
-            for r in self._clients.github.list_runners(self.config.path, self.prefix)
-        ]
-        return instances, records
+        return observe(self._clients, self.config.path, self.prefix, self.settings.settle_timeout)
 
     def _timeouts(self) -> PlanTimeouts:
         return PlanTimeouts(bootstrap=self.settings.bootstrap_timeout)
@@ -235,12 +184,15 @@ class RunnerManager:
         with self._locked("reconcile"):
             instances, records = self._observe()
             now = datetime.now(timezone.utc)
-            reactive = self.config.reactive_config is not None
-            desired = quantity
-            if reactive:  # runners come from the queue: never create, keep at most the ceiling
-                healthy = judge(instances, records, now, self._timeouts())
+            desired, stale_after = quantity, None
+            if self._pool is not None:  # runners come from the queue: never create, at most the
+                healthy = judge(instances, records, now, self._timeouts())  # ceiling
                 desired = min(quantity, sum(1 for r in healthy if r.state in HEALTHY_STATES))
-            plan = plan_reconcile(instances, records, desired, now, self._timeouts())
+                if self._pool.queue_empty():  # no job waits: idle runners past the grace go
+                    stale_after = self.settings.reactive_idle_grace
+            plan = plan_reconcile(
+                instances, records, desired, now, self._timeouts(), stale_idle_after=stale_after
+            )
             report = ReconcileReport(plan=plan)
             alive = {i.name for i in instances}
             self.metrics.collect(ignore_runners=alive)
@@ -257,10 +209,9 @@ class RunnerManager:
             if plan.create:
                 self._create(plan.create, resources, report)
             surplus = sum(1 for d in plan.deletions if d.reason is DeleteReason.SURPLUS)
-            if reactive:
-                from reactive import wiring as runner_manager_reactive  # noqa: PLC0415 - it imports this module
-
-                runner_manager_reactive.reconcile_consumers(self, quantity, desired - surplus)
+            if self._pool is not None:  # consumers = ceiling - runners alive after the change
+                kept = sum(plan.count(state) for state in HEALTHY_STATES) - surplus
+                self._pool.reconcile(max(quantity - kept, 0))
             report.duration = time.monotonic() - start
             self.last_report = report
             not_busy = plan.count(RunnerState.IDLE) + plan.count(RunnerState.STARTING)
@@ -338,36 +289,10 @@ class RunnerManager:
                 report.create_seconds.append(outcome[1])
 
     def _template(self, image: str, generation: str) -> str | None:
-        """Return the stopped container runners are cloned from, making it if needed.
-
-        Only with ``settings.clone_from_template`` in test mode (containers). Named
-        ``grt-<app>-<unit>-<generation>``: outside the unit's runner prefix, so it is never
-        judged as a runner; templates of older image generations are deleted. Any failure
-        means "launch from the image".
-
-        Args:
-            image: The image alias.
-            generation: The image generation (fingerprint prefix).
-
-        Returns:
-            The template's name, or None.
-        """
+        """The container runners are cloned from (test mode with ``clone_from_template``)."""
         if not (self.settings.clone_from_template and self.state.test_mode and generation):
             return None
-        base = f"grt-{self.prefix}"
-        name = f"{base}{generation}"
-        lxd = self._clients.lxd
-        try:
-            for old in lxd.list(prefix=base):
-                if old.name != name:
-                    old.delete()
-            if not lxd.exists(name):
-                # Started once (LXD remaps the ids at the first start), then stopped.
-                lxd.create(name, image, ephemeral=False, start=True, wait=True).stop(force=True)
-        except LXDError as exc:
-            logger.warning("no runner template (%s): launching from the image", exc)
-            return None
-        return name
+        return ensure_template(self._clients, self.prefix, image, generation)
 
     def _runner_config(self, name: str, generation: str) -> RunnerConfig:
         return RunnerConfig(
@@ -401,7 +326,7 @@ class RunnerManager:
                 settings=self.settings,
             )
             if deletion.reason is DeleteReason.UNHEALTHY and joined.instance is not None:
-                _keep_logs(runner)
+                keep_logs(runner)
             runner.remove(None, allow_busy=allow_busy)
             return joined.name
 
@@ -430,14 +355,14 @@ class RunnerManager:
         start = time.monotonic()
         with self._locked("flush"):
             if mode in _WAIT_REPO_CHECK_MODES:
-                self._wait_repo_checks()
+                wait_repo_checks(self._clients, self.prefix, self.settings)
             try:
                 instances, records = self._observe()
             except GithubClientError:
                 if mode is not LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK:
                     raise
                 logger.warning("GitHub unusable: force flush removes the LXD instances only")
-                return self._force_delete_instances()
+                return force_delete_instances(self._clients, self.prefix, self.settings)
             runners = judge(instances, records, datetime.now(timezone.utc), self._timeouts())
             deletions = plan_flush(runners, include_busy=mode in _BUSY_FLUSH_MODES)
             report = ReconcileReport()
@@ -450,30 +375,6 @@ class RunnerManager:
             1 for reason in report.deleted.values() if reason != DeleteReason.ORPHAN_RECORD.value
         )
 
-    def flush_stale_idle(self, older_than: timedelta) -> int:
-        """Remove idle runners that have waited longer than ``older_than`` (reactive mode).
-
-        Args:
-            older_than: The idle age beyond which a runner goes.
-
-        Returns:
-            Number of runners removed.
-        """
-        with self._locked("flush-stale-idle"):
-            instances, records = self._observe()
-            now = datetime.now(timezone.utc)
-            runners = judge(instances, records, now, self._timeouts())
-            stale = tuple(
-                Deletion(r, DeleteReason.SURPLUS)
-                for r in runners
-                if r.state is RunnerState.IDLE
-                and r.instance is not None
-                and now - r.instance.created_at > older_than
-            )
-            report = ReconcileReport()
-            self._delete(stale, report, allow_busy=False)
-        return len(report.deleted)
-
     @property
     def github_client(self) -> GithubPlatform:
         """The GitHub client of this manager (reactive consumers check jobs with it)."""
@@ -484,34 +385,6 @@ class RunnerManager:
             return self._clients.lxd.get(name)
         except LXDNotFoundError:
             return None
-
-    def _force_delete_instances(self) -> int:
-        instances = self._clients.lxd.list(prefix=self.prefix)
-
-        def delete(instance: LxdInstanceHandle) -> str:
-            instance.delete()
-            return instance.name
-
-        results = run_parallel(delete, instances, self.settings.delete_parallelism)
-        return sum(1 for r in results if not isinstance(r, Exception))
-
-    def _wait_repo_checks(self) -> None:
-        """Wait (bounded) until no runner is inside its pre-job policy check."""
-        deadline = time.monotonic() + self.settings.repo_check_wait
-        delay = 0.2
-        while True:
-            in_check = [
-                i.name
-                for i in self._clients.lxd.list(prefix=self.prefix)
-                if Runner.in_pre_job_check(i, self.settings)
-            ]
-            if not in_check:
-                return
-            if time.monotonic() >= deadline:
-                logger.warning("proceeding with flush; policy check still running on %s", in_check)
-                return
-            time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
-            delay = min(delay * 2, 2.0)
 
     # --- runner binary ---------------------------------------------------------------------------
 
@@ -600,42 +473,3 @@ class RunnerManager:
     def _locked(self, what: str) -> AbstractContextManager[None]:
         """Hold the unit lock alone: reconcile, flush and updates judge or replace runners."""
         return self._lock.exclusive(self.settings.lock_timeout, what)
-
-
-def _with_config(
-    settings: RunnerManagerSettings, config: LXDRunnerManagerConfig
-) -> RunnerManagerSettings:
-    """Complete the settings from the configuration.
-
-    The policy service URL comes from the charm unless the settings name one. In test mode,
-    runners are NIC-less containers: every loopback service they use (GitHub, the policy
-    service) is brought in by a proxy device on the same port.
-    """
-    policy_url = settings.repo_policy_url or config.repo_policy_url
-    ports = list(settings.loopback_ports)
-    if config.charm_state.test_mode:
-        for url in (config.charm_state.github_url, policy_url):
-            parsed = urlsplit(url or "")
-            if parsed.hostname in ("127.0.0.1", "localhost") and parsed.port:
-                ports.append(parsed.port)
-    return replace(
-        settings, repo_policy_url=policy_url, loopback_ports=tuple(dict.fromkeys(ports))
-    )
-
-
-def _keep_logs(runner: Runner) -> None:
-    """Pull an unhealthy runner's logs before it goes (a failure to do so is only logged)."""
-    if runner.instance is None or runner.instance.last_status.value != "Running":
-        return
-    try:
-        runner.pull_logs()
-    except (RunnerLogsError, LXDError) as exc:  # e.g. it went away meanwhile
-        logger.warning("logs of unhealthy runner %s not kept: %s", runner.config.name, exc)
-
-
-def _instance_state(status: str) -> InstanceState:
-    if status == "Running":
-        return InstanceState.RUNNING
-    if status == "Stopped":
-        return InstanceState.STOPPED
-    return InstanceState.OTHER

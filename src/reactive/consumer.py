@@ -37,32 +37,27 @@ after a fault waits an exponential backoff first, holding the message unacked me
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timezone
-from enum import Enum
-from typing import Annotated, Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
 import kombu
 import kombu.exceptions
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-)
 
 import errors
-from github_api.types import JobInfo, JobStatus
+from github_api.types import JobStatus
+from reactive.message import (
+    DEFAULT_LABELS,
+    MAX_MESSAGE_BYTES,
+    JobDetails,
+    build_supported_labels,
+    parse_job_message,
+)
+from reactive.types import ConsumerSettings, GithubJobChecker, Outcome, RunnerSpawner, Verdict
 
 # kombu is only partly typed: the boundary goes through Any, and this module is the only user.
 _kombu: Any = kombu
@@ -70,235 +65,26 @@ _KombuError: type[Exception] = kombu.exceptions.KombuError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LABELS = ("self-hosted", "linux")
-PICKED_UP_STATUSES = frozenset({JobStatus.IN_PROGRESS, JobStatus.COMPLETED})
-MAX_MESSAGE_BYTES = 64 * 1024
-_JOB_PATH = re.compile(r"/repos/[^/]+/[^/]+/actions/jobs/\d+/?$")
-_SHOWN_BODY_CHARS = 120
-
-
-class GithubJobChecker(Protocol):
-    """Reads a job from GitHub (the real one is ``github_client.GithubClient``)."""
-
-    def get_job_by_url(self, url: str) -> JobInfo:
-        """Return the job behind an API job URL.
-
-        Args:
-            url: The job's API URL, untrusted.
-
-        Returns:
-            The job.
-
-        Raises:
-            GithubNotFoundError: The job does not exist.
-            InvalidJobUrlError: The URL is not a job URL of the configured GitHub.
-            GithubClientError: Any other GitHub failure.
-        """
-        ...  # pragma: no cover
-
-
-class RunnerSpawner(Protocol):
-    """Creates one runner (the real one wraps the charm's RunnerManager)."""
-
-    def spawn_one(self) -> str:
-        """Create one runner, registered and starting.
-
-        Returns:
-            The runner's name.
-        """
-        ...  # pragma: no cover
-
-
-def _check_job_url(url: str) -> str:
-    """Check a job URL's form (the GitHub client validates it against its own API URL).
-
-    Args:
-        url: The URL from the message.
-
-    Returns:
-        The URL, unchanged.
-
-    Raises:
-        ValueError: The URL is not ``http(s)://host/.../repos/o/r/actions/jobs/<id>``.
-    """
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  # a bad port raises ValueError here
-    except ValueError as exc:
-        raise ValueError("not a URL") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("not an http(s) URL")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("has credentials")
-    if parts.query or parts.fragment or not _JOB_PATH.search(parts.path):
-        raise ValueError("not .../repos/<owner>/<repo>/actions/jobs/<id>")
-    return url
-
-
-Label = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-JobUrl = Annotated[
-    str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_check_job_url)
+# The message schema (reactive.message) and the consumer's types (reactive.types) stay
+# importable from here.
+__all__ = [
+    "DEFAULT_LABELS",
+    "MAX_MESSAGE_BYTES",
+    "ConsumerSettings",
+    "GithubJobChecker",
+    "JobConsumer",
+    "JobDetails",
+    "Outcome",
+    "RunnerSpawner",
+    "Verdict",
+    "build_supported_labels",
+    "parse_job_message",
+    "publish_job",
+    "queue_size",
 ]
 
-
-class JobDetails(BaseModel):
-    """A job message from the queue.
-
-    Attributes:
-        labels: The labels the job asks for (``runs-on``).
-        url: The GitHub API URL of the job.
-    """
-
-    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
-
-    labels: list[Label] = Field(max_length=64)
-    url: JobUrl
-
-
-def parse_job_message(body: bytes | str) -> JobDetails:
-    """Parse and validate a message body.
-
-    Args:
-        body: The raw message body.
-
-    Returns:
-        The job details.
-
-    Raises:
-        JobMessageError: The body is too large, not UTF-8 JSON or not a job message.
-    """
-    if len(body) > MAX_MESSAGE_BYTES:
-        raise errors.JobMessageError(f"larger than {MAX_MESSAGE_BYTES} bytes")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.JobMessageError(f"not JSON ({exc.__class__.__name__})") from exc
-    if not isinstance(data, dict):
-        raise errors.JobMessageError("not a JSON object")
-    try:
-        return JobDetails.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}"
-            for err in exc.errors(include_url=False, include_input=False)
-        )
-        raise errors.JobMessageError(problems[:500]) from exc
-
-
-def build_supported_labels(
-    configured: Iterable[str], app_name: str, base_image: str, arch: str
-) -> frozenset[str]:
-    """Return the labels this application's runners offer, lower-cased.
-
-    Args:
-        configured: The labels from the charm's ``labels`` option.
-        app_name: The application name (runners carry it as a label).
-        base_image: The base image name, e.g. ``jammy``.
-        arch: The architecture label, e.g. ``x64``.
-
-    Returns:
-        The supported labels: the arguments plus ``self-hosted`` and ``linux``.
-    """
-    every = (*DEFAULT_LABELS, *configured, app_name, base_image, arch)
-    return frozenset(label.strip().lower() for label in every if label.strip())
-
-
-class Outcome(str, Enum):
-    """What the consumer did with one delivery."""
-
-    PICKED_UP = "picked-up"
-    ALREADY_TAKEN = "already-taken"
-    INVALID = "invalid"
-    UNSUPPORTED_LABELS = "unsupported-labels"
-    JOB_NOT_FOUND = "job-not-found"
-    NOT_PICKED_UP = "not-picked-up"
-    GITHUB_ERROR = "github-error"
-    SPAWN_FAILED = "spawn-failed"
-    ERROR = "error"
-    STOPPED = "stopped"
-
-    @property
-    def settlement(self) -> str:
-        """Return ``ack``, ``reject`` (no requeue) or ``requeue``."""
-        if self in (Outcome.PICKED_UP, Outcome.ALREADY_TAKEN):
-            return "ack"
-        if self in (Outcome.INVALID, Outcome.UNSUPPORTED_LABELS, Outcome.JOB_NOT_FOUND):
-            return "reject"
-        return "requeue"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The decision about one delivery.
-
-    Attributes:
-        outcome: What happened.
-        delay: Seconds to wait (holding the message) before a requeue.
-        runner_name: The runner spawned for this delivery, if any.
-    """
-
-    outcome: Outcome
-    delay: float = 0.0
-    runner_name: str | None = None
-
-
-@dataclass(frozen=True)
-class ConsumerSettings:
-    """How a consumer behaves; all durations in seconds.
-
-    Attributes:
-        queue_name: The queue (the application name).
-        supported_labels: Lower-cased labels this application offers.
-        pickup_timeout: How long to wait, after spawning, for GitHub to show the job taken.
-        pickup_poll_initial: First wait between job checks after spawning.
-        pickup_poll_max: Longest wait between job checks after spawning (exponential backoff).
-        error_delay_initial: Requeue delay after a first GitHub or spawn failure.
-        error_delay_max: Longest requeue delay (consecutive failures double it).
-        receive_timeout: How long one wait for a message lasts (bounds the stop latency).
-        connect_timeout: Timeout of a broker connection attempt and of AMQP socket I/O.
-        poll_interval: Polling interval of polling transports (MongoDB, SQL, memory).
-    """
-
-    queue_name: str
-    supported_labels: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_LABELS))
-    pickup_timeout: float = 300.0
-    pickup_poll_initial: float = 2.0
-    pickup_poll_max: float = 30.0
-    error_delay_initial: float = 5.0
-    error_delay_max: float = 120.0
-    receive_timeout: float = 1.0
-    connect_timeout: float = 10.0
-    poll_interval: float = 1.0
-
-    @classmethod
-    def from_mapping(cls, queue_name: str, data: Mapping[str, Any]) -> ConsumerSettings:
-        """Build settings from a JSON object (the ``consumer`` section of the config file).
-
-        Args:
-            queue_name: The queue name.
-            data: Optional keys ``supported_labels`` (list of str) and the duration fields.
-
-        Returns:
-            The settings.
-
-        Raises:
-            ReactiveError: A key is unknown or a value has the wrong type.
-        """
-        known = {f for f in cls.__dataclass_fields__ if f not in ("queue_name",)}
-        unknown = set(data) - known
-        if unknown:
-            raise errors.ReactiveError(f"unknown consumer settings: {sorted(unknown)}")
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            if key == "supported_labels":
-                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise errors.ReactiveError("supported_labels must be a list of strings")
-                kwargs[key] = frozenset(v.strip().lower() for v in value if v.strip())
-            else:
-                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                    raise errors.ReactiveError(f"{key} must be a non-negative number")
-                kwargs[key] = float(value)
-        return cls(queue_name=queue_name, **kwargs)
+PICKED_UP_STATUSES = frozenset({JobStatus.IN_PROGRESS, JobStatus.COMPLETED})
+_SHOWN_BODY_CHARS = 120
 
 
 def _declare(queue_name: str) -> Any:

@@ -2,15 +2,15 @@
 
 The process reads the broker URI from the environment variable ``MQ_URI_ENV`` (and removes it
 from its environment at once, so nothing it starts inherits it), reads the JSON config file the
-charm writes, builds the runner spawner and the GitHub job checker through a factory named in
-that file, then consumes job messages one at a time until SIGTERM/SIGINT/SIGHUP (or until
-``timeout`` ends it). It logs to ``<log_dir>/<pid>.log``.
+charm writes, builds the runner spawner and the GitHub job checker from it (by default
+``reactive.factory.reactive_components``: this unit's RunnerManager), then consumes job messages
+one at a time until SIGTERM/SIGINT/SIGHUP (or until ``timeout`` ends it). It logs to
+``<log_dir>/<pid>.log``.
 
 Config file (written by the charm, readable by the consumers' user, holds the GitHub token in
 ``runner_manager`` so mode 0600/0640)::
 
     {
-      "factory": "lxd",                 # a FACTORIES name, or "module:function"
       "consumer": {                     # optional: ConsumerSettings fields but queue_name
         "supported_labels": ["self-hosted", "linux", "x64", "jammy", "<app>", "<labels>..."],
         "pickup_timeout": 300, "pickup_poll_initial": 2, "pickup_poll_max": 30,
@@ -20,17 +20,16 @@ Config file (written by the charm, readable by the consumers' user, holds the Gi
     }
 
 A factory is ``Callable[[Mapping[str, Any]], tuple[RunnerSpawner, GithubJobChecker]]``: it
-receives the ``runner_manager`` object and returns the spawner and the checker.
+receives the ``runner_manager`` object and returns the spawner and the checker. Another entry
+module may run :func:`main` with another factory (the broker tests' fakes do).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -40,18 +39,19 @@ from types import FrameType
 from typing import Any
 
 import errors
-from reactive.consumer import ConsumerSettings, GithubJobChecker, JobConsumer, RunnerSpawner
+from reactive.consumer import JobConsumer
+from reactive.factory import reactive_components
 from reactive.runner_manager import (
     DEFAULT_CONFIG_PATH,
     MQ_URI_ENV,
     REACTIVE_RUNNER_LOG_PATH,
     RUNNER_INSTALLED_TS_FILE_NAME,
 )
+from reactive.types import ConsumerSettings, GithubJobChecker, RunnerSpawner
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "FACTORIES",
     "RUNNER_INSTALLED_TS_FILE_NAME",
     "Factory",
     "load_consumer_settings",
@@ -62,12 +62,6 @@ __all__ = [
 
 Factory = Callable[[Mapping[str, Any]], tuple[RunnerSpawner, GithubJobChecker]]
 
-# Factory names the config file may use, each an importable "module:function". The lead's
-# charm-side factory builds the real RunnerManager-backed spawner and the GithubClient.
-FACTORIES: dict[str, str] = {
-    "lxd": "reactive.wiring:reactive_components",
-}
-_FACTORY_SPEC = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]\w*$")
 _MAX_CONFIG_BYTES = 1024 * 1024
 
 
@@ -98,63 +92,39 @@ def _read_config(config_path: Path) -> dict[str, Any]:
     return data
 
 
-def resolve_factory(name: str) -> Factory:
-    """Import the factory a config file names.
-
-    Args:
-        name: A key of :data:`FACTORIES` or ``module:function``.
-
-    Returns:
-        The factory.
-
-    Raises:
-        ReactiveRunnerError: The name is malformed or does not import.
-    """
-    spec = FACTORIES.get(name, name)
-    if not _FACTORY_SPEC.match(spec):
-        raise errors.ReactiveRunnerError(f"invalid factory {name!r}")
-    module_name, attr = spec.split(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise errors.ReactiveRunnerError(f"cannot load factory {spec}: {exc}") from exc
-    if not callable(factory):
-        raise errors.ReactiveRunnerError(f"factory {spec} is not callable")
-    return factory  # type: ignore[no-any-return]
-
-
-def load_runner_manager(config_path: Path) -> tuple[RunnerSpawner, GithubJobChecker]:
+def load_runner_manager(
+    config_path: Path, factory: Factory = reactive_components
+) -> tuple[RunnerSpawner, GithubJobChecker]:
     """Build the runner spawner and the GitHub job checker from the config file.
 
-    This is the seam the charm fills: the file's ``factory`` names the function that turns the
-    ``runner_manager`` object into the real spawner (RunnerManager) and checker (GithubClient).
+    The factory turns the file's ``runner_manager`` object into the real spawner (the
+    RunnerManager) and checker (its GitHub client).
 
     Args:
         config_path: The config file the charm writes.
+        factory: What builds them; this unit's RunnerManager by default.
 
     Returns:
         The spawner and the checker.
 
     Raises:
-        ReactiveRunnerError: The file or the factory is unusable, or the factory failed.
+        ReactiveRunnerError: The file is unusable, or the factory failed or returned the wrong
+            objects.
     """
-    data = _read_config(config_path)
-    name = data.get("factory", "lxd")
-    section = data.get("runner_manager", {})
-    if not isinstance(name, str) or not isinstance(section, dict):
-        raise errors.ReactiveRunnerError("factory must be a string, runner_manager an object")
-    factory = resolve_factory(name)
+    section = _read_config(config_path).get("runner_manager", {})
+    if not isinstance(section, dict):
+        raise errors.ReactiveRunnerError("runner_manager must be an object")
     try:
         built = factory(section)
     except errors.GithubRunnerError as exc:
-        raise errors.ReactiveRunnerError(f"factory {name} failed: {exc}") from exc
+        raise errors.ReactiveRunnerError(f"the runner factory failed: {exc}") from exc
     if not (isinstance(built, tuple) and len(built) == 2):
-        raise errors.ReactiveRunnerError(f"factory {name} did not return (spawner, checker)")
+        raise errors.ReactiveRunnerError("the runner factory did not return (spawner, checker)")
     spawner, checker = built
     if not callable(getattr(spawner, "spawn_one", None)) or not callable(
         getattr(checker, "get_job_by_url", None)
     ):
-        raise errors.ReactiveRunnerError(f"factory {name} returned the wrong objects")
+        raise errors.ReactiveRunnerError("the runner factory returned the wrong objects")
     return spawner, checker
 
 
@@ -184,6 +154,7 @@ def reactive_runner(
     *,
     config_path: Path = DEFAULT_CONFIG_PATH,
     stop: threading.Event | None = None,
+    factory: Factory = reactive_components,
 ) -> None:
     """Spawn runners reactively: consume job messages until stopped.
 
@@ -192,9 +163,10 @@ def reactive_runner(
         queue_name: The name of the queue.
         config_path: The config file the charm writes.
         stop: Set it to stop (the signal handlers do); a new event by default.
+        factory: What builds the spawner and the checker; this unit's RunnerManager by default.
     """
     settings = load_consumer_settings(config_path, queue_name)
-    spawner, checker = load_runner_manager(config_path)
+    spawner, checker = load_runner_manager(config_path, factory)
     consumer = JobConsumer(mq_uri, settings, checker, spawner, stop=stop)
     logger.info("Consuming queue %s (pid %d)", queue_name, os.getpid())
     consumer.run()
@@ -216,11 +188,12 @@ def _setup_logging(log_dir: Path) -> None:
     root.setLevel(logging.INFO)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, factory: Factory = reactive_components) -> int:
     """Run one consumer process.
 
     Args:
         argv: The arguments (without the program name); sys.argv by default.
+        factory: What builds the spawner and the checker; this unit's RunnerManager by default.
 
     Returns:
         The exit code: 0 when stopped, 1 on an error, 2 on a usage error.
@@ -244,7 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
-        reactive_runner(mq_uri, args.queue_name, config_path=args.config, stop=stop)
+        reactive_runner(
+            mq_uri, args.queue_name, config_path=args.config, stop=stop, factory=factory
+        )
     except errors.GithubRunnerError as exc:
         logger.error("Reactive runner failed: %s", exc)  # the message only: no traceback
         return 1

@@ -5,13 +5,10 @@ in its own session (so its process group id is its pid), as the unprivileged :da
 when this runs as root and that user exists. The broker URI (it holds a password) goes to the
 child in the environment variable :data:`MQ_URI_ENV`, never in its arguments.
 
-A pid file ``<pid_dir>/<pid>.json`` records the pid of the ``timeout`` process and its start
-time (field 22 of ``/proc/<pid>/stat``, clock ticks since boot). A process counts as alive only
-when ``/proc/<pid>/stat`` exists, is not a zombie and shows the recorded start time, so a dead
-consumer whose pid the kernel gave to another process is never counted nor signalled. Stale pid
-files are deleted by every :func:`reconcile`. Nothing here parses ``ps`` output. The pid file also
-records the SHA-256 of the consumers' config file at start: consumers started with an older
-config (a rotated token, new labels) are replaced by the next :func:`reconcile`.
+Each consumer has a pid file (``reactive.pid_files``: pid, start time, safe against pid reuse);
+stale pid files are deleted by every :func:`reconcile`. Nothing here parses ``ps`` output. The
+pid file also records the SHA-256 of the consumers' config file at start: consumers started with
+an older config (a rotated token, new labels) are replaced by the next :func:`reconcile`.
 
 The charm writes that config file with :func:`write_runner_config` (format: reactive.runner).
 """
@@ -19,7 +16,6 @@ The charm writes that config file with :func:`write_runner_config` (format: reac
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -30,13 +26,22 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from errors import ReactiveRunnerError  # re-exported: the seed API names it here
 from paths import SRC_DIR
+from reactive.pid_files import (
+    ConsumerProcess,
+    is_alive,
+    list_processes,
+    locked,
+    proc_stat,
+    track_child,
+    write_pid_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +87,8 @@ DEFAULT_PID_DIR = Path("/run/github-runner/reactive")
 DEFAULT_CONFIG_PATH = Path("/etc/github-runner/reactive-runner.json")
 LOG_RETENTION_SECONDS = 7 * 24 * 3600
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-_LOCK_FILE = ".lock"
-_LOCK_TIMEOUT = 120.0
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _STDERR_LOG = "reactive-runner.stderr.log"
-
-# Popen objects of the children this process started, so they are reaped (no zombies) while a
-# long-lived caller (tests, a demo) keeps running. A hook process exits and init reaps them.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,8 @@ class ReactiveRunnerConfig:
         timeout: Lifetime of a consumer process (``timeout`` duration, e.g. ``1h``).
         kill_grace: Seconds between SIGTERM and SIGKILL when terminating surplus consumers.
         user: Run consumers as this user when running as root and it exists; None: as the caller.
+        entry_module: The module a consumer runs (``python3 -m``): :mod:`reactive.runner`, or a
+            module that calls its ``main`` with another factory (tests).
     """
 
     mq_uri: str = field(repr=False)
@@ -114,6 +116,7 @@ class ReactiveRunnerConfig:
     timeout: str = field(default=REACTIVE_RUNNER_TIMEOUT_STR, kw_only=True)
     kill_grace: float = field(default=30.0, kw_only=True)
     user: str | None = field(default=UBUNTU_USER, kw_only=True)
+    entry_module: str = field(default=REACTIVE_RUNNER_MODULE, kw_only=True)
 
     def __post_init__(self) -> None:
         """Validate the fields that end up in a command line.
@@ -129,177 +132,8 @@ class ReactiveRunnerConfig:
             raise ReactiveRunnerError("empty message queue URI")
         if self.kill_grace < 0:
             raise ReactiveRunnerError("kill_grace must not be negative")
-
-
-@dataclass(frozen=True)
-class ConsumerProcess:
-    """A consumer process as its pid file records it.
-
-    Attributes:
-        pid: The pid of the process started (``timeout``); also its process group id.
-        start_time: Its start time in clock ticks since boot (``/proc/<pid>/stat`` field 22).
-        pid_file: The pid file.
-        config_digest: SHA-256 of the config file the process was started with.
-    """
-
-    pid: int
-    start_time: int
-    pid_file: Path
-    config_digest: str = ""
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """Return (state, start time) of a process from ``/proc/<pid>/stat``, or None if gone.
-
-    Args:
-        pid: The process id.
-
-    Returns:
-        The one-letter state and field 22 (start time), or None when there is no such process.
-    """
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces or ')': split after the
-    # last ')'. What follows starts at field 3 (state); field 22 is then index 19.
-    fields = raw[raw.rfind(")") + 2 :].split()
-    try:
-        return fields[0], int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def _is_alive(pid: int, start_time: int) -> bool:
-    """Return whether the process with this pid is still the one that started at start_time.
-
-    Args:
-        pid: The process id.
-        start_time: The recorded start time.
-
-    Returns:
-        True when it runs (not a zombie) and its start time matches.
-    """
-    child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
-        del _CHILDREN[pid]  # reaped now
-    stat = _proc_stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X") and stat[1] == start_time
-
-
-def _read_pid_file(path: Path) -> ConsumerProcess | None:
-    """Read a pid file.
-
-    Args:
-        path: The pid file.
-
-    Returns:
-        The record, or None if it is unreadable or malformed.
-    """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        pid, start_time = data["pid"], data["start_time"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(pid, int) or not isinstance(start_time, int) or pid <= 1:
-        return None
-    if path.name != f"{pid}.json":
-        return None
-    digest = data.get("config_digest", "")
-    return ConsumerProcess(
-        pid=pid,
-        start_time=start_time,
-        pid_file=path,
-        config_digest=digest if isinstance(digest, str) else "",
-    )
-
-
-def list_processes(pid_dir: Path) -> list[ConsumerProcess]:
-    """Return the live consumer processes; delete stale pid files on the way.
-
-    A pid file is stale when it is malformed, its pid is dead or a zombie, or its pid now
-    belongs to a process with another start time (pid reuse).
-
-    Args:
-        pid_dir: The pid file directory.
-
-    Returns:
-        The live processes, oldest first.
-    """
-    alive = []
-    for path in sorted(pid_dir.glob("*.json")):
-        record = _read_pid_file(path)
-        if record is not None and _is_alive(record.pid, record.start_time):
-            alive.append(record)
-            continue
-        logger.info("Removing stale reactive runner pid file %s", path.name)
-        path.unlink(missing_ok=True)
-    for tmp in pid_dir.glob("*.json.tmp"):
-        tmp.unlink(missing_ok=True)
-    return sorted(alive, key=lambda p: (p.start_time, p.pid))
-
-
-def _write_pid_file(
-    pid_dir: Path, pid: int, start_time: int, queue_name: str, config_digest: str
-) -> Path:
-    """Write a pid file atomically.
-
-    Args:
-        pid_dir: The pid file directory.
-        pid: The process id.
-        start_time: Its start time.
-        queue_name: The queue it consumes (informational).
-        config_digest: SHA-256 of the config file it was started with.
-
-    Returns:
-        The pid file.
-    """
-    path = pid_dir / f"{pid}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(
-        json.dumps(
-            {
-                "pid": pid,
-                "start_time": start_time,
-                "queue": queue_name,
-                "config_digest": config_digest,
-            }
-        ),
-        encoding="utf-8",
-    )
-    tmp.replace(path)
-    return path
-
-
-@contextlib.contextmanager
-def _locked(pid_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the pid directory (no two reconciles at once).
-
-    Args:
-        pid_dir: The pid file directory.
-
-    Yields:
-        Nothing, with the lock held.
-
-    Raises:
-        ReactiveRunnerError: The lock was not obtained in time.
-    """
-    with (pid_dir / _LOCK_FILE).open("a") as lock:
-        deadline = time.monotonic() + _LOCK_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ReactiveRunnerError(
-                        "another reactive reconcile holds the lock"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        if not _MODULE_NAME.match(self.entry_module):
+            raise ReactiveRunnerError(f"invalid entry module {self.entry_module!r}")
 
 
 def _run_as(user: str | None) -> pwd.struct_passwd | None:
@@ -353,7 +187,7 @@ def _command(config: ReactiveRunnerConfig) -> list[str]:
         config.timeout,
         PYTHON_BIN,
         "-m",
-        REACTIVE_RUNNER_MODULE,
+        config.entry_module,
         "--config",
         str(config.config_path),
         "--log-dir",
@@ -382,15 +216,14 @@ def write_runner_config(
     config: ReactiveRunnerConfig,
     runner_manager: Mapping[str, Any],
     consumer: Mapping[str, Any] | None = None,
-    factory: str = "lxd",
 ) -> bool:
     """Write the consumers' config file atomically, readable only by the consumers' user.
 
     Args:
         config: The reactive configuration (its ``config_path`` and ``user``).
-        runner_manager: The object the factory receives (holds the GitHub token: secret).
+        runner_manager: The object the consumers' factory receives (holds the GitHub token:
+            secret).
         consumer: ConsumerSettings fields (``supported_labels``, durations), JSON types.
-        factory: A ``reactive.runner.FACTORIES`` name or ``module:function``.
 
     Returns:
         Whether the content changed (the next reconcile then restarts the consumers).
@@ -401,7 +234,6 @@ def write_runner_config(
     try:
         content = json.dumps(
             {
-                "factory": factory,
                 "consumer": dict(consumer or {}),
                 "runner_manager": dict(runner_manager),
             },
@@ -475,11 +307,11 @@ def _spawn(config: ReactiveRunnerConfig, account: pwd.struct_passwd | None, dige
             )
     except (OSError, subprocess.SubprocessError) as exc:
         raise ReactiveRunnerError(f"cannot start a reactive runner: {exc}") from exc
-    _CHILDREN[proc.pid] = proc
-    stat = _proc_stat(proc.pid)
+    track_child(proc)
+    stat = proc_stat(proc.pid)
     if stat is None or stat[0] in ("Z", "X"):
         raise ReactiveRunnerError(f"reactive runner {proc.pid} exited at once")
-    _write_pid_file(config.pid_dir, proc.pid, stat[1], config.queue_name, digest)
+    write_pid_file(config.pid_dir, proc.pid, stat[1], config.queue_name, digest)
     logger.info("Started reactive runner process %s for queue %s", proc.pid, config.queue_name)
     return proc.pid
 
@@ -491,7 +323,7 @@ def _signal_group(process: ConsumerProcess, sig: signal.Signals) -> None:
         process: The consumer.
         sig: The signal.
     """
-    if not _is_alive(process.pid, process.start_time):
+    if not is_alive(process.pid, process.start_time):
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if os.getpgid(process.pid) == process.pid:
@@ -513,14 +345,14 @@ def _terminate(processes: list[ConsumerProcess], grace: float) -> None:
     remaining = list(processes)
     while remaining and time.monotonic() < deadline:
         time.sleep(0.05)
-        remaining = [p for p in remaining if _is_alive(p.pid, p.start_time)]
+        remaining = [p for p in remaining if is_alive(p.pid, p.start_time)]
     for process in remaining:
         logger.warning("Reactive runner %s ignored SIGTERM for %.0fs; killing", process.pid, grace)
         _signal_group(process, signal.SIGKILL)
     deadline = time.monotonic() + 5.0
     while remaining and time.monotonic() < deadline:
         time.sleep(0.02)
-        remaining = [p for p in remaining if _is_alive(p.pid, p.start_time)]
+        remaining = [p for p in remaining if is_alive(p.pid, p.start_time)]
     for process in processes:
         process.pid_file.unlink(missing_ok=True)
         logger.info(REMOVED_RUNNER_LOG_STR, process.pid)
@@ -549,7 +381,7 @@ def reconcile(quantity: int, config: ReactiveRunnerConfig) -> int:
         _prepare_dirs(config, account)
     except OSError as exc:
         raise ReactiveRunnerError(f"cannot prepare reactive runner directories: {exc}") from exc
-    with _locked(config.pid_dir):
+    with locked(config.pid_dir):
         alive = list_processes(config.pid_dir)
         delta = quantity - len(alive)
         digest = config_digest(config.config_path)

@@ -1,8 +1,9 @@
 """Reactive consumers as real processes against a real RabbitMQ on 127.0.0.1:5672.
 
-The consumers are started by ``reactive.runner_manager.reconcile``; their spawner and GitHub
-checker come from the config-file factory seam, here :func:`file_fakes`: a directory shared by
-all processes stands in for GitHub (jobs, their status) and records every spawned runner.
+The consumers are started by ``reactive.runner_manager.reconcile``, running this module as their
+entry (``ReactiveRunnerConfig.entry_module``): it calls ``reactive.runner.main`` with the factory
+:func:`file_fakes`: a directory shared by all processes stands in for GitHub (jobs, their
+status) and records every spawned runner.
 
 Semantics asserted ("one runner per delivery"): every delivery of a message makes at most one
 runner. A message is delivered again only when its consumer died or requeued it; then it gets
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -31,12 +33,13 @@ import pytest
 import errors
 from github_api.types import JobInfo, JobStatus
 from reactive.consumer import publish_job
+from reactive.runner import main
 from reactive.runner_manager import ReactiveRunnerConfig, list_processes, reconcile
 
 pytestmark = pytest.mark.broker
 
 JOB_URL = "http://127.0.0.1:9/api/v3/repos/o/r/actions/jobs/{}"
-FACTORY = "tests.integration.test_reactive_broker:file_fakes"
+ENTRY_MODULE = "tests.integration.test_reactive_broker"
 
 
 # --- the fake GitHub shared by processes (loaded in the consumer processes by the factory) ----
@@ -104,7 +107,7 @@ class FileGithub:
 
 
 def file_fakes(section: Mapping[str, Any]) -> tuple[FileGithub, FileGithub]:
-    """The factory the consumers' config file names."""
+    """The factory of the consumers this module runs (see the end of the module)."""
     github = FileGithub(Path(section["state_dir"]))
     return github, github
 
@@ -159,7 +162,6 @@ def consumers(
     config_path.write_text(
         json.dumps(
             {
-                "factory": FACTORY,
                 "consumer": {
                     "pickup_timeout": 30,
                     "pickup_poll_initial": 0.1,
@@ -182,6 +184,7 @@ def consumers(
         timeout="10m",
         kill_grace=10,
         user=None,
+        entry_module=ENTRY_MODULE,
     )
     yield config
     reconcile(0, config)
@@ -356,3 +359,7 @@ def test_sigterm_while_waiting_requeues_for_another_consumer(
     print(f"\nSIGTERM while waiting: consumer requeued and exited in {stopped_in * 1000:.0f} ms")
     assert reconcile(0, consumers) == -1  # the one left; the stopped one's pid file was stale
     assert ready_count(broker, queue) == 0
+
+
+if __name__ == "__main__":  # a consumer process of these tests: the fakes as its factory
+    sys.exit(main(factory=file_fakes))

@@ -20,7 +20,7 @@ from harness.local import RESOURCES, LocalEnvironment, LocalOptions
 from manager.state import ReactiveConfig
 from reactive import runner_manager as reactive_processes
 from reactive.consumer import publish_job, queue_size
-from reactive.wiring import reactive_config
+from reactive.pool import reactive_runner_config
 from runner_manager_type import LXDFlushMode
 
 pytestmark = [
@@ -40,7 +40,7 @@ def env() -> Iterator[LocalEnvironment]:
             reactive_config=ReactiveConfig(mq_uri=SecretStr(BROKER), queue_name=queue)
         )
         yield local
-        config = reactive_config(local.manager)
+        config = reactive_runner_config(local.manager.config, local.manager.settings)
         assert config is not None
         reactive_processes.reconcile(0, config)
         assert reactive_processes.list_processes(config.pid_dir) == []
@@ -49,7 +49,7 @@ def env() -> Iterator[LocalEnvironment]:
 def test_queued_jobs_get_runners_and_complete(
     env: LocalEnvironment, request: pytest.FixtureRequest
 ) -> None:
-    config = reactive_config(env.manager)
+    config = reactive_runner_config(env.manager.config, env.manager.settings)
     assert config is not None
     # Reactive reconcile with no runner: no runner is created, 3 consumers are started.
     assert env.manager.reconcile(3, RESOURCES) == 0
@@ -81,7 +81,7 @@ def test_queued_jobs_get_runners_and_complete(
 
 
 def test_poison_messages_are_dropped_without_runners(env: LocalEnvironment) -> None:
-    config = reactive_config(env.manager)
+    config = reactive_runner_config(env.manager.config, env.manager.settings)
     assert config is not None
     env.manager.reconcile(1, RESOURCES)
     missing_job = f"{env.sandbox.api_url}/repos/octo/rx/actions/jobs/999999"
@@ -110,7 +110,7 @@ def jit_requests(env: LocalEnvironment) -> int:
 
 def test_sigkilled_consumer_loses_no_job(env: LocalEnvironment) -> None:
     """Kill a consumer while it waits for its job: the job still completes, once."""
-    config = reactive_config(env.manager)
+    config = reactive_runner_config(env.manager.config, env.manager.settings)
     assert config is not None
     trials = int(os.environ.get("REACTIVE_KILL_TRIALS", "3"))
     for trial in range(trials):

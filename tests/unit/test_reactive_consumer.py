@@ -1,6 +1,7 @@
 """Consumer rules against kombu's memory transport and its MongoDB transport over mongomock.
 
-The GitHub checker and the runner spawner are fakes; the broker side is real kombu code.
+The GitHub checker and the runner spawner are fakes (``FakeJobs``); the broker side is real
+kombu code. The message schema and the settings, pure, are in test_reactive_message.py.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -25,58 +26,12 @@ from reactive.consumer import (
     JobConsumer,
     Outcome,
     build_supported_labels,
-    parse_job_message,
     publish_job,
 )
+from tests.unit.fakes_reactive import FakeJobs
 
 JOB_URL = "https://api.github.com/repos/canonical/test/actions/jobs/{}"
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
-
-
-def job_info(job_id: int, status: JobStatus, runner: str | None = None) -> JobInfo:
-    return JobInfo(
-        id=job_id,
-        status=status,
-        conclusion=None,
-        created_at=NOW,
-        started_at=NOW if status != JobStatus.QUEUED else None,
-        runner_name=runner,
-    )
-
-
-@dataclass
-class FakeGithub:
-    """Jobs by id; a spawned runner takes the last checked job after ``pickup_after`` checks."""
-
-    statuses: dict[int, JobStatus] = field(default_factory=dict)
-    errors: list[errors.GithubClientError] = field(default_factory=list)
-    pickup_after: int | None = 1
-    checks: list[str] = field(default_factory=list)
-    spawned: list[str] = field(default_factory=list)
-    _pending: dict[int, int] = field(default_factory=dict)
-    _last_id: int = 0
-
-    def get_job_by_url(self, url: str) -> JobInfo:
-        self.checks.append(url)
-        if self.errors:
-            raise self.errors.pop(0)
-        job_id = int(url.rsplit("/", 1)[1])
-        self._last_id = job_id
-        if job_id not in self.statuses:
-            raise errors.GithubNotFoundError("no such job", status=404)
-        if job_id in self._pending:
-            self._pending[job_id] -= 1
-            if self._pending[job_id] <= 0:
-                del self._pending[job_id]
-                self.statuses[job_id] = JobStatus.IN_PROGRESS
-        return job_info(job_id, self.statuses[job_id])
-
-    def spawn_one(self) -> str:
-        name = f"runner-{len(self.spawned)}"
-        self.spawned.append(name)
-        if self.pickup_after is not None:
-            self._pending[self._last_id] = self.pickup_after
-        return name
 
 
 def message(job_id: int, labels: list[str] | None = None) -> str:
@@ -139,14 +94,14 @@ def drain(mq_uri: str, queue: str) -> list[str]:
     return bodies
 
 
-def run(mq_uri: str, queue: str, github: FakeGithub, count: int, **kwargs: Any) -> JobConsumer:
+def run(mq_uri: str, queue: str, github: FakeJobs, count: int, **kwargs: Any) -> JobConsumer:
     consumer = JobConsumer(mq_uri, settings(queue, **kwargs), github, github)
     consumer.run(max_messages=count, idle_timeout=2.0)
     return consumer
 
 
 def test_valid_job_spawns_once_and_acks_when_picked_up(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(statuses={1: JobStatus.QUEUED}, pickup_after=2)
+    github = FakeJobs(statuses={1: JobStatus.QUEUED}, pickup_after=2)
     publish_job(mq_uri, queue, message(1))
     consumer = run(mq_uri, queue, github, 1)
     assert consumer.counts == {Outcome.PICKED_UP: 1}
@@ -172,7 +127,7 @@ def test_valid_job_spawns_once_and_acks_when_picked_up(mq_uri: str, queue: str) 
     ],
 )
 def test_invalid_messages_rejected_without_spawn(mq_uri: str, queue: str, body: str) -> None:
-    github = FakeGithub(statuses={1: JobStatus.QUEUED})
+    github = FakeJobs(statuses={1: JobStatus.QUEUED})
     publish_job(mq_uri, queue, body)
     consumer = run(mq_uri, queue, github, 1)
     assert consumer.counts == {Outcome.INVALID: 1}
@@ -183,7 +138,7 @@ def test_invalid_messages_rejected_without_spawn(mq_uri: str, queue: str, body: 
 
 @pytest.mark.parametrize("labels", [["self-hosted", "gpu"], ["LINUX", "arm64"], ["windows"]])
 def test_unsupported_labels_rejected(mq_uri: str, queue: str, labels: list[str]) -> None:
-    github = FakeGithub(statuses={1: JobStatus.QUEUED})
+    github = FakeJobs(statuses={1: JobStatus.QUEUED})
     publish_job(mq_uri, queue, message(1, labels))
     consumer = run(mq_uri, queue, github, 1)
     assert consumer.counts == {Outcome.UNSUPPORTED_LABELS: 1}
@@ -192,7 +147,7 @@ def test_unsupported_labels_rejected(mq_uri: str, queue: str, labels: list[str])
 
 
 def test_supported_labels_are_case_insensitive(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(statuses={1: JobStatus.QUEUED})
+    github = FakeJobs(statuses={1: JobStatus.QUEUED})
     labels = ["Self-Hosted", "LINUX", "Large", "TEST-APP", "Jammy", "X64"]
     publish_job(mq_uri, queue, message(1, labels))
     consumer = run(mq_uri, queue, github, 1)
@@ -201,7 +156,7 @@ def test_supported_labels_are_case_insensitive(mq_uri: str, queue: str) -> None:
 
 
 def test_job_not_found_is_rejected(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(statuses={})
+    github = FakeJobs(statuses={})
     publish_job(mq_uri, queue, message(404))
     consumer = run(mq_uri, queue, github, 1)
     assert consumer.counts == {Outcome.JOB_NOT_FOUND: 1}
@@ -210,7 +165,7 @@ def test_job_not_found_is_rejected(mq_uri: str, queue: str) -> None:
 
 
 def test_job_url_refused_by_client_is_rejected(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(
+    github = FakeJobs(
         statuses={1: JobStatus.QUEUED},
         errors=[errors.InvalidJobUrlError(JOB_URL.format(1), "not on the API URL")],
     )
@@ -225,7 +180,7 @@ def test_job_url_refused_by_client_is_rejected(mq_uri: str, queue: str) -> None:
 def test_already_picked_up_is_acked_without_spawn(
     mq_uri: str, queue: str, status: JobStatus
 ) -> None:
-    github = FakeGithub(statuses={1: status})
+    github = FakeJobs(statuses={1: status})
     publish_job(mq_uri, queue, message(1))
     consumer = run(mq_uri, queue, github, 1)
     assert consumer.counts == {Outcome.ALREADY_TAKEN: 1}
@@ -234,7 +189,7 @@ def test_already_picked_up_is_acked_without_spawn(
 
 
 def test_not_picked_up_in_time_is_requeued(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(statuses={1: JobStatus.QUEUED}, pickup_after=None)
+    github = FakeJobs(statuses={1: JobStatus.QUEUED}, pickup_after=None)
     body = message(1)
     publish_job(mq_uri, queue, body)
     consumer = run(mq_uri, queue, github, 1, pickup_timeout=0.2)
@@ -248,7 +203,7 @@ def test_redelivered_job_taken_by_first_runner_is_acked_without_second_spawn(
     mq_uri: str, queue: str
 ) -> None:
     # First delivery: the runner takes the job only after the deadline (on the 100th check).
-    github = FakeGithub(statuses={1: JobStatus.QUEUED}, pickup_after=100)
+    github = FakeJobs(statuses={1: JobStatus.QUEUED}, pickup_after=100)
     publish_job(mq_uri, queue, message(1))
     run(mq_uri, queue, github, 1, pickup_timeout=0.05, pickup_poll_initial=0.05)
     github.statuses[1] = JobStatus.IN_PROGRESS  # it got there eventually
@@ -269,7 +224,7 @@ def test_redelivered_job_taken_by_first_runner_is_acked_without_second_spawn(
 def test_github_error_requeues_after_delay(
     mq_uri: str, queue: str, error: errors.GithubClientError
 ) -> None:
-    github = FakeGithub(statuses={1: JobStatus.QUEUED}, errors=[error])
+    github = FakeJobs(statuses={1: JobStatus.QUEUED}, errors=[error])
     body = message(1)
     publish_job(mq_uri, queue, body)
     consumer = run(mq_uri, queue, github, 1)
@@ -279,7 +234,7 @@ def test_github_error_requeues_after_delay(
 
 
 def test_github_errors_then_recovery_handles_job_once(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(
+    github = FakeJobs(
         statuses={1: JobStatus.QUEUED},
         errors=[errors.GithubApiError("boom", status=500) for _ in range(3)],
     )
@@ -294,8 +249,8 @@ def test_error_delay_backs_off_exponentially_and_is_capped() -> None:
     consumer = JobConsumer(
         "memory://",
         settings("q", error_delay_initial=1.0, error_delay_max=8.0),
-        FakeGithub(),
-        FakeGithub(),
+        FakeJobs(),
+        FakeJobs(),
     )
     delays = [consumer._next_error_delay() for _ in range(6)]
     assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
@@ -304,7 +259,7 @@ def test_error_delay_backs_off_exponentially_and_is_capped() -> None:
 
 
 def test_errors_during_pickup_wait_are_retried(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(statuses={1: JobStatus.QUEUED}, pickup_after=1)
+    github = FakeJobs(statuses={1: JobStatus.QUEUED}, pickup_after=1)
     publish_job(mq_uri, queue, message(1))
 
     calls = {"n": 0}
@@ -340,7 +295,7 @@ class _FailingSpawner:
 
 
 def test_spawn_failure_requeues(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(statuses={1: JobStatus.QUEUED})
+    github = FakeJobs(statuses={1: JobStatus.QUEUED})
     spawner = _FailingSpawner()
     body = message(1)
     publish_job(mq_uri, queue, body)
@@ -352,7 +307,7 @@ def test_spawn_failure_requeues(mq_uri: str, queue: str) -> None:
 
 
 def test_job_deleted_while_waiting_is_rejected(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(statuses={1: JobStatus.QUEUED}, pickup_after=None)
+    github = FakeJobs(statuses={1: JobStatus.QUEUED}, pickup_after=None)
     publish_job(mq_uri, queue, message(1))
 
     def spawn() -> str:
@@ -375,7 +330,7 @@ class _Spawner:
 
 
 def test_stop_while_waiting_requeues_at_once(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(statuses={1: JobStatus.QUEUED}, pickup_after=None)
+    github = FakeJobs(statuses={1: JobStatus.QUEUED}, pickup_after=None)
     body = message(1)
     publish_job(mq_uri, queue, body)
     stop = threading.Event()
@@ -394,7 +349,7 @@ def test_stop_while_waiting_requeues_at_once(mq_uri: str, queue: str) -> None:
 
 def test_stop_during_error_delay_requeues_at_once(mq_uri: str, queue: str) -> None:
     stop = threading.Event()
-    github = FakeGithub(statuses={1: JobStatus.QUEUED}, errors=[errors.GithubApiError("x")])
+    github = FakeJobs(statuses={1: JobStatus.QUEUED}, errors=[errors.GithubApiError("x")])
     body = message(1)
     publish_job(mq_uri, queue, body)
     consumer = JobConsumer(
@@ -413,7 +368,7 @@ def test_stop_during_error_delay_requeues_at_once(mq_uri: str, queue: str) -> No
 
 
 def test_poison_queue_of_100_drains_without_spawn(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(statuses={1: JobStatus.QUEUED})
+    github = FakeJobs(statuses={1: JobStatus.QUEUED})
     poison = [
         "{",
         "null",
@@ -435,7 +390,7 @@ def test_poison_queue_of_100_drains_without_spawn(mq_uri: str, queue: str) -> No
 
 
 def test_many_jobs_one_runner_each(mq_uri: str, queue: str) -> None:
-    github = FakeGithub(statuses=dict.fromkeys(range(10), JobStatus.QUEUED))
+    github = FakeJobs(statuses=dict.fromkeys(range(10), JobStatus.QUEUED))
     for i in range(10):
         publish_job(mq_uri, queue, message(i))
     consumer = run(mq_uri, queue, github, 10)
@@ -458,38 +413,8 @@ def test_unacked_message_returns_when_connection_closes(mq_uri: str, queue: str)
     assert drain(mq_uri, queue) == [body]
 
 
-def test_parse_job_message_accepts_extra_fields() -> None:
-    job = parse_job_message(
-        json.dumps({"labels": ["x"], "url": JOB_URL.format(3), "delivery": "abc"})
-    )
-    assert job.labels == ["x"]
-    assert job.url == JOB_URL.format(3)
-
-
-def test_parse_job_message_error_has_no_body() -> None:
-    with pytest.raises(errors.JobMessageError) as info:
-        parse_job_message(json.dumps({"labels": ["x"], "url": "secret-looking-value"}))
-    assert "secret-looking-value" not in str(info.value)
-
-
-def test_settings_from_mapping() -> None:
-    got = ConsumerSettings.from_mapping(
-        "app", {"supported_labels": ["A", " b "], "pickup_timeout": 5}
-    )
-    assert got.supported_labels == frozenset({"a", "b"})
-    assert got.pickup_timeout == 5.0
-    with pytest.raises(errors.ReactiveError):
-        ConsumerSettings.from_mapping("app", {"nope": 1})
-    with pytest.raises(errors.ReactiveError):
-        ConsumerSettings.from_mapping("app", {"pickup_timeout": "5"})
-    with pytest.raises(errors.ReactiveError):
-        ConsumerSettings.from_mapping("app", {"supported_labels": "a"})
-
-
 def test_consumer_repr_hides_uri() -> None:
-    consumer = JobConsumer(
-        "amqp://u:secret@127.0.0.1//", settings("q"), FakeGithub(), FakeGithub()
-    )
+    consumer = JobConsumer("amqp://u:secret@127.0.0.1//", settings("q"), FakeJobs(), FakeJobs())
     assert "secret" not in repr(consumer)
 
 
@@ -498,8 +423,8 @@ def test_broker_unreachable_retries_until_stopped() -> None:
     consumer = JobConsumer(
         "amqp://guest:guest@127.0.0.1:1//",
         settings("q", connect_timeout=0.2),
-        FakeGithub(),
-        FakeGithub(),
+        FakeJobs(),
+        FakeJobs(),
         stop=stop,
     )
     timer = threading.Timer(1.0, stop.set)
@@ -516,7 +441,7 @@ def test_publish_to_unreachable_broker_raises_queue_error() -> None:
 
 def test_unexpected_checker_error_requeues_and_consumer_survives(mq_uri: str, queue: str) -> None:
     calls = {"n": 0}
-    github = FakeGithub(statuses={1: JobStatus.QUEUED})
+    github = FakeJobs(statuses={1: JobStatus.QUEUED})
 
     def buggy(url: str) -> JobInfo:
         calls["n"] += 1

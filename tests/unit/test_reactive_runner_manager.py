@@ -1,4 +1,4 @@
-"""The reactive process manager with real short-lived processes, and the entry's config seam."""
+"""The reactive process manager, with real short-lived consumer processes."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import errors
-from github_api.types import JobInfo
 from reactive import runner as reactive_runner_module
 from reactive import runner_manager
-from reactive.runner import load_consumer_settings, load_runner_manager, resolve_factory
+from reactive.runner import load_consumer_settings
 from reactive.runner_manager import (
     MQ_URI_ENV,
     ReactiveRunnerConfig,
@@ -26,40 +25,9 @@ from reactive.runner_manager import (
     list_processes,
     reconcile,
 )
+from tests.unit.fakes_reactive import real_section, write_consumer_config
 
 SECRET_URI = "memory://guest:s3cr3t-password@localhost//"
-THIS_MODULE = "tests.unit.test_reactive_runner_manager"
-
-
-class _IdleSpawner:
-    def spawn_one(self) -> str:
-        raise AssertionError("no message is ever published in these tests")
-
-
-class _IdleChecker:
-    def get_job_by_url(self, url: str) -> JobInfo:
-        raise AssertionError("no message is ever published in these tests")
-
-
-def idle_components(section: Mapping[str, Any]) -> tuple[_IdleSpawner, _IdleChecker]:
-    """A factory for consumers that never get a message (memory:// in their own process)."""
-    assert section == {"marker": "ok"}
-    return _IdleSpawner(), _IdleChecker()
-
-
-def bad_components(section: Mapping[str, Any]) -> str:
-    return "not a pair"
-
-
-def write_config(path: Path, factory: str, **extra: Any) -> Path:
-    data = {
-        "factory": factory,
-        "consumer": {"receive_timeout": 0.2, "poll_interval": 0.1},
-        "runner_manager": {"marker": "ok"},
-        **extra,
-    }
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -67,7 +35,9 @@ def config(tmp_path: Path) -> Iterator[ReactiveRunnerConfig]:
     cfg = ReactiveRunnerConfig(
         SECRET_URI,
         "test-app",
-        config_path=write_config(tmp_path / "reactive.json", f"{THIS_MODULE}:idle_components"),
+        config_path=write_consumer_config(
+            tmp_path / "reactive.json", real_section(tmp_path / "state")
+        ),
         pid_dir=tmp_path / "pids",
         log_dir=tmp_path / "logs",
         timeout="2m",
@@ -206,7 +176,9 @@ def test_consumer_with_bad_config_exits_and_logs(tmp_path: Path) -> None:
     cfg = ReactiveRunnerConfig(
         SECRET_URI,
         "test-app",
-        config_path=write_config(tmp_path / "bad.json", "no_such_module:build"),
+        config_path=write_consumer_config(
+            tmp_path / "bad.json"
+        ),  # not a section a reconcile writes
         pid_dir=tmp_path / "pids",
         log_dir=tmp_path / "logs",
         user=None,
@@ -216,24 +188,8 @@ def test_consumer_with_bad_config_exits_and_logs(tmp_path: Path) -> None:
     logs = [p for p in cfg.log_dir.glob("*.log") if p.name[0].isdigit()]
     assert len(logs) == 1
     text = logs[0].read_text()
-    assert "cannot load factory no_such_module:build" in text
+    assert "runner_manager section lacks 'charm_state'" in text
     assert "s3cr3t" not in text
-
-
-def test_entry_without_uri_exits_2(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != MQ_URI_ENV}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    result = subprocess.run(
-        [sys.executable, "-m", "reactive.runner", "--log-dir", str(tmp_path), "--", "q"],
-        env=env,
-        cwd=Path(runner_manager.__file__).parents[1],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2
-    (log,) = tmp_path.glob("*.log")
-    assert MQ_URI_ENV in log.read_text()
 
 
 def test_negative_quantity_rejected(config: ReactiveRunnerConfig) -> None:
@@ -248,6 +204,21 @@ def test_negative_quantity_rejected(config: ReactiveRunnerConfig) -> None:
 def test_config_validates_command_line_fields(queue: str, timeout: str) -> None:
     with pytest.raises(ReactiveRunnerError):
         ReactiveRunnerConfig(SECRET_URI, queue, timeout=timeout)
+
+
+@pytest.mark.parametrize("module", ["", "-c", "reactive.runner; rm", "reactive..runner", "1a"])
+def test_config_validates_the_entry_module(module: str) -> None:
+    with pytest.raises(ReactiveRunnerError):
+        ReactiveRunnerConfig(SECRET_URI, "app", entry_module=module)
+
+
+def test_command_runs_the_entry_module() -> None:
+    assert runner_manager._command(ReactiveRunnerConfig(SECRET_URI, "app"))[4:6] == [
+        "-m",
+        "reactive.runner",
+    ]
+    other = ReactiveRunnerConfig(SECRET_URI, "app", entry_module="tests.entry")
+    assert runner_manager._command(other)[4:6] == ["-m", "tests.entry"]
 
 
 def test_config_repr_hides_uri() -> None:
@@ -290,123 +261,6 @@ def test_seed_constants_exist() -> None:
         assert hasattr(runner_manager, name)
     assert runner_manager.REACTIVE_RUNNER_SCRIPT_FILE.exists()
     assert callable(reactive_runner_module.reactive_runner)
-
-
-# --- the config seam ----------------------------------------------------------------------
-
-
-def test_load_runner_manager_uses_factory(tmp_path: Path) -> None:
-    path = write_config(tmp_path / "c.json", f"{THIS_MODULE}:idle_components")
-    spawner, checker = load_runner_manager(path)
-    # the factory module is imported under its dotted name: compare class names
-    assert type(spawner).__name__ == "_IdleSpawner"
-    assert type(checker).__name__ == "_IdleChecker"
-
-
-def test_load_runner_manager_registered_name(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(reactive_runner_module.FACTORIES, "fake", f"{THIS_MODULE}:idle_components")
-    spawner, _ = load_runner_manager(write_config(tmp_path / "c.json", "fake"))
-    assert type(spawner).__name__ == "_IdleSpawner"
-
-
-@pytest.mark.parametrize(
-    "factory",
-    ["os:system; rm", "no_such_module:x", f"{THIS_MODULE}:missing", f"{THIS_MODULE}:SECRET_URI"],
-)
-def test_resolve_factory_rejects(factory: str) -> None:
-    with pytest.raises(errors.ReactiveRunnerError):
-        resolve_factory(factory)
-
-
-def test_load_runner_manager_rejects_bad_files(tmp_path: Path) -> None:
-    with pytest.raises(errors.ReactiveRunnerError):
-        load_runner_manager(tmp_path / "missing.json")
-    (tmp_path / "list.json").write_text("[]")
-    with pytest.raises(errors.ReactiveRunnerError):
-        load_runner_manager(tmp_path / "list.json")
-    (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(errors.ReactiveRunnerError):
-        load_runner_manager(tmp_path / "broken.json")
-    with pytest.raises(errors.ReactiveRunnerError):
-        load_runner_manager(write_config(tmp_path / "b.json", f"{THIS_MODULE}:bad_components"))
-    with pytest.raises(errors.ReactiveRunnerError):
-        load_runner_manager(
-            write_config(tmp_path / "s.json", f"{THIS_MODULE}:idle_components", runner_manager=1)
-        )
-
-
-def test_load_consumer_settings(tmp_path: Path) -> None:
-    path = write_config(tmp_path / "c.json", "x:y")
-    settings = load_consumer_settings(path, "app")
-    assert settings.queue_name == "app"
-    assert settings.receive_timeout == 0.2
-    (tmp_path / "d.json").write_text(json.dumps({"consumer": []}))
-    with pytest.raises(errors.ReactiveRunnerError):
-        load_consumer_settings(tmp_path / "d.json", "app")
-
-
-# --- the entry, in process ----------------------------------------------------------------
-
-
-def test_reactive_runner_consumes_until_stopped(tmp_path: Path) -> None:
-    import threading
-
-    path = write_config(tmp_path / "c.json", f"{THIS_MODULE}:idle_components")
-    stop = threading.Event()
-    timer = threading.Timer(0.5, stop.set)
-    timer.start()
-    started = time.monotonic()
-    reactive_runner_module.reactive_runner("memory://", "in-process", config_path=path, stop=stop)
-    timer.join()
-    assert time.monotonic() - started < 5
-
-
-@pytest.fixture
-def entry_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Undo what main() does to the process: signal handlers and root log handlers."""
-    import logging
-
-    handlers = list(logging.getLogger().handlers)
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    monkeypatch.setenv(MQ_URI_ENV, SECRET_URI)
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
-    for handler in logging.getLogger().handlers:
-        if handler not in handlers:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-
-
-@pytest.mark.usefixtures("entry_env")
-@pytest.mark.parametrize(
-    ("raised", "code"),
-    [(None, 0), (errors.ReactiveRunnerError("bad config"), 1), (RuntimeError("bug"), 1)],
-)
-def test_main_exit_codes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: Exception | None, code: int
-) -> None:
-    seen: dict[str, Any] = {}
-
-    def fake_runner(mq_uri: str, queue_name: str, **kwargs: Any) -> None:
-        seen.update(mq_uri=mq_uri, queue_name=queue_name, **kwargs)
-        os.kill(os.getpid(), signal.SIGTERM)  # the handler only sets the stop event
-        assert kwargs["stop"].is_set()
-        if raised is not None:
-            raise raised
-
-    monkeypatch.setattr(reactive_runner_module, "reactive_runner", fake_runner)
-    argv = ["--config", str(tmp_path / "c.json"), "--log-dir", str(tmp_path), "--", "app"]
-    assert reactive_runner_module.main(argv) == code
-    assert seen["mq_uri"] == SECRET_URI
-    assert seen["queue_name"] == "app"
-    assert MQ_URI_ENV not in os.environ  # removed at once: children do not inherit it
-    (log,) = tmp_path.glob("*.log")
-    text = log.read_text()
-    assert "Received signal 15" in text
-    assert "s3cr3t" not in text
 
 
 def test_spawn_passes_secret_in_env_and_absolute_pythonpath(
@@ -459,15 +313,13 @@ def test_write_runner_config_is_private_atomic_and_loadable(tmp_path: Path) -> N
     )
     section = {"marker": "ok"}
     consumer = {"supported_labels": ["linux", "x64"], "pickup_timeout": 10}
-    factory = f"{THIS_MODULE}:idle_components"
-    assert runner_manager.write_runner_config(cfg, section, consumer, factory=factory) is True
+    assert runner_manager.write_runner_config(cfg, section, consumer) is True
     assert cfg.config_path.stat().st_mode & 0o777 == 0o600
-    assert runner_manager.write_runner_config(cfg, section, consumer, factory=factory) is False
-    spawner, _ = load_runner_manager(cfg.config_path)
-    assert type(spawner).__name__ == "_IdleSpawner"
+    assert runner_manager.write_runner_config(cfg, section, consumer) is False
+    assert json.loads(cfg.config_path.read_text())["runner_manager"] == section
     assert load_consumer_settings(cfg.config_path, "app").pickup_timeout == 10
     consumer["pickup_timeout"] = 20
-    assert runner_manager.write_runner_config(cfg, section, consumer, factory) is True
+    assert runner_manager.write_runner_config(cfg, section, consumer) is True
     assert list(cfg.config_path.parent.iterdir()) == [cfg.config_path]
     with pytest.raises(ReactiveRunnerError):
         runner_manager.write_runner_config(cfg, {"x": object()})

@@ -135,6 +135,33 @@ def deleted(plan) -> dict[str, DeleteReason]:
             id="stopped-instance",
         ),
         pytest.param(
+            [inst("a", YOUNG, InstanceState.ERROR)],
+            [rec("a", online=False)],
+            1,
+            1,
+            1,
+            {"a": DeleteReason.UNHEALTHY},
+            id="error-instance-at-once",
+        ),
+        pytest.param(
+            [inst("a", YOUNG, InstanceState.ERROR)],
+            [],
+            1,
+            1,
+            1,
+            {"a": DeleteReason.UNHEALTHY},
+            id="error-instance-unregistered-at-once",
+        ),
+        pytest.param(
+            [inst("a", YOUNG, InstanceState.OTHER)],
+            [rec("a", online=False)],
+            1,
+            0,
+            0,
+            {},
+            id="other-young-instance-is-starting",
+        ),
+        pytest.param(
             [inst("a"), inst("b", YOUNG), inst("c", NOW - timedelta(seconds=5))],
             [rec("a")],
             1,
@@ -209,3 +236,100 @@ def test_incomplete_instance_is_deleted_even_when_young() -> None:
     plan = plan_reconcile([half_built], [rec("a", online=False)], 1, NOW)
     assert deleted(plan) == {"a": DeleteReason.UNHEALTHY}
     assert plan.create == 1
+
+
+GRACE = timedelta(minutes=5)
+STALE = NOW - GRACE - timedelta(seconds=1)
+FRESH = NOW - GRACE + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("instances", "records", "desired", "grace", "create", "delta", "deletions"),
+    [
+        pytest.param(
+            [inst("a", STALE), inst("b", FRESH)],
+            [rec("a"), rec("b")],
+            2,
+            None,
+            0,
+            0,
+            {},
+            id="no-grace-no-stale-rule",
+        ),
+        pytest.param(
+            [inst("a", STALE), inst("b", FRESH)],
+            [rec("a"), rec("b")],
+            2,
+            GRACE,
+            0,
+            0,
+            {"a": DeleteReason.SURPLUS},
+            id="idle-past-grace-goes-fresh-idle-stays",
+        ),
+        pytest.param(
+            [inst("a", NOW - GRACE)],
+            [rec("a")],
+            1,
+            GRACE,
+            0,
+            0,
+            {},
+            id="idle-exactly-at-grace-stays",
+        ),
+        pytest.param(
+            [inst("a", STALE), inst("b", OLD)],
+            [rec("a", busy=True), rec("b", online=False, busy=True)],
+            2,
+            GRACE,
+            0,
+            0,
+            {},
+            id="busy-never-stale",
+        ),
+        pytest.param(
+            [inst("a", YOUNG)],
+            [rec("a", online=False)],
+            1,
+            timedelta(seconds=1),
+            0,
+            0,
+            {},
+            id="starting-never-stale",
+        ),
+        pytest.param(
+            [inst("a", OLD), inst("b", STALE), inst("c", FRESH)],
+            [rec("a"), rec("b"), rec("c")],
+            2,
+            GRACE,
+            0,
+            -1,
+            {"a": DeleteReason.SURPLUS, "b": DeleteReason.SURPLUS},
+            id="stale-beside-scale-down-once-each",
+        ),
+        pytest.param(
+            [inst("a", STALE)],
+            [rec("a")],
+            3,
+            GRACE,
+            2,
+            2,
+            {"a": DeleteReason.SURPLUS},
+            id="stale-deletions-not-counted-in-create",
+        ),
+        pytest.param(
+            [inst("a", STALE, InstanceState.STOPPED)],
+            [rec("a")],
+            0,
+            GRACE,
+            0,
+            0,
+            {"a": DeleteReason.UNHEALTHY},
+            id="unhealthy-keeps-its-reason",
+        ),
+    ],
+)
+def test_stale_idle_table(instances, records, desired, grace, create, delta, deletions) -> None:
+    plan = plan_reconcile(instances, records, desired, NOW, stale_idle_after=grace)
+    assert (plan.create, plan.delta) == (create, delta)
+    assert deleted(plan) == deletions
+    assert len(plan.deletions) == len(deletions), "a runner is deleted once"

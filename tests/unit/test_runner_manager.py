@@ -14,6 +14,7 @@ import pytest
 import errors
 from artifacts import runner_image
 from github_api.types import GitHubRepo, JobInfo, JobStatus
+from lxd.types import InstanceStatus
 from manager.settings import RunnerManagerSettings
 from metrics.storage import DirectoryStorageManager
 from runner_manager import RunnerManager, template_environment
@@ -362,7 +363,7 @@ def test_half_built_instance_of_a_killed_creation_is_replaced(lxd, github, setti
 
 
 def test_test_mode_proxies_every_loopback_service(lxd, github, settings) -> None:
-    from runner_manager import _with_config
+    from manager.complete_settings import complete_settings
 
     state = make_state(github_url="http://127.0.0.1:4000", test_mode=True)
     config = LXDRunnerManagerConfig(
@@ -374,10 +375,12 @@ def test_test_mode_proxies_every_loopback_service(lxd, github, settings) -> None
         token="t",
         repo_policy_url="http://127.0.0.1:8567",
     )
-    done = _with_config(settings, config)
+    done = complete_settings(settings, config)
     assert done.loopback_ports == (8080, 4000, 8567)
     assert done.repo_policy_url == "http://127.0.0.1:8567"
-    production = _with_config(settings, replace(config, charm_state=make_state(test_mode=False)))
+    production = complete_settings(
+        settings, replace(config, charm_state=make_state(test_mode=False))
+    )
     assert production.loopback_ports == (8080,)
 
 
@@ -389,3 +392,17 @@ def test_unhealthy_runner_logs_are_kept_before_it_goes(lxd, github, settings) ->
     assert "gh-0-neverup0" not in lxd.instances
     kept = settings.runner_log_dir / "gh-0-neverup0.tar.gz"
     assert kept.read_bytes() == b"logs of gh-0-neverup0"
+
+
+@pytest.mark.parametrize("registered", [True, False])
+def test_instance_in_error_state_is_replaced_at_once(lxd, github, settings, registered) -> None:
+    # LXD says "Error" seconds after the creation: no bootstrap timeout to wait out.
+    manager = make_manager(lxd, github, settings)
+    lxd.add_instance("gh-0-errored0", age=timedelta(seconds=5), status=InstanceStatus.ERROR)
+    if registered:
+        github.add_record("gh-0-errored0", online=False)
+    assert manager.reconcile(1, RES) == 1
+    assert manager.last_report.deleted == {"gh-0-errored0": "unhealthy"}
+    assert "gh-0-errored0" not in lxd.instances
+    assert github.by_name("gh-0-errored0") is None
+    assert len(lxd.instances) == 1

@@ -1,0 +1,62 @@
+"""The consumer process's factory: this unit's RunnerManager, rebuilt from the config file.
+
+A consumer (``reactive.runner``) turns the ``runner_manager`` section its config file holds into
+the runner spawner (the RunnerManager, one runner per job) and the GitHub job checker (the
+manager's GitHub client). This module imports the RunnerManager; the manager never imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from errors import RunnerCreateError
+from reactive.manager_section import parse_manager_section
+from reactive.types import GithubJobChecker, RunnerSpawner
+from runner_manager import RunnerManager
+from runner_type import VirtualMachineResources
+
+
+@dataclass
+class ManagerSpawner:
+    """Creates one runner per job through the RunnerManager.
+
+    Attributes:
+        manager: This unit's manager.
+        resources: Resources of each runner instance.
+    """
+
+    manager: RunnerManager
+    resources: VirtualMachineResources
+
+    def spawn_one(self) -> str:
+        """Create one runner now.
+
+        Returns:
+            Its name.
+
+        Raises:
+            RunnerCreateError: The runner could not be created.
+        """
+        names = self.manager.create_runners(1, self.resources)
+        if not names:
+            raise RunnerCreateError("the runner for a queued job could not be created")
+        return names[0]
+
+
+def reactive_components(section: Mapping[str, Any]) -> tuple[RunnerSpawner, GithubJobChecker]:
+    """Build the spawner and the checker of this unit from its ``runner_manager`` section.
+
+    Args:
+        section: What ``reactive.manager_section.manager_section`` wrote.
+
+    Returns:
+        The runner spawner and the GitHub job checker.
+
+    Raises:
+        ReactiveRunnerError: The section is incomplete or invalid.
+    """
+    spec = parse_manager_section(section)
+    manager = RunnerManager(spec.app_name, spec.unit, spec.config, settings=spec.settings)
+    return ManagerSpawner(manager, spec.config.charm_state.vm_resources), manager.github_client

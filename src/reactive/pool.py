@@ -1,0 +1,145 @@
+"""The consumer pool: the reactive side of a reconcile, as a seam of the RunnerManager.
+
+With a ``mongodb`` relation, runners are created per queued job by consumer processes
+(``reactive.runner``); ``virtual-machines`` is the ceiling: the reconcile keeps
+``ceiling - runners alive`` consumers. The consumers rebuild this unit's RunnerManager from a
+config file the pool writes (0600, ``reactive.manager_section``).
+
+While a consumer waits for the runner it made to take its job, it holds the message unacked:
+the queue then looks empty. So "the queue is empty" only lets the reconcile delete runners idle
+for longer than ``RunnerManagerSettings.reactive_idle_grace`` (a plan input, see
+``reconcile_plan.plan_reconcile``).
+
+Nothing here imports the RunnerManager: the manager imports this module, never the reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from errors import QueueError
+from manager.settings import RunnerManagerSettings
+from reactive import runner_manager as reactive_processes
+from reactive.consumer import build_supported_labels, queue_size
+from reactive.manager_section import manager_section
+from reactive.runner_manager import ReactiveRunnerConfig
+from runner_manager_type import LXDRunnerManagerConfig
+
+logger = logging.getLogger(__name__)
+
+
+class ConsumerPool(Protocol):
+    """The reactive consumers of one unit, as the RunnerManager's reconcile uses them."""
+
+    def queue_empty(self) -> bool:
+        """Return whether no job waits in the queue (False when that cannot be told)."""
+        ...  # pragma: no cover
+
+    def reconcile(self, quantity: int) -> int:
+        """Keep ``quantity`` consumers running, with an up-to-date config.
+
+        Args:
+            quantity: How many consumers.
+
+        Returns:
+            The change in the number of consumers.
+        """
+        ...  # pragma: no cover
+
+
+def reactive_runner_config(
+    config: LXDRunnerManagerConfig, settings: RunnerManagerSettings
+) -> ReactiveRunnerConfig | None:
+    """Return how the consumer processes run, or None when the unit is not in reactive mode.
+
+    Args:
+        config: The runner manager configuration.
+        settings: The manager settings (its state and log directories).
+
+    Returns:
+        The consumer processes' configuration.
+    """
+    reactive = config.reactive_config
+    if reactive is None:
+        return None
+    return ReactiveRunnerConfig(
+        reactive.mq_uri.get_secret_value(),
+        reactive.queue_name,
+        config_path=settings.state_dir / "reactive-runner.json",
+        pid_dir=settings.state_dir / "reactive-pids",
+        log_dir=settings.runner_log_dir / "reactive",
+        user=None,  # consumers create LXD instances and mount metrics stores: root's work
+    )
+
+
+@dataclass
+class ProcessConsumerPool:
+    """Consumer processes tracked by pid files (``reactive.runner_manager``).
+
+    Attributes:
+        processes: How the consumer processes run.
+        app_name: The application name.
+        unit: The unit number.
+        config: The runner manager configuration the consumers rebuild (holds the token).
+        settings: The manager settings the consumers rebuild.
+    """
+
+    processes: ReactiveRunnerConfig
+    app_name: str
+    unit: int
+    config: LXDRunnerManagerConfig = field(repr=False)
+    settings: RunnerManagerSettings = field(repr=False)
+
+    def queue_empty(self) -> bool:
+        """Return whether no job waits in the queue (False when the broker cannot tell)."""
+        try:
+            waiting = queue_size(self.processes.mq_uri, self.processes.queue_name)
+        except QueueError as exc:
+            logger.warning("queue size unknown, idle runners kept: %s", exc)
+            return False
+        return waiting == 0
+
+    def reconcile(self, quantity: int) -> int:
+        """Write the consumers' config file, then keep ``quantity`` consumer processes.
+
+        Args:
+            quantity: How many consumers.
+
+        Returns:
+            The change in the number of consumer processes.
+
+        Raises:
+            ReactiveRunnerError: The config cannot be written or a consumer cannot start.
+        """
+        state = self.config.charm_state
+        labels = build_supported_labels(
+            state.labels, state.app_name, state.base_image.value, state.arch.value
+        )
+        reactive_processes.write_runner_config(
+            self.processes,
+            runner_manager=manager_section(self.app_name, self.unit, self.config, self.settings),
+            consumer={"supported_labels": sorted(labels)},
+        )
+        return reactive_processes.reconcile(quantity, self.processes)
+
+
+def consumer_pool_for(
+    app_name: str, unit: int, config: LXDRunnerManagerConfig, settings: RunnerManagerSettings
+) -> ProcessConsumerPool | None:
+    """Return the unit's consumer pool, or None when it is not in reactive mode.
+
+    Args:
+        app_name: The application name.
+        unit: The unit number.
+        config: The runner manager configuration.
+        settings: The manager settings, completed from the configuration.
+
+    Returns:
+        The pool of consumer processes.
+    """
+    processes = reactive_runner_config(config, settings)
+    if processes is None:
+        return None
+    return ProcessConsumerPool(processes, app_name, unit, config, settings)
