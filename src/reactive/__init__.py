@@ -1,6 +1,14 @@
 """Reactive mode: consumer processes take job messages from a queue and spawn one runner each.
 
-- :mod:`reactive.consumer` — the only kombu user: message rules, ack/requeue semantics.
+- :mod:`reactive.message` — the job message schema and validation, the labels a job may ask for.
+- :mod:`reactive.types` — the consumer's seams (job checker, runner spawner), settings, outcomes.
+- :mod:`reactive.consumer` — the only kombu user: the consumer loop, ack/requeue semantics.
+- :mod:`reactive.pool` — the ``ConsumerPool`` seam the RunnerManager's reconcile uses, and its
+  implementation over consumer processes (imports no RunnerManager).
+- :mod:`reactive.runner_manager` — ``reconcile(quantity, config)`` keeps N consumer processes
+  (tracked by :mod:`reactive.pid_files`) and writes their config file.
+- :mod:`reactive.manager_section` — what a consumer rebuilds the RunnerManager from.
+- :mod:`reactive.factory` — rebuilds it (imports the RunnerManager; nothing the manager imports
+  imports it).
 - :mod:`reactive.runner` — the consumer subprocess entry point (``reactive_runner``).
-- :mod:`reactive.runner_manager` — ``reconcile(quantity, config)`` keeps N consumer processes.
 """
