@@ -3,7 +3,7 @@
 The charm builds it once per hook (``charm_state.from_charm``); the runner manager, the reactive
 consumers and the demo read it without Juju. Secrets are :class:`pydantic.SecretStr`: a JSON
 dump shows them masked unless the serialisation context holds ``REVEAL_SECRETS`` (only the
-reactive wiring asks, for a file readable by root alone).
+reactive manager section asks, for a file readable by root alone).
 """
 
 from __future__ import annotations

@@ -16,7 +16,11 @@ import errors
 from lxd.types import Device, ExecResult, ImageInfo, InstanceStatus, InstanceType
 from tests.unit.fakes_core import NOW
 
-IDMAP = '[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":65536}]'
+# What LXD writes for an unprivileged container: uids and gids, each in its own entry.
+IDMAP = (
+    '[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":65536},'
+    '{"Isuid":false,"Isgid":true,"Hostid":100000,"Nsid":0,"Maprange":65536}]'
+)
 
 
 class FakeFiles:
