@@ -51,13 +51,13 @@ import kombu.exceptions
 import errors
 from github_api.types import JobStatus
 from reactive.message import (
-    DEFAULT_LABELS,
     MAX_MESSAGE_BYTES,
     JobDetails,
     build_supported_labels,
     parse_job_message,
 )
 from reactive.types import ConsumerSettings, GithubJobChecker, Outcome, RunnerSpawner, Verdict
+from runner_type import DEFAULT_LABELS
 
 # kombu is only partly typed: the boundary goes through Any, and this module is the only user.
 _kombu: Any = kombu

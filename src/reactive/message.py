@@ -23,8 +23,8 @@ from pydantic import (
 )
 
 import errors
+from runner_type import Arch, runner_labels
 
-DEFAULT_LABELS = ("self-hosted", "linux")
 MAX_MESSAGE_BYTES = 64 * 1024
 _JOB_PATH = re.compile(r"/repos/[^/]+/[^/]+/actions/jobs/\d+/?$")
 
@@ -117,7 +117,7 @@ def build_supported_labels(
         arch: The architecture label, e.g. ``x64``.
 
     Returns:
-        The supported labels: the arguments plus ``self-hosted`` and ``linux``.
+        The labels runners register with (``runner_type.runner_labels``), lower-cased.
     """
-    every = (*DEFAULT_LABELS, *configured, app_name, base_image, arch)
+    every = runner_labels(configured, app_name, base_image, Arch(arch))
     return frozenset(label.strip().lower() for label in every if label.strip())

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import errors
 from github_api.types import JobInfo
-from reactive.message import DEFAULT_LABELS
+from runner_type import DEFAULT_LABELS
 
 
 class GithubJobChecker(Protocol):
