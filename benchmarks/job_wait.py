@@ -172,7 +172,7 @@ def cold(env: LocalEnvironment, jobs: int, mode: str, report: Report) -> list[fl
             delete_queue(queue_name)
     from pydantic import SecretStr
 
-    from manager.state import ReactiveConfig
+    from config.state import ReactiveConfig
     from reactive import runner_manager as reactive_processes
     from reactive.pool import reactive_runner_config
 

@@ -45,8 +45,8 @@ from benchmarks._lib.bench import (
     parse_args,
     ratio,
 )
+from config.settings import RunnerManagerSettings
 from harness.local import RESOURCES, TEST_IMAGE, LocalEnvironment, LocalOptions
-from manager.settings import RunnerManagerSettings
 from runner_manager_type import LXDFlushMode
 
 APP = "bench-scale"

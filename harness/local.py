@@ -19,9 +19,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from config.settings import RunnerManagerSettings
+from config.state import BaseImage, CharmState, RunnerStorage
 from github_api.types import GitHubRepo
-from manager.settings import RunnerManagerSettings
-from manager.state import BaseImage, CharmState, RunnerStorage
 from metrics.storage import DirectoryStorageManager, StorageManager
 from runner_manager import RunnerManager
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig

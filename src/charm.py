@@ -24,6 +24,7 @@ import errors
 from charm_state import COS_AGENT_RELATION
 from charms.github_runner.v0.cos_agent import COSAgentProvider
 from charms.github_runner.v0.mongodb import MongoDBRequirer
+from config.state import CharmState, RunnerStorage
 from juju.actions import RunnerActions
 from juju.dependencies import ensure_dependencies
 from juju.host import HostSystem, SystemPort
@@ -31,7 +32,6 @@ from juju.manager_port import RunnerManagerPort, manager_config
 from juju.policy_host import RepoPolicyEndpoint
 from juju.runner_counts import count_runners, status_message
 from juju.runner_storage import DETACHED_STORAGE_PATH, prepare_storage, storage_location
-from manager.state import CharmState, RunnerStorage
 from metrics.events import METRICS_LOG_PATH
 from runner_manager_type import FLUSH_MODE_BY_ACTION_PARAM, LXDFlushMode, LXDRunnerManagerConfig
 

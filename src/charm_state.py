@@ -1,7 +1,7 @@
 """Build the unit's state from Juju: config options, relations and the Juju proxy environment.
 
 :func:`from_charm` reads them once per hook into the plain, frozen :class:`CharmState` of
-``manager.state`` (which the core reads without Juju). Every invalid value raises
+``config.state`` (which the core reads without Juju). Every invalid value raises
 :class:`errors.ConfigError` (or a subclass) whose message names the option and says what is
 wrong, so the charm shows it as is in a Blocked status.
 """
@@ -17,6 +17,13 @@ from typing import Any
 import ops
 from pydantic import SecretStr
 
+from config.state import (
+    BaseImage,
+    CharmState,
+    ReactiveConfig,
+    RepoPolicyOptions,
+    RunnerStorage,
+)
 from errors import ConfigError, ImmutableConfigChangedError, MissingConfigError
 from github_api.types import api_base_url
 from juju.options import (
@@ -52,13 +59,6 @@ from juju.options import (
     parse_size,
     parse_test_mode,
     proxy_from_env,
-)
-from manager.state import (
-    BaseImage,
-    CharmState,
-    ReactiveConfig,
-    RepoPolicyOptions,
-    RunnerStorage,
 )
 from runner_type import SSHDebugConnection, VirtualMachineResources
 

@@ -18,6 +18,7 @@ import tenacity
 
 from artifacts import runner_binary
 from artifacts.runner_files import METRICS_EXCHANGE_PATH, RUNNER_UID, render_runner_files
+from config.settings import RunnerManagerSettings
 from errors import (
     GithubNotFoundError,
     GithubRunnerError,
@@ -29,7 +30,6 @@ from errors import (
     RunnerRemoveError,
 )
 from lxd import disk_device, host_ids, proxy_device
-from manager.settings import RunnerManagerSettings
 from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
 from runner_type import Arch, RunnerConfig, RunnerStatus, VirtualMachineResources, runner_labels
 

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 
 from artifacts import runner_binary, runner_image
+from config.settings import RunnerManagerSettings
 from errors import GithubClientError, GithubNotFoundError, LXDNotFoundError, RunnerBinaryError
 from github_api.client import GithubClient
 from github_api.seam import GithubPlatform
@@ -21,7 +22,6 @@ from manager.observe import observe
 from manager.removal import force_delete_instances, keep_logs, wait_repo_checks
 from manager.report import ReconcileReport
 from manager.runner_template import ensure_template
-from manager.settings import RunnerManagerSettings
 from manager.templates import template_environment
 from manager.unit_lock import UnitLock
 from metrics.recorder import MetricsRecorder

@@ -14,9 +14,9 @@ if TYPE_CHECKING:
 
     from jinja2 import Environment
 
+    from config.state import CharmState, ReactiveConfig
     from github_api.seam import GithubPlatform
     from lxd import LxdCloud
-    from manager.state import CharmState, ReactiveConfig
     from repo_policy.client import RepoPolicyComplianceClient
 
 

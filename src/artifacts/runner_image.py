@@ -13,8 +13,8 @@ from errors import LXDNotFoundError, SubprocessError
 from paths import SCRIPTS_DIR
 
 if TYPE_CHECKING:
+    from config.settings import RunnerManagerSettings
     from lxd import LxdCloud
-    from manager.settings import RunnerManagerSettings
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from config.state import CharmState
 from github_api.types import RunnerApplication
 from juju.policy_host import RepoPolicyEndpoint
-from manager.state import CharmState
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerInfo
 from runner_type import VirtualMachineResources
 

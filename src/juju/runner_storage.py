@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import errors
+from config.state import CharmState, RunnerStorage
 from juju.host import SystemPort
-from manager.state import CharmState, RunnerStorage
 from runner_type import size_in_bytes
 
 RAM_DISK_PATH = Path("/var/lib/github-runner/ram-disk")

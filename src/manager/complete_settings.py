@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from manager.settings import RunnerManagerSettings
+from config.settings import RunnerManagerSettings
 from runner_manager_type import LXDRunnerManagerConfig
 
 

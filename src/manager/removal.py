@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
+from config.settings import RunnerManagerSettings
 from errors import LXDError, RunnerLogsError
 from manager.executor import run_parallel
-from manager.settings import RunnerManagerSettings
 from runner import Runner
 from runner_manager_type import RunnerManagerClients
 

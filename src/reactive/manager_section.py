@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from config.settings import RunnerManagerSettings
+from config.state import REVEAL_SECRETS, CharmState
 from errors import ReactiveRunnerError
-from manager.settings import RunnerManagerSettings
-from manager.state import REVEAL_SECRETS, CharmState
 from runner_manager_type import LXDRunnerManagerConfig
 
 _SETTINGS = TypeAdapter(RunnerManagerSettings)

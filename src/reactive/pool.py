@@ -19,8 +19,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from config.settings import RunnerManagerSettings
 from errors import QueueError
-from manager.settings import RunnerManagerSettings
 from reactive import runner_manager as reactive_processes
 from reactive.consumer import build_supported_labels, queue_size
 from reactive.manager_section import manager_section

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
+from config.state import ReactiveConfig
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions
-from manager.state import ReactiveConfig
 from reactive import runner_manager as reactive_processes
 from reactive.consumer import publish_job, queue_size
 from reactive.pool import reactive_runner_config

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from config.state import CharmState
 from harness.local import local_charm_state
-from manager.state import CharmState
 from runner_type import VirtualMachineResources
 
 NOW = datetime.now(timezone.utc)

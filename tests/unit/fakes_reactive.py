@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from config.settings import RunnerManagerSettings
 from errors import GithubClientError, GithubNotFoundError
 from github_api.types import JobInfo, JobStatus
-from manager.settings import RunnerManagerSettings
 from reactive.manager_section import manager_section
 from reactive.pool import ConsumerPool
 from reactive.types import GithubJobChecker, RunnerSpawner

@@ -10,8 +10,8 @@ from pydantic import SecretStr
 
 import errors
 from charm_state import from_charm, max_app_name_length, validate_app_name
+from config.state import REVEAL_SECRETS, BaseImage, CharmState, RepoPolicyOptions, RunnerStorage
 from github_api.types import GitHubOrg, GitHubRepo
-from manager.state import REVEAL_SECRETS, BaseImage, CharmState, RepoPolicyOptions, RunnerStorage
 from runner_type import Arch, ProxySetting, SSHDebugConnection, VirtualMachineResources
 from tests.unit.fakes_charm import (
     TOKEN,
@@ -377,7 +377,7 @@ def test_core_processes_load_the_state_without_ops() -> None:
     state = build({"labels": "x"}, database_uri="amqp://u:p@127.0.0.1//")
     code = (
         "import sys; sys.modules['ops'] = None\n"
-        "from manager.state import CharmState\n"
+        "from config.state import CharmState\n"
         "state = CharmState.model_validate_json(sys.stdin.read())\n"
         "print(state.token.get_secret_value(), state.reactive_config.mq_uri.get_secret_value())\n"
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from manager.settings import RunnerManagerSettings
+from config.settings import RunnerManagerSettings
 from reactive.consumer import build_supported_labels
 from runner_manager import RunnerManager, template_environment
 from runner_manager_type import LXDRunnerManagerConfig, RunnerManagerClients

@@ -13,9 +13,9 @@ import pytest
 
 import errors
 from artifacts import runner_image
+from config.settings import RunnerManagerSettings
 from github_api.types import GitHubRepo, JobInfo, JobStatus
 from lxd.types import InstanceStatus
-from manager.settings import RunnerManagerSettings
 from metrics.storage import DirectoryStorageManager
 from runner_manager import RunnerManager, template_environment
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerManagerClients

@@ -14,8 +14,8 @@ import pytest
 from pydantic import SecretStr
 
 import errors
-from manager.settings import RunnerManagerSettings
-from manager.state import ReactiveConfig
+from config.settings import RunnerManagerSettings
+from config.state import ReactiveConfig
 from reactive.consumer import publish_job
 from reactive.factory import reactive_components
 from reactive.manager_section import (
