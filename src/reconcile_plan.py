@@ -76,6 +76,7 @@ class DeleteReason(str, Enum):
     ORPHAN_INSTANCE = "orphan-instance"
     ORPHAN_RECORD = "orphan-record"
     SURPLUS = "surplus"
+    EXPIRING = "expiring"  # idle, and a credential it holds expires soon: replaced at once
     FLUSH = "flush"
 
 
@@ -132,8 +133,9 @@ class ReconcilePlan:
     Attributes:
         runners: Every runner observed, judged.
         deletions: Runners to delete, with the reason.
-        create: How many runners to create.
-        delta: Desired minus healthy runners before the change (positive: created).
+        create: How many runners to create (expiring runners' replacements included).
+        delta: Desired minus healthy runners before the change (positive: created). Expiring
+            runners count as healthy here: they are replaced, the count stays.
     """
 
     runners: tuple[Runner, ...]
@@ -211,6 +213,7 @@ def plan_reconcile(
     timeouts: PlanTimeouts | None = None,
     *,
     stale_idle_after: timedelta | None = None,
+    max_idle_age: timedelta | None = None,
 ) -> ReconcilePlan:
     """Plan a reconcile towards ``desired`` healthy runners.
 
@@ -228,6 +231,10 @@ def plan_reconcile(
             whose instance is older than this are surplus too, whatever ``desired`` says; the
             grace lets a runner made for a job take it first. Busy and starting runners never
             are. ``create`` and ``delta`` do not count these deletions.
+        max_idle_age: When given, idle runners whose instance is older than this are deleted
+            as EXPIRING and replaced in the same plan (``create`` counts them): a credential
+            they hold (the policy service's one-time token) would expire before their job
+            starts. Busy runners never are; a runner the stale rule removes is not replaced.
 
     Returns:
         The plan.
@@ -238,24 +245,33 @@ def plan_reconcile(
     ]
     healthy = [r for r in runners if r.state in HEALTHY_STATES]
     delta = max(desired, 0) - len(healthy)
-    surplus = _scale_down_order(healthy)[: max(-delta, 0)]
-    if stale_idle_after is not None:
-        chosen = {r.name for r in surplus}
-        surplus += [r for r in _stale_idle(healthy, now, stale_idle_after) if r.name not in chosen]
+    stale = _stale_idle(healthy, now, stale_idle_after) if stale_idle_after is not None else []
+    stale_names = {r.name for r in stale}
+    expiring = [] if max_idle_age is None else _stale_idle(healthy, now, max_idle_age)
+    expiring = [r for r in expiring if r.name not in stale_names]
+    expiring_names = {r.name for r in expiring}
+    remaining = [r for r in healthy if r.name not in expiring_names]
+    shortfall = max(desired, 0) - len(remaining)  # == delta without expiring runners
+    surplus = _scale_down_order(remaining)[: max(-shortfall, 0)]
+    chosen = {r.name for r in surplus}
+    surplus += [r for r in stale if r.name not in chosen]
+    deletions.extend(Deletion(r, DeleteReason.EXPIRING) for r in expiring)
     deletions.extend(Deletion(r, DeleteReason.SURPLUS) for r in surplus)
     return ReconcilePlan(
-        runners=runners, deletions=tuple(deletions), create=max(delta, 0), delta=delta
+        runners=runners, deletions=tuple(deletions), create=max(shortfall, 0), delta=delta
     )
 
 
 def _stale_idle(healthy: list[Runner], now: datetime, older_than: timedelta) -> list[Runner]:
-    return [
+    """Idle runners whose instance is older than ``older_than``, oldest first."""
+    old = [
         r
         for r in healthy
         if r.state is RunnerState.IDLE
         and r.instance is not None
         and now - r.instance.created_at > older_than
     ]
+    return sorted(old, key=_created_at)
 
 
 def _created_at(runner: Runner) -> datetime:

@@ -18,6 +18,7 @@ from github_api.types import RunnerApplication
 from lxd import LxdClient, LxdInstanceHandle
 from manager.complete_settings import complete_settings
 from manager.executor import run_parallel
+from manager.idle_limit import max_idle_age
 from manager.observe import observe
 from manager.removal import force_delete_instances, keep_logs, wait_repo_checks
 from manager.report import ReconcileReport
@@ -60,6 +61,7 @@ _BUSY_FLUSH_MODES = (
     LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK,
     LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK,
 )
+_HEALTHY_GONE = (DeleteReason.SURPLUS, DeleteReason.EXPIRING)  # healthy runners deleted
 _WAIT_REPO_CHECK_MODES = (
     LXDFlushMode.FLUSH_IDLE_WAIT_REPO_CHECK,
     LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK,
@@ -191,7 +193,13 @@ class RunnerManager:
                 if self._pool.queue_empty():  # no job waits: idle runners past the grace go
                     stale_after = self.settings.reactive_idle_grace
             plan = plan_reconcile(
-                instances, records, desired, now, self._timeouts(), stale_idle_after=stale_after
+                instances,
+                records,
+                desired,
+                now,
+                self._timeouts(),
+                stale_idle_after=stale_after,
+                max_idle_age=max_idle_age(self.settings, self.state.reconcile_interval),
             )
             report = ReconcileReport(plan=plan)
             alive = {i.name for i in instances}
@@ -208,17 +216,17 @@ class RunnerManager:
             self._delete(plan.deletions, report, allow_busy=False)
             if plan.create:
                 self._create(plan.create, resources, report)
-            surplus = sum(1 for d in plan.deletions if d.reason is DeleteReason.SURPLUS)
+            gone = sum(1 for d in plan.deletions if d.reason in _HEALTHY_GONE)
             if self._pool is not None:  # consumers = ceiling - runners alive after the change
-                kept = sum(plan.count(state) for state in HEALTHY_STATES) - surplus
-                self._pool.reconcile(max(quantity - kept, 0))
+                kept = sum(plan.count(state) for state in HEALTHY_STATES) - gone
+                self._pool.reconcile(max(quantity - kept - len(report.created), 0))
             report.duration = time.monotonic() - start
             self.last_report = report
             not_busy = plan.count(RunnerState.IDLE) + plan.count(RunnerState.STARTING)
             self.metrics.reconciliation(
                 quantity,
                 report.duration,
-                idle=max(not_busy - surplus + len(report.created), 0),
+                idle=max(not_busy - gone + len(report.created), 0),
                 busy=plan.count(RunnerState.BUSY),
             )
         return plan.delta

@@ -31,6 +31,8 @@ class RunnerManagerSettings:
         settle_timeout: Seconds to wait for LXD operations a dead process left running.
         reactive_idle_grace: Reactive mode: how long a runner may stay idle before a reconcile
             that finds the queue empty flushes it.
+        credential_margin: How long before the policy service's one-time token expires an
+            idle runner is replaced, beyond one reconcile interval (see manager/idle_limit.py).
         repo_check_wait: Seconds a ``*_WAIT_REPO_CHECK`` flush waits for checks in flight.
         busy_delete_wait: Seconds to wait for GitHub to release a killed busy runner.
         repo_policy_url: URL of the pre-job policy service as runners reach it, if any.
@@ -56,6 +58,7 @@ class RunnerManagerSettings:
     lock_timeout: float = 600.0
     settle_timeout: float = 60.0
     reactive_idle_grace: timedelta = timedelta(minutes=5)
+    credential_margin: timedelta = timedelta(hours=1)
     repo_check_wait: float = 120.0
     busy_delete_wait: float = 30.0
     repo_policy_url: str | None = None

@@ -333,3 +333,113 @@ def test_stale_idle_table(instances, records, desired, grace, create, delta, del
     assert (plan.create, plan.delta) == (create, delta)
     assert deleted(plan) == deletions
     assert len(plan.deletions) == len(deletions), "a runner is deleted once"
+
+
+MAX_IDLE = timedelta(hours=22)  # e.g. a 24 h token less a 1 h margin and a 1 h interval
+EXPIRED = NOW - timedelta(hours=25)
+NEARLY = NOW - MAX_IDLE + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("instances", "records", "desired", "create", "delta", "deletions"),
+    [
+        pytest.param(
+            [inst("a", EXPIRED), inst("b")],
+            [rec("a"), rec("b")],
+            2,
+            1,
+            0,
+            {"a": DeleteReason.EXPIRING},
+            id="expiring-idle-is-replaced-count-stays",
+        ),
+        pytest.param(
+            [inst("a", NEARLY)],
+            [rec("a")],
+            1,
+            0,
+            0,
+            {},
+            id="idle-younger-than-the-limit-stays",
+        ),
+        pytest.param(
+            [inst("a", EXPIRED), inst("b", EXPIRED)],
+            [rec("a", busy=True), rec("b", online=False, busy=True)],
+            2,
+            0,
+            0,
+            {},
+            id="busy-never-expiring",
+        ),
+        pytest.param(
+            [inst("a", EXPIRED), inst("b", EXPIRED), inst("c")],
+            [rec("a"), rec("b"), rec("c")],
+            1,
+            0,
+            -2,
+            {"a": DeleteReason.EXPIRING, "b": DeleteReason.EXPIRING},
+            id="expiring-beside-scale-down-no-replacement-needed",
+        ),
+        pytest.param(
+            [inst("a", EXPIRED), inst("b"), inst("c", NOW - timedelta(minutes=10))],
+            [rec("a"), rec("b"), rec("c")],
+            1,
+            0,
+            -2,
+            {"a": DeleteReason.EXPIRING, "b": DeleteReason.SURPLUS},
+            id="scale-down-takes-the-oldest-left",
+        ),
+        pytest.param(
+            [inst("a", EXPIRED), inst("b", EXPIRED)],
+            [rec("a"), rec("b")],
+            1,
+            1,
+            -1,
+            {"a": DeleteReason.EXPIRING, "b": DeleteReason.EXPIRING},
+            id="all-expiring-one-wanted",
+        ),
+        pytest.param(
+            [inst("a", EXPIRED, InstanceState.STOPPED)],
+            [rec("a")],
+            1,
+            1,
+            1,
+            {"a": DeleteReason.UNHEALTHY},
+            id="unhealthy-keeps-its-reason",
+        ),
+        pytest.param(
+            [inst("a", EXPIRED)],
+            [rec("a")],
+            0,
+            0,
+            -1,
+            {"a": DeleteReason.EXPIRING},
+            id="none-wanted-expiring-not-replaced",
+        ),
+    ],
+)
+def test_expiring_idle_table(instances, records, desired, create, delta, deletions) -> None:
+    plan = plan_reconcile(instances, records, desired, NOW, max_idle_age=MAX_IDLE)
+    assert (plan.create, plan.delta) == (create, delta)
+    assert deleted(plan) == deletions
+    assert len(plan.deletions) == len(deletions), "a runner is deleted once"
+
+
+def test_expiry_follows_the_clock() -> None:
+    """The same runner is kept today and replaced once the clock passes the limit."""
+    created = NOW - timedelta(hours=1)
+    views, records = [inst("a", created)], [rec("a")]
+    assert plan_reconcile(views, records, 1, NOW, max_idle_age=MAX_IDLE).deletions == ()
+    later = created + MAX_IDLE + timedelta(minutes=1)
+    plan = plan_reconcile(views, records, 1, later, max_idle_age=MAX_IDLE)
+    assert deleted(plan) == {"a": DeleteReason.EXPIRING}
+    assert plan.create == 1
+    assert plan_reconcile(views, records, 1, later).deletions == (), "no limit: kept"
+
+
+def test_stale_rule_wins_over_expiry() -> None:
+    """Reactive mode with an empty queue: a stale runner goes and is not replaced."""
+    plan = plan_reconcile(
+        [inst("a", EXPIRED)], [rec("a")], 1, NOW, stale_idle_after=GRACE, max_idle_age=MAX_IDLE
+    )
+    assert deleted(plan) == {"a": DeleteReason.SURPLUS}
+    assert plan.create == 0
