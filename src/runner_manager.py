@@ -124,6 +124,7 @@ class RunnerManager:
             flavor=app_name,
             storage=(metrics_storage or self._metrics_storage()) if enabled else None,
             github=self._clients.github,
+            served=runner_manager_config.path,
         )
 
     def _metrics_storage(self) -> StorageManager:

@@ -8,7 +8,8 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from errors import GithubClientError
-from github_api.types import GitHubRepo, JobInfo
+from github_api.names import parse_repository, serves
+from github_api.types import GitHubPath, GitHubRepo, JobInfo
 from metrics.type import PreJobMetrics
 
 logger = logging.getLogger(__name__)
@@ -42,24 +43,43 @@ class GithubJobMetrics(BaseModel):
 
 
 def job(
-    github_client: JobsOfRunClient, pre_job_metrics: PreJobMetrics, runner_name: str
+    github_client: JobsOfRunClient,
+    pre_job_metrics: PreJobMetrics,
+    runner_name: str,
+    *,
+    served: GitHubPath,
 ) -> GithubJobMetrics | None:
     """Find the job a runner ran and return its queue duration and conclusion.
 
     The job is the one of run ``pre_job_metrics.workflow_run_id`` in
-    ``pre_job_metrics.repository`` whose ``runner_name`` is this runner.
+    ``pre_job_metrics.repository`` whose ``runner_name`` is this runner. The job wrote that
+    repository: GitHub is only asked when it is a name GitHub allows
+    (:func:`github_api.names.parse_repository`) and the served repository or a repository of
+    the served organisation; otherwise the lookup is skipped (and logged, escaped).
 
     Args:
         github_client: The GitHub client.
         pre_job_metrics: What the runner reported when it took the job.
         runner_name: The runner.
+        served: The repository or organisation this unit serves.
 
     Returns:
-        The job metrics, or None when GitHub cannot be asked, has no such job, or the job has
-        no start time (events are then issued without these fields).
+        The job metrics, or None when the repository is refused, GitHub cannot be asked, has
+        no such job, or the job has no start time (events are then issued without these
+        fields).
     """
-    owner, _, name = pre_job_metrics.repository.partition("/")
-    repo = GitHubRepo(owner=owner, repo=name)
+    try:
+        repo = parse_repository(pre_job_metrics.repository)
+    except ValueError:
+        repo = None
+    if repo is None or not serves(served, repo):
+        logger.warning(
+            "Runner %s reported repository %r, not %s: no queue time looked up",
+            runner_name,
+            pre_job_metrics.repository,
+            served.path(),
+        )
+        return None
     try:
         jobs = github_client.list_jobs_of_run(repo, pre_job_metrics.workflow_run_id)
     except GithubClientError as exc:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from errors import MetricsError
 from metrics import github as github_metrics
 from metrics.events import Event, RunnerInstalled, issue_event, now
 from metrics.runner import extract, issue_events, reconciliation_event
 from metrics.storage import StorageManager
+
+if TYPE_CHECKING:
+    from github_api.types import GitHubPath
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +31,8 @@ class MetricsRecorder:
         flavor: str,
         storage: StorageManager | None,
         github: github_metrics.JobsOfRunClient,
+        *,
+        served: GitHubPath,
     ) -> None:
         """Build the recorder.
 
@@ -35,11 +41,14 @@ class MetricsRecorder:
             flavor: The runner flavor (the application name).
             storage: The metrics store manager (required when enabled).
             github: Client used to find the job a runner ran.
+            served: The repository or organisation the unit serves: the only one asked about
+                jobs (a runner's metrics name the repository, and the job wrote them).
         """
         self.enabled = enabled and storage is not None
         self.flavor = flavor
         self.storage = storage if self.enabled else None
         self._github = github
+        self._served = served
         self._issued: list[set[type[Event]]] = []
 
     def collect(self, ignore_runners: set[str]) -> int:
@@ -58,7 +67,10 @@ class MetricsRecorder:
             job = None
             if runner_metrics.pre_job is not None:
                 job = github_metrics.job(
-                    self._github, runner_metrics.pre_job, runner_metrics.runner_name
+                    self._github,
+                    runner_metrics.pre_job,
+                    runner_metrics.runner_name,
+                    served=self._served,
                 )
             self._issued.append(issue_events(runner_metrics, self.flavor, job))
             count += 1

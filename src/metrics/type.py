@@ -22,6 +22,9 @@ file atomically: to ``.<name>.tmp`` in the store, then ``mv`` it to ``<name>`` (
     - ``workflow_run_id``: JSON integer (not a string, not ``1.0``), 0 <= id < 2**63
       (``$GITHUB_RUN_ID``; write it unquoted).
     - ``repository``: ``owner/repo`` (``$GITHUB_REPOSITORY``), each part ``[A-Za-z0-9_.-]{1,100}``.
+      The job can write this file: the queue time is only looked up on GitHub when the name is
+      one GitHub allows and is the repository (or in the organisation) the unit serves
+      (``metrics.github.job``); otherwise the events are issued without it.
     - ``event``: the GitHub event name, ``[a-z_]{1,64}`` (``$GITHUB_EVENT_NAME``).
 
 ``post-job-metrics.json`` (written by ``start.sh`` once the runner application exited)::

@@ -9,6 +9,7 @@ from github_api.types import GitHubRepo, JobInfo, JobStatus
 from metrics.github import GithubJobMetrics, job
 from metrics.type import PreJobMetrics
 
+SERVED = GitHubRepo("owner", "repo")
 CREATED = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
 PRE = PreJobMetrics(
     timestamp=1_763_884_800,
@@ -47,26 +48,30 @@ def test_finds_the_runners_job() -> None:
     client = FakeClient(
         [job_info(1, "other", timedelta(seconds=1)), job_info(2, "me", timedelta(seconds=12.5))]
     )
-    assert job(client, PRE, "me") == GithubJobMetrics(queue_duration=12.5, conclusion="success")
+    assert job(client, PRE, "me", served=SERVED) == GithubJobMetrics(
+        queue_duration=12.5, conclusion="success"
+    )
     assert client.calls == [(GitHubRepo("owner", "repo"), 77)]
 
 
 def test_negative_queue_duration_is_clamped() -> None:
     client = FakeClient([job_info(2, "me", timedelta(seconds=-3))])
-    result = job(client, PRE, "me")
+    result = job(client, PRE, "me", served=SERVED)
     assert result is not None and result.queue_duration == 0.0
 
 
 def test_not_found() -> None:
-    assert job(FakeClient([job_info(1, "other", timedelta(1))]), PRE, "me") is None
+    assert job(FakeClient([job_info(1, "other", timedelta(1))]), PRE, "me", served=SERVED) is None
 
 
 def test_not_started() -> None:
-    assert job(FakeClient([job_info(1, "me", None)]), PRE, "me") is None
+    assert job(FakeClient([job_info(1, "me", None)]), PRE, "me", served=SERVED) is None
 
 
 def test_github_error() -> None:
-    assert job(FakeClient(error=GithubApiError("boom", status=502)), PRE, "me") is None
+    assert (
+        job(FakeClient(error=GithubApiError("boom", status=502)), PRE, "me", served=SERVED) is None
+    )
 
 
 def test_the_real_client_fits_the_protocol() -> None:
