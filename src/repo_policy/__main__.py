@@ -9,6 +9,7 @@ from pathlib import Path
 
 from errors import RepoPolicyConfigError
 from repo_policy.config import load_config
+from repo_policy.server_limits import ServerLimits
 from repo_policy.service import ServiceFiles, build_app
 
 logger = logging.getLogger("repo_policy")
@@ -30,6 +31,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config-file", type=Path, help="JSON policy configuration")
     serve.add_argument("--state-file", type=Path, help="where one-time tokens survive restarts")
     serve.add_argument("--threads", type=int, default=4, help="waitress worker threads")
+    defaults = ServerLimits()
+    serve.add_argument(
+        "--connections-per-client",
+        type=int,
+        default=defaults.connections_per_client,
+        help="connections one peer address may hold at once (beyond: closed on accept)",
+    )
+    serve.add_argument(
+        "--connection-limit",
+        type=int,
+        default=defaults.connection_limit,
+        help="connections in all",
+    )
+    serve.add_argument(
+        "--channel-timeout",
+        type=int,
+        default=defaults.channel_timeout,
+        help="seconds a connection may stay idle or half-sent",
+    )
     serve.add_argument("--log-level", default="INFO", help="logging level")
     return parser
 
@@ -61,11 +81,27 @@ def main(argv: list[str] | None = None) -> int:
         config_file=args.config_file,
         state_file=args.state_file,
     )
+    try:
+        limits = ServerLimits(
+            connections_per_client=args.connections_per_client,
+            connection_limit=args.connection_limit,
+            channel_timeout=args.channel_timeout,
+        )
+    except ValueError as exc:
+        logger.error("invalid server limits: %s", exc)
+        return 2
     app = build_app(files)
-    from waitress import serve  # noqa: PLC0415 - the service's only use of waitress
+    from repo_policy.server import create_server  # noqa: PLC0415 - imports waitress
 
-    logger.info("policy service listening on %s:%d", args.host, args.port)
-    serve(app, host=args.host, port=args.port, threads=args.threads, ident="repo-policy")
+    server = create_server(app, args.host, args.port, args.threads, limits)
+    logger.info(
+        "policy service listening on %s:%d (%d connections per client, %d in all)",
+        args.host,
+        int(server.effective_port),
+        limits.connections_per_client,
+        limits.connection_limit,
+    )
+    server.run()
     return 0
 
 

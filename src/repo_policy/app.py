@@ -26,7 +26,8 @@ from repo_policy.tokens import OneTimeTokenStore
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY = 4 * 1024 * 1024
+MAX_BODY = 1024 * 1024  # waitress refuses larger bodies first (repo_policy.server_limits)
+MAX_JSON_DEPTH = 64  # event payloads nest less than 10 deep
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _REASONS = {
     200: "OK",
@@ -37,6 +38,7 @@ _REASONS = {
     405: "Method Not Allowed",
     411: "Length Required",
     413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -101,16 +103,18 @@ class PolicyApp:
     def _route(
         self, method: str, path: str, environ: dict[str, Any]
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        routes: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
-            "/health": ("GET", lambda _: _json(200, {"ok": True})),
-            "/one-time-token": ("GET", self._one_time_token),
-            "/check": ("POST", self._check),
+        # Only /health answers HEAD: a HEAD of /one-time-token would mint a token nobody reads.
+        routes: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], Any]]] = {
+            "/health": (("GET", "HEAD"), lambda _: _json(200, {"ok": True})),
+            "/one-time-token": (("GET",), self._one_time_token),
+            "/check": (("POST",), self._check),
         }
         route = routes.get(path)
         if route is None:
             return _json(404, {"reason": "not found"})
-        allowed, handler = route
-        if method != allowed and not (allowed == "GET" and method == "HEAD"):
+        methods, handler = route
+        if method not in methods:
+            allowed = methods[0]
             answer = _json(405, {"reason": f"use {allowed}"})
             answer[1].append(("Allow", allowed))
             return answer
@@ -139,13 +143,11 @@ class PolicyApp:
             logger.warning("check refused: %s", exc.message)
             return _json(403, {"allowed": False, "reason": exc.message})
         try:
-            body = _read_body(environ)
-            check = CheckRequest.from_json(json.loads(body))
+            check = CheckRequest.from_json(_decode(_read_body(environ)))
         except _BodyError as exc:
             return _json(exc.status, {"allowed": False, "reason": exc.reason})
-        except (ValueError, BadCheckRequestError) as exc:
-            reason = str(exc) if isinstance(exc, BadCheckRequestError) else "the body is not JSON"
-            return _json(400, {"allowed": False, "reason": reason})
+        except BadCheckRequestError as exc:
+            return _json(400, {"allowed": False, "reason": str(exc)})
         if self._before_check is not None:
             self._before_check(check)
         try:
@@ -184,6 +186,33 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     if length > MAX_BODY:
         raise _BodyError(413, f"the body is larger than {MAX_BODY} bytes")
     data: bytes = environ["wsgi.input"].read(length)
+    return data
+
+
+def _decode(body: bytes) -> Any:
+    """Decode a JSON body nested at most :data:`MAX_JSON_DEPTH` levels deep.
+
+    ``json.loads`` recurses once per level and raises ``RecursionError`` near Python's limit;
+    the depth of what it returns is then measured without recursion.
+
+    Raises:
+        _BodyError: 400 when the body is not JSON or nests too deep.
+    """
+    too_deep = _BodyError(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise too_deep from None
+    except ValueError:
+        raise _BodyError(400, "the body is not JSON") from None
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise too_deep
+            stack.extend((child, depth + 1) for child in children)
     return data
 
 

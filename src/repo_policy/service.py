@@ -14,6 +14,7 @@ from github_api.types import BranchProtection, GitHubRepo, PullRequestInfo
 from repo_policy.app import PolicyApp
 from repo_policy.config import ConfigSource, WatchedFile
 from repo_policy.policy import CheckRequest, PolicyGitHub
+from repo_policy.server_limits import ServerLimits
 from repo_policy.tokens import DEFAULT_MAX_TOKENS, OneTimeTokenStore
 
 GITHUB_TIMEOUT = 10.0
@@ -125,14 +126,21 @@ class BackgroundServer:
     """Serve a WSGI app with waitress in a daemon thread: for tests, the demo and benchmarks.
 
     Stops cleanly: the serving thread notices the stop and closes the listening socket itself.
+    It is the production server (:mod:`repo_policy.server`: per-client cap, timeouts, limits).
 
     Attributes:
+        limits: The server's bounds.
         host: The listening address.
         port: The listening port (chosen by the system when 0 was asked).
     """
 
     def __init__(
-        self, app: Callable[..., Any], host: str = "127.0.0.1", port: int = 0, threads: int = 4
+        self,
+        app: Callable[..., Any],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        threads: int = 4,
+        limits: ServerLimits | None = None,
     ) -> None:
         """Bind at once (the port is known before :meth:`start`).
 
@@ -141,10 +149,14 @@ class BackgroundServer:
             host: The address to listen on (keep it loopback).
             port: The port; 0 picks a free one.
             threads: Waitress worker threads.
+            limits: The server's bounds (the service's defaults when None).
         """
-        from waitress.server import create_server  # noqa: PLC0415 - tests and demo only
+        from repo_policy.server import create_server  # noqa: PLC0415 - imports waitress
 
-        self._server = create_server(app, host=host, port=port, threads=threads)
+        self.limits = limits or ServerLimits()
+        self._server = create_server(
+            app, host=host, port=port, threads=threads, limits=self.limits
+        )
         self.host = host
         self.port = int(self._server.effective_port)
         self._stop = threading.Event()

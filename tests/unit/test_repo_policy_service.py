@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from repo_policy.tokens import OneTimeTokenStore
 from runner_manager import template_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,8 +133,8 @@ def test_python_m_repo_policy_serve(tmp_path: Path) -> None:
         assert get(f"{base}/one-time-token", "wrong")[0] == 401
         status, token = get(f"{base}/one-time-token", "svc-token-123")
         assert status == 200 and len(token) > 40
-        saved = json.loads((tmp_path / "tokens.json").read_text())
-        assert len(saved["unused"]) == 1
+        store = OneTimeTokenStore(state_file=tmp_path / "tokens.json")  # its tokens.sqlite3
+        assert store.path == tmp_path / "tokens.sqlite3" and len(store) == 1
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,14 +104,20 @@ def test_concurrent_consumers_get_one_success() -> None:
 
 
 def test_state_file_survives_restart_and_holds_no_token(tmp_path: Path) -> None:
-    state = tmp_path / "tokens.json"
+    state = tmp_path / "tokens.sqlite3"
     clock = Clock()
     store = OneTimeTokenStore(ttl=600, state_file=state, clock=clock)
     kept, used = store.issue(), store.issue()
     store.consume(used)
-    text = state.read_text()
-    assert kept not in text and used not in text
-    assert oct(state.stat().st_mode & 0o777) == "0o600"
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert kept.encode() not in stored and used.encode() not in stored
+    assert {p.name for p in tmp_path.iterdir()} <= {
+        "tokens.sqlite3",
+        "tokens.sqlite3-wal",
+        "tokens.sqlite3-shm",
+    }
+    for path in tmp_path.iterdir():
+        assert oct(path.stat().st_mode & 0o777) == "0o600", path
     again = OneTimeTokenStore(ttl=600, state_file=state, clock=clock)
     assert refusal(again, used) == TokenRefusal.USED.value
     again.consume(kept)
@@ -117,15 +126,74 @@ def test_state_file_survives_restart_and_holds_no_token(tmp_path: Path) -> None:
     assert refusal(later, kept) == TokenRefusal.UNKNOWN.value
 
 
+def test_a_json_state_file_is_migrated_once(tmp_path: Path) -> None:
+    """The former format's digests (idle runners' tokens) survive the upgrade."""
+    legacy = tmp_path / "one-time-tokens.json"
+    clock = Clock()
+    old = OneTimeTokenStore(ttl=600, clock=clock)
+    kept, used = old.issue(), old.issue()
+    digests = {t: hashlib.sha256(t.encode()).hexdigest() for t in (kept, used)}
+    legacy.write_text(
+        json.dumps(
+            {
+                "unused": {digests[kept]: clock.now + 600, "short": 1.0},
+                "used": {digests[used]: clock.now + 600},
+            }
+        )
+    )
+    store = OneTimeTokenStore(ttl=600, state_file=legacy, clock=clock)
+    assert not legacy.exists() and (tmp_path / "one-time-tokens.sqlite3").exists()
+    assert len(store) == 1
+    assert refusal(store, used) == TokenRefusal.USED.value
+    store.consume(kept)
+    reopened = OneTimeTokenStore(ttl=600, state_file=legacy, clock=clock)
+    assert refusal(reopened, kept) == TokenRefusal.USED.value
+
+
 @pytest.mark.parametrize("content", ["not json", "[]", '{"unused": 3, "used": {}}'])
-def test_corrupt_state_file_starts_empty(tmp_path: Path, content: str) -> None:
+def test_corrupt_legacy_state_file_starts_empty(tmp_path: Path, content: str) -> None:
     state = tmp_path / "tokens.json"
     state.write_text(content)
     store = OneTimeTokenStore(state_file=state)
+    assert len(store) == 0 and not state.exists()
+    store.consume(store.issue())
+
+
+def test_corrupt_database_starts_empty(tmp_path: Path) -> None:
+    state = tmp_path / "tokens.sqlite3"
+    state.write_bytes(b"this is not an SQLite database, " * 64)
+    store = OneTimeTokenStore(state_file=state)
     assert len(store) == 0
-    token = store.issue()
-    assert json.loads(state.read_text())["unused"]
-    store.consume(token)
+    store.consume(store.issue())
+
+
+def _consume_in_child(path: str, token: str, start: Any, results: Any) -> None:
+    store = OneTimeTokenStore(state_file=Path(path))
+    start.wait()
+    try:
+        store.consume(token)
+        results.put(True)
+    except errors.RepoPolicyTokenError:
+        results.put(False)
+
+
+def test_consumers_in_processes_sharing_the_file_get_one_success(tmp_path: Path) -> None:
+    """The one-time guarantee holds in the database, not only under the store's lock."""
+    state = tmp_path / "tokens.sqlite3"
+    token = OneTimeTokenStore(state_file=state).issue()
+    context = multiprocessing.get_context("fork")
+    start, results = context.Event(), context.Queue()
+    children = [
+        context.Process(target=_consume_in_child, args=(str(state), token, start, results))
+        for _ in range(6)
+    ]
+    for child in children:
+        child.start()
+    start.set()
+    wins = sorted(results.get(timeout=30) for _ in children)
+    for child in children:
+        child.join(timeout=30)
+    assert wins == [False] * 5 + [True]
 
 
 def test_invalid_bounds() -> None:
