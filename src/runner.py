@@ -31,6 +31,7 @@ from errors import (
 )
 from lxd import disk_device, host_ids, proxy_device
 from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
+from observability.runner_logs import INSTANCE_LOG_PATH, collect_command, keep_log
 from runner_type import Arch, RunnerConfig, RunnerStatus, VirtualMachineResources, runner_labels
 
 if TYPE_CHECKING:
@@ -179,9 +180,14 @@ class Runner:
             self._register(config)
             self._start()
             self.instance.set_config({CREATED_KEY: "true"})
-        except GithubRunnerError as exc:
+        except BaseException as exc:  # any failure (a bug's KeyError, an OSError...) cleans up
             self._cleanup_failed_create(config)
-            raise RunnerCreateError(f"creating runner {name} failed: {exc}", name) from exc
+            if not isinstance(exc, Exception):  # interrupted: cleaned up, re-raised as it is
+                raise
+            what = (
+                str(exc) if isinstance(exc, GithubRunnerError) else f"{type(exc).__name__}: {exc}"
+            )
+            raise RunnerCreateError(f"creating runner {name} failed: {what}", name) from exc
         logger.info("runner %s created in %.1f s", name, time.monotonic() - started)
 
     def _launch_or_explain(self, config: CreateRunnerConfig) -> LxdInstanceHandle:
@@ -343,22 +349,23 @@ class Runner:
         )
 
     def _cleanup_failed_create(self, config: CreateRunnerConfig) -> None:
+        """Undo a failed creation; each step is tried whatever the others raise."""
         if self.status.runner_id is not None:
             try:
                 self._clients.github.delete_runner(
                     self.config.path, self.status.runner_id, self.config.name
                 )
-            except GithubRunnerError as exc:
+            except Exception as exc:  # logged; the next reconcile retries
                 logger.warning("could not deregister %s: %s", self.config.name, exc)
         if self.instance is not None:
             try:
                 self.instance.delete()
-            except LXDError as exc:
+            except Exception as exc:  # logged; the plan removes it later
                 logger.warning("could not delete instance %s: %s", self.config.name, exc)
         if config.metrics is not None:
             try:
                 config.metrics.delete(self.config.name)
-            except GithubRunnerError as exc:
+            except Exception as exc:  # logged; orphan stores are cleaned
                 logger.warning("could not delete metrics store of %s: %s", self.config.name, exc)
 
     # --- remove ----------------------------------------------------------------------------------
@@ -451,35 +458,24 @@ class Runner:
         return result.ok
 
     def pull_logs(self) -> None:
-        """Pull the logs of the runner into the unit's log directory.
+        """Pull the logs of the runner into the unit's log directory, as plain ``<name>.log``.
 
-        Expects the runner to have an instance.
+        Expects the runner to have an instance. Bounds and rotation: :mod:`observability.
+        runner_logs`.
 
         Raises:
             RunnerLogsError: If the runner logs could not be pulled.
         """
         if self.instance is None:
             raise RunnerLogsError("runner has no instance to pull logs from", self.config.name)
-        app = shlex.quote(str(self.runner_application))
-        archive = "/tmp/github-runner-logs.tar.gz"  # noqa: S108 - inside the runner instance
         try:
             self.instance.execute(
-                [
-                    "bash",
-                    "-c",
-                    f"tar -czf {archive} --ignore-failed-read -C / "
-                    f"$(cd / && ls -d {app.lstrip('/')}/_diag var/log/syslog "
-                    "var/log/github-runner.log 2>/dev/null)",
-                ],
-                timeout=60,
-                check=True,
+                collect_command(str(self.runner_application)), timeout=60, check=True
             )
-            data = self.instance.files.pull(archive, max_bytes=LOG_MAX_BYTES)
+            data = self.instance.files.pull(INSTANCE_LOG_PATH, max_bytes=LOG_MAX_BYTES)
         except LXDError as exc:
             raise RunnerLogsError(f"pulling logs failed: {exc}", self.config.name) from exc
-        target = self.settings.runner_log_dir / f"{self.config.name}.tar.gz"
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        except OSError as exc:
+            keep_log(self.settings.runner_log_dir, self.config.name, data)
+        except (OSError, ValueError) as exc:
             raise RunnerLogsError(f"writing logs failed: {exc}", self.config.name) from exc

@@ -99,13 +99,15 @@ class FakeInstance:
         if "Runner.Listener --version" in " ".join(cmd):
             version = self.lxd.image_runner_version
             return ExecResult(0 if version else 127, version or "", "")
-        if "tar -czf /tmp/github-runner-logs.tar.gz" in " ".join(cmd):
-            self.files_pushed["/tmp/github-runner-logs.tar.gz"] = (
+        if "> /tmp/github-runner-logs.log" in " ".join(cmd):
+            self.files_pushed["/tmp/github-runner-logs.log"] = (
                 b"logs of " + self.name.encode(),
                 0o644,
                 0,
                 0,
             )
+        if check and self.lxd.fail_exec_with is not None:
+            raise self.lxd.fail_exec_with
         if check and self.lxd.fail_exec:
             raise errors.LXDError("exec failed", "exec", self.name)
         return ExecResult(0, "", "")
@@ -140,6 +142,7 @@ class FakeLxd:
         self.fail_create_every: int = 0  # fail every Nth create (0: never)
         self.fail_ready = False
         self.fail_exec = False
+        self.fail_exec_with: Exception | None = None  # raised by a checked exec (any error)
         self._creates = itertools.count(1)
 
     def create(
