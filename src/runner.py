@@ -31,7 +31,6 @@ from errors import (
 )
 from lxd import disk_device, host_ids, proxy_device
 from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
-from observability.runner_logs import INSTANCE_LOG_PATH, collect_command, keep_log
 from runner_type import Arch, RunnerConfig, RunnerStatus, VirtualMachineResources, runner_labels
 
 if TYPE_CHECKING:
@@ -458,24 +457,35 @@ class Runner:
         return result.ok
 
     def pull_logs(self) -> None:
-        """Pull the logs of the runner into the unit's log directory, as plain ``<name>.log``.
+        """Pull the logs of the runner into the unit's log directory.
 
-        Expects the runner to have an instance. Bounds and rotation: :mod:`observability.
-        runner_logs`.
+        Expects the runner to have an instance.
 
         Raises:
             RunnerLogsError: If the runner logs could not be pulled.
         """
         if self.instance is None:
             raise RunnerLogsError("runner has no instance to pull logs from", self.config.name)
+        app = shlex.quote(str(self.runner_application))
+        archive = "/tmp/github-runner-logs.tar.gz"  # noqa: S108 - inside the runner instance
         try:
             self.instance.execute(
-                collect_command(str(self.runner_application)), timeout=60, check=True
+                [
+                    "bash",
+                    "-c",
+                    f"tar -czf {archive} --ignore-failed-read -C / "
+                    f"$(cd / && ls -d {app.lstrip('/')}/_diag var/log/syslog "
+                    "var/log/github-runner.log 2>/dev/null)",
+                ],
+                timeout=60,
+                check=True,
             )
-            data = self.instance.files.pull(INSTANCE_LOG_PATH, max_bytes=LOG_MAX_BYTES)
+            data = self.instance.files.pull(archive, max_bytes=LOG_MAX_BYTES)
         except LXDError as exc:
             raise RunnerLogsError(f"pulling logs failed: {exc}", self.config.name) from exc
+        target = self.settings.runner_log_dir / f"{self.config.name}.tar.gz"
         try:
-            keep_log(self.settings.runner_log_dir, self.config.name, data)
-        except (OSError, ValueError) as exc:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        except OSError as exc:
             raise RunnerLogsError(f"writing logs failed: {exc}", self.config.name) from exc
