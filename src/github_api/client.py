@@ -35,6 +35,7 @@ from github_api.parse import (
     protection_from_json,
     pull_request_from_json,
     runner_from_json,
+    workflow_run_from_json,
 )
 from github_api.retry import Budget, HttpTransport, Retrier
 from github_api.transport import PyGithubTransport
@@ -49,6 +50,7 @@ from github_api.types import (
     RegistrationToken,
     RunnerApplication,
     SelfHostedRunner,
+    WorkflowRunInfo,
 )
 
 logger = logging.getLogger(__name__)
@@ -408,6 +410,26 @@ class GithubClient:
             return pull_request_from_json(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise malformed("pull request", exc) from exc
+
+    def get_workflow_run(self, path: GitHubRepo, run_id: int) -> WorkflowRunInfo:
+        """Return a workflow run (what the policy service decides on, not the runner's word).
+
+        Args:
+            path: The repository of the run.
+            run_id: The run id.
+
+        Returns:
+            The run.
+
+        Raises:
+            GithubNotFoundError: If the repository has no such run (404).
+        """
+        url = f"{_prefix(path)}/actions/runs/{int(run_id)}"
+        data = self._retrier.request("GET", url, path, self._retrier.budget())
+        try:
+            return workflow_run_from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise malformed("workflow run", exc) from exc
 
 
 # --- helpers ----------------------------------------------------------------------------------

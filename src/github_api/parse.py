@@ -23,6 +23,7 @@ from github_api.types import (
     PullRequestInfo,
     RunnerApplication,
     SelfHostedRunner,
+    WorkflowRunInfo,
 )
 
 _JOB_PATH = re.compile(r"^/repos/([^/]+)/([^/]+)/actions/jobs/([0-9]{1,19})$")
@@ -403,6 +404,33 @@ def pull_request_from_json(data: Any) -> PullRequestInfo:
         head_sha=json_str(head["sha"]),
         base_repo=json_str(base["repo"]["full_name"]),
         base_ref=json_str(base["ref"]),
+    )
+
+
+def workflow_run_from_json(data: Any) -> WorkflowRunInfo:
+    """Build a workflow run from GitHub's ``workflow-run`` object.
+
+    Args:
+        data: The decoded JSON object.
+
+    Returns:
+        The run.
+    """
+    head = data.get("head_repository")
+    owner = head.get("owner") if isinstance(head, dict) else None
+    pulls = data.get("pull_requests") or []
+    if not isinstance(pulls, list):
+        raise TypeError("pull_requests is not a list")
+    return WorkflowRunInfo(
+        id=json_int(data["id"]),
+        repository=json_str(data["repository"]["full_name"]),
+        event=json_str(data["event"]),
+        status=_opt_str(data.get("status")),
+        head_branch=_opt_str(data.get("head_branch")),
+        head_sha=json_str(data["head_sha"]),
+        head_repository=json_str(head["full_name"]) if isinstance(head, dict) else None,
+        head_owner_type=_opt_str(owner.get("type")) if isinstance(owner, dict) else None,
+        pull_requests=tuple(json_int(pull["number"]) for pull in pulls),
     )
 
 

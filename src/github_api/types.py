@@ -284,3 +284,32 @@ class PullRequestInfo:
     def is_fork(self) -> bool:
         """Whether the changes come from another repository (or a deleted one)."""
         return self.head_repo is None or self.head_repo.lower() != self.base_repo.lower()
+
+
+@dataclass(frozen=True)
+class WorkflowRunInfo:
+    """A workflow run as GitHub records it (``GET .../actions/runs/{run_id}``).
+
+    Attributes:
+        id: The run id.
+        repository: ``owner/repo`` of the repository the run belongs to.
+        event: The event that triggered it.
+        status: queued, in_progress, completed... (None when GitHub sends none).
+        head_branch: The branch (or tag) the run is on; a pull request's head branch.
+        head_sha: The commit the run is on; a pull request's head commit.
+        head_repository: ``owner/repo`` the head commit comes from (a fork for a pull request
+            from a fork); None when GitHub sends none.
+        head_owner_type: ``User`` or ``Organization``, the head repository's owner type.
+        pull_requests: Numbers of the pull requests GitHub links to the run (GitHub leaves this
+            empty for pull requests from forks).
+    """
+
+    id: int
+    repository: str
+    event: str
+    status: str | None
+    head_branch: str | None
+    head_sha: str
+    head_repository: str | None
+    head_owner_type: str | None
+    pull_requests: tuple[int, ...] = ()

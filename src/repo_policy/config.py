@@ -25,12 +25,16 @@ class PolicyConfig:
             repository's secrets and may check out a fork's code). Default False.
         allow_unprotected_branches: Let ``push``, ``workflow_dispatch`` and ``schedule`` jobs
             run on refs that are not branches protected with required reviews. Default False.
+        allow_organization_forks: Let pull requests from forks owned by another organisation
+            run when their author may write (all of that organisation's members can push to
+            the fork, unchecked). Default False.
         default: ``allow`` or ``deny`` for events the policy has no rule for. Default ``deny``.
         token_ttl: Seconds a one-time token stays valid (it must outlive an idle runner).
     """
 
     allow_pull_request_target: bool = False
     allow_unprotected_branches: bool = False
+    allow_organization_forks: bool = False
     default: str = DENY
     token_ttl: float = DEFAULT_TOKEN_TTL
 
@@ -53,7 +57,12 @@ class PolicyConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise RepoPolicyConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        for key in ("allow_pull_request_target", "allow_unprotected_branches"):
+        flags = (
+            "allow_pull_request_target",
+            "allow_unprotected_branches",
+            "allow_organization_forks",
+        )
+        for key in flags:
             if key in data and not isinstance(data[key], bool):
                 raise RepoPolicyConfigError(f"{key} must be true or false")
         default = data.get("default", DENY)
@@ -69,6 +78,7 @@ class PolicyConfig:
         return cls(
             allow_pull_request_target=bool(data.get("allow_pull_request_target", False)),
             allow_unprotected_branches=bool(data.get("allow_unprotected_branches", False)),
+            allow_organization_forks=bool(data.get("allow_organization_forks", False)),
             default=str(default),
             token_ttl=float(ttl),
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 from errors import GithubApiError
 from github_api.client import GithubClient
-from github_api.types import BranchProtection, GitHubRepo, PullRequestInfo
+from github_api.types import BranchProtection, GitHubRepo, PullRequestInfo, WorkflowRunInfo
 from repo_policy.app import PolicyApp
 from repo_policy.config import ConfigSource, WatchedFile
 from repo_policy.policy import CheckRequest, PolicyGitHub
@@ -69,6 +69,9 @@ class _NoGithub:
         raise GithubApiError(self.MESSAGE)
 
     def get_pull_request(self, path: GitHubRepo, number: int) -> PullRequestInfo:
+        raise GithubApiError(self.MESSAGE)
+
+    def get_workflow_run(self, path: GitHubRepo, run_id: int) -> WorkflowRunInfo:
         raise GithubApiError(self.MESSAGE)
 
 

@@ -17,7 +17,7 @@ from repo_policy.config import ConfigSource, PolicyConfig
 from repo_policy.policy import CheckRequest
 from repo_policy.service import ServiceFiles, build_app
 from repo_policy.tokens import OneTimeTokenStore
-from tests.unit.test_repo_policy_decision import FakeGithub, fork
+from tests.unit.test_repo_policy_decision import RUN, FakeGithub, branch_run, fork, pr_run
 
 SERVICE_TOKEN = "service-secret-0123456789"
 
@@ -78,6 +78,7 @@ def job(event: str = "pull_request", ref: str = "refs/pull/7/merge") -> dict[str
         "base_ref": "main",
         "sha": "c" * 40,
         "actor": "eve",
+        "run_id": str(RUN),
         "payload": {"pull_request": {"number": 7}},
     }
 
@@ -101,7 +102,9 @@ def test_no_service_token_configured_gives_503() -> None:
 
 
 def test_fork_pull_request_of_a_reader_is_refused_and_of_a_writer_allowed() -> None:
-    github = FakeGithub(pulls={7: fork("eve")}, permissions={"eve": "read"})
+    github = FakeGithub(
+        pulls={7: fork("eve")}, permissions={"eve": "read"}, runs={RUN: pr_run(fork("eve"))}
+    )
     app = make_app(github)
     status, _, body = call(app, "POST", "/check", one_time(app), job())
     answer = json.loads(body)
@@ -113,7 +116,8 @@ def test_fork_pull_request_of_a_reader_is_refused_and_of_a_writer_allowed() -> N
 
 
 def test_a_one_time_token_is_used_once() -> None:
-    app = make_app(FakeGithub(protections={"main": BranchProtection(1)}))
+    github = FakeGithub(protections={"main": BranchProtection(1)}, runs={RUN: branch_run()})
+    app = make_app(github)
     token = one_time(app)
     assert call(app, "POST", "/check", token, job("push", "refs/heads/main"))[0] == 200
     status, _, body = call(app, "POST", "/check", token, job("push", "refs/heads/main"))
@@ -165,7 +169,7 @@ def test_routes_and_methods() -> None:
 
 def test_before_check_hook_sees_valid_requests_only() -> None:
     seen: list[CheckRequest] = []
-    app = make_app(FakeGithub(), before_check=seen.append)
+    app = make_app(FakeGithub(runs={RUN: branch_run("release", None)}), before_check=seen.append)
     call(app, "POST", "/check", one_time(app), job("release"))
     call(app, "POST", "/check", one_time(app), {"event": "x"})
     assert [c.event for c in seen] == ["release"]
@@ -182,7 +186,10 @@ def test_a_bug_answers_500_and_never_allows() -> None:
 
 def test_tokens_never_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    app = make_app(FakeGithub(pulls={7: fork("eve")}, permissions={"eve": "none"}))
+    github = FakeGithub(
+        pulls={7: fork("eve")}, permissions={"eve": "none"}, runs={RUN: pr_run(fork("eve"))}
+    )
+    app = make_app(github)
     token = one_time(app)
     call(app, "POST", "/check", token, job())
     call(app, "POST", "/check", token, job())
@@ -196,7 +203,7 @@ def test_tokens_never_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
 def test_invalid_config_refuses_with_503(tmp_path: Path) -> None:
     path = tmp_path / "policy.json"
     path.write_text('{"default": "sometimes"}')
-    app = make_app()
+    app = make_app(FakeGithub(runs={RUN: branch_run("release", None)}))
     app._config = ConfigSource(path).get
     status, _, body = call(app, "POST", "/check", one_time(app), job("release"))
     assert status == 503 and "misconfigured" in json.loads(body)["reason"]
@@ -216,15 +223,10 @@ def test_service_files_are_rereads_on_change(tmp_path: Path) -> None:
     assert call(app, "GET", "/one-time-token", "first")[0] == 200
     token_file.write_text("second-and-longer\n")
     assert call(app, "GET", "/one-time-token", "first")[0] == 401
-    token = one_time_with(app, "second-and-longer")
-    # release falls to the default policy: allowed without asking GitHub.
-    assert call(app, "POST", "/check", token, job("release"))[0] == 200
+    assert app._config().default == "allow"
     config_file.write_text(json.dumps({"default": "deny", "token_ttl": 3600}))
-    assert (
-        call(app, "POST", "/check", one_time_with(app, "second-and-longer"), job("release"))[0]
-        == 403
-    )
-    # No GitHub token configured: GitHub questions fail, as 503.
+    assert app._config().default == "deny"
+    # No GitHub token configured: the run cannot be looked up, every check fails as 503.
     status, _, body = call(app, "POST", "/check", one_time_with(app, "second-and-longer"), job())
     assert status == 503 and "retry later" in json.loads(body)["reason"]
 

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 import errors
-from github_api.types import BranchProtection, GitHubRepo, PullRequestInfo
+from github_api.types import BranchProtection, GitHubRepo, PullRequestInfo, WorkflowRunInfo
 from repo_policy.config import PolicyConfig
 from repo_policy.policy import BadCheckRequestError, CheckRequest, evaluate
 
 REPO = "octo/app"
+RUN = 42
 REVIEWED = BranchProtection(required_approving_review_count=1)
 NO_REVIEWS = BranchProtection(required_approving_review_count=None)
 
@@ -43,6 +44,49 @@ def fork(author: str, owner: str | None = None, owner_type: str = "User") -> Pul
     return pull(author, f"{owner}/app", owner, owner_type)
 
 
+def pr_run(
+    pr: PullRequestInfo, event: str = "pull_request", status: str = "in_progress"
+) -> WorkflowRunInfo:
+    """GitHub's record of a run of the pull request's head (forks' runs name no pull request)."""
+    return WorkflowRunInfo(
+        id=RUN,
+        repository=REPO,
+        event=event,
+        status=status,
+        head_branch=pr.head_ref,
+        head_sha=pr.head_sha,
+        head_repository=pr.head_repo,
+        head_owner_type=pr.head_owner_type,
+        pull_requests=() if pr.is_fork else (pr.number,),
+    )
+
+
+def branch_run(event: str = "push", branch: str | None = "main") -> WorkflowRunInfo:
+    """GitHub's record of a run on a branch (or a tag: GitHub names it as head_branch too)."""
+    return WorkflowRunInfo(
+        id=RUN,
+        repository=REPO,
+        event=event,
+        status="in_progress",
+        head_branch=branch,
+        head_sha="d" * 40,
+        head_repository=REPO,
+        head_owner_type="Organization",
+    )
+
+
+def run_for(event: str, ref: str, pulls: dict[int, PullRequestInfo]) -> WorkflowRunInfo:
+    """The run GitHub records for a job the runner reports honestly."""
+    if event in ("pull_request", "pull_request_review", "pull_request_review_comment"):
+        if 7 in pulls:
+            return pr_run(pulls[7], event)
+        return WorkflowRunInfo(RUN, REPO, event, "in_progress", "feature", "a" * 40, REPO, None)
+    for prefix in ("refs/heads/", "refs/tags/"):
+        if ref.startswith(prefix):
+            return branch_run(event, ref[len(prefix) :])
+    return branch_run(event, None)
+
+
 @dataclass
 class FakeGithub:
     """GitHub as data; ``fail`` raises that error on any question."""
@@ -50,6 +94,7 @@ class FakeGithub:
     permissions: dict[str, str] = field(default_factory=dict)
     protections: dict[str, BranchProtection] = field(default_factory=dict)
     pulls: dict[int, PullRequestInfo] = field(default_factory=dict)
+    runs: dict[int, WorkflowRunInfo] = field(default_factory=dict)
     fail: Exception | None = None
     asked: list[str] = field(default_factory=list)
 
@@ -75,9 +120,20 @@ class FakeGithub:
             raise errors.GithubNotFoundError("no such pull", status=404)
         return self.pulls[number]
 
+    def get_workflow_run(self, path: GitHubRepo, run_id: int) -> WorkflowRunInfo:
+        self._maybe_fail(f"run {run_id}")
+        assert path == GitHubRepo("octo", "app")
+        if run_id not in self.runs:
+            raise errors.GithubNotFoundError("no such run", status=404)
+        return self.runs[run_id]
 
-def check(event: str, ref: str = "refs/heads/main", number: int | None = 7) -> CheckRequest:
-    return CheckRequest(repository=REPO, event=event, ref=ref, pull_request_number=number)
+
+def check(
+    event: str, ref: str = "refs/heads/main", number: int | None = 7, run_id: int | None = RUN
+) -> CheckRequest:
+    return CheckRequest(
+        repository=REPO, event=event, ref=ref, pull_request_number=number, run_id=run_id
+    )
 
 
 DEFAULT = PolicyConfig()
@@ -135,15 +191,44 @@ TABLE: list[tuple[str, str, str, FakeGithub, PolicyConfig, int, str]] = [
         "eve has read",
     ),
     (
-        "fork pr: organisation fork, collaborator author",
+        "fork pr: another organisation's fork, collaborator author (its members push unchecked)",
         "pull_request",
         "",
         FakeGithub(
             pulls={7: fork("dev", "partner", "Organization")}, permissions={"dev": "write"}
         ),
+        PERMISSIVE,
+        403,
+        "owned by the organisation partner, whose members can all push",
+    ),
+    (
+        "fork pr: another organisation's fork allowed by configuration",
+        "pull_request",
+        "",
+        FakeGithub(
+            pulls={7: fork("dev", "partner", "Organization")}, permissions={"dev": "write"}
+        ),
+        PolicyConfig(allow_organization_forks=True),
+        200,
+        "allowed by configuration; partner owns this one",
+    ),
+    (
+        "fork pr: organisation fork allowed by configuration still needs a writer author",
+        "pull_request",
+        "",
+        FakeGithub(pulls={7: fork("eve", "partner", "Organization")}, permissions={"eve": "read"}),
+        PolicyConfig(allow_organization_forks=True),
+        403,
+        "eve has read",
+    ),
+    (
+        "fork pr: a fork owned by the repository's own organisation",
+        "pull_request",
+        "",
+        FakeGithub(pulls={7: pull("dev", "octo/app-fork", "octo")}, permissions={"dev": "write"}),
         DEFAULT,
         200,
-        "write permission",
+        "the repository's own organisation",
     ),
     (
         "fork pr: deleted head repository",
@@ -249,7 +334,7 @@ TABLE: list[tuple[str, str, str, FakeGithub, PolicyConfig, int, str]] = [
         FakeGithub(),
         DEFAULT,
         403,
-        "protected branch, not 'refs/tags/v1'",
+        "reported ref 'refs/tags/v1' but workflow run 42 is on 'refs/heads/v1'",
     ),
     (
         "push slash branch",
@@ -299,6 +384,7 @@ TABLE: list[tuple[str, str, str, FakeGithub, PolicyConfig, int, str]] = [
 def test_decision_table(
     event: str, ref: str, github: FakeGithub, config: PolicyConfig, status: int, fragment: str
 ) -> None:
+    github.runs.setdefault(RUN, run_for(event, ref, github.pulls))
     decision = evaluate(check(event, ref), config, github)
     assert decision.status == status, decision
     assert decision.allowed is (status == 200)
@@ -336,20 +422,22 @@ def test_errors_on_the_permission_call_refuse_too() -> None:
         def get_collaborator_permission(self, path: GitHubRepo, username: str) -> str:
             raise errors.GithubApiError("boom", status=500)
 
-    decision = evaluate(check("pull_request"), DEFAULT, Flaky(pulls={7: fork("eve")}))
+    github = Flaky(pulls={7: fork("eve")}, runs={RUN: pr_run(fork("eve"))})
+    decision = evaluate(check("pull_request"), DEFAULT, github)
     assert (decision.allowed, decision.status) == (False, 503)
 
 
-def test_pull_request_without_number_is_refused_without_asking() -> None:
-    github = FakeGithub()
+def test_fork_pull_request_without_number_is_refused_after_the_run_only() -> None:
+    github = FakeGithub(runs={RUN: pr_run(fork("eve"))})
     decision = evaluate(check("pull_request", number=None), DEFAULT, github)
     assert decision.status == 403 and "names no pull request" in decision.reason
-    assert github.asked == []
+    assert github.asked == [f"run {RUN}"]
 
 
-def test_permissive_config_asks_github_nothing_for_branches() -> None:
-    github = FakeGithub(fail=errors.GithubApiError("down"))
+def test_permissive_config_asks_github_only_the_run_for_branches() -> None:
+    github = FakeGithub(runs={RUN: branch_run("push", "x")})
     assert evaluate(check("push", "refs/heads/x"), PERMISSIVE, github).allowed
+    assert github.asked == [f"run {RUN}"]
 
 
 # --- the request body -------------------------------------------------------------------------

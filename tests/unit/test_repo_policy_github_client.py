@@ -142,3 +142,49 @@ def test_pull_request_errors() -> None:
     github, _ = client(ok({"number": 7}))
     with pytest.raises(errors.GithubApiError, match="malformed pull request"):
         github.get_pull_request(REPO, 7)
+
+
+def run_json(head: dict[str, Any] | None, pulls: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": 42,
+        "event": "pull_request",
+        "status": "in_progress",
+        "head_branch": "feature",
+        "head_sha": "a" * 40,
+        "head_repository": head,
+        "repository": {"full_name": "octo/app"},
+        "pull_requests": pulls,
+    }
+
+
+def test_workflow_run() -> None:
+    fork = {"full_name": "partner/app", "owner": {"login": "partner", "type": "Organization"}}
+    own = {"number": 7, "head": {"ref": "feature"}, "base": {"ref": "main"}}
+    github, transport = client(ok(run_json(fork, [])), ok(run_json(None, [own])))
+    run = github.get_workflow_run(REPO, 42)
+    assert (run.id, run.event, run.status, run.head_branch, run.head_sha) == (
+        42,
+        "pull_request",
+        "in_progress",
+        "feature",
+        "a" * 40,
+    )
+    assert (run.repository, run.head_repository, run.head_owner_type) == (
+        "octo/app",
+        "partner/app",
+        "Organization",
+    )
+    assert run.pull_requests == ()
+    assert transport.urls == ["GET /repos/octo/app/actions/runs/42"]
+    linked = github.get_workflow_run(REPO, 42)
+    assert linked.pull_requests == (7,) and linked.head_repository is None
+
+
+def test_workflow_run_errors() -> None:
+    github, _ = client(error(404))
+    with pytest.raises(errors.GithubNotFoundError):
+        github.get_workflow_run(REPO, 42)
+    for broken in ({"id": 42}, {**run_json(None, []), "pull_requests": {"number": 1}}):
+        github, _ = client(ok(broken))
+        with pytest.raises(errors.GithubApiError, match="malformed workflow run"):
+            github.get_workflow_run(REPO, 42)

@@ -17,7 +17,7 @@ import requests
 from repo_policy.app import PolicyApp
 from repo_policy.service import BackgroundServer
 from tests.unit.test_repo_policy_app import SERVICE_TOKEN, call, job, make_app, one_time
-from tests.unit.test_repo_policy_decision import FakeGithub, fork
+from tests.unit.test_repo_policy_decision import RUN, FakeGithub, fork, pr_run
 
 HOSTILE = "127.0.0.2"
 
@@ -46,7 +46,9 @@ def test_deep_json_inside_the_payload_is_refused() -> None:
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
-    github = FakeGithub(pulls={7: fork("eve")}, permissions={"eve": "write"})
+    github = FakeGithub(
+        pulls={7: fork("eve")}, permissions={"eve": "write"}, runs={RUN: pr_run(fork("eve"))}
+    )
     app = make_app(github)
     data = job()
     data["payload"]["title"] = "[" * 10_000 + '\\"{' * 1000
@@ -89,7 +91,9 @@ def idle_connections(
 
 @pytest.fixture
 def served() -> Iterator[tuple[BackgroundServer, PolicyApp]]:
-    github = FakeGithub(pulls={7: fork("eve")}, permissions={"eve": "write"})
+    github = FakeGithub(
+        pulls={7: fork("eve")}, permissions={"eve": "write"}, runs={RUN: pr_run(fork("eve"))}
+    )
     app = make_app(github)
     with BackgroundServer(app) as server:
         yield server, app

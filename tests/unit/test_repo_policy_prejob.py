@@ -23,7 +23,7 @@ from repo_policy.config import PolicyConfig
 from repo_policy.service import BackgroundServer
 from repo_policy.tokens import OneTimeTokenStore
 from runner_manager import template_environment
-from tests.unit.test_repo_policy_decision import FakeGithub, fork
+from tests.unit.test_repo_policy_decision import RUN, FakeGithub, branch_run, fork, pr_run
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("bash", "curl", "jq")), reason="needs bash curl jq"
@@ -42,6 +42,7 @@ def github() -> FakeGithub:
         pulls={7: fork("eve")},
         permissions={"eve": "read"},
         protections={"main": BranchProtection(1)},
+        runs={RUN: pr_run(fork("eve"))},
     )
 
 
@@ -115,7 +116,10 @@ def test_refused_fork_pull_request(tmp_path: Path, service: Service) -> None:
     assert token not in result.stdout + result.stderr
 
 
-def test_allowed_push_and_a_second_use_of_the_token(tmp_path: Path, service: Service) -> None:
+def test_allowed_push_and_a_second_use_of_the_token(
+    tmp_path: Path, service: Service, github: FakeGithub
+) -> None:
+    github.runs[RUN] = branch_run("push", "main")
     token = service.app.tokens.issue()
     env = {"GITHUB_EVENT_NAME": "push", "GITHUB_REF": "refs/heads/main"}
     result, _, metrics = run_prejob(tmp_path, service.url, token, env)
@@ -149,6 +153,7 @@ def test_unreachable_service_and_github_errors_say_retry_later(
     assert (
         json.loads((metrics / "post-job-metrics.json").read_text())["status_info"]["code"] == 503
     )
+    github.runs[RUN] = branch_run("push", "main")
     github.fail = errors.GithubApiError("down", status=502)
     env = {"GITHUB_EVENT_NAME": "push", "GITHUB_REF": "refs/heads/main"}
     result, _, metrics = run_prejob(tmp_path, service.url, service.app.tokens.issue(), env)
@@ -160,7 +165,10 @@ def test_unreachable_service_and_github_errors_say_retry_later(
 
 def test_large_payload_and_no_policy_url(tmp_path: Path, service: Service) -> None:
     big = {"pull_request": {"number": 7}, "filler": "x" * 300_000}  # > one argument's limit
-    service.app._github = lambda: FakeGithub(pulls={7: fork("dev")}, permissions={"dev": "write"})
+    writer = FakeGithub(
+        pulls={7: fork("dev")}, permissions={"dev": "write"}, runs={RUN: pr_run(fork("dev"))}
+    )
+    service.app._github = lambda: writer
     token = service.app.tokens.issue()
     result, _, _ = run_prejob(tmp_path, service.url, token, pr_env(), big)
     assert result.returncode == 0, result.stderr
