@@ -8,9 +8,11 @@ wrong, so the charm shows it as is in a Blocked status.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import platform
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +28,7 @@ from config.state import (
 )
 from errors import ConfigError, ImmutableConfigChangedError, MissingConfigError
 from github_api.types import api_base_url
+from juju.option_urls import HOSTNAME
 from juju.options import (
     BASE_IMAGE_CONFIG_NAME,
     DENYLIST_CONFIG_NAME,
@@ -33,6 +36,9 @@ from juju.options import (
     GITHUB_URL_CONFIG_NAME,
     GROUP_CONFIG_NAME,
     LABELS_CONFIG_NAME,
+    MAX_RECONCILE_INTERVAL,
+    MAX_VIRTUAL_MACHINES,
+    MAX_VM_CPU,
     PATH_CONFIG_NAME,
     POLICY_ALLOW_PR_TARGET_CONFIG_NAME,
     POLICY_ALLOW_UNPROTECTED_CONFIG_NAME,
@@ -53,11 +59,13 @@ from juju.options import (
     parse_denylist,
     parse_enum,
     parse_github_url,
+    parse_group,
     parse_labels,
     parse_mirror,
     parse_path,
     parse_size,
     parse_test_mode,
+    parse_token,
     proxy_from_env,
 )
 from runner_type import SSHDebugConnection, VirtualMachineResources
@@ -73,6 +81,8 @@ SECRET_URI_PREFIX = "secret:"  # noqa: S105 -- a URI scheme
 SECRET_TOKEN_KEY = "token"  # noqa: S105 -- the key name inside the user secret, not a secret
 
 MIN_RECONCILE_INTERVAL = 2
+# tmate host key fingerprints (``SHA256:<base64>``): they reach the runner's env file.
+FINGERPRINT_PATTERN = re.compile(r"^[A-Za-z0-9+/=:_-]{1,128}$")
 
 # LXD runs the QEMU monitor of a VM on a unix socket under the instance's log directory; a unix
 # socket path holds at most 107 bytes (sun_path is 108 bytes with the terminating NUL). The snap
@@ -113,9 +123,7 @@ def from_charm(
     validate_app_name(app_name, unit_number)
 
     token = _read_token(charm, get_str(config, TOKEN_CONFIG_NAME))
-    group = get_str(config, GROUP_CONFIG_NAME).strip()
-    if not group:
-        raise ConfigError(GROUP_CONFIG_NAME, "must not be empty (use `default`)")
+    group = parse_group(get_str(config, GROUP_CONFIG_NAME))
     path = parse_path(get_str(config, PATH_CONFIG_NAME), group)
     github_url = parse_github_url(get_str(config, GITHUB_URL_CONFIG_NAME))
 
@@ -151,14 +159,19 @@ def from_charm(
         api_url=api_base_url(github_url),
         runner_group=group,
         labels=parse_labels(get_str(config, LABELS_CONFIG_NAME)),
-        virtual_machines=get_int(config, VIRTUAL_MACHINES_CONFIG_NAME, minimum=0),
+        virtual_machines=get_int(
+            config, VIRTUAL_MACHINES_CONFIG_NAME, minimum=0, maximum=MAX_VIRTUAL_MACHINES
+        ),
         vm_resources=VirtualMachineResources(
-            cpu=get_int(config, VM_CPU_CONFIG_NAME, minimum=1),
+            cpu=get_int(config, VM_CPU_CONFIG_NAME, minimum=1, maximum=MAX_VM_CPU),
             memory=parse_size(config, VM_MEMORY_CONFIG_NAME),
             disk=parse_size(config, VM_DISK_CONFIG_NAME),
         ),
         reconcile_interval=get_int(
-            config, RECONCILE_INTERVAL_CONFIG_NAME, minimum=MIN_RECONCILE_INTERVAL
+            config,
+            RECONCILE_INTERVAL_CONFIG_NAME,
+            minimum=MIN_RECONCILE_INTERVAL,
+            maximum=MAX_RECONCILE_INTERVAL,
         ),
         runner_storage=runner_storage,
         base_image=parse_enum(config, BASE_IMAGE_CONFIG_NAME, BaseImage),
@@ -237,9 +250,7 @@ def _read_token(charm: ops.CharmBase, value: str) -> str:
                 f"`juju update-secret {value} {SECRET_TOKEN_KEY}=<github token>`",
             )
         value = token
-    if any(char.isspace() for char in value):
-        raise ConfigError(TOKEN_CONFIG_NAME, "contains whitespace: set the token alone")
-    return value
+    return parse_token(value)
 
 
 def _parse_repo_policy(config: Mapping[str, Any]) -> RepoPolicyOptions:
@@ -280,9 +291,23 @@ def read_ssh_debug_connections(charm: ops.CharmBase) -> tuple[SSHDebugConnection
             if not port.isdigit() or not 0 < int(port) < 65536:
                 logger.warning("debug-ssh unit %s sent an invalid port %r", unit.name, port)
                 continue
+            if not _valid_ssh_host(host) or not all(
+                FINGERPRINT_PATTERN.match(f) for f in (rsa, ed25519)
+            ):
+                logger.warning("debug-ssh unit %s sent an invalid host or fingerprint", unit.name)
+                continue
             connections.add(
                 SSHDebugConnection(
                     host=host, port=int(port), rsa_fingerprint=rsa, ed25519_fingerprint=ed25519
                 )
             )
     return tuple(sorted(connections, key=lambda c: (c.host, c.port)))
+
+
+def _valid_ssh_host(host: str) -> bool:
+    """Return whether a debug-ssh host is a DNS name or an IP address."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(HOSTNAME.match(host.lower())) and len(host) <= 253
+    return True

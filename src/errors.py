@@ -388,6 +388,21 @@ class RepoPolicyTokenError(RepoPolicyError):
 # --- system -----------------------------------------------------------------------------------
 
 
+class TemplateValueError(GithubRunnerError):
+    """A value cannot be written safely into a rendered file of some format."""
+
+    def __init__(self, format: str, reason: str) -> None:
+        """Build the error (the value itself is never shown: it may be a secret).
+
+        Args:
+            format: The file format: ``env``, ``systemd``, ``shell`` or ``json``.
+            reason: Why the value cannot be written.
+        """
+        super().__init__(f"a value cannot be written into a {format} file: {reason}")
+        self.format = format
+        self.reason = reason
+
+
 class SubprocessError(GithubRunnerError):
     """A command the charm runs on the unit failed."""
 

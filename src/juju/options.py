@@ -6,10 +6,10 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from errors import ConfigError, MissingConfigError
 from github_api.types import GitHubOrg, GitHubRepo, parse_github_path
+from juju.option_urls import UrlRules, parse_no_proxy, parse_proxy, parse_url
 from runner_type import Arch, ProxySetting
 from runner_type import size_in_bytes as _size_in_bytes
 
@@ -33,28 +33,103 @@ POLICY_ALLOW_PR_TARGET_CONFIG_NAME = "repo-policy-allow-pull-request-target"
 POLICY_ALLOW_UNPROTECTED_CONFIG_NAME = "repo-policy-allow-unprotected-branches"
 POLICY_DEFAULT_CONFIG_NAME = "repo-policy-default"
 
+# The model proxy reaches the charm as JUJU_CHARM_*_PROXY; users set it as these model options.
+PROXY_ENV_OPTIONS = {
+    "JUJU_CHARM_HTTP_PROXY": "juju-http-proxy",
+    "JUJU_CHARM_HTTPS_PROXY": "juju-https-proxy",
+    "JUJU_CHARM_NO_PROXY": "juju-no-proxy",
+}
+
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+GROUP_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_.~+/=-]{1,512}$")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+# Upper bounds: far above any real use, low enough that no value builds a huge plan or file.
+MAX_OPTION_LENGTH = 4096
+MAX_LABELS = 50
+MAX_DENYLIST_ENTRIES = 256
+MAX_VIRTUAL_MACHINES = 500
+MAX_VM_CPU = 256
+MAX_RECONCILE_INTERVAL = 24 * 60
+MAX_SIZES = {"vm-memory": 1 << 40, "vm-disk": 64 << 40}  # 1 TiB, 64 TiB
+DEFAULT_MAX_SIZE = 64 << 40
+
+GITHUB_URL_RULES = UrlRules(
+    schemes=("https",),
+    example="https://github.com or https://ghes.example.com",
+    loopback_schemes=("http",),
+)
+MIRROR_URL_RULES = UrlRules(schemes=("https",), example="https://mirror.example.com:5000")
 
 
 def get_str(config: Mapping[str, Any], name: str) -> str:
-    """Return a string option."""
+    """Return a string option: one line of printable characters, at most 4096 of them."""
     value = config.get(name, "")
     if value is None:
         return ""
     if not isinstance(value, str):
         raise ConfigError(name, f"{value!r} is not a string")
+    if len(value) > MAX_OPTION_LENGTH:
+        raise ConfigError(
+            name, f"is {len(value)} characters long, at most {MAX_OPTION_LENGTH} are allowed"
+        )
+    if CONTROL_CHARACTERS.search(value):
+        raise ConfigError(
+            name,
+            "contains a control character (newline, carriage return, tab, NUL...): "
+            "set it on one line",
+        )
     return value
 
 
-def get_int(config: Mapping[str, Any], name: str, minimum: int) -> int:
-    """Return an integer option of at least ``minimum``."""
+def get_int(config: Mapping[str, Any], name: str, minimum: int, maximum: int | None = None) -> int:
+    """Return an integer option between ``minimum`` and ``maximum``."""
     value = config.get(name)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(name, f"{value!r} is not an integer")
     if value < minimum:
         raise ConfigError(name, f"{value} is less than the minimum of {minimum}")
+    if maximum is not None and value > maximum:
+        shown = value if value < 10**12 else f"{str(value)[:12]}..."
+        raise ConfigError(name, f"{shown} is more than the maximum of {maximum}")
     return value
+
+
+def parse_token(value: str) -> str:
+    """Check a GitHub token's characters (never echoed in a message).
+
+    Args:
+        value: The token, from the option or a Juju secret.
+
+    Returns:
+        The token.
+
+    Raises:
+        ConfigError: If it holds whitespace or a character no GitHub token has.
+    """
+    if any(char.isspace() for char in value):
+        raise ConfigError(TOKEN_CONFIG_NAME, "contains whitespace: set the token alone")
+    if not TOKEN_PATTERN.match(value):
+        raise ConfigError(
+            TOKEN_CONFIG_NAME,
+            "contains characters a GitHub token never has (quotes, $, `...): set the token alone",
+        )
+    return value
+
+
+def parse_group(value: str) -> str:
+    """Parse the ``group`` option (a runner group name)."""
+    group = value.strip()
+    if not group:
+        raise ConfigError(GROUP_CONFIG_NAME, "must not be empty (use `default`)")
+    if not GROUP_PATTERN.match(group):
+        raise ConfigError(
+            GROUP_CONFIG_NAME,
+            f"{group[:200]!r} is not a runner group name: use letters, digits, spaces, '.', "
+            "'_' and '-' (at most 100 characters)",
+        )
+    return group
 
 
 def get_bool(config: Mapping[str, Any], name: str) -> bool:
@@ -79,47 +154,18 @@ def parse_path(value: str, group: str) -> GitHubOrg | GitHubRepo:
         ) from exc
 
 
-def parse_https_url(name: str, value: str, example: str, allow_loopback_http: bool) -> str:
-    """Parse an https URL option."""
-    url = value.strip().rstrip("/")
-    shown = "the value" if "@" in value else repr(value)  # never echo credentials
-    error = ConfigError(name, f"{shown} is not an https URL like {example} (no credentials)")
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a bad port
-    except ValueError as exc:
-        raise error from exc
-    if not parts.hostname or parts.query or parts.fragment or parts.username:
-        raise error
-    if parts.scheme == "https":
-        return url
-    if parts.scheme == "http" and allow_loopback_http and parts.hostname in LOOPBACK_HOSTS:
-        return url
-    raise error
-
-
 def parse_github_url(value: str) -> str:
-    """Parse the ``github-url`` option."""
+    """Parse the ``github-url`` option (https; http only for a loopback stand-in)."""
     if not value.strip():
         raise MissingConfigError(GITHUB_URL_CONFIG_NAME)
-    return parse_https_url(
-        GITHUB_URL_CONFIG_NAME,
-        value,
-        "https://github.com or https://ghes.example.com",
-        allow_loopback_http=True,
-    )
+    return parse_url(GITHUB_URL_CONFIG_NAME, value, GITHUB_URL_RULES)
 
 
 def parse_mirror(value: str) -> str | None:
     """Parse the ``dockerhub-mirror`` option."""
     if not value.strip():
         return None
-    return parse_https_url(
-        DOCKERHUB_MIRROR_CONFIG_NAME,
-        value,
-        "https://mirror.example.com:5000",
-        allow_loopback_http=False,
-    )
+    return parse_url(DOCKERHUB_MIRROR_CONFIG_NAME, value, MIRROR_URL_RULES)
 
 
 def parse_labels(value: str) -> tuple[str, ...]:
@@ -137,19 +183,27 @@ def parse_labels(value: str) -> tuple[str, ...]:
             )
         if label not in labels:
             labels.append(label)
+    if len(labels) > MAX_LABELS:
+        raise ConfigError(LABELS_CONFIG_NAME, f"has {len(labels)} labels, at most {MAX_LABELS}")
     return tuple(labels)
 
 
 def parse_size(config: Mapping[str, Any], name: str) -> str:
-    """Parse a binary size option such as ``vm-memory``."""
+    """Parse a binary size option such as ``vm-memory``; return it rebuilt (``007GiB``: 7GiB)."""
     value = get_str(config, name).strip()
+    match = re.fullmatch(r"(\d{1,20})([KMGT]iB)", value)
     try:
         size = _size_in_bytes(value)
-    except ValueError as exc:
-        raise ConfigError(name, f"{value!r} is not a size like 7GiB") from exc
+    except ValueError:
+        size = -1
+    if match is None or size < 0:
+        raise ConfigError(name, f"{value[:100]!r} is not a size like 7GiB")
     if size == 0:
         raise ConfigError(name, f"{value!r} is zero")
-    return value
+    limit = MAX_SIZES.get(name, DEFAULT_MAX_SIZE)
+    if size > limit:
+        raise ConfigError(name, f"{value[:30]!r} is more than the maximum of {limit >> 30}GiB")
+    return f"{int(match.group(1))}{match.group(2)}"
 
 
 def parse_enum(config: Mapping[str, Any], name: str, enum: type[Any]) -> Any:
@@ -177,6 +231,11 @@ def parse_denylist(value: str) -> tuple[str, ...]:
             ) from exc
         if str(network) not in networks:
             networks.append(str(network))
+    if len(networks) > MAX_DENYLIST_ENTRIES:
+        raise ConfigError(
+            DENYLIST_CONFIG_NAME,
+            f"has {len(networks)} networks, at most {MAX_DENYLIST_ENTRIES}: merge them",
+        )
     return tuple(networks)
 
 
@@ -189,11 +248,27 @@ def parse_test_mode(value: str) -> bool:
 
 
 def proxy_from_env(environ: Mapping[str, str]) -> ProxySetting:
-    """Read the model's proxy settings Juju passes to the charm."""
+    """Read and check the model's proxy settings Juju passes to the charm.
+
+    Args:
+        environ: The environment holding ``JUJU_CHARM_HTTP_PROXY`` and the others.
+
+    Returns:
+        The proxies, rebuilt from their parts.
+
+    Raises:
+        ConfigError: A value is not a proxy URL (or a no-proxy list); the error names the
+            model option (``juju-http-proxy``...).
+    """
+    options = PROXY_ENV_OPTIONS
     return ProxySetting(
-        http=environ.get("JUJU_CHARM_HTTP_PROXY") or None,
-        https=environ.get("JUJU_CHARM_HTTPS_PROXY") or None,
-        no_proxy=environ.get("JUJU_CHARM_NO_PROXY") or None,
+        http=parse_proxy(options["JUJU_CHARM_HTTP_PROXY"], environ.get("JUJU_CHARM_HTTP_PROXY")),
+        https=parse_proxy(
+            options["JUJU_CHARM_HTTPS_PROXY"], environ.get("JUJU_CHARM_HTTPS_PROXY")
+        ),
+        no_proxy=parse_no_proxy(
+            options["JUJU_CHARM_NO_PROXY"], environ.get("JUJU_CHARM_NO_PROXY")
+        ),
     )
 
 

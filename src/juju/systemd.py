@@ -7,7 +7,6 @@ everywhere the tests do. The reconcile timer (``event_timer``) and the policy se
 
 from __future__ import annotations
 
-import functools
 import logging
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +16,7 @@ from typing import Any
 import jinja2
 
 from errors import SubprocessError
-from paths import TEMPLATES_DIR
+from manager.templates import shared_template_environment
 
 logger = logging.getLogger(__name__)
 
@@ -137,14 +136,9 @@ def uninstall(systemctl: Systemctl, unit: str, files: Sequence[Path]) -> bool:
     return True
 
 
-@functools.cache
 def _templates() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-        autoescape=False,  # noqa: S701 -- systemd units, not HTML
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
+    """The charm's template environment, with the systemd escaping filters."""
+    return shared_template_environment()
 
 
 def render_unit(template: str, context: Mapping[str, Any]) -> str:

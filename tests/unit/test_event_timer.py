@@ -80,8 +80,8 @@ def test_rendered_content(root: Path) -> None:
     assert "Type=oneshot" in service
     assert (
         "ExecStart=/usr/bin/flock --nonblock --conflict-exit-code 0 "
-        f"/run/lock/{BASE}.lock /usr/bin/timeout --kill-after=30s 30m "
-        '/usr/bin/juju-exec github-runner/0 "JUJU_DISPATCH_PATH=hooks/reconcile-runners '
+        f'"/run/lock/{BASE}.lock" /usr/bin/timeout --kill-after=30s 30m '
+        '/usr/bin/juju-exec "github-runner/0" "JUJU_DISPATCH_PATH=hooks/reconcile-runners '
         './dispatch"'
     ) in service
     assert "TimeoutStartSec=1860" in service
