@@ -2,12 +2,25 @@
 # Install, start and initialise LXD for github-runner on this host. Idempotent; run as root.
 #
 # What it ensures, in order (each step is checked first and only done when needed):
-#   1. the LXD package (Debian: apt `lxd`; Ubuntu: the `lxd` snap) and the tools the storage
-#      driver needs (btrfs-progs for btrfs);
+#   0. LXD's production kernel limits (the sysctl table of LXD's "Server settings for a LXD
+#      production setup": inotify, keys, max_map_count, neighbour tables, aio, bpf JIT,
+#      dmesg_restrict), applied at once (sysctl -w) and kept in
+#      /etc/sysctl.d/60-github-runner-lxd.conf; a value that is already higher is never lowered
+#      (the file records the higher one). With the kernel defaults (inotify instances 128, keys
+#      200) more than ~17 containers on one host failed to start (MACHINE-FACTS);
+#   1. the LXD package (Debian: apt `lxd`; Ubuntu: the `lxd` snap), the tools the storage
+#      driver needs (btrfs-progs for btrfs), a firewall tool for LXD bridges (nftables; iptables
+#      too when the running daemon already chose its xtables driver, so that it need not restart)
+#      and dnsmasq-base (DHCP/DNS of LXD bridges and of the closed test network, harness/testnet.py);
 #   2. a running daemon: when no service manager runs LXD (no systemd as PID 1) the script starts
 #      `lxd` itself in the background, logging to /var/log/lxd/lxd.log, and waits until it answers;
 #   3. server config `images.auto_update_interval: "0"` (no image server is reachable);
-#   4. a storage pool (default name `default`; driver btrfs on a loop file, or dir);
+#   4. a storage pool (default name `default`; driver btrfs on a loop file, or dir); with
+#      --source DIR it lives under DIR (the charm's Juju `runner` storage or a tmpfs): btrfs as
+#      the loop file DIR/<pool>.img (LXD's own loop path is a symlink to it, so LXD attaches it
+#      at start like any loop pool), dir as the directory DIR/<pool>. An existing pool that
+#      lives elsewhere is refused, never moved. DIR must be there before LXD starts (at boot
+#      too). Deleting such a btrfs pool removes LXD's link, not DIR/<pool>.img;
 #   5. a `default` profile that holds ONLY the root disk: no NIC, no network, never a bridge.
 #      Containers reach host services through loopback `proxy` devices only.
 #
@@ -24,15 +37,20 @@
 # (MACHINE-FACTS: up to ~12 s a launch). It needs btrfs-progs installed before LXD starts and a
 # kernel with btrfs; otherwise use --driver dir. Daemon start ~0.6 s; first install ~15 s.
 #
-# Usage: setup-lxd.sh [--driver btrfs|dir] [--pool NAME] [--size 30GiB] [--stop]
-#   --stop   shut the LXD daemon down (lxd shutdown) and exit; a later run starts it again.
-# Environment: LXD_LOG_DIR (default /var/log/lxd).
+# Usage: setup-lxd.sh [--driver btrfs|dir] [--pool NAME] [--size 30GiB] [--source DIR] [--stop]
+#   --source DIR  put the storage pool under DIR (an existing directory); see step 4.
+#   --stop        shut the LXD daemon down (lxd shutdown) and exit; a later run starts it again.
+# Environment: LXD_LOG_DIR (default /var/log/lxd), LXD_DIR (the daemon's directory; default
+# /var/lib/lxd, or /var/snap/lxd/common/lxd for the snap), SYSCTL_FILE (default
+# /etc/sysctl.d/60-github-runner-lxd.conf).
 set -euo pipefail
 
 DRIVER="btrfs"
 POOL="default"
 SIZE="30GiB"
+SOURCE=""
 STOP=0
+SYSCTL_FILE="${SYSCTL_FILE:-/etc/sysctl.d/60-github-runner-lxd.conf}"
 LOG_DIR="${LXD_LOG_DIR:-/var/log/lxd}"
 CHANGED=0
 
@@ -45,6 +63,7 @@ while [[ $# -gt 0 ]]; do
         --driver) DRIVER="$2"; shift 2 ;;
         --pool) POOL="$2"; shift 2 ;;
         --size) SIZE="$2"; shift 2 ;;
+        --source) SOURCE="${2:?--source needs a directory}"; shift 2 ;;
         --stop) STOP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "setup-lxd: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -62,6 +81,11 @@ did() { CHANGED=1; log "$*"; }
 if [[ $EUID -ne 0 ]]; then
     echo "setup-lxd: must run as root" >&2
     exit 1
+fi
+
+if [[ -n "$SOURCE" ]]; then
+    [[ -d "$SOURCE" ]] || { echo "setup-lxd: --source $SOURCE is not a directory" >&2; exit 2; }
+    SOURCE="$(realpath "$SOURCE")"
 fi
 
 is_ubuntu() { grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; }
@@ -111,6 +135,56 @@ stop_daemon() {
     exit 1
 }
 
+# --- 0. host kernel limits ----------------------------------------------------------------
+# LXD's production table (doc/reference/server_settings.md): key and suggested value.
+LIMITS=(
+    "fs.aio-max-nr 524288"
+    "fs.inotify.max_queued_events 1048576"
+    "fs.inotify.max_user_instances 1048576"
+    "fs.inotify.max_user_watches 1048576"
+    "kernel.dmesg_restrict 1"
+    "kernel.keys.maxbytes 2000000"
+    "kernel.keys.maxkeys 2000"
+    "net.core.bpf_jit_limit 1000000000"
+    "net.ipv4.neigh.default.gc_thresh3 8192"
+    "net.ipv6.neigh.default.gc_thresh3 8192"
+    "vm.max_map_count 262144"
+)
+
+apply_host_limits() {
+    local entry key want have path lines=""
+    for entry in "${LIMITS[@]}"; do
+        read -r key want <<<"$entry"
+        path="/proc/sys/${key//.//}"
+        if [[ ! -e "$path" ]]; then
+            log "warning: this kernel has no $key; skipped"
+            continue
+        fi
+        have="$(<"$path")"
+        if (( have < want )); then
+            if sysctl -q -w "$key=$want" >/dev/null 2>&1; then
+                did "raised $key from $have to $want"
+                have="$want"
+            else
+                log "warning: could not raise $key from $have to $want"
+            fi
+        fi
+        # Persist the higher of the two: a boot must not lower what was already higher.
+        (( have > want )) && want="$have"
+        lines+="$key = $want"$'\n'
+    done
+    local content
+    content="# LXD production kernel limits, written by github-runner scripts/setup-lxd.sh.
+# Suggested values of LXD's production setup, or the host's value where that was higher.
+$lines"
+    if [[ ! -f "$SYSCTL_FILE" || "$(<"$SYSCTL_FILE")"$'\n' != "$content" ]]; then
+        mkdir -p "$(dirname "$SYSCTL_FILE")"
+        printf '%s' "$content" >"$SYSCTL_FILE.tmp"
+        mv "$SYSCTL_FILE.tmp" "$SYSCTL_FILE"
+        did "wrote $SYSCTL_FILE"
+    fi
+}
+
 if [[ $STOP -eq 1 ]]; then
     if daemon_up; then
         stop_daemon
@@ -120,6 +194,8 @@ if [[ $STOP -eq 1 ]]; then
     fi
     exit 0
 fi
+
+apply_host_limits
 
 # --- 1. packages ------------------------------------------------------------------------------
 apt_install() {
@@ -145,11 +221,18 @@ if is_ubuntu; then
         timeout 900 snap install lxd
         did "installed the lxd snap"
     fi
-    [[ "$DRIVER" == "btrfs" ]] && apt_install btrfs-progs
-else
-    pkgs=(lxd lxd-client)
+    # The snap bundles its firewall tools and dnsmasq; the test network needs the host's.
+    pkgs=(dnsmasq-base)
     [[ "$DRIVER" == "btrfs" ]] && pkgs+=(btrfs-progs)
     apt_install "${pkgs[@]}"
+else
+    # nftables before the daemon's first start: LXD picks its firewall driver at start.
+    pkgs=(lxd lxd-client nftables dnsmasq-base)
+    [[ "$DRIVER" == "btrfs" ]] && pkgs+=(btrfs-progs)
+    apt_install "${pkgs[@]}"
+fi
+if [[ -z "${LXD_DIR:-}" ]]; then
+    if is_ubuntu; then LXD_DIR=/var/snap/lxd/common/lxd; else LXD_DIR=/var/lib/lxd; fi
 fi
 
 # --- 2. daemon --------------------------------------------------------------------------------
@@ -175,6 +258,38 @@ if [[ "$DRIVER" == "btrfs" ]] \
     exit 1
 fi
 
+# A daemon started before nftables was installed chose its xtables driver and needs iptables
+# for any LXD bridge ("Failed clearing firewall ... iptables not found"). Installing iptables
+# serves it without a restart (a restart would disturb running instances and their users).
+if ! is_ubuntu && [[ "$(lxc info | awk '$1 == "firewall:" {print $2; exit}')" == "xtables" ]]; then
+    apt_install iptables
+fi
+
+# --- pool location (--source) --------------------------------------------------------------
+# Where the pool's data lives: btrfs -> its loop file, dir -> its directory (resolved).
+pool_location() {
+    local source
+    source="$(lxc storage get "$POOL" source 2>/dev/null || true)"
+    [[ -n "$source" ]] && realpath -m "$source"
+}
+# Prepare DIR for a new pool: dir -> DIR/<pool>; btrfs -> LXD's loop path links to DIR/<pool>.img
+# (LXD creates and formats the file through the link and attaches it at every start).
+prepare_source() {
+    if [[ "$DRIVER" == "dir" ]]; then
+        mkdir -p "$SOURCE/$POOL"
+    else
+        [[ ! -e "$SOURCE/$POOL.img" ]] || {
+            echo "setup-lxd: $SOURCE/$POOL.img already exists; remove it or choose another --pool" >&2
+            exit 1
+        }
+        mkdir -p "$LXD_DIR/disks"
+        ln -sfn "$SOURCE/$POOL.img" "$LXD_DIR/disks/$POOL.img"
+    fi
+}
+wanted_location() {
+    if [[ "$DRIVER" == "dir" ]]; then echo "$SOURCE/$POOL"; else echo "$SOURCE/$POOL.img"; fi
+}
+
 # --- 3. first initialisation: one preseed ----------------------------------------------------
 # A fresh daemon (no storage pool at all) is initialised in one go; later runs only check and
 # repair the individual settings below, so a second run changes nothing.
@@ -182,6 +297,11 @@ if [[ -z "$(lxc storage list -f csv 2>/dev/null)" ]]; then
     pool_config=""
     [[ "$DRIVER" == "btrfs" ]] && pool_config="  config:
     size: $SIZE"
+    if [[ -n "$SOURCE" ]]; then
+        prepare_source
+        [[ "$DRIVER" == "dir" ]] && pool_config="  config:
+    source: $SOURCE/$POOL"
+    fi
     timeout 120 lxd init --preseed <<EOF_PRESEED
 config:
   images.auto_update_interval: "0"
@@ -216,17 +336,26 @@ if lxc storage show "$POOL" >/dev/null 2>&1; then
     else
         log "storage pool $POOL ($DRIVER) already exists"
     fi
+    if [[ -n "$SOURCE" && "$(pool_location)" != "$(wanted_location)" ]]; then
+        echo "setup-lxd: storage pool $POOL lives at $(pool_location), not under --source" \
+            "$SOURCE (wanted $(wanted_location)); refusing to move it: delete the pool or" \
+            "choose another --pool" >&2
+        exit 1
+    fi
 else
     PROFILE_HAS_ROOT="$(lxc profile device get default root pool 2>/dev/null || true)"
     if [[ -n "$PROFILE_HAS_ROOT" && "$PROFILE_HAS_ROOT" != "$POOL" ]]; then
         log "default profile's root disk uses pool $PROFILE_HAS_ROOT; creating $POOL anyway"
     fi
+    [[ -z "$SOURCE" ]] || prepare_source
     if [[ "$DRIVER" == "btrfs" ]]; then
         lxc storage create "$POOL" btrfs size="$SIZE" >/dev/null
+    elif [[ -n "$SOURCE" ]]; then
+        lxc storage create "$POOL" dir source="$SOURCE/$POOL" >/dev/null
     else
         lxc storage create "$POOL" dir >/dev/null
     fi
-    did "created storage pool $POOL ($DRIVER)"
+    did "created storage pool $POOL ($DRIVER${SOURCE:+, under $SOURCE})"
 fi
 
 # --- 5. default profile: root disk only ------------------------------------------------------
@@ -242,8 +371,10 @@ for dev in $(lxc profile device list default); do
     lxc profile device remove default "$dev" >/dev/null
     did "removed device $dev from the default profile (only the root disk belongs there)"
 done
-# Never a network: report (do not delete) any managed network someone else created.
-if lxc network list -f csv 2>/dev/null | awk -F, '$3 == "YES"' | grep -q .; then
+# Never a network: report (do not delete) any managed network someone else created. The closed
+# test networks of harness/testnet.py (named tn + 4 hex digits) are the tests' own.
+if lxc network list -f csv 2>/dev/null | awk -F, '$3 == "YES" && $1 !~ /^tn[0-9a-f]{4}$/' \
+    | grep -q .; then
     log "warning: managed LXD networks exist; github-runner does not use them"
 fi
 

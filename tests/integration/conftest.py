@@ -17,6 +17,7 @@ import pytest
 
 import errors
 from lxd.client import LxdClient, LxdInstance
+from tests.integration.testnet_fixtures import testnet, testnet_sandbox  # noqa: F401 - fixtures
 
 TEST_IMAGE = os.environ.get("GITHUB_RUNNER_TEST_IMAGE", "github-runner-test")
 PREPARE = "scripts/setup-lxd.sh && scripts/build-lxd-image.sh --test"
