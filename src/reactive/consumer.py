@@ -8,7 +8,8 @@ Situation                                      Outcome                          
 =============================================  ========================================  =======
 not JSON, not a job, bad job URL               ``INVALID``                               reject
 a label this application does not offer        ``UNSUPPORTED_LABELS``                    reject
-the job does not exist on GitHub (404)         ``JOB_NOT_FOUND``                         reject
+a repository the unit does not serve           ``FOREIGN_REPOSITORY`` (GitHub not asked)  reject
+still 404 after ``not_found_grace`` seconds     ``JOB_NOT_FOUND``                         reject
 the job is already in progress or completed    ``ALREADY_TAKEN`` (no runner spawned)     ack
 runner spawned, GitHub shows the job taken     ``PICKED_UP``                             ack
 runner spawned, job not taken by the deadline  ``NOT_PICKED_UP``                         requeue
@@ -33,6 +34,11 @@ delivery took the job it is acked without a spawn, otherwise it gets one more ru
 nobody takes cycles through the queue at most once per ``pickup_timeout`` per consumer until
 GitHub cancels it (then ``completed``: acked). Faults never make a hot loop: every requeue
 after a fault waits an exponential backoff first, holding the message unacked meanwhile.
+
+A job GitHub has just created may not show on every replica yet: a 404 before the spawn is asked
+again (tenacity, exponential waits) for up to ``not_found_grace`` seconds before the message is
+dropped. Everything a message or GitHub says is logged with ``%r`` (escaped): a newline in a
+URL or label cannot forge a log line.
 """
 
 from __future__ import annotations
@@ -47,9 +53,11 @@ from typing import Any
 
 import kombu
 import kombu.exceptions
+import tenacity
 
 import errors
-from github_api.types import JobStatus
+from github_api.names import serves
+from github_api.types import JobInfo, JobStatus
 from reactive.message import (
     MAX_MESSAGE_BYTES,
     JobDetails,
@@ -249,8 +257,17 @@ class JobConsumer:
             {label.lower() for label in job.labels} - self.settings.supported_labels
         )
         if unsupported:
-            logger.warning("Rejecting job %s: unsupported labels %s", job.url, unsupported)
+            logger.warning("Rejecting job %r: unsupported labels %r", job.url, unsupported)
             return Verdict(Outcome.UNSUPPORTED_LABELS)
+        served = self.settings.served
+        if served is not None and not serves(served, job.repository):
+            logger.warning(
+                "Rejecting job %r: repository %r is not served here (%s)",
+                job.url,
+                job.repository.path(),
+                served.path(),
+            )
+            return Verdict(Outcome.FOREIGN_REPOSITORY)
         verdict = self._check_job(job.url)
         if verdict is not None:
             return verdict
@@ -259,9 +276,9 @@ class JobConsumer:
         try:
             runner_name = self._spawner.spawn_one()
         except Exception:
-            logger.exception("Spawning a runner for job %s failed; requeueing", job.url)
+            logger.exception("Spawning a runner for job %r failed; requeueing", job.url)
             return Verdict(Outcome.SPAWN_FAILED, delay=self._next_error_delay())
-        logger.info("Spawned runner %s for job %s", runner_name, job.url)
+        logger.info("Spawned runner %r for job %r", runner_name, job.url)
         return self._wait_for_pickup(job.url, runner_name)
 
     def _check_job(self, url: str) -> Verdict | None:
@@ -274,17 +291,21 @@ class JobConsumer:
             A final verdict, or None when the job still needs a runner.
         """
         try:
-            info = self._checker.get_job_by_url(url)
+            info = self._get_job_after_lag(url)
         except errors.GithubNotFoundError:
-            logger.warning("Rejecting job %s: not found on GitHub", url)
+            logger.warning(
+                "Rejecting job %r: not found on GitHub within %.1fs",
+                url,
+                self.settings.not_found_grace,
+            )
             return Verdict(Outcome.JOB_NOT_FOUND)
         except errors.InvalidJobUrlError as exc:
-            logger.warning("Rejecting job: %s", exc)
+            logger.warning("Rejecting job: %r", str(exc))
             return Verdict(Outcome.INVALID)
         except errors.GithubClientError as exc:
             delay = self._next_error_delay(exc)
             logger.warning(
-                "Checking job %s failed (%s, status %s); requeueing in %.1fs",
+                "Checking job %r failed (%s, status %s); requeueing in %.1fs",
                 url,
                 type(exc).__name__,
                 exc.status,
@@ -292,10 +313,46 @@ class JobConsumer:
             )
             return Verdict(Outcome.GITHUB_ERROR, delay=delay)
         if info.status in PICKED_UP_STATUSES:
-            logger.info("Job %s is already %s; acking without a runner", url, info.status.value)
+            logger.info("Job %r is already %s; acking without a runner", url, info.status.value)
             self._failures = 0
             return Verdict(Outcome.ALREADY_TAKEN)
         return None
+
+    def _get_job_after_lag(self, url: str) -> JobInfo:
+        """Read the job, asking again while GitHub answers 404, for ``not_found_grace`` seconds.
+
+        Args:
+            url: The job URL.
+
+        Returns:
+            The job.
+
+        Raises:
+            GithubNotFoundError: GitHub still does not show it (or the consumer is stopping).
+            GithubClientError: Any other GitHub failure, at once.
+        """
+        settings = self.settings
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(errors.GithubNotFoundError),
+            stop=tenacity.stop_any(
+                tenacity.stop_before_delay(settings.not_found_grace),
+                tenacity.stop_when_event_set(self._stop),
+            ),
+            wait=tenacity.wait_exponential(
+                multiplier=max(settings.not_found_poll_initial, 0.01), max=2.0
+            ),
+            sleep=self._pause,
+            before_sleep=lambda state: logger.info(
+                "Job %r not on GitHub yet (attempt %d); asking again", url, state.attempt_number
+            ),
+            reraise=True,
+        )
+        info: JobInfo = retrying(self._checker.get_job_by_url, url)
+        return info
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the consumer is asked to stop."""
+        self._stop.wait(seconds)
 
     def _wait_for_pickup(self, url: str, runner_name: str) -> Verdict:
         """Poll GitHub with exponential backoff until the job is taken or the deadline passes.
@@ -312,19 +369,19 @@ class JobConsumer:
         while True:
             remaining = max(deadline - self._clock(), 0.0)
             if self._stop.wait(min(interval, remaining)):
-                logger.info("Stopping while job %s waits for runner %s", url, runner_name)
+                logger.info("Stopping while job %r waits for runner %r", url, runner_name)
                 return Verdict(Outcome.STOPPED, runner_name=runner_name)
             try:
                 info = self._checker.get_job_by_url(url)
             except errors.GithubNotFoundError:
-                logger.warning("Job %s disappeared from GitHub; rejecting", url)
+                logger.warning("Job %r disappeared from GitHub; rejecting", url)
                 return Verdict(Outcome.JOB_NOT_FOUND, runner_name=runner_name)
             except errors.GithubClientError as exc:
-                logger.warning("Checking job %s failed (%s); retrying", url, type(exc).__name__)
+                logger.warning("Checking job %r failed (%s); retrying", url, type(exc).__name__)
             else:
                 if info.status in PICKED_UP_STATUSES:
                     logger.info(
-                        "Job %s is %s (runner %s; spawned %s); acking",
+                        "Job %r is %s (runner %r; spawned %r); acking",
                         url,
                         info.status.value,
                         info.runner_name,
@@ -334,7 +391,7 @@ class JobConsumer:
                     return Verdict(Outcome.PICKED_UP, runner_name=runner_name)
             if self._clock() >= deadline:
                 logger.warning(
-                    "Job %s not taken within %.0fs of spawning %s; requeueing",
+                    "Job %r not taken within %.0fs of spawning %r; requeueing",
                     url,
                     self.settings.pickup_timeout,
                     runner_name,

@@ -1,8 +1,10 @@
 """The job message on the reactive queue: its schema, its validation, the labels it may ask for.
 
 A message is a JSON object ``{"labels": [...], "url": "<GitHub API job URL>"}``, untrusted: it is
-size-limited, strictly typed and its URL must have the form of a GitHub API job URL (the GitHub
-client checks it against its own API URL before calling it).
+size-limited, strictly typed and its URL must have the form of a GitHub API job URL, with no
+whitespace or control character and owner and repository names GitHub allows (the GitHub client
+checks it against its own API URL before calling it; the consumer checks that the repository is
+one its unit serves). Log untrusted strings with ``%r``: they can hold anything.
 """
 
 from __future__ import annotations
@@ -23,10 +25,32 @@ from pydantic import (
 )
 
 import errors
+from github_api.names import is_owner_name, is_repo_name
+from github_api.types import GitHubRepo
 from runner_type import Arch, runner_labels
 
 MAX_MESSAGE_BYTES = 64 * 1024
-_JOB_PATH = re.compile(r"/repos/[^/]+/[^/]+/actions/jobs/\d+/?$")
+_JOB_PATH = re.compile(r"/repos/([^/]+)/([^/]+)/actions/jobs/[0-9]{1,19}/?$")
+# urlsplit silently drops tabs and newlines: refuse them (and any other control or space) first.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f-\x9f]")
+
+
+def job_repository(url: str) -> GitHubRepo:
+    """Return the repository a job URL names (the URL already passed :func:`_check_job_url`).
+
+    Args:
+        url: The job URL.
+
+    Returns:
+        The repository.
+
+    Raises:
+        ValueError: The URL names no repository GitHub allows.
+    """
+    match = _JOB_PATH.search(urlsplit(url).path)
+    if match is None or not is_owner_name(match.group(1)) or not is_repo_name(match.group(2)):
+        raise ValueError("not .../repos/<owner>/<repo>/actions/jobs/<id> with names GitHub allows")
+    return GitHubRepo(owner=match.group(1), repo=match.group(2))
 
 
 def _check_job_url(url: str) -> str:
@@ -39,8 +63,11 @@ def _check_job_url(url: str) -> str:
         The URL, unchanged.
 
     Raises:
-        ValueError: The URL is not ``http(s)://host/.../repos/o/r/actions/jobs/<id>``.
+        ValueError: The URL is not ``http(s)://host/.../repos/o/r/actions/jobs/<id>``, holds
+            whitespace or control characters, or names an owner or repository GitHub forbids.
     """
+    if _UNSAFE.search(url):
+        raise ValueError("holds whitespace or control characters")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  # a bad port raises ValueError here
@@ -52,6 +79,7 @@ def _check_job_url(url: str) -> str:
         raise ValueError("has credentials")
     if parts.query or parts.fragment or not _JOB_PATH.search(parts.path):
         raise ValueError("not .../repos/<owner>/<repo>/actions/jobs/<id>")
+    job_repository(url)
     return url
 
 
@@ -73,6 +101,11 @@ class JobDetails(BaseModel):
 
     labels: list[Label] = Field(max_length=64)
     url: JobUrl
+
+    @property
+    def repository(self) -> GitHubRepo:
+        """The repository the job URL names."""
+        return job_repository(self.url)
 
 
 def parse_job_message(body: bytes | str) -> JobDetails:

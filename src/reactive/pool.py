@@ -120,7 +120,7 @@ class ProcessConsumerPool:
         reactive_processes.write_runner_config(
             self.processes,
             runner_manager=manager_section(self.app_name, self.unit, self.config, self.settings),
-            consumer={"supported_labels": sorted(labels)},
+            consumer={"supported_labels": sorted(labels), "served": state.path.path()},
         )
         return reactive_processes.reconcile(quantity, self.processes)
 

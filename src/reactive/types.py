@@ -8,7 +8,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 import errors
-from github_api.types import JobInfo
+from github_api.types import GitHubPath, JobInfo, parse_github_path
 from runner_type import DEFAULT_LABELS
 
 
@@ -51,6 +51,7 @@ class Outcome(str, Enum):
     ALREADY_TAKEN = "already-taken"
     INVALID = "invalid"
     UNSUPPORTED_LABELS = "unsupported-labels"
+    FOREIGN_REPOSITORY = "foreign-repository"
     JOB_NOT_FOUND = "job-not-found"
     NOT_PICKED_UP = "not-picked-up"
     GITHUB_ERROR = "github-error"
@@ -63,7 +64,12 @@ class Outcome(str, Enum):
         """Return ``ack``, ``reject`` (no requeue) or ``requeue``."""
         if self in (Outcome.PICKED_UP, Outcome.ALREADY_TAKEN):
             return "ack"
-        if self in (Outcome.INVALID, Outcome.UNSUPPORTED_LABELS, Outcome.JOB_NOT_FOUND):
+        if self in (
+            Outcome.INVALID,
+            Outcome.UNSUPPORTED_LABELS,
+            Outcome.FOREIGN_REPOSITORY,
+            Outcome.JOB_NOT_FOUND,
+        ):
             return "reject"
         return "requeue"
 
@@ -90,6 +96,8 @@ class ConsumerSettings:
     Attributes:
         queue_name: The queue (the application name).
         supported_labels: Lower-cased labels this application offers.
+        served: The repository or organisation the unit serves: a job of any other repository
+            is rejected. None (only in tests and old config files) accepts any repository.
         pickup_timeout: How long to wait, after spawning, for GitHub to show the job taken.
         pickup_poll_initial: First wait between job checks after spawning.
         pickup_poll_max: Longest wait between job checks after spawning (exponential backoff).
@@ -98,10 +106,14 @@ class ConsumerSettings:
         receive_timeout: How long one wait for a message lasts (bounds the stop latency).
         connect_timeout: Timeout of a broker connection attempt and of AMQP socket I/O.
         poll_interval: Polling interval of polling transports (MongoDB, SQL, memory).
+        not_found_grace: How long a job GitHub answers 404 for is asked again before it is
+            dropped (GitHub's replicas may not show a job just created); 0 drops it at once.
+        not_found_poll_initial: First wait between those checks (doubled, at most 2 s).
     """
 
     queue_name: str
     supported_labels: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_LABELS))
+    served: GitHubPath | None = None
     pickup_timeout: float = 300.0
     pickup_poll_initial: float = 2.0
     pickup_poll_max: float = 30.0
@@ -110,6 +122,8 @@ class ConsumerSettings:
     receive_timeout: float = 1.0
     connect_timeout: float = 10.0
     poll_interval: float = 1.0
+    not_found_grace: float = 5.0
+    not_found_poll_initial: float = 0.5
 
     @classmethod
     def from_mapping(cls, queue_name: str, data: Mapping[str, Any]) -> ConsumerSettings:
@@ -117,7 +131,8 @@ class ConsumerSettings:
 
         Args:
             queue_name: The queue name.
-            data: Optional keys ``supported_labels`` (list of str) and the duration fields.
+            data: Optional keys ``supported_labels`` (list of str), ``served`` (the ``path``
+                option: ``owner/repo`` or an organisation) and the duration fields.
 
         Returns:
             The settings.
@@ -135,6 +150,13 @@ class ConsumerSettings:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise errors.ReactiveError("supported_labels must be a list of strings")
                 kwargs[key] = frozenset(v.strip().lower() for v in value if v.strip())
+            elif key == "served":
+                try:
+                    kwargs[key] = parse_github_path(value) if isinstance(value, str) else None
+                except ValueError as exc:
+                    raise errors.ReactiveError(f"served is not a GitHub path: {exc}") from exc
+                if kwargs[key] is None:
+                    raise errors.ReactiveError("served must be owner/repo or an organisation")
             else:
                 if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                     raise errors.ReactiveError(f"{key} must be a non-negative number")

@@ -49,9 +49,10 @@ ENTRY_MODULE = "tests.integration.test_reactive_broker"
 class FileGithub:
     """GitHub jobs and runners in a directory, safe across processes.
 
-    ``jobs/<id>.json`` holds ``{"picks_on_spawn": n, "fail_checks": k, "status": s}``: the job
-    turns in_progress ``pickup_delay`` s after its n-th runner is spawned; its first k checks
-    fail with a 502; ``status`` forces a status. No file: 404. ``spawns.log`` gets one line per
+    ``jobs/<id>.json`` holds ``{"picks_on_spawn": n, "missing_checks": m, "fail_checks": k,
+    "status": s}``: the job turns in_progress ``pickup_delay`` s after its n-th runner is
+    spawned; its first m checks answer 404 (GitHub's replication lag), the k next fail with a
+    502; ``status`` forces a status. No file: 404. ``spawns.log`` gets one line per
     runner: ``<consumer pid> <job id> <runner name> <unix time>``.
     """
 
@@ -80,7 +81,10 @@ class FileGithub:
             raise errors.GithubNotFoundError("job not found", status=404)
         self._append(f"checks-{job_id}.log", str(os.getpid()))
         checks = len(read_lines(self.state_dir / f"checks-{job_id}.log"))
-        if checks <= job.get("fail_checks", 0):
+        missing = job.get("missing_checks", 0)
+        if checks <= missing:
+            raise errors.GithubNotFoundError("job not found (yet)", status=404)
+        if checks <= missing + job.get("fail_checks", 0):
             raise errors.GithubApiError("server error", status=502)
         status = JobStatus(job.get("status", "queued"))
         spawns = [s for s in read_spawns(self.state_dir) if s.job_id == job_id]
@@ -170,6 +174,9 @@ def consumers(
                     "error_delay_max": 1,
                     "receive_timeout": 0.5,
                     "connect_timeout": 5,
+                    "served": "o/r",
+                    "not_found_grace": 1,
+                    "not_found_poll_initial": 0.1,
                 },
                 "runner_manager": {"state_dir": str(state_dir)},
             }
@@ -335,6 +342,26 @@ def test_poison_messages_never_crash_or_loop(
     assert "unsupported labels" in logs
     assert "not found on GitHub" in logs
     assert "Traceback" not in logs
+
+
+def test_foreign_jobs_are_dropped_and_lagging_jobs_picked_up(
+    broker: str, queue: str, state_dir: Path, consumers: ReactiveRunnerConfig
+) -> None:
+    assert reconcile(1, consumers) == 1
+    wait_consumers_ready(consumers, 1)
+    add_job(state_dir, 7)  # GitHub would show it: only the URL's repository is wrong
+    foreign = JOB_URL.format(7).replace("/repos/o/r/", "/repos/other/r/")
+    publish_job(broker, queue, json.dumps({"labels": ["linux"], "url": foreign}))
+    publish_job(broker, queue, add_job(state_dir, 8, missing_checks=2))  # 404 twice, then seen
+    elapsed = wait_for(lambda: acks(consumers) == 1, 30, "the lagging job acked")
+    wait_for(lambda: ready_count(broker, queue) == 0, 30, "queue drained")
+    print(f"\nforeign job dropped, job seen after two 404s picked up in {elapsed:.2f}s")
+    assert reconcile(0, consumers) == -1
+    assert [s.job_id for s in read_spawns(state_dir)] == [8]
+    assert len(read_lines(state_dir / "checks-7.log")) == 0  # never asked GitHub
+    logs = "".join(p.read_text() for p in consumers.log_dir.glob("*.log"))
+    assert "is not served here" in logs and "not on GitHub yet" in logs
+    assert "Message reject (foreign-repository)" in logs
 
 
 def test_sigterm_while_waiting_requeues_for_another_consumer(

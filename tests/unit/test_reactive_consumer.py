@@ -50,6 +50,8 @@ def settings(queue: str, **kwargs: Any) -> ConsumerSettings:
         "error_delay_max": 0.02,
         "receive_timeout": 0.05,
         "poll_interval": 0.01,
+        "not_found_grace": 0.05,  # GitHub's replication lag: see test_reactive_consumer_scope
+        "not_found_poll_initial": 0.01,
     }
     base.update(kwargs)
     return ConsumerSettings(queue_name=queue, **base)
