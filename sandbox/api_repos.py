@@ -19,7 +19,8 @@ Control (below /_sandbox, no auth):
   1 or null, "enforce_admins"?: bool, "protected"?: false}`` -> 200 (``protected: false``
   removes the protection).
 * ``POST /pulls`` ``{"repository", "author", "head_repository"?: "fork/r", "head_ref"?,
-  "head_sha"?, "base_ref"?, "number"?, "title"?, "state"?}`` -> 201 ``{"pull_request": <REST
+  "head_sha"?, "base_ref"?, "number"?, "title"?, "state"?, "head_owner_type"?: "User" or
+  "Organization" (a fork's owner)}`` -> 201 ``{"pull_request": <REST
   shape>, "event_payload": <a pull_request event payload to queue a job with>}``.
 """
 
@@ -57,6 +58,7 @@ class PullRequest:
     title: str
     state: str
     created_at: float
+    head_owner_type: str = "User"
 
 
 @dataclass
@@ -213,6 +215,9 @@ def register(api: Router, control: Router, ctx: Context) -> RepoPolicyModel:  # 
         state = _text(body, "state", "open")
         if state not in ("open", "closed"):
             raise HttpError(422, "state must be open or closed")
+        owner_type = _text(body, "head_owner_type", "User")
+        if owner_type not in ("User", "Organization"):
+            raise HttpError(422, "head_owner_type must be User or Organization")
         with model.lock:
             taken = [n for (repo, n) in model.pulls if repo == repository.lower()]
             number = number or max(taken, default=0) + 1
@@ -228,6 +233,7 @@ def register(api: Router, control: Router, ctx: Context) -> RepoPolicyModel:  # 
                 title=_text(body, "title", f"Change {number}"),
                 state=state,
                 created_at=time.time(),
+                head_owner_type=owner_type,
             )
             model.pulls[(repository.lower(), number)] = pull
         rest = pull_json(ctx, pull)
@@ -444,7 +450,7 @@ def pull_json(ctx: Context, pull: PullRequest) -> dict[str, Any]:
             "ref": pull.head_ref,
             "sha": pull.head_sha,
             "repo": repository_json(
-                ctx, pull.head_repository, "User" if fork else base_owner_type
+                ctx, pull.head_repository, pull.head_owner_type if fork else base_owner_type
             ),
             "user": render.user_json(head_owner, ctx.api_url, ctx.base_url),
         },

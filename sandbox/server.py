@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from sandbox import DEFAULT_RUNNER_VERSION, api, api_repos, control, runner_protocol
+from sandbox import DEFAULT_RUNNER_VERSION, api, api_repos, api_runs, control, runner_protocol
 from sandbox.auth import ADMIN, READONLY, TokenStore, bearer
 from sandbox.context import Context, Stats
 from sandbox.downloads import Downloads
@@ -182,6 +182,10 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         self.runner_router = runner_protocol.build_router(self.ctx)
         # Repository policy endpoints (permissions, protection, pulls): sandbox/api_repos.py.
         self.repo_policy = api_repos.register(self.api_router, self.control_router, self.ctx)
+        # Workflow runs as GitHub records them (the policy decides on them): sandbox/api_runs.py.
+        self.runs = api_runs.register(
+            self.api_router, self.control_router, self.ctx, self.repo_policy
+        )
         self.state.job_listeners.append(self._on_job_event)
         self.observers: list[Callable[[Request, Response], None]] = []
         self._httpd: _HTTPServer | None = None

@@ -245,3 +245,93 @@ def test_github_client_against_the_sandbox(sandbox: SandboxServer, checker: Poli
     with pytest.raises(errors.GithubPermissionError):
         readonly.get_branch_protection(repo, "main")
     assert checker.policy_validated == 7
+
+
+def queue(sandbox: SandboxServer, **body: Any) -> dict[str, Any]:
+    reply = control(sandbox, "/jobs", {"repository": REPO, "labels": ["self-hosted"], **body})
+    assert reply.status_code == 201, reply.text
+    job: dict[str, Any] = reply.json()
+    return job
+
+
+def test_workflow_runs(sandbox: SandboxServer, checker: PolicyChecker) -> None:
+    push = queue(sandbox, event="push", ref="refs/heads/main")
+    reply = api(sandbox, f"/repos/{REPO}/actions/runs/{push['run_id']}")
+    assert reply.status_code == 200
+    run = reply.json()
+    assert (run["id"], run["event"], run["head_branch"], run["status"]) == (
+        push["run_id"],
+        "push",
+        "main",
+        "queued",
+    )
+    assert run["pull_requests"] == [] and run["head_repository"]["full_name"] == REPO
+    # A pull request from a branch of the repository: GitHub links it to the run.
+    own = control(sandbox, "/pulls", {"repository": REPO, "author": "dev"}).json()
+    job = queue(
+        sandbox,
+        event="pull_request",
+        ref="refs/pull/1/merge",
+        event_payload=own["event_payload"],
+    )
+    run = api(sandbox, f"/repos/{REPO}/actions/runs/{job['run_id']}").json()
+    assert [p["number"] for p in run["pull_requests"]] == [own["pull_request"]["number"]]
+    assert run["head_sha"] == own["pull_request"]["head"]["sha"] != job["head_sha"]
+    # From an organisation's fork: no pull request linked (as GitHub does), the fork as head.
+    body = {
+        "repository": REPO,
+        "author": "eve",
+        "head_repository": "partner/app",
+        "head_owner_type": "Organization",
+    }
+    fork = control(sandbox, "/pulls", body).json()
+    job = queue(sandbox, event="pull_request", event_payload=fork["event_payload"])
+    run = api(sandbox, f"/repos/{REPO}/actions/runs/{job['run_id']}").json()
+    assert run["pull_requests"] == []
+    assert run["head_repository"]["full_name"] == "partner/app"
+    assert run["head_repository"]["owner"]["type"] == "Organization"
+    assert api(sandbox, f"/repos/{REPO}/actions/runs/999999").status_code == 404
+    assert api(sandbox, f"/repos/octo/other/actions/runs/{push['run_id']}").status_code == 404
+    assert checker.policy_validated >= 5
+
+
+def test_run_records_and_head_moves(sandbox: SandboxServer, checker: PolicyChecker) -> None:
+    record = {"repository": REPO, "run_id": 9001, "event": "pull_request", "head_sha": "f" * 40}
+    assert control(sandbox, "/runs", record).status_code == 200
+    queue(sandbox, event="push", ref="refs/heads/main", run_id=9001)
+    run = api(sandbox, f"/repos/{REPO}/actions/runs/9001").json()
+    assert (run["event"], run["head_sha"], run["head_branch"]) == (
+        "pull_request",
+        "f" * 40,
+        "main",
+    )
+    made = control(sandbox, "/pulls", {"repository": REPO, "author": "eve"}).json()
+    number = made["pull_request"]["number"]
+    moved = {"repository": REPO, "number": number, "head_sha": "e" * 40}
+    assert control(sandbox, "/pulls/head", moved).status_code == 200
+    assert api(sandbox, f"/repos/{REPO}/pulls/{number}").json()["head"]["sha"] == "e" * 40
+    assert control(sandbox, "/pulls/head", {**moved, "number": 99}).status_code == 404
+    for bad in (
+        {"repository": REPO, "run_id": 0},
+        {"repository": REPO, "run_id": 1, "pull_requests": [True]},
+        {"repository": REPO, "run_id": 1, "head_owner_type": "Bot"},
+    ):
+        assert control(sandbox, "/runs", bad).status_code == 422
+    assert checker.policy_validated >= 2
+
+
+def test_github_client_reads_workflow_runs(sandbox: SandboxServer, checker: PolicyChecker) -> None:
+    github = GithubClient(ADMIN_TOKEN, sandbox.api_url, timeout=5, max_wait=10)
+    repo = GitHubRepo("octo", "app")
+    job = queue(sandbox, event="workflow_dispatch", ref="refs/heads/release/1.0")
+    run = github.get_workflow_run(repo, job["run_id"])
+    assert (run.event, run.head_branch, run.head_sha, run.status) == (
+        "workflow_dispatch",
+        "release/1.0",
+        job["head_sha"],
+        "queued",
+    )
+    assert (run.repository, run.head_repository, run.pull_requests) == (REPO, REPO, ())
+    with pytest.raises(errors.GithubNotFoundError):
+        github.get_workflow_run(repo, 123456)
+    assert checker.policy_validated == 2
