@@ -31,9 +31,12 @@ from errors import (
 )
 from lxd import disk_device, host_ids, proxy_device
 from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
+from repo_policy.in_flight import token_digest
 from runner_type import Arch, RunnerConfig, RunnerStatus, VirtualMachineResources, runner_labels
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from lxd import LxdInstanceHandle
     from metrics.storage import StorageManager
     from runner_manager_type import RunnerManagerClients
@@ -45,6 +48,9 @@ APROXY_AMD_REVISION = 8
 OWNER_KEYS = ("user.github-runner.app", "user.github-runner.unit")
 IMAGE_GENERATION_KEY = "user.github-runner.image-generation"
 CREATED_KEY = "user.github-runner.created"
+# SHA-256 of the runner's one-time policy token: the manager's own record, matched with the
+# policy service's checks in flight (a job cannot write LXD config, nor forge a check).
+POLICY_TOKEN_KEY = "user.github-runner.policy-token-sha256"  # noqa: S105 - a config key
 LOG_MAX_BYTES = 20 << 20
 
 
@@ -152,6 +158,7 @@ class Runner:
         self.config_script = self.runner_application / "config.sh"
         self.runner_script = self.runner_application / "start.sh"
         self.pre_job_script = self.runner_application / "pre-job.sh"
+        self._policy_mark: dict[str, str] = {}  # recorded with the creation's end
 
     # --- create ----------------------------------------------------------------------------------
 
@@ -178,7 +185,7 @@ class Runner:
             self._push_files()
             self._register(config)
             self._start()
-            self.instance.set_config({CREATED_KEY: "true"})
+            self.instance.set_config({CREATED_KEY: "true", **self._policy_mark})
         except BaseException as exc:  # any failure (a bug's KeyError, an OSError...) cleans up
             self._cleanup_failed_create(config)
             if not isinstance(exc, Exception):  # interrupted: cleaned up, re-raised as it is
@@ -277,6 +284,7 @@ class Runner:
             files.push(item.path, item.content, item.mode, item.owner, item.owner)
         if self.settings.repo_policy_url:
             token = self._clients.repo.get_one_time_token()
+            self._policy_mark = {POLICY_TOKEN_KEY: token_digest(token)}
             files.push(
                 str(self.runner_application / ".repo-policy-token"),
                 token.encode(),
@@ -438,23 +446,23 @@ class Runner:
     # --- logs ------------------------------------------------------------------------------------
 
     @staticmethod
-    def in_pre_job_check(instance: LxdInstanceHandle, settings: RunnerManagerSettings) -> bool:
+    def in_pre_job_check(instance: LxdInstanceHandle, in_flight: Collection[str]) -> bool:
         """Tell whether the instance's runner is inside its pre-job policy check.
 
+        Decided on the manager's side only: the digest of the one-time token the manager gave
+        the runner (its instance config) against the checks the policy service is answering
+        (``RepoPolicyComplianceClient.checks_in_flight``). Nothing inside the instance counts:
+        a job can write any file there.
+
         Args:
-            instance: The runner's instance.
-            settings: Where the runner application lives in the instance.
+            instance: The runner's instance, as listed.
+            in_flight: The token digests of the checks in flight.
 
         Returns:
-            Whether the pre-job script is running.
+            Whether the policy service is answering this runner's check.
         """
-        try:
-            result = instance.execute(
-                ["test", "-e", f"{settings.runner_dir}/.pre-job-running"], timeout=10
-            )
-        except LXDError:
-            return False
-        return result.ok
+        digest = instance.config.get(POLICY_TOKEN_KEY)
+        return digest is not None and digest in in_flight
 
     def pull_logs(self) -> None:
         """Pull the logs of the runner into the unit's log directory.

@@ -6,7 +6,7 @@ import logging
 import time
 
 from config.settings import RunnerManagerSettings
-from errors import LXDError, RunnerLogsError
+from errors import LXDError, RepoPolicyError, RunnerLogsError
 from manager.executor import run_parallel
 from runner import Runner
 from runner_manager_type import RunnerManagerClients
@@ -51,16 +51,30 @@ def wait_repo_checks(
 ) -> None:
     """Wait (bounded by ``settings.repo_check_wait``) until no runner is in its policy check.
 
+    The policy service says which checks it is answering (by token digest); the manager
+    matches them with the digests it recorded for its runners. Nothing a job can write inside
+    its runner counts. Without a policy service no check runs; a service that cannot tell is
+    not waited for (a flush never hangs on it).
+
     Args:
-        clients: The seams (LXD).
+        clients: The seams (LXD, the policy service).
         prefix: The unit's runner name prefix.
         settings: The manager settings.
     """
+    if not settings.repo_policy_url:
+        return
     deadline = time.monotonic() + settings.repo_check_wait
     delay = 0.2
     while True:
+        try:
+            in_flight = clients.repo.checks_in_flight()
+        except RepoPolicyError as exc:
+            logger.warning("proceeding with flush; checks in flight unknown: %s", exc)
+            return
         in_check = [
-            i.name for i in clients.lxd.list(prefix=prefix) if Runner.in_pre_job_check(i, settings)
+            i.name
+            for i in (clients.lxd.list(prefix=prefix) if in_flight else [])
+            if Runner.in_pre_job_check(i, in_flight)
         ]
         if not in_check:
             return

@@ -1,4 +1,4 @@
-"""The WSGI application of the policy service (no framework: three routes).
+"""The WSGI application of the policy service (no framework: four routes).
 
 * ``GET /health`` -> 200 ``{"ok": true}``.
 * ``GET /one-time-token`` with ``Authorization: Bearer <service token>`` -> 200, the token as
@@ -7,6 +7,9 @@
   -> 200 ``{"allowed": true, "reason"}``; 403 ``{"allowed": false, "reason"}`` for a refused
   job or a refused token; 400 for a malformed body; 401 without a token; 503 when GitHub could
   not be asked (retry later).
+* ``GET /checks-in-flight`` with the service token -> 200 ``{"in_flight": [digest, ...]}``: the
+  SHA-256 digests of the tokens of the ``/check`` requests being answered
+  (:mod:`repo_policy.in_flight`; what a wait-repo-check flush waits for).
 
 Tokens are never logged; the log says, per check, the repository, event, ref and decision.
 """
@@ -21,6 +24,7 @@ from typing import Any
 
 from errors import RepoPolicyConfigError, RepoPolicyTokenError
 from repo_policy.config import PolicyConfig
+from repo_policy.in_flight import ChecksInFlight
 from repo_policy.policy import BadCheckRequestError, CheckRequest, Decision, PolicyGitHub, evaluate
 from repo_policy.tokens import OneTimeTokenStore
 
@@ -49,6 +53,7 @@ class PolicyApp:
 
     Attributes:
         tokens: The one-time token store.
+        in_flight: The checks being answered.
     """
 
     def __init__(
@@ -76,6 +81,7 @@ class PolicyApp:
         self._github = github
         self._config = config
         self._before_check = before_check
+        self.in_flight = ChecksInFlight()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request.
@@ -107,7 +113,8 @@ class PolicyApp:
         routes: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], Any]]] = {
             "/health": (("GET", "HEAD"), lambda _: _json(200, {"ok": True})),
             "/one-time-token": (("GET",), self._one_time_token),
-            "/check": (("POST",), self._check),
+            "/check": (("POST",), self._tracked_check),
+            "/checks-in-flight": (("GET",), self._checks_in_flight),
         }
         route = routes.get(path)
         if route is None:
@@ -120,6 +127,20 @@ class PolicyApp:
             return answer
         result: tuple[int, list[tuple[str, str]], bytes] = handler(environ)
         return result
+
+    def _tracked_check(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        with self.in_flight.checking(_bearer(environ) or ""):
+            return self._check(environ)
+
+    def _checks_in_flight(
+        self, environ: dict[str, Any]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        expected, presented = self._service_token(), _bearer(environ) or ""
+        if not expected or not hmac.compare_digest(
+            presented.encode("utf-8", "surrogateescape"), expected.encode()
+        ):
+            return _json(401, {"reason": "a valid service token is required"})
+        return _json(200, {"in_flight": self.in_flight.digests()})
 
     def _one_time_token(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         expected = self._service_token()

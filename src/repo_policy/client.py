@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 import requests
 
@@ -13,6 +14,8 @@ logger = logging.getLogger(__name__)
 
 TIMEOUT = (5, 15)  # connect, read (seconds)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,256}")  # what repo_policy.tokens issues (URL-safe)
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+MAX_IN_FLIGHT = 10_000  # far above the service's worker threads
 
 
 class RepoPolicyComplianceClient:
@@ -64,3 +67,41 @@ class RepoPolicyComplianceClient:
         if not _TOKEN.fullmatch(token):
             raise RepoPolicyError("policy service answered a malformed one-time token")
         return token
+
+    def checks_in_flight(self) -> frozenset[str]:
+        """Ask which policy checks the service is answering now.
+
+        Returns:
+            The SHA-256 digests of the one-time tokens those checks present
+            (:func:`repo_policy.in_flight.token_digest`).
+
+        Raises:
+            RepoPolicyError: If the service is not configured, unreachable, refuses or answers
+                something else than a list of digests.
+        """
+        if not self.base_url:
+            raise RepoPolicyError("the repository policy service is not configured")
+        try:
+            response = self._session.get(
+                f"{self.base_url}/checks-in-flight",
+                headers={"Authorization": f"Bearer {self._token}"},
+                timeout=TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            raise RepoPolicyError(f"policy service unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise RepoPolicyError(
+                f"policy service refused the checks in flight (HTTP {response.status_code})",
+                status=response.status_code,
+            )
+        try:
+            digests: Any = response.json()["in_flight"]
+        except (ValueError, KeyError, TypeError):
+            digests = None
+        if (
+            not isinstance(digests, list)
+            or len(digests) > MAX_IN_FLIGHT
+            or not all(isinstance(d, str) and _DIGEST.fullmatch(d) for d in digests)
+        ):
+            raise RepoPolicyError("policy service answered malformed checks in flight")
+        return frozenset(digests)

@@ -235,7 +235,7 @@ def test_busy_flush_waits_for_an_in_flight_check(
     job = env.queue_job(["sleep 60"], event="push", ref="refs/heads/main", actor=gate.actor)
     assert gate.entered.wait(60), "the runner's check never reached the service"
     instance = env.manager._clients.lxd.get(name)
-    assert Runner.in_pre_job_check(instance, env.manager.settings)
+    assert Runner.in_pre_job_check(instance, env.manager._clients.repo.checks_in_flight())
 
     outcome: dict[str, Any] = {}
 

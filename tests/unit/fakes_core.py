@@ -33,10 +33,22 @@ def make_state(**overrides: Any) -> CharmState:
 class FakeRepoPolicy:
     def __init__(self) -> None:
         self.issued = 0
+        self.in_flight: set[str] = set()  # digests of the checks being answered
+        self.in_flight_polls: int | None = None  # answers left before in_flight empties
+        self.in_flight_calls = 0
 
     def get_one_time_token(self) -> str:
         self.issued += 1
         return f"one-time-{self.issued}"
+
+    def checks_in_flight(self) -> frozenset[str]:
+        self.in_flight_calls += 1
+        answer = frozenset(self.in_flight)
+        if self.in_flight_polls is not None:
+            self.in_flight_polls -= 1
+            if self.in_flight_polls <= 0:
+                self.in_flight.clear()
+        return answer
 
 
 def runner_tarball(path: Path, version: str = "2.330.0") -> Path:

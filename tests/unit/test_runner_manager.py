@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -227,24 +225,35 @@ def test_force_flush_without_github_deletes_instances(lxd, github, settings) -> 
 
 
 def test_wait_repo_check_waits_for_checks_in_flight(lxd, github, settings) -> None:
-    manager = make_manager(lxd, github, settings)
+    manager = make_manager(lxd, github, settings, repo_policy_url="http://127.0.0.1:9/")
     manager.reconcile(1, RES)
     go_online(github)
     (inst,) = lxd.instances.values()
-    inst.pre_job_running = True
-    threading.Timer(0.2, lambda: setattr(inst, "pre_job_running", False)).start()
-    began = time.monotonic()
-    manager.flush(LXDFlushMode.FLUSH_IDLE_WAIT_REPO_CHECK)
-    assert time.monotonic() - began >= 0.2
-    assert inst.commands[-1][:2] == ["test", "-e"] or lxd.instances == {}
+    repo = manager._clients.repo
+    repo.in_flight = {inst.config["user.github-runner.policy-token-sha256"], "f" * 64}
+    repo.in_flight_polls = 2  # the service answers the check after the second look
+    assert manager.flush(LXDFlushMode.FLUSH_IDLE_WAIT_REPO_CHECK) == 1
+    assert repo.in_flight_calls == 3
+    assert lxd.instances == {}
 
 
 def test_wait_repo_check_is_bounded(lxd, github, settings) -> None:
-    manager = make_manager(lxd, github, settings)
+    manager = make_manager(lxd, github, settings, repo_policy_url="http://127.0.0.1:9/")
     manager.reconcile(1, RES)
     go_online(github)
-    next(iter(lxd.instances.values())).pre_job_running = True
+    (inst,) = lxd.instances.values()
+    manager._clients.repo.in_flight = {inst.config["user.github-runner.policy-token-sha256"]}
     assert manager.flush(LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK) == 1
+    assert manager._clients.repo.in_flight_calls > 1
+
+
+def test_checks_of_other_runners_do_not_delay(lxd, github, settings) -> None:
+    manager = make_manager(lxd, github, settings, repo_policy_url="http://127.0.0.1:9/")
+    manager.reconcile(1, RES)
+    go_online(github)
+    manager._clients.repo.in_flight = {"f" * 64}  # another unit's runner, or a guess
+    assert manager.flush(LXDFlushMode.FLUSH_IDLE_WAIT_REPO_CHECK) == 1
+    assert manager._clients.repo.in_flight_calls == 1
 
 
 def test_lock_excludes_a_second_process(lxd, github, settings) -> None:

@@ -6,20 +6,35 @@ fails, and a flush waits for policy checks on what the job cannot forge.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 import errors
 from config.settings import RunnerManagerSettings
+from manager import removal
 from manager.idle_limit import max_idle_age
 from metrics.storage import DirectoryStorageManager
-from repo_policy.config import DEFAULT_TOKEN_TTL
-from runner import CreateRunnerConfig, Runner
+from repo_policy.app import PolicyApp
+from repo_policy.client import RepoPolicyComplianceClient
+from repo_policy.config import DEFAULT_TOKEN_TTL, PolicyConfig
+from repo_policy.in_flight import token_digest
+from repo_policy.service import BackgroundServer
+from repo_policy.tokens import OneTimeTokenStore
+from runner import POLICY_TOKEN_KEY, CreateRunnerConfig, Runner
+from runner_manager_type import LXDFlushMode
 from runner_type import RunnerStatus
 from tests.unit.fakes_github import FakeGithub
 from tests.unit.fakes_lxd import FakeLxd
+from tests.unit.test_repo_policy_decision import FakeGithub as PolicyGithub
+from tests.unit.test_repo_policy_in_flight import BODY, Gate
 from tests.unit.test_runner_manager import RES, go_online, make_manager
 
 POLICY_URL = "http://127.0.0.1:9/"
@@ -143,3 +158,124 @@ def test_a_failing_cleanup_step_does_not_skip_the_others(lxd, github, settings, 
     assert lxd.instances == {}
     assert list((tmp_path / "stores").iterdir()) == []
     assert len(github.records) == 1, "left for the next reconcile (an orphan record)"
+
+
+# --- wait-repo-check flushes: decided on the manager's side -------------------------------------
+
+SERVICE_TOKEN = "svc-token-0123456789"
+APP = "/home/ubuntu/actions-runner"
+
+
+@pytest.fixture
+def policy() -> Iterator[tuple[str, Gate]]:
+    """The real policy service on 127.0.0.1; every check waits at a gate."""
+    gate = Gate()
+    app = PolicyApp(
+        lambda: SERVICE_TOKEN, OneTimeTokenStore(), PolicyGithub, PolicyConfig, before_check=gate
+    )
+    with BackgroundServer(app, threads=3) as server:
+        yield server.url, gate
+    gate.release.set()
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every sleep of the wait loop (still slept): the flush waited iff this is not empty."""
+    seen: list[float] = []
+    real = time.sleep
+
+    def sleep(seconds: float) -> None:
+        seen.append(seconds)
+        real(seconds)
+
+    monkeypatch.setattr(removal.time, "sleep", sleep)
+    return seen
+
+
+def policy_manager(lxd, github, settings, url: str, wait: float = 0.5):
+    settings = replace(settings, repo_check_wait=wait)
+    manager = make_manager(lxd, github, settings, repo_policy_url=url)
+    manager._clients.repo = RepoPolicyComplianceClient(url, SERVICE_TOKEN)
+    manager.reconcile(1, RES)
+    go_online(github)
+    (inst,) = lxd.instances.values()
+    return manager, inst
+
+
+def test_a_flag_file_made_by_the_job_no_longer_delays_a_flush(
+    lxd, github, settings, policy, sleeps
+) -> None:
+    manager, inst = policy_manager(lxd, github, settings, policy[0], wait=30)
+    inst.pre_job_running = True  # the job ran `touch .pre-job-running` (or faked the process)
+    assert manager.flush(LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK) == 1
+    assert sleeps == [], "the flush did not wait"
+    assert not any(c[:2] == ["test", "-e"] for c in inst.commands), "nothing inside is asked"
+
+
+def test_a_check_in_flight_still_delays_a_flush(lxd, github, settings, policy, sleeps) -> None:
+    url, gate = policy
+    manager, inst = policy_manager(lxd, github, settings, url, wait=30)
+    assert inst.config[POLICY_TOKEN_KEY] == token_digest(
+        inst.files_pushed[f"{APP}/.repo-policy-token"][0].decode()
+    )
+    token = inst.files_pushed[f"{APP}/.repo-policy-token"][0].decode()
+    out: dict[str, Any] = {}
+    requests_thread = threading.Thread(
+        target=lambda: out.setdefault(
+            "reply",
+            requests.post(
+                f"{url}/check", json=BODY, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            ),
+        ),
+        daemon=True,
+    )
+    requests_thread.start()
+    assert gate.entered.wait(10), "the runner's check reached the service"
+    flushed: dict[str, int] = {}
+    flusher = threading.Thread(
+        target=lambda: flushed.setdefault(
+            "n", manager.flush(LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK)
+        )
+    )
+    flusher.start()
+    deadline = time.monotonic() + 10
+    while not sleeps and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sleeps, "the flush waits for the check"
+    assert inst.name in lxd.instances and flusher.is_alive()
+    gate.release.set()
+    flusher.join(30)
+    requests_thread.join(30)
+    assert flushed == {"n": 1}
+    assert lxd.instances == {}
+
+
+def test_an_endless_check_delays_a_flush_only_its_bound(
+    lxd, github, settings, policy, sleeps
+) -> None:
+    url, gate = policy
+    manager, inst = policy_manager(lxd, github, settings, url, wait=0.3)
+    token = inst.files_pushed[f"{APP}/.repo-policy-token"][0].decode()
+    poster = threading.Thread(
+        target=requests.post,
+        args=(f"{url}/check",),
+        kwargs={"json": BODY, "headers": {"Authorization": f"Bearer {token}"}, "timeout": 30},
+        daemon=True,
+    )
+    poster.start()
+    assert gate.entered.wait(10)
+    assert manager.flush(LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK) == 1
+    assert sleeps and lxd.instances == {}
+    gate.release.set()
+    poster.join(30)
+
+
+def test_an_unreachable_service_is_not_waited_for(
+    lxd, github, settings, policy, sleeps, caplog
+) -> None:
+    manager, inst = policy_manager(lxd, github, settings, policy[0], wait=30)
+    manager._clients.repo = RepoPolicyComplianceClient("http://127.0.0.1:9", SERVICE_TOKEN)
+    inst.pre_job_running = True
+    assert manager.flush(LXDFlushMode.FLUSH_IDLE_WAIT_REPO_CHECK) == 1
+    assert sleeps == []
+    assert "checks in flight unknown" in caplog.text
