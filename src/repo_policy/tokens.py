@@ -40,6 +40,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS tokens ("
     " digest TEXT PRIMARY KEY, expiry REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0)",
     "CREATE INDEX IF NOT EXISTS tokens_by_state ON tokens (used, expiry)",
+    "CREATE INDEX IF NOT EXISTS tokens_by_expiry ON tokens (expiry)",
 )
 
 
@@ -74,6 +75,8 @@ class OneTimeTokenStore:
 
     Bounded: at most ``max_tokens`` unused and as many used tokens are remembered; beyond that
     the oldest are forgotten (an evicted unused token is refused as unknown, which is safe).
+    Counting is paid every ``max_tokens // 100`` writes, so the store may exceed its bound by
+    1 % between two counts.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class OneTimeTokenStore:
         self.max_tokens = max_tokens
         self._clock = clock
         self._lock = threading.Lock()  # one connection, one statement sequence at a time
+        self._writes = [0, 0]  # unused / used rows written since they were last counted
         self.path: Path | None = None
         if state_file is None:
             self._connection = self._open(":memory:")
@@ -138,7 +142,7 @@ class OneTimeTokenStore:
                 "INSERT OR REPLACE INTO tokens (digest, expiry, used) VALUES (?, ?, 0)",
                 (_digest(token), now + self.ttl),
             )
-            self._bound(db, used=0)
+            self._bound(db, used=0, now=False)
         return token
 
     def consume(self, token: str) -> None:
@@ -160,7 +164,7 @@ class OneTimeTokenStore:
                 (digest, now),
             ).rowcount
             if won == 1:
-                self._bound(db, used=1)
+                self._bound(db, used=1, now=False)
                 return
             row = db.execute(
                 "SELECT used FROM tokens WHERE digest = ? AND expiry > ?", (digest, now)
@@ -171,7 +175,12 @@ class OneTimeTokenStore:
 
     # --- database -----------------------------------------------------------------------------
 
-    def _bound(self, db: sqlite3.Connection, used: int) -> None:
+    def _bound(self, db: sqlite3.Connection, used: int, now: bool = True) -> None:
+        if not now:
+            self._writes[used] += 1
+            if self._writes[used] < max(1, self.max_tokens // 100):
+                return
+        self._writes[used] = 0
         (count,) = db.execute("SELECT COUNT(*) FROM tokens WHERE used = ?", (used,)).fetchone()
         if count > self.max_tokens:
             db.execute(
