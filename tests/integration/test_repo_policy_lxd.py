@@ -194,6 +194,62 @@ def test_jobs_are_gated_by_event_permission_and_protection(
     env.manager.reconcile(0, RESOURCES)
 
 
+def test_the_gate_decides_on_githubs_record_of_the_run(
+    world: tuple[LocalEnvironment, PolicyService],
+) -> None:
+    """A runner whose report lies is decided on GitHub's record; a moved head refuses the job."""
+    env, _ = world
+    env.control(
+        "POST",
+        "/branch-protection",
+        {"repository": REPO, "branch": "main", "required_approving_review_count": 1},
+    )
+    env.control(
+        "POST", "/collaborators", {"repository": REPO, "username": "oscar", "permission": "read"}
+    )
+    fork = env.control(
+        "POST", "/pulls", {"repository": REPO, "author": "oscar", "head_repository": "oscar/pol"}
+    )
+    head = fork["pull_request"]["head"]
+    # GitHub records run 9100 as oscar's fork pull request; its job tells the runner (and so
+    # the runner reports) a push to the protected main branch.
+    record = {
+        "repository": REPO,
+        "run_id": 9100,
+        "event": "pull_request",
+        "head_branch": head["ref"],
+        "head_sha": head["sha"],
+        "head_repository": "oscar/pol",
+        "head_owner_type": "User",
+    }
+    env.control("POST", "/runs", record)
+    assert env.manager.reconcile(2, RESOURCES) == 2
+    env.wait_online(2, 90)
+    lying = env.queue_job(
+        [STEP],
+        event="push",
+        ref="refs/heads/main",
+        actor="oscar",
+        run_id=9100,
+        event_payload=fork["event_payload"],
+    )
+    # A collaborator's fork pull request whose head moved on after the job was queued.
+    moved = pull_request_job(env, "carla", "write")
+    number = moved["event_payload"]["pull_request"]["number"]
+    env.control(
+        "POST", "/pulls/head", {"repository": REPO, "number": number, "head_sha": "e" * 40}
+    )
+    lied, stale = env.wait_jobs([lying["id"], moved["id"]], 120)
+    for job in (lied, stale):
+        assert job["conclusion"] == "failure", job["log"]
+        assert MARKER not in job["log"], job["log"]
+    assert "oscar has read permission on octo/pol" in lied["log"], lied["log"]
+    assert "GitHub records a pull_request run; the runner reported 'push'" in lied["log"]
+    assert "moved since the job's commit" in stale["log"], stale["log"]
+    wait_for(lambda: env.instances() == [], 60, "the ephemeral runners to go away")
+    env.manager.reconcile(0, RESOURCES)
+
+
 def test_a_reused_one_time_token_is_refused(world: tuple[LocalEnvironment, PolicyService]) -> None:
     env, service = world
     assert env.manager.reconcile(1, RESOURCES) == 1
