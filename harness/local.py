@@ -193,12 +193,12 @@ class LocalEnvironment:
 
     def settings(self) -> RunnerManagerSettings:
         """Manager settings rooted in the work directory, sandbox port proxied into runners."""
-        base = RunnerManagerSettings(
-            state_dir=self.workdir / "state",
-            cron_path=self.workdir / "cron" / "github-runner-image",
-            metrics_storage_dir=self.workdir / "stores",
-            quarantine_dir=self.workdir / "quarantine",
-            runner_log_dir=self.workdir / "logs",
+        base = RunnerManagerSettings.for_unit(
+            self.options.app_name,
+            self.options.unit,
+            state_root=self.workdir / "state",
+            log_root=self.workdir / "logs",
+            cron_dir=self.workdir / "cron",
             loopback_ports=(self.sandbox.port,),
             bootstrap_timeout=RunnerManagerSettings().bootstrap_timeout,
         )

@@ -96,7 +96,8 @@ class RunnerManager:
             runner_manager_config: Configuration of the runners.
             clients: The seams to LXD, GitHub, templates and the policy service (built from the
                 configuration when not given).
-            settings: Paths, parallelism and timeouts (production defaults when not given).
+            settings: Paths, parallelism and timeouts (when not given, the production defaults
+                with this unit's own paths: ``RunnerManagerSettings.for_unit``).
             metrics_storage: The metrics store manager (loop-mounted bounded stores when not
                 given and metrics are enabled).
             consumer_pool: The reactive consumers: given, the unit is in reactive mode. When
@@ -107,7 +108,7 @@ class RunnerManager:
         self.config = runner_manager_config
         self.state = runner_manager_config.charm_state
         self.settings = complete_settings(
-            settings or RunnerManagerSettings(), runner_manager_config
+            settings or RunnerManagerSettings.for_unit(app_name, unit), runner_manager_config
         )
         self.prefix = f"{app_name}-{unit}-"
         self.runner_bin_path = self.settings.runner_bin_path

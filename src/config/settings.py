@@ -1,4 +1,8 @@
-"""Paths, parallelism and timeouts of the RunnerManager (production defaults; tests override)."""
+"""Paths, parallelism and timeouts of the RunnerManager (production defaults; tests override).
+
+The charm builds a unit's settings with :meth:`RunnerManagerSettings.for_unit`: paths per
+application and unit, so that applications sharing a machine never touch each other's files.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,10 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+STATE_ROOT = Path("/var/lib/github-runner")
+CRON_DIR = Path("/etc/cron.d")
 
 
 def _default_parallelism() -> int:
@@ -67,6 +75,52 @@ class RunnerManagerSettings:
     runner_dir: str = "/home/ubuntu/actions-runner"
     fixed_boot_wait: float = 0.0
     clone_from_template: bool = False
+
+    @classmethod
+    def for_unit(
+        cls,
+        app_name: str,
+        unit: int,
+        *,
+        state_root: Path = STATE_ROOT,
+        log_root: Path | None = None,
+        cron_dir: Path = CRON_DIR,
+        **overrides: Any,
+    ) -> RunnerManagerSettings:
+        """Return the settings of one unit: every path its own, beside other applications.
+
+        Two applications (or units) on one machine never share a store, lock, consumer config
+        (it holds the token), pid directory, log directory or cron file:
+        ``<state_root>/<app>-<unit>/`` holds the state (lock, ``reactive-runner.json``,
+        ``reactive-pids``, the runner binary cache, ``metrics-stores``,
+        ``metrics-quarantine``), ``<log_root>/<app>-<unit>/`` the runner and consumer logs
+        and ``<cron_dir>/github-runner-image-<app>-<unit>`` the image rebuild.
+
+        Args:
+            app_name: The application name.
+            unit: The unit number.
+            state_root: Where every unit keeps its state directory.
+            log_root: Where every unit keeps its log directory (the default runner log
+                directory when not given).
+            cron_dir: Where cron files go.
+            overrides: Other fields (parallelism, timeouts...).
+
+        Returns:
+            The settings.
+        """
+        slug = f"{app_name}-{unit}"
+        state_dir = state_root / slug
+        log_base = log_root if log_root is not None else cls.runner_log_dir
+        return cls(
+            **{
+                "state_dir": state_dir,
+                "cron_path": cron_dir / f"github-runner-image-{slug}",
+                "metrics_storage_dir": state_dir / "metrics-stores",
+                "quarantine_dir": state_dir / "metrics-quarantine",
+                "runner_log_dir": log_base / slug,
+                **overrides,
+            }
+        )
 
     @property
     def runner_bin_path(self) -> Path:

@@ -4,19 +4,28 @@ The service token (the charm's credential for handing out one-time tokens) is cr
 unit and kept in a root-only file; the GitHub token and the policy file are rewritten when they
 change, and the service restarts only then (systemd copies credentials at start). When the unit
 stops, the service goes with its files (the GitHub token among them).
+
+Several applications (and units) may share a machine: each unit has its own service
+(``github-runner-repo-policy-<app>-<unit>``), files (``/etc/github-runner/<app>-<unit>/``),
+state directory and port. The port is chosen once (the first from 8567 that no sibling unit
+remembers and that is free) and remembered in the unit's files.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import secrets
+import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from errors import SubprocessError
 from juju.systemd import (
     SYSTEMD_UNIT_DIR,
     Systemctl,
@@ -29,10 +38,35 @@ from paths import REPO_ROOT
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME = "github-runner-repo-policy"
+SERVICE_PREFIX = "github-runner-repo-policy"
+LEGACY_SERVICE_NAME = SERVICE_PREFIX  # one service per machine, before units had their own
 DEFAULT_PORT = 8567
-CONFIG_DIR = Path("/etc/github-runner/repo-policy")
-CONFIG_FILES = ("github-token", "service-token", "policy.json")
+PORT_SPAN = 1000
+CONFIG_ROOT = Path("/etc/github-runner")
+PORT_FILE = "port"
+CONFIG_FILES = ("github-token", "service-token", "policy.json", PORT_FILE)
+
+PortFree = Callable[[str, int], bool]
+"""Answers whether ``(host, port)`` can be listened on."""
+
+
+def unit_slug(unit_name: str) -> str:
+    """Return ``<app>-<unit>`` for ``<app>/<unit>``: a file, unit and directory name part."""
+    return unit_name.replace("/", "-")
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Return whether a listening socket can bind ``host:port`` (nothing is sent)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
 
 
 @dataclass(frozen=True)
@@ -77,30 +111,79 @@ class RepoPolicyService:
         self,
         unit_name: str,
         *,
-        config_dir: Path = CONFIG_DIR,
+        config_root: Path = CONFIG_ROOT,
+        config_dir: Path | None = None,
         unit_dir: Path = SYSTEMD_UNIT_DIR,
         charm_dir: Path | None = None,
         systemctl: Systemctl = run_systemctl,
+        port_free: PortFree = port_is_free,
     ) -> None:
         """Build it.
 
         Args:
-            unit_name: The Juju unit (for the unit description).
-            config_dir: Where the token files and the policy file live.
+            unit_name: The Juju unit (``app/0``): it names the service and its files.
+            config_root: Where every unit of the machine keeps its files
+                (``<root>/<app>-<unit>/repo-policy``): ports are chosen apart there.
+            config_dir: Where this unit's token, policy and port files live (under
+                ``config_root`` when not given).
             unit_dir: Where the systemd unit is written.
             charm_dir: The charm's directory (its ``src`` holds the service's code).
             systemctl: The systemctl seam.
+            port_free: Whether a port can be listened on (a real bind when not given).
         """
         self.unit_name = unit_name
-        self.config_dir = config_dir
+        self.slug = unit_slug(unit_name)
+        self.service_name = f"{SERVICE_PREFIX}-{self.slug}"
+        self.config_root = config_root
+        self.config_dir = config_dir or config_root / self.slug / "repo-policy"
         self.unit_dir = unit_dir
         self.charm_dir = charm_dir or REPO_ROOT
         self._systemctl = systemctl
+        self._port_free = port_free
 
     @property
     def unit_path(self) -> Path:
         """The systemd unit file."""
-        return self.unit_dir / f"{SERVICE_NAME}.service"
+        return self.unit_dir / f"{self.service_name}.service"
+
+    def port(self, host: str) -> int:
+        """Return the unit's port: the remembered one, else the first free one, remembered.
+
+        Candidates run from 8567 over 1000 ports; a port another unit of the machine
+        remembers is never taken, nor one something listens on.
+
+        Args:
+            host: The address the service listens on (where a port must be free).
+
+        Returns:
+            The port.
+
+        Raises:
+            SubprocessError: If no port is free.
+        """
+        path = self.config_dir / PORT_FILE
+        try:
+            return int(path.read_text(encoding="utf-8").strip())
+        except (FileNotFoundError, ValueError):
+            pass
+        taken = self._sibling_ports()
+        for port in range(DEFAULT_PORT, DEFAULT_PORT + PORT_SPAN):
+            if port not in taken and self._port_free(host, port):
+                _write(path, f"{port}\n", 0o644)
+                return port
+        raise SubprocessError(["repo-policy"], 1, f"no free port from {DEFAULT_PORT}")
+
+    def _sibling_ports(self) -> set[int]:
+        """The ports other units of the machine remember."""
+        ports: set[int] = set()
+        for path in self.config_root.glob(f"*/repo-policy/{PORT_FILE}"):
+            if path.parent == self.config_dir:
+                continue
+            try:
+                ports.add(int(path.read_text(encoding="utf-8").strip()))
+            except (OSError, ValueError):
+                continue
+        return ports
 
     def service_token(self) -> str:
         """Return the unit's service token, creating it on first use."""
@@ -121,7 +204,7 @@ class RepoPolicyService:
         github_api_url: str,
         policy: dict[str, Any],
         host: str = "127.0.0.1",
-        port: int = DEFAULT_PORT,
+        port: int | None = None,
     ) -> RepoPolicyEndpoint:
         """Install (or update) and start the service; restart it only when something changed.
 
@@ -130,7 +213,7 @@ class RepoPolicyService:
             github_api_url: The GitHub API base URL.
             policy: The policy options (``allow_pull_request_target``, ...).
             host: The address to listen on: loopback for containers, the LXD bridge for VMs.
-            port: The port to listen on.
+            port: The port to listen on (the unit's own, see :meth:`port`, when not given).
 
         Returns:
             Where runners reach the service and the charm's token for it.
@@ -138,13 +221,15 @@ class RepoPolicyService:
         Raises:
             SubprocessError: If systemctl fails.
         """
+        self._remove_legacy()
+        port = self.port(host) if port is None else port
         token = self.service_token()
         changed = _write(self.config_dir / "github-token", github_token, 0o600)
         config_file = self.config_dir / "policy.json"
         _write(config_file, json.dumps(policy, sort_keys=True, indent=1) + "\n", 0o644)
         unit = self.render_unit(github_api_url, host, port)
         changed = _write(self.unit_path, unit, 0o644) or changed
-        activate(self._systemctl, f"{SERVICE_NAME}.service", changed)
+        activate(self._systemctl, f"{self.service_name}.service", changed)
         if changed:
             logger.info("repo policy service (re)started on %s:%d", host, port)
         return RepoPolicyEndpoint(url=f"http://{host}:{port}", service_token=token)
@@ -159,7 +244,25 @@ class RepoPolicyService:
         """
         for name in CONFIG_FILES:
             (self.config_dir / name).unlink(missing_ok=True)
-        uninstall(self._systemctl, f"{SERVICE_NAME}.service", [self.unit_path])
+        uninstall(self._systemctl, f"{self.service_name}.service", [self.unit_path])
+
+    def _remove_legacy(self) -> None:
+        """Remove this unit's service of before units had their own names, if it is there.
+
+        The old service (``github-runner-repo-policy``, files in ``<root>/repo-policy``) was
+        one per machine; it is this unit's when its description names this unit.
+        """
+        legacy = self.unit_dir / f"{LEGACY_SERVICE_NAME}.service"
+        try:
+            text = legacy.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        if f"Pre-job repository policy service of {self.unit_name}\n" not in text:
+            return
+        for name in CONFIG_FILES:
+            (self.config_root / "repo-policy" / name).unlink(missing_ok=True)
+        uninstall(self._systemctl, f"{LEGACY_SERVICE_NAME}.service", [legacy])
+        logger.info("removed the machine-wide policy service of %s", self.unit_name)
 
     def render_unit(self, github_api_url: str, host: str, port: int) -> str:
         """Render the systemd unit of the service."""
@@ -173,5 +276,6 @@ class RepoPolicyService:
             "github_token_file": str(self.config_dir / "github-token"),
             "github_api_url": github_api_url,
             "config_file": str(self.config_dir / "policy.json"),
+            "state_directory": self.service_name,
         }
         return render_unit("repo-policy.service.j2", context)

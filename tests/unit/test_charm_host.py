@@ -40,7 +40,11 @@ def host(tmp_path: Path, systemctl_codes: dict[str, int] | None = None) -> HostS
     systemctl = FakeSystemctl(systemctl_codes)
     timer = EventTimer("app/0", unit_dir=tmp_path / "units", systemctl=systemctl)
     policy = RepoPolicyService(
-        "app/0", config_dir=tmp_path / "policy", unit_dir=tmp_path / "units", systemctl=systemctl
+        "app/0",
+        config_dir=tmp_path / "policy",
+        unit_dir=tmp_path / "units",
+        systemctl=systemctl,
+        port_free=lambda host, port: True,
     )
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal: 16000000 kB\nMemAvailable:    8000000 kB\n")
@@ -113,10 +117,10 @@ def test_policy_service_is_installed_then_removed(tmp_path: Path) -> None:
     endpoint = system.ensure_repo_policy("ghp_x", "https://api.github.com", policy, True)
     assert endpoint.url == "http://127.0.0.1:8567"  # containers: host loopback
     assert (tmp_path / "policy" / "github-token").read_text() == "ghp_x"
-    assert (tmp_path / "units" / "github-runner-repo-policy.service").exists()
+    assert (tmp_path / "units" / "github-runner-repo-policy-app-0.service").exists()
     system.remove_repo_policy()
     assert not (tmp_path / "policy" / "github-token").exists()
-    assert not (tmp_path / "units" / "github-runner-repo-policy.service").exists()
+    assert not (tmp_path / "units" / "github-runner-repo-policy-app-0.service").exists()
 
 
 def test_run() -> None:

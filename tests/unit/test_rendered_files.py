@@ -203,17 +203,16 @@ def test_logrotate_has_no_variable() -> None:
     assert "{{" not in text and "{%" not in text
 
 
-def test_every_template_is_covered() -> None:
-    covered = {
-        "env.j2",
-        "pre-job.sh.j2",
-        "start.sh.j2",
-        "dispatch-event.service.j2",
-        "dispatch-event.timer.j2",
-        "repo-policy.service.j2",
-        "logrotate-github-runner-metrics",
-    }
-    assert {p.name for p in TEMPLATES_DIR.iterdir()} == covered
+ESCAPING_FILTERS = ("env_value", "systemd_value", "systemd_arg", "shell", "json", "int")
+
+
+@pytest.mark.parametrize("template", sorted(p.name for p in TEMPLATES_DIR.iterdir()))
+def test_every_value_in_every_template_is_escaped(template: str) -> None:
+    # Any template, including one added later: each {{ ... }} ends with its format's filter.
+    text = (TEMPLATES_DIR / template).read_text()
+    for expression in re.findall(r"{{(.*?)}}", text):
+        last = expression.rsplit("|", 1)[-1].strip() if "|" in expression else ""
+        assert last.split("(")[0] in ESCAPING_FILTERS, f"{template}: {{{{{expression}}}}}"
 
 
 def test_undefined_filter_input_is_an_error() -> None:

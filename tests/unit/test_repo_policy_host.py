@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from errors import SubprocessError
-from juju.policy_host import SERVICE_NAME, RepoPolicyService
+from juju.policy_host import RepoPolicyService, port_is_free
 from tests.unit.fakes_systemd import FakeSystemctl
+
+SERVICE_NAME = "github-runner-repo-policy-github-runner-0"
 
 
 def service(tmp_path: Path, systemctl: FakeSystemctl) -> RepoPolicyService:
@@ -19,6 +21,7 @@ def service(tmp_path: Path, systemctl: FakeSystemctl) -> RepoPolicyService:
         unit_dir=tmp_path / "systemd",
         charm_dir=Path("/var/lib/juju/agents/unit-github-runner-0/charm"),
         systemctl=systemctl,
+        port_free=lambda host, port: True,
     )
 
 
@@ -46,7 +49,7 @@ def test_first_install_writes_private_files_and_starts(tmp_path: Path) -> None:
     assert (etc / "github-token").read_text() == "ghp_x"
     assert mode(etc / "policy.json") == 0o644
     unit = svc.unit_path.read_text()
-    assert "--port 8567" in unit and "--host 127.0.0.1" in unit
+    assert "--port 8567" in unit and '--host "127.0.0.1"' in unit
     assert "ghp_x" not in unit and endpoint.service_token not in unit
     assert "{{" not in unit
     assert systemctl.calls == [
@@ -121,3 +124,58 @@ def test_remove_fails_when_the_reload_fails_but_the_tokens_are_gone(tmp_path: Pa
     with pytest.raises(SubprocessError):
         svc.remove()
     assert not (tmp_path / "etc" / "github-token").exists()
+
+
+def _unit(tmp_path: Path, name: str, busy: set[int] | None = None) -> RepoPolicyService:
+    return RepoPolicyService(
+        name,
+        config_root=tmp_path / "etc",
+        unit_dir=tmp_path / "systemd",
+        systemctl=FakeSystemctl(),
+        port_free=lambda host, port: port not in (busy or set()),
+    )
+
+
+def test_two_applications_on_one_machine_have_their_own_service(tmp_path: Path) -> None:
+    one, other = _unit(tmp_path, "ci-a/0"), _unit(tmp_path, "ci-b/0", busy={8568})
+    first = one.ensure(github_token="a", github_api_url="https://api.github.com", policy=POLICY)
+    second = other.ensure(github_token="b", github_api_url="https://api.github.com", policy=POLICY)
+    assert first.url == "http://127.0.0.1:8567"
+    assert second.url == "http://127.0.0.1:8569", "a sibling's port and a busy one are skipped"
+    assert one.unit_path.name == "github-runner-repo-policy-ci-a-0.service"
+    assert other.unit_path.name == "github-runner-repo-policy-ci-b-0.service"
+    assert one.config_dir == tmp_path / "etc" / "ci-a-0" / "repo-policy"
+    assert (one.config_dir / "github-token").read_text() == "a"
+    assert (other.config_dir / "github-token").read_text() == "b"
+    assert first.service_token != second.service_token
+    assert "StateDirectory=github-runner-repo-policy-ci-b-0\n" in other.unit_path.read_text()
+    # The port is remembered: a restart of the charm, or the port in use by the service itself.
+    again = _unit(tmp_path, "ci-a/0", busy={8567})
+    assert again.ensure(github_token="a", github_api_url="https://api.github.com",
+                        policy=POLICY).url == first.url  # fmt: skip
+    other.remove()
+    assert (one.config_dir / "github-token").exists() and one.unit_path.exists()
+
+
+def test_the_machine_wide_service_of_this_unit_goes(tmp_path: Path) -> None:
+    legacy = tmp_path / "systemd" / "github-runner-repo-policy.service"
+    legacy.parent.mkdir()
+    legacy.write_text("[Unit]\nDescription=Pre-job repository policy service of ci-b/0\n")
+    (tmp_path / "etc" / "repo-policy").mkdir(parents=True)
+    (tmp_path / "etc" / "repo-policy" / "github-token").write_text("old")
+    _unit(tmp_path, "ci-a/0").ensure(github_token="a", github_api_url="https://x", policy=POLICY)
+    assert legacy.exists(), "another unit's service stays"
+    _unit(tmp_path, "ci-b/0").ensure(github_token="b", github_api_url="https://x", policy=POLICY)
+    assert not legacy.exists()
+    assert not (tmp_path / "etc" / "repo-policy" / "github-token").exists()
+
+
+def test_port_is_free_binds_loopback() -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert port_is_free("127.0.0.1", port) is False
+    assert port_is_free("127.0.0.1", port) is True

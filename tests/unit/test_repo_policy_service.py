@@ -30,6 +30,7 @@ UNIT_VALUES = {
     "github_token_file": "/etc/github-runner/repo-policy/github-token",
     "github_api_url": "https://api.github.com",
     "config_file": "/etc/github-runner/repo-policy/policy.json",
+    "state_directory": "github-runner-repo-policy-github-runner-0",
 }
 
 
