@@ -8,16 +8,20 @@ routes and processes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 IP = "ip"
 MAX_IFNAME = 15
+CLONE_NEWNET = 0x40000000
+NETNS_DIR = Path("/run/netns")
 
 
 class NetnsError(RuntimeError):
@@ -185,6 +189,35 @@ def add_veth(host_end: str, namespace: str, inner_name: str, address: str) -> No
     # Before the link is up: no IPv6 link-local address ever appears on the host end.
     write_sysctls({f"net.ipv6.conf.{host_end}.disable_ipv6": "1"})
     ip_batch([f"addr add {address} dev {inner_name}", f"link set {inner_name} up"], namespace)
+
+
+@contextlib.contextmanager
+def entered(namespace: str) -> Iterator[None]:
+    """Move the calling thread into ``namespace`` for the block (setns), then back.
+
+    Sockets created inside the block stay in the namespace for their whole life, and so do
+    threads started inside it: an in-process server started here serves inside the test host
+    while the rest of the process stays in the host's namespace.
+
+    Raises:
+        OSError: setns failed.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def _setns(fd: int) -> None:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"setns: {os.strerror(errno)}")
+
+    with (
+        (NETNS_DIR / namespace).open("rb") as target,
+        Path("/proc/thread-self/ns/net").open("rb") as home,
+    ):
+        _setns(target.fileno())
+        try:
+            yield
+        finally:
+            _setns(home.fileno())
 
 
 def delete_link(ifname: str) -> None:

@@ -1,6 +1,7 @@
 """A closed test network for runners with a real NIC: an LXD bridge, test hosts, DHCP and DNS.
 
-Layout of one session (``tn`` + 4 hex digits, e.g. ``tn3f9a``; index N picked per session):
+Layout of one session (``tn`` + 4 hex digits, e.g. ``tn3f9a``; index N < 64 picked per session,
+bridge subnet ``S`` = 198.18.4N.0/22):
 
 - the bridge: an LXD managed network ``tn3f9a`` with ``ipv4.address=none`` and
   ``ipv6.address=none`` (LXD then runs no dnsmasq, adds no firewall rule and disables IPv6 on
@@ -8,8 +9,9 @@ Layout of one session (``tn`` + 4 hex digits, e.g. ``tn3f9a``; index N picked pe
   arrives on it (``rp_filter=1`` against an ``unreachable`` route for the test subnets) and
   forwards nothing from it. Runners get a NIC on it with :meth:`TestNet.nic_device`;
 - test hosts: network namespaces ``tn3f9a-<name>`` with a veth into the bridge
-  (``198.18.N.x/24``, N.10 upwards), no forwarding, no IPv6. ``dns`` (198.18.N.2) runs dnsmasq
-  (:mod:`harness.testnet_dns`): DHCP for 198.18.N.100-250, no default route, DNS for
+  (S+10 upwards, e.g. 198.18.4N.10/22), no forwarding, no IPv6. ``dns`` (S+2) runs dnsmasq
+  (:mod:`harness.testnet_dns`): DHCP for S+100 to S+1021 (10-minute leases: a deleted runner's
+  address comes back after that, so ~90 creations a minute), no default route, DNS for
   ``<host>.test`` and for every DHCP client's hostname, no upstream resolver;
 - a manager link (``add_host(..., manager_link=True)``): a second veth from the host into that
   one namespace, ``198.19.N.(4k+1)/30`` on the host end and ``.(4k+2)`` inside, plus a /32 route
@@ -33,7 +35,7 @@ import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from harness.netns import (
     IP,
@@ -41,15 +43,20 @@ from harness.netns import (
     NetnsError,
     add_veth,
     create_namespace,
+    entered,
     ip_json,
     run,
     write_sysctls,
 )
 from harness.testnet_dns import DOMAIN, Dnsmasq, Lease
+from harness.testnet_serve import ALL_ADDRESSES, PublicSandbox
 from harness.testnet_sessions import (
     RUN_DIR,
+    SESSION_INDEXES,
     SESSION_RE,
+    bridge_subnet,
     cleanup_stale,
+    link_subnet,
     lock,
     lxd_network_names,
     main,
@@ -59,12 +66,21 @@ from harness.testnet_sessions import (
     teardown,
 )
 
-__all__ = ["Lease", "SandboxService", "TestHost", "TestNet", "cleanup_stale", "main", "sessions"]
+__all__ = [
+    "Lease",
+    "PublicSandbox",
+    "SandboxService",
+    "TestHost",
+    "TestNet",
+    "cleanup_stale",
+    "main",
+    "sessions",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-DNS_OCTET, FIRST_HOST_OCTET, LAST_HOST_OCTET = 2, 10, 99
-DHCP_OCTETS = (100, 250)
+DNS_OFFSET, FIRST_HOST_OFFSET, LAST_HOST_OFFSET = 2, 10, 99
+DHCP_OFFSETS = (100, 1021)
 
 
 @dataclass(frozen=True)
@@ -74,7 +90,7 @@ class TestHost:
     Attributes:
         name: its DNS label (``<name>.test``).
         namespace: its network namespace.
-        address: its address on the bridge (198.18.N.x).
+        address: its address on the bridge (in 198.18.4N.0/22).
         link_address: its end of the manager link (198.19.N.x), when it has one.
     """
 
@@ -129,7 +145,7 @@ class TestNet:
 
     Attributes:
         session: the session id (``tn`` + 4 hex digits): bridge name and name prefix.
-        index: N of 198.18.N.0/24 and 198.19.N.0/24.
+        index: N of the bridge subnet 198.18.4N.0/22 and of the links' 198.19.N.0/24.
         state_dir: this session's files (dnsmasq hosts, leases and log; server logs).
         dns: the DHCP/DNS test host.
         dnsmasq: its dnsmasq.
@@ -137,7 +153,7 @@ class TestNet:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, run_dir: Path = RUN_DIR, lease_time: str = "1h") -> None:
+    def __init__(self, run_dir: Path = RUN_DIR, lease_time: str = "10m") -> None:
         self.run_dir = run_dir
         self.lease_time = lease_time
         self.session = ""
@@ -145,6 +161,7 @@ class TestNet:
         self.state_dir = run_dir
         self.hosts: dict[str, TestHost] = {}
         self.processes: list[NamespaceProcess] = []
+        self._in_process: list[PublicSandbox] = []
         self._lock_handle: IO[str] | None = None
         self._links = 0
         self.dns: TestHost | None = None
@@ -183,13 +200,13 @@ class TestNet:
             )
             for net in (self.subnet, self.link_subnet):
                 run([IP, "route", "add", "unreachable", str(net)])
-            self.dns = self._add_namespace_host("dns", DNS_OCTET)
+            self.dns = self._add_namespace_host("dns", DNS_OFFSET)
             self.dnsmasq = Dnsmasq(
                 self.dns.namespace,
                 "eth0",
                 self.dns.address,
                 subnet=self.subnet,
-                dhcp_range=(self._address(DHCP_OCTETS[0]), self._address(DHCP_OCTETS[1])),
+                dhcp_range=(self._address(DHCP_OFFSETS[0]), self._address(DHCP_OFFSETS[1])),
                 state_dir=self.state_dir,
                 lease_time=self.lease_time,
             )
@@ -211,6 +228,8 @@ class TestNet:
             return
         for process in self.processes:
             process.stop()
+        for server in self._in_process:
+            server.stop()
         if self.dnsmasq is not None:
             self.dnsmasq.stop()
         problems = teardown(self.session, self.index)
@@ -232,21 +251,21 @@ class TestNet:
 
     @property
     def subnet(self) -> IPv4Network:
-        """The bridge's subnet, 198.18.N.0/24."""
-        return IPv4Network(f"198.18.{self.index}.0/24")
+        """The bridge's subnet, 198.18.4N.0/22."""
+        return bridge_subnet(self.index)
 
     @property
     def link_subnet(self) -> IPv4Network:
         """The manager links' range, 198.19.N.0/24."""
-        return IPv4Network(f"198.19.{self.index}.0/24")
+        return link_subnet(self.index)
 
     @property
     def dns_address(self) -> IPv4Address:
         """The DHCP/DNS test host's address."""
-        return self._address(DNS_OCTET)
+        return self._address(DNS_OFFSET)
 
-    def _address(self, octet: int) -> IPv4Address:
-        return self.subnet.network_address + octet
+    def _address(self, offset: int) -> IPv4Address:
+        return self.subnet.network_address + offset
 
     # ---- test hosts and their servers ----------------------------------------------------
 
@@ -259,8 +278,8 @@ class TestNet:
         """
         if not HOST_NAME_RE.match(name) or name in self.hosts or self.dnsmasq is None:
             raise ValueError(f"bad or duplicate test host name {name!r} (or net not started)")
-        used = {int(str(h.address).rsplit(".", 1)[1]) for h in self.hosts.values()}
-        free = [o for o in range(FIRST_HOST_OCTET, LAST_HOST_OCTET + 1) if o not in used]
+        used = {self._offset(h) for h in self.hosts.values()}
+        free = [o for o in range(FIRST_HOST_OFFSET, LAST_HOST_OFFSET + 1) if o not in used]
         if not free:
             raise NetnsError("no test host address left")
         host = self._add_namespace_host(name, free[0])
@@ -316,6 +335,26 @@ class TestNet:
             process=process,
         )
 
+    def start_sandbox_in_process(
+        self, host: TestHost, *, port: int = 8080, **options: Any
+    ) -> PublicSandbox:
+        """Start the sandbox in this process, serving inside ``host``'s namespace.
+
+        Its listening socket and threads live in the test host (see :func:`netns.entered`), so
+        ``server.state``, ``faults`` and ``observers`` work as with a loopback sandbox. Its
+        ``base_url`` is ``http://<host address>:<port>``; ``stop()`` it (``close`` does too).
+
+        Args:
+            host: the test host.
+            port: its TCP port.
+            options: :class:`sandbox.server.SandboxServer` keyword arguments (token, ...).
+        """
+        server = PublicSandbox(str(host.address), host=ALL_ADDRESSES, port=port, **options)
+        with entered(host.namespace):
+            server.start()
+        self._in_process.append(server)
+        return server
+
     def start_http(self, host: TestHost, *, port: int = 80, body: str = "ok") -> NamespaceProcess:
         """Run a tiny web server on ``host`` answering every GET with ``body``."""
         argv = [
@@ -363,12 +402,10 @@ class TestNet:
         ]
         free = [
             n
-            for n in range(1, 255)
+            for n in SESSION_INDEXES
             if n not in taken
             and not any(
-                net.overlaps(IPv4Network(f"198.18.{n}.0/24"))
-                or net.overlaps(IPv4Network(f"198.19.{n}.0/24"))
-                for net in routed
+                net.overlaps(bridge_subnet(n)) or net.overlaps(link_subnet(n)) for net in routed
             )
         ]
         if not free:
@@ -383,20 +420,23 @@ class TestNet:
         info = {"session": session, "index": self.index, "pid": os.getpid()}
         (self.state_dir / "session.json").write_text(json.dumps(info))
 
-    def _add_namespace_host(self, name: str, octet: int) -> TestHost:
+    def _offset(self, host: TestHost) -> int:
+        return int(host.address) - int(self.subnet.network_address)
+
+    def _add_namespace_host(self, name: str, offset: int) -> TestHost:
         namespace = f"{self.session}-{name}"
-        host_end = f"{self.session}h{octet}"
+        host_end = f"{self.session}h{offset}"
         create_namespace(namespace)
-        add_veth(host_end, namespace, "eth0", f"{self._address(octet)}/{self.subnet.prefixlen}")
+        add_veth(host_end, namespace, "eth0", f"{self._address(offset)}/{self.subnet.prefixlen}")
         run([IP, "link", "set", host_end, "master", self.bridge, "up"])
-        host = TestHost(name, namespace, self._address(octet))
+        host = TestHost(name, namespace, self._address(offset))
         self.hosts[name] = host
         return host
 
     def _link_to_manager(self, host: TestHost) -> TestHost:
         base = self.link_subnet.network_address + 4 * self._links
         self._links += 1
-        host_end = f"{self.session}l{int(str(host.address).rsplit('.', 1)[1])}"
+        host_end = f"{self.session}l{self._offset(host)}"
         add_veth(host_end, host.namespace, "mgr0", f"{base + 2}/30")
         run([IP, "addr", "add", f"{base + 1}/30", "dev", host_end])
         run([IP, "link", "set", host_end, "up"])

@@ -56,7 +56,7 @@ class Dnsmasq:
         subnet: IPv4Network,
         dhcp_range: tuple[IPv4Address, IPv4Address],
         state_dir: Path,
-        lease_time: str = "1h",
+        lease_time: str = "10m",
     ) -> None:
         self.namespace = namespace
         self.interface = interface
@@ -93,6 +93,7 @@ class Dnsmasq:
             f"--dhcp-option=option:dns-server,{self.address}",
             f"--dhcp-option=option:domain-name,{DOMAIN}",
             "--dhcp-authoritative",
+            "--dhcp-lease-max=4096",
             "--no-ping",
             f"--dhcp-leasefile={self.leases_path}",
             f"--pid-file={self.state_dir / 'dnsmasq.pid'}",

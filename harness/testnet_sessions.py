@@ -18,14 +18,26 @@ import fcntl
 import json
 import os
 import re
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import IO
 
 from harness.netns import IP, NetnsError, delete_link, delete_namespace, links, namespaces, run
 
 RUN_DIR = Path(os.environ.get("GITHUB_RUNNER_TESTNET_DIR", "/run/github-runner-testnet"))
+SESSION_INDEXES = range(64)
 SESSION_RE = re.compile(r"^tn([0-9a-f]{4})$")
 OWNED_RE = re.compile(r"^tn([0-9a-f]{4})(?:-[a-z0-9-]+|[hl][0-9]{1,3})$")
+
+
+def bridge_subnet(index: int) -> IPv4Network:
+    """The bridge subnet of session index N: 198.18.4N.0/22 (N < 64; 1022 addresses)."""
+    return IPv4Network(f"198.18.{4 * index}.0/22")
+
+
+def link_subnet(index: int) -> IPv4Network:
+    """The manager links of session index N: 198.19.N.0/24 (a /30 each)."""
+    return IPv4Network(f"198.19.{index}.0/24")
 
 
 def lxd_network_names() -> list[str]:
@@ -69,9 +81,9 @@ def teardown(session: str, index: int | None) -> list[str]:
         if OWNED_RE.match(link) and link.startswith(session) and link != session:
             delete_link(link)
     if index is not None:
-        for net in (f"198.18.{index}.0/24", f"198.19.{index}.0/24"):
+        for net in (bridge_subnet(index), link_subnet(index)):
             with contextlib.suppress(NetnsError):
-                run([IP, "route", "del", "unreachable", net])
+                run([IP, "route", "del", "unreachable", str(net)])
     if session in lxd_network_names():
         try:
             run(["lxc", "network", "delete", session], timeout=60)
@@ -141,5 +153,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for session, live in sorted(sessions().items()):
         index = session_index(RUN_DIR / session)
-        print(f"{session} {'live' if live else 'stale'} 198.18.{index}.0/24")
+        subnet = "?" if index is None else bridge_subnet(index)
+        print(f"{session} {'live' if live else 'stale'} {subnet}")
     return 0

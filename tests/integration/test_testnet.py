@@ -195,6 +195,31 @@ def test_another_test_host_serves_by_name(testnet: TestNet, container: NetContai
     assert f"{container.address} GET /path" in log
 
 
+def test_in_process_sandbox_serves_inside_its_test_host(
+    testnet: TestNet, container: NetContainer
+) -> None:
+    home = os.readlink("/proc/thread-self/ns/net")
+    host = testnet.add_host(f"gh{secrets.token_hex(2)}", manager_link=True)
+    server = testnet.start_sandbox_in_process(host, token=TESTNET_TOKEN)
+    try:
+        assert os.readlink("/proc/thread-self/ns/net") == home
+        assert server.base_url == f"http://{host.address}:8080"
+        auth = f"-H 'Authorization: token {TESTNET_TOKEN}'"
+        inside = _exec(
+            container.name,
+            f"curl -fsS --max-time 10 {auth} http://{host.fqdn}:8080/api/v3/rate_limit",
+        )
+        assert inside.returncode == 0, inside.stderr
+        request = urllib.request.Request(  # noqa: S310 - http to a test host
+            f"{server.api_url}/rate_limit", headers={"Authorization": f"token {TESTNET_TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - test host
+            assert response.status == 200
+        assert server.stats.snapshot().get("GET /rate_limit") == 2
+    finally:
+        server.stop()
+
+
 def test_host_has_no_address_on_the_test_network(
     testnet: TestNet, testnet_sandbox: SandboxService, container: NetContainer
 ) -> None:
@@ -208,7 +233,9 @@ def test_host_has_no_address_on_the_test_network(
     assert read_sysctl(f"net.ipv4.conf.{bridge}.rp_filter") == "1"
     assert read_sysctl(f"net.ipv4.conf.{bridge}.forwarding") == "0"
     assert read_sysctl(f"net.ipv6.conf.{bridge}.disable_ipv6") == "1"
-    # Host routes into the test range: unreachable, except the /32 to the linked sandbox.
+    # Host routes into the test range: unreachable, except a /32 to each linked test host.
+    linked = {h.address for h in testnet.hosts.values() if h.link_address is not None}
+    assert testnet_sandbox.host.address in linked
     for route in ip_json(["-4", "route", "show"]):
         if route["dst"] == "default":
             continue
@@ -217,7 +244,8 @@ def test_host_has_no_address_on_the_test_network(
             if net == testnet.subnet:
                 assert route.get("type") == "unreachable", route
             else:
-                assert net == IPv4Network(f"{testnet_sandbox.host.address}/32"), route
+                assert net.num_addresses == 1 and net.network_address in linked, route
+                assert IPv4Address(route["gateway"]) in testnet.link_subnet, route
     # No test host forwards between its interfaces.
     for host in testnet.hosts.values():
         assert read_sysctl("net.ipv4.ip_forward", host.namespace) == "0", host
