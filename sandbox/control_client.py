@@ -143,7 +143,8 @@ class SandboxControl:
 
         Args:
             spec: status, probability, path_regex, latency_ms, method, count, retry_after,
-                or rate_limit={"remaining": 0, "reset_in": 60}.
+                drip_ms (the body one byte every drip_ms), or
+                rate_limit={"remaining": 0, "reset_in": 60}.
 
         Returns:
             The rule.

@@ -1,4 +1,8 @@
-"""Fault injection for the REST API: error statuses, latency, secondary rate limits."""
+"""Fault injection for the REST API: error statuses, latency, drips, secondary rate limits.
+
+A drip (``drip_ms``) sends the answer's body one byte every ``drip_ms`` milliseconds: each byte
+comes well within a client's per-read timeout, so only an overall deadline ends the request.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ SECONDARY_DOCS = (
     "#about-secondary-rate-limits"
 )
 MAX_LATENCY_MS = 60_000
+MAX_DRIP_MS = 10_000
 MESSAGES = {
     401: "Bad credentials",
     403: "Forbidden",
@@ -43,6 +48,7 @@ class Fault:
     latency_ms: int
     count: int | None
     retry_after: int | None
+    drip_ms: int = 0
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -76,6 +82,7 @@ class Fault:
             "latency_ms": self.latency_ms,
             "count": self.count,
             "retry_after": self.retry_after,
+            "drip_ms": self.drip_ms,
             "hits": self.hits,
         }
 
@@ -120,10 +127,13 @@ class FaultInjector:
         latency = _number(spec, "latency_ms", 0) or 0.0
         if not 0 <= latency <= MAX_LATENCY_MS:
             raise ValueError(f"latency_ms must be between 0 and {MAX_LATENCY_MS}")
+        drip = _number(spec, "drip_ms", 0) or 0.0
+        if not 0 <= drip <= MAX_DRIP_MS:
+            raise ValueError(f"drip_ms must be between 0 and {MAX_DRIP_MS}")
         count = _number(spec, "count", None)
         retry_after = _number(spec, "retry_after", None)
-        if status is None and latency == 0:
-            raise ValueError("a fault needs a status or a latency_ms")
+        if status is None and latency == 0 and drip == 0:
+            raise ValueError("a fault needs a status, a latency_ms or a drip_ms")
         path_regex = spec.get("path_regex")
         method = spec.get("method")
         if path_regex is not None and not isinstance(path_regex, str):
@@ -144,6 +154,7 @@ class FaultInjector:
                 latency_ms=int(latency),
                 count=int(count) if count is not None else None,
                 retry_after=int(retry_after) if retry_after is not None else None,
+                drip_ms=int(drip),
             )
             self._next_id += 1
             self._faults.append(fault)
@@ -163,17 +174,19 @@ class FaultInjector:
         with self._lock:
             return [fault.as_dict() for fault in self._faults]
 
-    def apply(self, method: str, path: str) -> Response | None:
-        """Delay a request and pick an error for it, per the matching rules.
+    def apply(self, method: str, path: str) -> tuple[Response | None, float]:
+        """Delay a request, pick an error for it and how slowly to send it, per the rules.
 
         Args:
             method: HTTP method.
             path: path below /api/v3.
 
         Returns:
-            An error response, or None to let the request through.
+            An error response (None lets the request through) and the drip interval of the
+            answer's body in seconds (0: sent at once).
         """
         delay = 0.0
+        drip = 0.0
         error: Response | None = None
         with self._lock:
             for fault in self._faults:
@@ -185,11 +198,12 @@ class FaultInjector:
                     continue
                 fault.hits += 1
                 delay += fault.latency_ms / 1000.0
+                drip = max(drip, fault.drip_ms / 1000.0)
                 if fault.status is not None:
                     error = self._error(fault)
         if delay > 0:
             time.sleep(delay)
-        return error
+        return error, drip
 
     @staticmethod
     def _error(fault: Fault) -> Response:

@@ -7,6 +7,7 @@ import logging
 import select
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,13 +94,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(response.body)))
             self.end_headers()
-            if self.command != "HEAD":
+            if self.command != "HEAD" and response.drip > 0:
+                self._drip(response.body, response.drip)
+            elif self.command != "HEAD":
                 self.wfile.write(response.body)
             self.wfile.flush()
         except OSError:
             self.close_connection = True
             if response.on_failure is not None:
                 response.on_failure()
+
+    def _drip(self, body: bytes, interval: float) -> None:
+        """Send the body one byte every ``interval`` seconds (a drip fault)."""
+        self.wfile.flush()  # the headers; the body bypasses the buffer, so nothing is left
+        for i in range(len(body)):  # in it to flush when the client gives up
+            time.sleep(interval)  # stop() shuts the socket down: the next send then fails
+            self.connection.sendall(body[i : i + 1])
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _handle  # noqa: N815
 
@@ -341,9 +351,10 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         template = found[0].template if found is not None else "<unknown>"
         request.route = template
         self.stats.count(f"{request.method} {template}")
-        response = self.faults.apply(request.method, path)
+        response, drip = self.faults.apply(request.method, path)
         if response is None:
             response = self._authorized_call(request, found, error, template, headers)
+        response.drip = drip
         response.headers = headers + [
             (k, v) for k, v in response.headers if k.lower() not in {h[0].lower() for h in headers}
         ]

@@ -90,6 +90,7 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = "application/json; charset=utf-8"
     on_failure: Callable[[], None] | None = None
+    drip: float = 0.0  # seconds between the body's bytes (a fault); 0 sends it at once
 
     @classmethod
     def json(

@@ -124,6 +124,10 @@ class GithubApiError(GithubClientError):
     """GitHub answered an unexpected status (5xx, timeouts, malformed answers)."""
 
 
+class GithubTimeoutError(GithubApiError):
+    """GitHub gave no complete answer in time (the request's deadline or a socket timeout)."""
+
+
 class GithubNotFoundError(GithubClientError):
     """The GitHub object (runner, job, repository) does not exist (404)."""
 

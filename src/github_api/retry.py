@@ -2,7 +2,9 @@
 
 Per public call of the client:
 
-* Each HTTP attempt has a timeout of ``timeout`` seconds (the transport enforces it).
+* Each HTTP attempt has a timeout of ``timeout`` seconds, a wall-clock deadline the transport
+  enforces even against a server that drips bytes; a timed-out attempt is a
+  :class:`errors.GithubTimeoutError` (a ``GithubApiError``) once retries run out.
 * 5xx answers, timeouts and connection errors are retried with exponential backoff
   (0.5 s, 1 s, 2 s, ... capped at 4 s), at most ``MAX_ATTEMPTS`` attempts per request. An attempt
   other than the very first one of the call only starts if it can finish within ``max_wait``
@@ -33,7 +35,21 @@ BACKOFF_MAX = 4.0
 
 
 class TransportError(Exception):
-    """No HTTP answer: timeout or connection error (raised by an :class:`HttpTransport`)."""
+    """No HTTP answer: timeout or connection error (raised by an :class:`HttpTransport`).
+
+    Attributes:
+        timed_out: Whether the attempt ran out of time (rather than failing to connect).
+    """
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        """Build the error.
+
+        Args:
+            message: What happened (no secret).
+            timed_out: Whether the attempt ran out of time.
+        """
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class HttpTransport(Protocol):
@@ -163,9 +179,8 @@ class Retrier:
             try:
                 reply = self._transport.send(verb, url, params, body)
             except TransportError as exc:
-                failure = errors.GithubApiError(
-                    f"GitHub did not answer {verb} {url}: {exc}", path=where
-                )
+                kind = errors.GithubTimeoutError if exc.timed_out else errors.GithubApiError
+                failure = kind(f"GitHub did not answer {verb} {url}: {exc}", path=where)
             else:
                 if 200 <= reply.status < 300:
                     return _decode(reply)

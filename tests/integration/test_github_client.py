@@ -7,6 +7,7 @@ faults, forced rate limits and request counters are reset around every test.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import uuid
@@ -21,6 +22,7 @@ import requests
 import errors
 from github_api.client import GithubClient
 from github_api.types import GitHubOrg, GitHubRepo, GitHubRunnerStatus, JobStatus
+from reactive.consumer import ConsumerSettings, JobConsumer, Outcome, publish_job
 from sandbox.server import SandboxServer
 
 ADMIN = "ghp_admin-sandbox-secret-0001"
@@ -435,3 +437,47 @@ def test_secrets_never_in_logs(
     for secret in secrets:
         assert secret not in text
     assert ADMIN[:12] not in text
+
+
+def test_a_dripping_answer_ends_at_the_deadline(sandbox: SandboxServer, repo: GitHubRepo) -> None:
+    slow = GithubClient(ADMIN, sandbox.api_url, timeout=1.0, max_wait=1.0)
+    fault(sandbox, drip_ms=500, path_regex=repo_regex(repo), count=1)  # 15 s for 30 bytes
+    start = time.monotonic()
+    with pytest.raises(errors.GithubTimeoutError, match="within"):
+        slow.list_runners(repo, "")
+    elapsed = time.monotonic() - start
+    print(f"\nanswer dripped at 500 ms a byte: the call ended after {elapsed:.2f}s (deadline 1s)")
+    assert elapsed < 3.0
+    assert slow.list_runners(repo, "") == []  # the fault is spent: a new connection works
+
+
+def test_consumer_picks_up_a_job_github_shows_late(
+    sandbox: SandboxServer, client: GithubClient, repo: GitHubRepo
+) -> None:
+    labels = ["self-hosted", "x64"]
+    queued = control(sandbox, "POST", "/jobs", {"repository": repo.path(), "labels": labels})
+    fault(sandbox, status=404, path_regex=f"/actions/jobs/{queued['id']}$", count=2)
+
+    class Spawner:
+        def spawn_one(self) -> str:
+            runner = client.get_jit_config(repo, "app-0-late", labels)
+            sandbox.state.try_assign(sandbox.state.runners[runner.runner_id])
+            return "app-0-late"
+
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    settings = ConsumerSettings(
+        queue_name=queue,
+        supported_labels=frozenset(labels),
+        served=repo,
+        pickup_poll_initial=0.05,
+        not_found_grace=3.0,
+        not_found_poll_initial=0.1,
+        receive_timeout=0.05,
+        poll_interval=0.01,
+    )
+    publish_job("memory://", queue, json.dumps({"labels": labels, "url": queued["url"]}))
+    consumer = JobConsumer("memory://", settings, client, Spawner())
+    consumer.run(max_messages=1, idle_timeout=5)
+    assert consumer.counts == {Outcome.PICKED_UP: 1}
+    job_gets = sum(n for route, n in counts(sandbox).items() if "/actions/jobs/" in route)
+    assert job_gets >= 4  # two 404s (replication lag), the job, then the pickup check
