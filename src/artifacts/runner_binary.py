@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import shlex
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 DOWNLOAD_TIMEOUT = (10, 60)  # connect, read (seconds)
 CHUNK = 1 << 16
 MAX_TARBALL_BYTES = 1 << 30
+MAX_UNPACKED_BYTES = 4 << 30
 REQUIRED_MEMBERS = ("config.sh", "run.sh")
 VERSION_FILE_SUFFIX = ".version"
 
@@ -68,31 +71,84 @@ def cached_binary(path: Path) -> CachedBinary | None:
     return CachedBinary(path=path, version=version, sha256=digest)
 
 
+def _check_member(member: tarfile.TarInfo) -> str:
+    """Return a member's name if unpacking it with ``tar -x`` as root stays inside the tree.
+
+    Raises:
+        RunnerBinaryError: Naming the member, if it is anything but a regular file or a
+            directory, has an absolute path, a ``..`` part, a control character, or a setuid,
+            setgid or sticky bit.
+    """
+    raw = member.name
+    name = raw.removeprefix("./")
+    shown = repr(raw[:200])
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw):
+        raise RunnerBinaryError(f"runner tarball member {shown} has a control character")
+    if raw.startswith("/") or ".." in PurePosixPath(name).parts:
+        raise RunnerBinaryError(f"runner tarball holds an unsafe path: {shown}")
+    if member.issym() or member.islnk():
+        kind = "symlink" if member.issym() else "hard link"
+        raise RunnerBinaryError(
+            f"runner tarball member {shown} is a {kind} (to {member.linkname[:200]!r})"
+        )
+    if not (member.isreg() or member.isdir()):
+        raise RunnerBinaryError(f"runner tarball holds a special file: {shown}")
+    if member.mode & 0o7000:
+        raise RunnerBinaryError(
+            f"runner tarball member {shown} has a setuid, setgid or sticky bit "
+            f"(mode {member.mode:o})"
+        )
+    return name
+
+
+def _check_tar(tar: tarfile.TarFile) -> None:
+    names = set()
+    total = 0
+    for member in tar:
+        names.add(_check_member(member).rstrip("/"))
+        total += max(member.size, 0)
+        if total > MAX_UNPACKED_BYTES:
+            raise RunnerBinaryError("runner tarball unpacks to more than 4 GiB")
+    missing = [m for m in REQUIRED_MEMBERS if m not in names]
+    if missing:
+        raise RunnerBinaryError(f"runner tarball lacks {', '.join(missing)}")
+
+
 def validate_tarball(path: Path) -> None:
     """Check that ``path`` is a runner tarball that is safe to extract.
+
+    Only regular files and directories inside the tree are accepted: no symlink or hard link
+    (``tar -x`` follows them for later members), no absolute path or ``..``, no device, FIFO
+    or other special file, no setuid/setgid/sticky bit.
 
     Args:
         path: The tarball.
 
     Raises:
         RunnerBinaryError: If it is not a readable tarball, lacks the runner scripts, or holds
-            absolute paths, parent references or device files.
+            a member named above (the error names it).
     """
     try:
         with tarfile.open(path, "r:*") as tar:
-            names = set()
-            for member in tar:
-                name = member.name.removeprefix("./")
-                if name.startswith("/") or ".." in Path(name).parts:
-                    raise RunnerBinaryError(f"runner tarball holds an unsafe path: {name}")
-                if member.isdev() or member.isfifo():
-                    raise RunnerBinaryError(f"runner tarball holds a special file: {name}")
-                names.add(name)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+            _check_tar(tar)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise RunnerBinaryError(f"runner tarball is not readable: {exc}") from exc
-    missing = [m for m in REQUIRED_MEMBERS if m not in names]
-    if missing:
-        raise RunnerBinaryError(f"runner tarball lacks {', '.join(missing)}")
+
+
+def validate_tarball_bytes(data: bytes) -> None:
+    """Check a runner tarball held in memory (see :func:`validate_tarball`).
+
+    Args:
+        data: The tarball's bytes.
+
+    Raises:
+        RunnerBinaryError: As :func:`validate_tarball`.
+    """
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            _check_tar(tar)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise RunnerBinaryError(f"runner tarball is not readable: {exc}") from exc
 
 
 def download(
@@ -180,6 +236,7 @@ def install_in_instance(
 
     Raises:
         RunnerCreateError: If neither the image nor the cache has a runner binary.
+        RunnerBinaryError: If the cached tarball is unsafe to unpack (nothing is pushed).
     """
     app = shlex.quote(str(app_dir))
     owner = f"{RUNNER_UID}:{RUNNER_UID}"
@@ -200,7 +257,9 @@ def install_in_instance(
             return
         raise RunnerCreateError("no runner binary in the image or cache", runner_name)
     archive = "/tmp/actions-runner.tar.gz"  # noqa: S108 - inside the runner instance
-    instance.files.push(archive, binary.read_bytes())
+    data = binary.read_bytes()
+    validate_tarball_bytes(data)  # the very bytes pushed: root unpacks them in the instance
+    instance.files.push(archive, data)
     instance.execute(
         [
             "bash",
