@@ -31,6 +31,7 @@ from errors import (
 )
 from lxd import disk_device, host_ids, proxy_device
 from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
+from observability.runner_logs import INSTANCE_LOG_PATH, collect_command, keep_log
 from repo_policy.in_flight import token_digest
 from runner_type import Arch, RunnerConfig, RunnerStatus, VirtualMachineResources, runner_labels
 
@@ -465,35 +466,23 @@ class Runner:
         return digest is not None and digest in in_flight
 
     def pull_logs(self) -> None:
-        """Pull the logs of the runner into the unit's log directory.
+        """Pull the logs of the runner into the unit's log directory, as plain ``<name>.log``.
 
-        Expects the runner to have an instance.
+        Expects the runner to have an instance. Bounds and rotation: ``observability.runner_logs``.
 
         Raises:
             RunnerLogsError: If the runner logs could not be pulled.
         """
         if self.instance is None:
             raise RunnerLogsError("runner has no instance to pull logs from", self.config.name)
-        app = shlex.quote(str(self.runner_application))
-        archive = "/tmp/github-runner-logs.tar.gz"  # noqa: S108 - inside the runner instance
         try:
             self.instance.execute(
-                [
-                    "bash",
-                    "-c",
-                    f"tar -czf {archive} --ignore-failed-read -C / "
-                    f"$(cd / && ls -d {app.lstrip('/')}/_diag var/log/syslog "
-                    "var/log/github-runner.log 2>/dev/null)",
-                ],
-                timeout=60,
-                check=True,
+                collect_command(str(self.runner_application)), timeout=60, check=True
             )
-            data = self.instance.files.pull(archive, max_bytes=LOG_MAX_BYTES)
+            data = self.instance.files.pull(INSTANCE_LOG_PATH, max_bytes=LOG_MAX_BYTES)
         except LXDError as exc:
             raise RunnerLogsError(f"pulling logs failed: {exc}", self.config.name) from exc
-        target = self.settings.runner_log_dir / f"{self.config.name}.tar.gz"
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        except OSError as exc:
+            keep_log(self.settings.runner_log_dir, self.config.name, data)
+        except (OSError, ValueError) as exc:
             raise RunnerLogsError(f"writing logs failed: {exc}", self.config.name) from exc

@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from artifacts import runner_binary, runner_image
 from config.settings import RunnerManagerSettings
 from errors import GithubClientError, GithubNotFoundError, LXDNotFoundError, RunnerBinaryError
-from github_api.client import GithubClient
 from github_api.seam import GithubPlatform
 from github_api.types import RunnerApplication
 from lxd import LxdClient, LxdInstanceHandle
@@ -28,6 +27,7 @@ from manager.unit_lock import UnitLock
 from metrics.recorder import MetricsRecorder
 from metrics.shared_fs import SharedFilesystemManager
 from metrics.storage import StorageManager
+from observability.github_meter import metered_github_client
 from reactive.pool import ConsumerPool, consumer_pool_for
 from reconcile_plan import (
     HEALTHY_STATES,
@@ -126,6 +126,7 @@ class RunnerManager:
             storage=(metrics_storage or self._metrics_storage()) if enabled else None,
             github=self._clients.github,
             served=runner_manager_config.path,
+            state_dir=self.settings.state_dir,
         )
 
     def _metrics_storage(self) -> StorageManager:
@@ -135,7 +136,9 @@ class RunnerManager:
 
     def _build_clients(self) -> RunnerManagerClients:
         return RunnerManagerClients(
-            github=GithubClient(self.config.token, self.state.api_url),
+            github=metered_github_client(
+                self.config.token, self.state.api_url, self.settings.state_dir
+            ),
             jinja=template_environment(),
             lxd=LxdClient(),
             repo=RepoPolicyComplianceClient(
@@ -221,7 +224,9 @@ class RunnerManager:
             gone = sum(1 for d in plan.deletions if d.reason in _HEALTHY_GONE)
             if self._pool is not None:  # consumers = ceiling - runners alive after the change
                 kept = sum(plan.count(state) for state in HEALTHY_STATES) - gone
-                self._pool.reconcile(max(quantity - kept - len(report.created), 0))
+                consumers = max(quantity - kept - len(report.created), 0)
+                self._pool.reconcile(consumers)
+                self.metrics.reactive(getattr(self._pool, "queue_depth", None), consumers)
             report.duration = time.monotonic() - start
             self.last_report = report
             not_busy = plan.count(RunnerState.IDLE) + plan.count(RunnerState.STARTING)
@@ -230,6 +235,7 @@ class RunnerManager:
                 report.duration,
                 idle=max(not_busy - gone + len(report.created), 0),
                 busy=plan.count(RunnerState.BUSY),
+                plan=plan,
             )
         return plan.delta
 
@@ -286,13 +292,14 @@ class RunnerManager:
             if self.settings.fixed_boot_wait:
                 time.sleep(self.settings.fixed_boot_wait)  # benchmark-only: upstream's wait
             seconds = time.monotonic() - began
-            self.metrics.runner_installed(seconds)
+            self.metrics.runner_installed(seconds, name)
             return name, seconds
 
         results = run_parallel(create_one, range(count), self.settings.create_parallelism)
         for outcome in results:
             if isinstance(outcome, Exception):
                 report.failed.append(getattr(outcome, "runner_name", None) or "?")
+                self.metrics.creation_failed()
                 logger.error("runner creation failed: %s", outcome)
             else:
                 report.created.append(outcome[0])
@@ -347,6 +354,7 @@ class RunnerManager:
                 logger.warning("removing %s failed: %s", deletion.runner.name, outcome)
             else:
                 report.deleted[outcome] = deletion.reason.value
+        self.metrics.runners_deleted(report.deleted.values())
 
     # --- flush -----------------------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ class RunnerManagerSettings:
     cron_path: Path = Path("/etc/cron.d/github-runner-image")
     metrics_storage_dir: Path = Path("/var/lib/github-runner/metrics-stores")
     quarantine_dir: Path = Path("/var/lib/github-runner/metrics-quarantine")
-    runner_log_dir: Path = Path("/var/log/github-runner-logs")
+    runner_log_dir: Path = Path("/var/log/github-runner")
     create_parallelism: int = field(default_factory=_default_parallelism)
     delete_parallelism: int = 8
     bootstrap_timeout: timedelta = timedelta(minutes=5)

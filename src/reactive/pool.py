@@ -84,6 +84,8 @@ class ProcessConsumerPool:
         unit: The unit number.
         config: The runner manager configuration the consumers rebuild (holds the token).
         settings: The manager settings the consumers rebuild.
+        queue_depth: Jobs waiting in the queue when :meth:`queue_empty` last asked (None: never
+            told).
     """
 
     processes: ReactiveRunnerConfig
@@ -91,6 +93,7 @@ class ProcessConsumerPool:
     unit: int
     config: LXDRunnerManagerConfig = field(repr=False)
     settings: RunnerManagerSettings = field(repr=False)
+    queue_depth: int | None = field(default=None, init=False)  # as the last queue_empty saw it
 
     def queue_empty(self) -> bool:
         """Return whether no job waits in the queue (False when the broker cannot tell)."""
@@ -99,6 +102,7 @@ class ProcessConsumerPool:
         except QueueError as exc:
             logger.warning("queue size unknown, idle runners kept: %s", exc)
             return False
+        self.queue_depth = waiting
         return waiting == 0
 
     def reconcile(self, quantity: int) -> int:

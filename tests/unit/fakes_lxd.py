@@ -99,8 +99,8 @@ class FakeInstance:
         if "Runner.Listener --version" in " ".join(cmd):
             version = self.lxd.image_runner_version
             return ExecResult(0 if version else 127, version or "", "")
-        if "tar -czf /tmp/github-runner-logs.tar.gz" in " ".join(cmd):
-            self.files_pushed["/tmp/github-runner-logs.tar.gz"] = (
+        if "> /tmp/github-runner-logs.log" in " ".join(cmd):
+            self.files_pushed["/tmp/github-runner-logs.log"] = (
                 b"logs of " + self.name.encode(),
                 0o644,
                 0,

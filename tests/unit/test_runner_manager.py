@@ -399,7 +399,7 @@ def test_unhealthy_runner_logs_are_kept_before_it_goes(lxd, github, settings) ->
     github.add_record("gh-0-neverup0", online=False)
     manager.reconcile(0, RES)
     assert "gh-0-neverup0" not in lxd.instances
-    kept = settings.runner_log_dir / "gh-0-neverup0.tar.gz"
+    kept = settings.runner_log_dir / "gh-0-neverup0.log"
     assert kept.read_bytes() == b"logs of gh-0-neverup0"
 
 
