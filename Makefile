@@ -46,6 +46,7 @@ setup:
 	scripts/setup-lxd.sh
 	scripts/build-lxd-image.sh --test
 	scripts/setup-rabbitmq.sh
+	scripts/setup-prometheus.sh
 
 integration: venv setup
 	# Real daemons on a small shared machine: one rerun, reported in the summary (R / "rerun").

@@ -29,6 +29,7 @@ from juju.actions import RunnerActions
 from juju.dependencies import ensure_dependencies
 from juju.host import HostSystem, SystemPort
 from juju.manager_port import RunnerManagerPort, manager_config
+from juju.metrics_service import METRICS_ENDPOINTS
 from juju.policy_host import RepoPolicyEndpoint
 from juju.runner_counts import count_runners, status_message
 from juju.runner_storage import DETACHED_STORAGE_PATH, prepare_storage, storage_location
@@ -110,8 +111,7 @@ class GithubRunnerCharm(ops.CharmBase):
         self.cos_agent = COSAgentProvider(
             self,
             relation_name=COS_AGENT_RELATION,
-            dashboard_dirs=("./src/grafana_dashboards",),
-            log_alert_rules_dir="./src/loki_alert_rules",
+            metrics_endpoints=METRICS_ENDPOINTS,
             log_files=(str(METRICS_LOG_PATH),),
         )
         on, observe = self.on, framework.observe
@@ -233,6 +233,7 @@ class GithubRunnerCharm(ops.CharmBase):
         self._host_step(lambda: self.system.disable_timer(RECONCILE_EVENT))
         self._guarded(lambda state: self._manager(state).flush(LXDFlushMode.FLUSH_BUSY))
         self._host_step(self.system.remove_repo_policy)
+        self._host_step(self.system.remove_metrics_exporter)
 
     def _on_update_status(self, _: ops.UpdateStatusEvent) -> None:
         """Re-create a dead reconcile timer; converge if the config only now became usable.
@@ -266,6 +267,7 @@ class GithubRunnerCharm(ops.CharmBase):
             self._progress("Setting up LXD")
             self.system.setup_lxd(storage)
             self.system.configure_logrotate()
+            self.system.ensure_metrics_exporter()
         # After LXD: VMs reach the service on the LXD bridge. Only here, with the current state.
         token, options = state.token.get_secret_value(), state.repo_policy.model_dump()
         policy = self.system.ensure_repo_policy(token, state.api_url, options, state.test_mode)

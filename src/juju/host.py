@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from errors import SubprocessError
 from juju.event_timer import EventTimer
+from juju.metrics_service import MetricsExporterService
 from juju.policy_host import RepoPolicyEndpoint, RepoPolicyService
 from paths import SCRIPTS_DIR, TEMPLATES_DIR
 
@@ -58,6 +59,12 @@ class SystemPort(Protocol):
     def remove_repo_policy(self) -> None:
         """Stop and remove the pre-job policy service and its files; idempotent."""
 
+    def ensure_metrics_exporter(self) -> None:
+        """Install and run the unit's Prometheus exporter on loopback; idempotent."""
+
+    def remove_metrics_exporter(self) -> None:
+        """Stop and remove the unit's Prometheus exporter; idempotent."""
+
 
 def run(cmd: list[str], timeout: int = 60) -> None:
     """Run a host command.
@@ -88,6 +95,7 @@ class HostSystem:
         meminfo: Path = Path("/proc/meminfo"),
         logrotate: Path = LOGROTATE_PATH,
         repo_policy: RepoPolicyService | None = None,
+        metrics_exporter: MetricsExporterService | None = None,
     ) -> None:
         """Build it.
 
@@ -97,8 +105,10 @@ class HostSystem:
             meminfo: Where the kernel reports memory.
             logrotate: The logrotate configuration file to write.
             repo_policy: The policy service (built for ``unit_name`` when not given).
+            metrics_exporter: The Prometheus exporter (built for ``unit_name`` when not given).
         """
         self._repo_policy = repo_policy or RepoPolicyService(unit_name)
+        self._metrics_exporter = metrics_exporter or MetricsExporterService(unit_name)
         self._timer = timer or EventTimer(unit_name)
         self._meminfo = meminfo
         self._logrotate = logrotate
@@ -203,6 +213,14 @@ class HostSystem:
     def remove_repo_policy(self) -> None:
         """Stop and remove the policy service (see :meth:`RepoPolicyService.remove`)."""
         self._repo_policy.remove()
+
+    def ensure_metrics_exporter(self) -> None:
+        """Install and run the exporter (see :meth:`MetricsExporterService.ensure`)."""
+        self._metrics_exporter.ensure()
+
+    def remove_metrics_exporter(self) -> None:
+        """Stop and remove the exporter (see :meth:`MetricsExporterService.remove`)."""
+        self._metrics_exporter.remove()
 
 
 def bridge_address(bridge: str = "lxdbr0") -> str | None:

@@ -162,6 +162,7 @@ class FakeSystem:
     memory: int = 64 * GIB
     timer: bool = False
     repo_policy: FakePolicyService | None = None
+    metrics_exporter: bool = False
     fail: dict[str, Exception] = field(default_factory=dict)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -206,6 +207,14 @@ class FakeSystem:
     def remove_repo_policy(self) -> None:
         self._call("remove_repo_policy")
         self.repo_policy = None
+
+    def ensure_metrics_exporter(self) -> None:
+        self._call("ensure_metrics_exporter")
+        self.metrics_exporter = True
+
+    def remove_metrics_exporter(self) -> None:
+        self._call("remove_metrics_exporter")
+        self.metrics_exporter = False
 
     def disable_timer(self, event_name: str) -> None:
         self._call("disable_timer", event_name)

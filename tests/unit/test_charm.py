@@ -47,6 +47,7 @@ def test_install_sets_up_the_host(
     assert system.names() == [
         "setup_lxd",
         "configure_logrotate",
+        "ensure_metrics_exporter",
         "ensure_repo_policy",  # after LXD: VMs reach it on the LXD bridge
         "ensure_timer",
     ]

@@ -1,4 +1,10 @@
-"""COSAgentProvider with ops.testing: a minimal charm, its cos-agent relation data."""
+"""COSAgentProvider with ops.testing: a minimal charm, its cos-agent relation data.
+
+The rules in the relation data are checked against the labels the agent attaches to what it
+collects for this application: the application's topology (``juju_model``,
+``juju_model_uuid``, ``juju_application``), ``juju_unit``, ``instance``, ``job`` and, for
+log lines, ``filename``. The agent attaches no ``juju_charm``.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +24,25 @@ from charms.github_runner.v0.cos_agent import (
     DATA_KEY,
     COSAgentProvider,
     encode_dashboard,
-    inject_log_matchers,
+    render_rules,
+    topology_of,
 )
+from observability.series import BY_NAME, Series
+from tests.unit.query_text import Selector, selectors
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "src" / "grafana_dashboards"
 LOG_RULES = ROOT / "src" / "loki_alert_rules"
+METRICS_RULES = ROOT / "src" / "prometheus_alert_rules"
+AGENT_LABELS = {
+    "juju_model",
+    "juju_model_uuid",
+    "juju_application",
+    "juju_unit",
+    "instance",
+    "job",
+}
+LOG_LINE_LABELS = AGENT_LABELS | {"filename"}
 META: dict[str, Any] = {
     "name": "runner-test",
     "provides": {"cos-agent": {"interface": "cos_agent"}},
@@ -46,6 +65,7 @@ class ProviderCharm(ops.CharmBase):
             relation_name="cos-agent",
             dashboard_dirs=[str(DASHBOARDS)],
             log_alert_rules_dir=str(LOG_RULES),
+            metrics_alert_rules_dir=str(METRICS_RULES),
             metrics_endpoints=[{"path": "/metrics", "port": 9464}],
             log_files=["/var/log/github-runner-metrics.log"],
         )
@@ -77,7 +97,7 @@ def test_relation_joined_writes_the_config(ctx: testing.Context[ProviderCharm]) 
         "metrics_scrape_jobs",
         "log_slots",
     }
-    assert config["metrics_alert_rules"] == {"groups": []}
+    assert config["metrics_alert_rules"]["groups"]
     assert config["log_slots"] == []
     assert config["metrics_scrape_jobs"] == [
         {
@@ -107,15 +127,85 @@ def test_log_rules_carry_topology(ctx: testing.Context[ProviderCharm]) -> None:
     )
     groups = relation_config(state, relation)["log_alert_rules"]["groups"]
     source = yaml.safe_load((LOG_RULES / "github_runner_metrics.rule").read_text())["groups"]
-    assert [g["name"] for g in groups] == [f"ci_0f2b6c1e_runner-test_{g['name']}" for g in source]
+    assert [g["name"] for g in groups] == [
+        f"ci_0f2b6c1e_runner_test_{g['name'].replace('-', '_')}_rules" for g in source
+    ]
     rules = groups[0]["rules"]
     assert len(rules) == len(source[0]["rules"])
     for rule in rules:
         assert rule["labels"]["juju_application"] == "runner-test"
         assert rule["labels"]["juju_model_uuid"] == MODEL.uuid
+        assert rule["labels"]["juju_charm"] == "runner-test"  # a rule label, never a selector
         assert rule["labels"]["severity"]
-        assert 'juju_application="runner-test"' in rule["expr"]
-        assert rule["expr"].count("{filename=") == rule["expr"].count('juju_model="ci"')
+        assert "%%juju_topology%%" not in rule["expr"]
+
+
+def relation_rules(ctx: testing.Context[ProviderCharm], key: str) -> list[dict[str, Any]]:
+    relation = testing.Relation("cos-agent")
+    state = ctx.run(
+        ctx.on.relation_changed(relation), testing.State(relations={relation}, model=MODEL)
+    )
+    groups = relation_config(state, relation)[key]["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def check_selector(selector: Selector, allowed: set[str]) -> None:
+    """A selector matches the application's topology and only labels the series carry."""
+    topology = {
+        "juju_model": "ci",
+        "juju_model_uuid": MODEL.uuid,
+        "juju_application": "runner-test",
+    }
+    assert selector.equal().items() >= topology.items(), selector
+    assert "juju_charm" not in selector.labels(), selector
+    assert selector.labels() <= allowed, (selector, selector.labels() - allowed)
+
+
+def test_metrics_rule_selectors_match_the_agents_labels(
+    ctx: testing.Context[ProviderCharm],
+) -> None:
+    rules = relation_rules(ctx, "metrics_alert_rules")
+    assert rules
+    for rule in rules:
+        found = selectors(rule["expr"])
+        assert found, rule["alert"]
+        for selector in found:
+            assert selector.metric, (rule["alert"], selector)
+            base = next((s for s in BY_NAME.values() if selector.metric in s.names()), None)
+            assert isinstance(base, Series), f"{selector.metric} is no exported series"
+            extra = {"le"} if selector.metric.endswith("_bucket") else set()
+            check_selector(selector, AGENT_LABELS | set(base.labels) | extra)
+
+
+def test_log_rule_selectors_match_the_agents_labels(ctx: testing.Context[ProviderCharm]) -> None:
+    rules = relation_rules(ctx, "log_alert_rules")
+    assert rules
+    for rule in rules:
+        found = selectors(rule["expr"])
+        assert found, rule["alert"]
+        for selector in found:
+            assert selector.metric is None
+            check_selector(selector, LOG_LINE_LABELS)
+            filename = selector.equal()["filename"]
+            assert filename.startswith("/var/log/") and filename.endswith(
+                "log"
+            )  # /var/log/**/*log
+
+
+def test_relation_rules_are_what_render_rules_gives(ctx: testing.Context[ProviderCharm]) -> None:
+    class Probe(ops.CharmBase):
+        pass
+
+    relation = testing.Relation("cos-agent")
+    state = ctx.run(
+        ctx.on.relation_changed(relation), testing.State(relations={relation}, model=MODEL)
+    )
+    config = relation_config(state, relation)
+    probe_ctx = testing.Context(Probe, meta=META)
+    with probe_ctx(probe_ctx.on.start(), testing.State(model=MODEL)) as manager:
+        topology = topology_of(manager.charm)
+    assert config["metrics_alert_rules"] == render_rules(METRICS_RULES, topology, "promql")
+    assert config["log_alert_rules"] == render_rules(LOG_RULES, topology, "logql")
 
 
 def test_refresh_on_upgrade_writes_every_relation(ctx: testing.Context[ProviderCharm]) -> None:
@@ -157,7 +247,7 @@ def test_broken_files_are_left_out(tmp_path: Path) -> None:
     config = relation_config(state, relation)
     assert [json.loads(decode_dashboard(d)) for d in config["dashboards"]] == [{"title": "ok"}]
     [group] = config["log_alert_rules"]["groups"]
-    assert group["name"].endswith("_single")
+    assert group["name"].endswith("_single_rules")
     assert group["rules"][0]["alert"] == "A"
 
 
@@ -175,25 +265,3 @@ def test_log_files_must_be_collectable() -> None:
 def test_encoding_round_trip() -> None:
     text = json.dumps({"title": "é", "panels": []})
     assert decode_dashboard(encode_dashboard(text)) == text
-
-
-@pytest.mark.parametrize(
-    ("expr", "expected"),
-    [
-        ('{a="b"}', '{a="b", juju_model="m"}'),
-        ("{}", '{juju_model="m"}'),
-        ('{a="b", juju_model="x"}', '{a="b", juju_model="x"}'),
-        (
-            'sum(count_over_time({a="}"} | line_format "{{.x}}" [1m])) and rate({b=~"c"}[1m])',
-            'sum(count_over_time({a="}", juju_model="m"} | line_format "{{.x}}" [1m]))'
-            ' and rate({b=~"c", juju_model="m"}[1m])',
-        ),
-        ('{a="q\\"}"}', '{a="q\\"}", juju_model="m"}'),
-    ],
-)
-def test_inject_log_matchers(expr: str, expected: str) -> None:
-    assert inject_log_matchers(expr, {"juju_model": "m"}) == expected
-
-
-def test_inject_escapes_values() -> None:
-    assert inject_log_matchers("{}", {"l": 'a"b'}) == '{l="a\\"b"}'

@@ -1,7 +1,9 @@
-"""Dashboards and alert rules: valid files, and every field they read exists in the events.
+"""Dashboards and alert rules: valid files, and every field or series they read exists.
 
-A renamed or removed event field (or event name, or status value) breaks a test here instead of
-silently emptying a panel or muting an alert.
+Loki dashboards and rules read fields of the metric events; Prometheus ones read the series of
+the unit's /metrics (``observability.series``). A renamed or removed event field, event name,
+status value, series or series label breaks a test here instead of silently emptying a panel or
+muting an alert.
 """
 
 from __future__ import annotations
@@ -23,10 +25,18 @@ from metrics.events import (
     RunnerStop,
 )
 from metrics.type import CodeInformation, PostJobStatus
+from observability.series import SERIES, sample_names
+from tests.unit.query_text import metric_names, selectors
 
 ROOT = Path(__file__).resolve().parents[2]
-DASHBOARDS = sorted((ROOT / "src" / "grafana_dashboards").glob("*.json"))
+ALL_DASHBOARDS = sorted((ROOT / "src" / "grafana_dashboards").glob("*.json"))
+PROM_DASHBOARDS = [p for p in ALL_DASHBOARDS if "prometheus" in p.stem]
+DASHBOARDS = [p for p in ALL_DASHBOARDS if p not in PROM_DASHBOARDS]
 RULE_FILES = sorted((ROOT / "src" / "loki_alert_rules").glob("*.rule"))
+PROM_RULE_FILES = sorted((ROOT / "src" / "prometheus_alert_rules").glob("*.rules"))
+# Labels the agent attaches to scraped series; ``le`` of histogram buckets.
+SCRAPE_LABELS = {"juju_model", "juju_model_uuid", "juju_application", "juju_unit", "instance"}
+SERIES_LABELS = {name: set(s.labels) for s in SERIES for name in s.names()}
 LOG_FILE = "/var/log/github-runner-metrics.log"
 
 # Labels that come from the log shipper (stream labels), not from the JSON line.
@@ -223,10 +233,11 @@ def test_samples_cover_every_model_field() -> None:
 # --- dashboards ----------------------------------------------------------------------------------
 
 
-def test_there_are_two_dashboards() -> None:
-    assert {path.name for path in DASHBOARDS} == {
+def test_there_are_three_dashboards() -> None:
+    assert {path.name for path in ALL_DASHBOARDS} == {
         "github_runner_operations.json",
         "github_runner_long_term.json",
+        "github_runner_prometheus.json",
     }
 
 
@@ -327,4 +338,117 @@ def test_rules_cover_the_alerts() -> None:
         "GithubRunnerCrashedRunners",
         "GithubRunnerRepoPolicyCheckFailures",
         "GithubRunnerRepoPolicyServerErrors",
+    }
+
+
+# --- Prometheus: series names and labels ---------------------------------------------------------
+
+
+def check_promql(expr: str, legend: str = "") -> None:
+    """Every series exists on /metrics; every label used is one of a selected series' labels."""
+    body = expr.replace("%%juju_topology%%", 'juju_model="m"')
+    names = metric_names(body)
+    assert names, f"query selects no series: {expr}"
+    unknown = names - sample_names()
+    assert not unknown, f"series {unknown} are not exported (observability.series): {expr}"
+    allowed = SCRAPE_LABELS | set().union(*(SERIES_LABELS[name] for name in names))
+    if any(name.endswith("_bucket") for name in names):
+        allowed.add("le")
+    used = {label for sel in selectors(body) for label in sel.labels()}
+    for group in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", body):
+        used |= {label.strip() for label in group.split(",") if label.strip()}
+    used |= set(re.findall(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}", legend))
+    used |= set(re.findall(r"\$labels\.([A-Za-z_]\w*)", legend))
+    assert used <= allowed, f"labels {used - allowed} are on none of {names}: {expr}"
+
+
+def prom_dashboard_exprs() -> list[tuple[str, str, str]]:
+    return [
+        (path.name, target["expr"], target.get("legendFormat", ""))
+        for path in PROM_DASHBOARDS
+        for panel in panels_with_targets(load_dashboard(path))
+        for target in panel["targets"]
+    ]
+
+
+def prom_rules() -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    for path in PROM_RULE_FILES:
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            rules.extend(group["rules"])
+    return rules
+
+
+def test_the_promql_check_catches_renames() -> None:
+    with pytest.raises(AssertionError, match="idle_runner_count"):
+        check_promql('sum by (flavor) (idle_runner_count{juju_model="m"})')
+    with pytest.raises(AssertionError, match="flavour"):
+        check_promql("sum by (flavour) (idle_runners_count)")
+    with pytest.raises(AssertionError, match="reason"):
+        check_promql('created_runners_total{reason="x"}')
+    check_promql("histogram_quantile(0.9, sum by (le) (rate(job_duration_seconds_bucket[5m])))")
+
+
+@pytest.mark.parametrize("path", PROM_DASHBOARDS, ids=lambda p: p.name)
+def test_prometheus_dashboard_structure(path: Path) -> None:
+    dashboard = load_dashboard(path)
+    assert dashboard["title"] and dashboard["uid"]
+    variables = {var["name"]: var for var in dashboard["templating"]["list"]}
+    assert variables["prometheusds"] == {**variables["prometheusds"], "type": "datasource"}
+    assert variables["prometheusds"]["query"] == "prometheus"
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in panels_with_targets(dashboard):
+        assert panel["title"] and panel["targets"], panel
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${prometheusds}"}
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24 and grid["h"] > 0
+        for target in panel["targets"]:
+            used_vars = set(re.findall(r"\$(\w+)", target["expr"]))
+            assert used_vars <= set(variables) | BUILTIN_VARIABLES, used_vars
+            for sel in selectors(target["expr"]):
+                assert {"juju_model", "juju_application", "juju_unit"} <= sel.labels(), sel
+
+
+@pytest.mark.parametrize(
+    ("name", "expr", "legend"), prom_dashboard_exprs(), ids=lambda v: str(v)[:40]
+)
+def test_prometheus_dashboard_queries_read_exported_series(
+    name: str, expr: str, legend: str
+) -> None:
+    check_promql(expr, legend)
+
+
+def test_prometheus_dashboard_shows_states_waits_and_budget() -> None:
+    (path,) = PROM_DASHBOARDS
+    panels = panels_with_targets(load_dashboard(path))
+    text = "\n".join(t["expr"] for p in panels for t in p["targets"])
+    for state in ("expected", "idle", "busy", "starting", "unhealthy"):
+        assert f"{state}_runners_count" in text, state
+    heatmaps = [p for p in panels if p["type"] == "heatmap"]
+    assert any(
+        "runner_queue_duration_seconds_bucket" in t["expr"] for p in heatmaps for t in p["targets"]
+    )
+    assert "github_api_rate_limit_remaining" in text and "github_api_requests_total" in text
+    used = set().union(*(metric_names(t["expr"]) for p in panels for t in p["targets"]))
+    shown = {s.name for s in SERIES if s.names() & used}
+    assert shown == {s.name for s in SERIES}, {s.name for s in SERIES} - shown
+
+
+@pytest.mark.parametrize("rule", prom_rules(), ids=lambda r: r["alert"])
+def test_prometheus_rule_structure_and_series(rule: dict[str, Any]) -> None:
+    assert re.fullmatch(r"GithubRunner[A-Za-z]+", rule["alert"])
+    assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+    text = rule["annotations"]["summary"] + rule["annotations"]["description"]
+    check_promql(rule["expr"], text)
+    assert rule["expr"].count("%%juju_topology%%") == len(selectors(rule["expr"]))
+
+
+def test_prometheus_rules_cover_the_alerts() -> None:
+    assert {rule["alert"] for rule in prom_rules()} == {
+        "GithubRunnerNotComingOnline",
+        "GithubRunnerNoIdleRunnersWhileJobsWait",
+        "GithubRunnerCreationFailures",
+        "GithubRunnerApiRateLimitLow",
+        "GithubRunnerJobQueueWaitHigh",
     }

@@ -1,6 +1,6 @@
-"""Provider side of the ``cos_agent`` interface: hand dashboards and alert rules to the agent.
+"""Provider side of the ``cos_agent`` interface, built on ``cosl``: dashboards, rules, scrape jobs.
 
-Written for github-runner (no library is vendored). The charm declares::
+The charm declares::
 
     provides:
       cos-agent:
@@ -11,28 +11,28 @@ and creates, in ``__init__``::
     self._cos = COSAgentProvider(
         self,
         relation_name="cos-agent",
-        dashboard_dirs=["./src/grafana_dashboards"],
-        log_alert_rules_dir="./src/loki_alert_rules",
+        metrics_endpoints=[{"path": "/metrics", "port": 9464}],
         log_files=["/var/log/github-runner-metrics.log"],
     )
 
+with dashboards in ``./src/grafana_dashboards``, Loki rules in ``./src/loki_alert_rules`` and
+Prometheus rules in ``./src/prometheus_alert_rules`` (the interface's usual places).
+
 What the provider writes: each unit puts one key, ``config``, in its own unit data bag of every
-``cos-agent`` relation, a JSON object with:
+``cos-agent`` relation, a JSON object with ``metrics_alert_rules`` and ``log_alert_rules``
+(``{"groups": [...]}``), ``dashboards`` (each LZMA-compressed then base64-encoded: cosl's
+``LZMABase64``), ``metrics_scrape_jobs`` (``metrics_path`` + ``static_configs`` on
+``localhost``) and ``log_slots``.
 
-- ``metrics_alert_rules``: ``{"groups": [...]}``, Prometheus rules (empty when none);
-- ``log_alert_rules``: ``{"groups": [...]}``, Loki rules;
-- ``dashboards``: a list of Grafana dashboards, each the dashboard JSON compressed with LZMA
-  (xz container) and then base64 encoded;
-- ``metrics_scrape_jobs``: Prometheus scrape jobs (``metrics_path`` + ``static_configs``);
-- ``log_slots``: snap log slots (``"snap:slot"``) for the agent to connect to.
+Topology (``cosl.JujuTopology``): rule groups get cosl's names
+(``<model>_<uuid-prefix>_<app>_<group>_rules``) and every rule cosl's topology labels. Selectors
+in the rule files carry the ``%%juju_topology%%`` placeholder, replaced with
+``JujuTopology.alert_expression_str``: ``juju_model``, ``juju_model_uuid`` and
+``juju_application``. Those are the labels the agent (a subordinate) attaches to what it
+collects for this application, log lines and scraped series alike, with ``juju_unit``,
+``instance`` and ``job``; it does not attach ``juju_charm``, so no selector may require it.
 
-Rule groups are renamed ``<model>_<model-uuid-prefix>_<app>_<group>`` to be unique, every rule
-gets the Juju topology labels (``juju_model``, ``juju_model_uuid``, ``juju_application``,
-``juju_charm``), and every LogQL stream selector in a log rule gets the same topology matchers,
-so that an alert only looks at this application's logs.
-
-Log files: the agent (a subordinate on the same machine) collects files under ``/var/log``; the
-dashboards select them by the ``filename`` label. ``log_files`` names the files the charm
+Log files: the agent collects files under ``/var/log``; ``log_files`` names the files the charm
 writes and is checked to be there, so that a file the agent cannot see fails loudly.
 
 Data is written on relation-joined and relation-changed of the relation, and refreshed for all
@@ -41,15 +41,15 @@ relations on upgrade-charm and config-changed (rules and dashboards ship with th
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import lzma
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from cosl import JujuTopology, LZMABase64
+from cosl.rules import Rules
 from ops import CharmBase, EventBase, Object, Relation
 
 # The unique Charmhub library identifier, never change it.
@@ -58,7 +58,9 @@ LIBID = "4b0f5a0c7d3e4f7a9a8e2c1d6b5e3f21"
 LIBAPI = 0
 # Increment this PATCH version before using `charmcraft publish-lib` or reset to 0 if you are
 # raising the major API version.
-LIBPATCH = 2
+LIBPATCH = 3
+
+PYDEPS = ["cosl"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +68,11 @@ DATA_KEY = "config"
 DEFAULT_RELATION_NAME = "cos-agent"
 RULE_SUFFIXES = (".rule", ".rules", ".yaml", ".yml")
 LOG_DIR = "/var/log/"
+TOPOLOGY_PLACEHOLDER = "%%juju_topology%%"
 
 
 def encode_dashboard(dashboard_json: str) -> str:
-    """Encode a dashboard the way the interface carries it: LZMA, then base64.
+    """Encode a dashboard the way the interface carries it: LZMA, then base64 (cosl).
 
     Args:
         dashboard_json: The dashboard as JSON text.
@@ -77,90 +80,56 @@ def encode_dashboard(dashboard_json: str) -> str:
     Returns:
         The encoded dashboard.
     """
-    return base64.b64encode(lzma.compress(dashboard_json.encode("utf-8"))).decode("ascii")
+    return LZMABase64.compress(dashboard_json)
 
 
-def _selector_end(expr: str, start: int) -> int:
-    """Return the index of the ``}`` closing the selector opened at ``start`` (-1 if none)."""
-    i = start + 1
-    while i < len(expr):
-        char = expr[i]
-        if char in '"`':
-            i = _string_end(expr, i)
-        elif char == "}":
-            return i
-        i += 1
-    return -1
-
-
-def _string_end(expr: str, start: int) -> int:
-    """Return the index of the quote closing the string literal opened at ``start``."""
-    quote = expr[start]
-    i = start + 1
-    while i < len(expr):
-        if quote == '"' and expr[i] == "\\":
-            i += 2
-            continue
-        if expr[i] == quote:
-            return i
-        i += 1
-    return len(expr) - 1
-
-
-def inject_log_matchers(expr: str, matchers: dict[str, str]) -> str:
-    """Add label matchers to every stream selector ``{...}`` of a LogQL expression.
-
-    String literals (``"..."``, backquoted) are copied as they are, so templates such as
-    ``line_format "{{.x}}"`` are left alone. A matcher for a label the selector already has is
-    not added again.
+def topology_of(charm: CharmBase) -> JujuTopology:
+    """Return the Juju topology of a charm's unit (cosl).
 
     Args:
-        expr: The LogQL expression.
-        matchers: Label name -> value to require.
+        charm: The charm.
 
     Returns:
-        The expression with the matchers added.
+        The topology.
     """
-    out: list[str] = []
-    i = 0
-    while i < len(expr):
-        char = expr[i]
-        if char in '"`':
-            end = _string_end(expr, i)
-            out.append(expr[i : end + 1])
-            i = end + 1
-            continue
-        if char == "{":
-            end = _selector_end(expr, i)
-            if end < 0:
-                out.append(expr[i:])
-                break
-            body = expr[i + 1 : end].strip()
-            extra = [
-                f'{name}="{_escape(value)}"'
-                for name, value in matchers.items()
-                if f"{name}=" not in body.replace(" ", "")
-            ]
-            out.append("{" + ", ".join(([body] if body else []) + extra) + "}")
-            i = end + 1
-            continue
-        out.append(char)
-        i += 1
-    return "".join(out)
+    return JujuTopology(
+        model=charm.model.name,
+        model_uuid=charm.model.uuid,
+        application=charm.model.app.name,
+        unit=charm.model.unit.name,
+        charm_name=charm.meta.name,
+    )
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+def render_rules(
+    directory: Path, topology: JujuTopology, query_type: Literal["logql", "promql"]
+) -> dict[str, Any]:
+    """Read the rule files of a directory and label them with the topology (cosl).
 
+    Each ``%%juju_topology%%`` in an expression becomes the topology's alert matchers; cosl
+    names the groups and adds the topology labels to every rule.
 
-def _load_rule_file(path: Path) -> list[dict[str, Any]]:
-    """Read the rule groups of a file: ``groups: [...]``, a list of rules, or one rule."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if isinstance(data, dict) and isinstance(data.get("groups"), list):
-        return [group for group in data["groups"] if isinstance(group, dict)]
-    rules = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
-    rules = [rule for rule in rules if isinstance(rule, dict) and "expr" in rule]
-    return [{"name": path.stem, "rules": rules}] if rules else []
+    Args:
+        directory: The rule files (``.rule``, ``.rules``, ``.yaml``, ``.yml``).
+        topology: The unit's topology.
+        query_type: ``promql`` or ``logql``.
+
+    Returns:
+        ``{"groups": [...]}`` (no groups when the directory is missing or empty).
+    """
+    rules = Rules(query_type=query_type, topology=topology)
+    if directory.is_dir():
+        matchers = topology.alert_expression_str
+        for path in sorted(p for p in directory.iterdir() if p.suffix in RULE_SUFFIXES):
+            try:
+                text = path.read_text(encoding="utf-8").replace(TOPOLOGY_PLACEHOLDER, matchers)
+                data = yaml.safe_load(text)
+            except (OSError, yaml.YAMLError):
+                logger.exception("Rule file %s is not valid YAML: left out", path.name)
+                continue
+            if isinstance(data, dict) and data:
+                rules.add(data, group_name=path.stem, group_name_prefix=topology.identifier)
+    return {"groups": rules.as_dict().get("groups", [])}
 
 
 class COSAgentProvider(Object):
@@ -173,7 +142,7 @@ class COSAgentProvider(Object):
         *,
         dashboard_dirs: Sequence[str] = ("./src/grafana_dashboards",),
         log_alert_rules_dir: str | None = "./src/loki_alert_rules",
-        metrics_alert_rules_dir: str | None = None,
+        metrics_alert_rules_dir: str | None = "./src/prometheus_alert_rules",
         metrics_endpoints: Sequence[dict[str, Any]] = (),
         log_files: Sequence[str] = (),
         log_slots: Sequence[str] = (),
@@ -185,8 +154,8 @@ class COSAgentProvider(Object):
             relation_name: The ``cos_agent`` relation endpoint.
             dashboard_dirs: Directories of ``*.json`` Grafana dashboards (relative to the charm).
             log_alert_rules_dir: Directory of Loki rule files (relative to the charm).
-            metrics_alert_rules_dir: Directory of Prometheus rule files, if any.
-            metrics_endpoints: ``{"path": "/metrics", "port": 9100}`` entries to scrape locally.
+            metrics_alert_rules_dir: Directory of Prometheus rule files.
+            metrics_endpoints: ``{"path": "/metrics", "port": 9464}`` entries to scrape locally.
             log_files: Absolute paths of the log files the charm writes; must be under /var/log.
             log_slots: Snap log slots (``"snap:slot"``).
 
@@ -215,14 +184,6 @@ class COSAgentProvider(Object):
         path = Path(directory)
         return path if path.is_absolute() else self._charm.charm_dir / path
 
-    def _topology(self) -> dict[str, str]:
-        return {
-            "juju_model": self.model.name,
-            "juju_model_uuid": self.model.uuid,
-            "juju_application": self.model.app.name,
-            "juju_charm": self._charm.meta.name,
-        }
-
     def dashboards(self) -> list[str]:
         """Return the encoded dashboards (invalid JSON files are logged and left out).
 
@@ -240,33 +201,10 @@ class COSAgentProvider(Object):
                 encoded.append(encode_dashboard(json.dumps(dashboard, separators=(",", ":"))))
         return encoded
 
-    def _rules(self, directory: str | None, *, logql: bool) -> dict[str, Any]:
-        if directory is None or not self._path(directory).is_dir():
+    def _rules(self, directory: str | None, query_type: Literal["logql", "promql"]) -> Any:
+        if directory is None:
             return {"groups": []}
-        topology = self._topology()
-        prefix = "_".join(
-            (topology["juju_model"], topology["juju_model_uuid"][:8], topology["juju_application"])
-        )
-        groups = []
-        files = sorted(p for p in self._path(directory).iterdir() if p.suffix in RULE_SUFFIXES)
-        for path in files:
-            try:
-                file_groups = _load_rule_file(path)
-            except (OSError, yaml.YAMLError):
-                logger.exception("Rule file %s is not valid YAML: left out", path.name)
-                continue
-            for group in file_groups:
-                rules = []
-                for original in group.get("rules") or []:
-                    rule = dict(original)
-                    rule["labels"] = {**(rule.get("labels") or {}), **topology}
-                    if logql:
-                        rule["expr"] = inject_log_matchers(str(rule["expr"]), topology)
-                    rules.append(rule)
-                groups.append(
-                    {**group, "name": f"{prefix}_{group.get('name', path.stem)}", "rules": rules}
-                )
-        return {"groups": groups}
+        return render_rules(self._path(directory), topology_of(self._charm), query_type)
 
     def _scrape_jobs(self) -> list[dict[str, Any]]:
         return [
@@ -285,8 +223,8 @@ class COSAgentProvider(Object):
             The interface data (see the module docstring).
         """
         return {
-            "metrics_alert_rules": self._rules(self._metrics_rules_dir, logql=False),
-            "log_alert_rules": self._rules(self._log_rules_dir, logql=True),
+            "metrics_alert_rules": self._rules(self._metrics_rules_dir, "promql"),
+            "log_alert_rules": self._rules(self._log_rules_dir, "logql"),
             "dashboards": self.dashboards(),
             "metrics_scrape_jobs": self._scrape_jobs(),
             "log_slots": list(self._log_slots),
