@@ -1,1 +1,1 @@
-"""The runner manager's own machinery: observing, removing, the unit lock, the parallel executor."""
+"""The runner manager's own machinery: observing, removing, the unit lock, parallel work."""
