@@ -95,7 +95,7 @@ def test_a_job_of_the_served_repository_or_organisation_gets_a_runner(repository
         "https://x\nWARNING forged entry/repos/canonical/test/actions/jobs/1",
         "https://api.github.com/repos/canonical/test/actions/jo\nbs/1",
         "https://api.github.com/repos/canonical/test/actions/jobs/1\r\n",
-        "https://api.github.com/repos/canonical/te st/actions/jobs/1",
+        "https://api.github.com/repos/canonical/my repo/actions/jobs/1",
         "https://api.github.com/repos/../test/actions/jobs/1",
         "https://api.github.com/repos/canonical/../actions/jobs/1",
         "https://api.github.com/repos/canonical/%2e%2e/actions/jobs/1",
