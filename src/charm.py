@@ -29,7 +29,6 @@ from juju.actions import RunnerActions
 from juju.dependencies import ensure_dependencies
 from juju.host import HostSystem, SystemPort
 from juju.manager_port import RunnerManagerPort, manager_config
-from juju.metrics_service import METRICS_ENDPOINTS
 from juju.policy_host import RepoPolicyEndpoint
 from juju.runner_counts import count_runners, status_message
 from juju.runner_storage import DETACHED_STORAGE_PATH, prepare_storage, storage_location
@@ -111,7 +110,7 @@ class GithubRunnerCharm(ops.CharmBase):
         self.cos_agent = COSAgentProvider(
             self,
             relation_name=COS_AGENT_RELATION,
-            metrics_endpoints=METRICS_ENDPOINTS,
+            metrics_endpoints=self.system.metrics_endpoints(),
             log_files=(str(METRICS_LOG_PATH),),
         )
         on, observe = self.on, framework.observe

@@ -65,6 +65,9 @@ class SystemPort(Protocol):
     def remove_metrics_exporter(self) -> None:
         """Stop and remove the unit's Prometheus exporter; idempotent."""
 
+    def metrics_endpoints(self) -> list[dict[str, object]]:
+        """Where the agent scrapes this unit's exporter (its own port on the machine)."""
+
 
 def run(cmd: list[str], timeout: int = 60) -> None:
     """Run a host command.
@@ -221,6 +224,10 @@ class HostSystem:
     def remove_metrics_exporter(self) -> None:
         """Stop and remove the exporter (see :meth:`MetricsExporterService.remove`)."""
         self._metrics_exporter.remove()
+
+    def metrics_endpoints(self) -> list[dict[str, object]]:
+        """This unit's /metrics (see :meth:`MetricsExporterService.metrics_endpoints`)."""
+        return self._metrics_exporter.metrics_endpoints()
 
 
 def bridge_address(bridge: str = "lxdbr0") -> str | None:

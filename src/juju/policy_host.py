@@ -13,19 +13,15 @@ remembers and that is free) and remembered in the unit's files.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import secrets
-import socket
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from errors import SubprocessError
 from juju.systemd import (
     SYSTEMD_UNIT_DIR,
     Systemctl,
@@ -34,6 +30,7 @@ from juju.systemd import (
     run_systemctl,
     uninstall,
 )
+from juju.unit_ports import PortFree, port_is_free, remembered_port
 from paths import REPO_ROOT
 
 logger = logging.getLogger(__name__)
@@ -41,32 +38,14 @@ logger = logging.getLogger(__name__)
 SERVICE_PREFIX = "github-runner-repo-policy"
 LEGACY_SERVICE_NAME = SERVICE_PREFIX  # one service per machine, before units had their own
 DEFAULT_PORT = 8567
-PORT_SPAN = 1000
 CONFIG_ROOT = Path("/etc/github-runner")
 PORT_FILE = "port"
 CONFIG_FILES = ("github-token", "service-token", "policy.json", PORT_FILE)
-
-PortFree = Callable[[str, int], bool]
-"""Answers whether ``(host, port)`` can be listened on."""
 
 
 def unit_slug(unit_name: str) -> str:
     """Return ``<app>-<unit>`` for ``<app>/<unit>``: a file, unit and directory name part."""
     return unit_name.replace("/", "-")
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """Return whether a listening socket can bind ``host:port`` (nothing is sent)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
 
 
 @dataclass(frozen=True)
@@ -147,43 +126,20 @@ class RepoPolicyService:
         return self.unit_dir / f"{self.service_name}.service"
 
     def port(self, host: str) -> int:
-        """Return the unit's port: the remembered one, else the first free one, remembered.
-
-        Candidates run from 8567 over 1000 ports; a port another unit of the machine
-        remembers is never taken, nor one something listens on.
+        """Return the unit's port: remembered, else the first from 8567 free on the machine.
 
         Args:
             host: The address the service listens on (where a port must be free).
 
         Returns:
-            The port.
+            The port (see :func:`juju.unit_ports.remembered_port`).
 
         Raises:
             SubprocessError: If no port is free.
         """
-        path = self.config_dir / PORT_FILE
-        try:
-            return int(path.read_text(encoding="utf-8").strip())
-        except (FileNotFoundError, ValueError):
-            pass
-        taken = self._sibling_ports()
-        for port in range(DEFAULT_PORT, DEFAULT_PORT + PORT_SPAN):
-            if port not in taken and self._port_free(host, port):
-                _write(path, f"{port}\n", 0o644)
-                return port
-        raise SubprocessError(["repo-policy"], 1, f"no free port from {DEFAULT_PORT}")
-
-    def _sibling_ports(self) -> set[int]:
-        """The ports other units of the machine remember."""
-        ports: set[int] = set()
-        for path in self.config_root.glob(f"*/repo-policy/{PORT_FILE}"):
-            if path.parent == self.config_dir:
-                continue
-            try:
-                ports.add(int(path.read_text(encoding="utf-8").strip()))
-            except (OSError, ValueError):
-                continue
-        return ports
+        return remembered_port(
+            self.config_root, self.config_dir, host, DEFAULT_PORT, port_free=self._port_free
+        )
 
     def service_token(self) -> str:
         """Return the unit's service token, creating it on first use."""

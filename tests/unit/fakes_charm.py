@@ -216,6 +216,9 @@ class FakeSystem:
         self._call("remove_metrics_exporter")
         self.metrics_exporter = False
 
+    def metrics_endpoints(self) -> list[dict[str, object]]:
+        return [{"path": "/metrics", "port": 9464}]
+
     def disable_timer(self, event_name: str) -> None:
         self._call("disable_timer", event_name)
         self.timer = False

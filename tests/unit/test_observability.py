@@ -321,21 +321,49 @@ def test_collect_command_runs(tmp_path: Path) -> None:
 
 def test_exporter_unit_binds_loopback(tmp_path: Path) -> None:
     systemctl = FakeSystemctl({"is-active": 3})
-    service = MetricsExporterService("gh/0", unit_dir=tmp_path, systemctl=systemctl)
+    service = MetricsExporterService(
+        "gh/0", config_root=tmp_path / "etc", unit_dir=tmp_path, systemctl=systemctl
+    )
     assert service.ensure() is True
+    assert service.unit_path.name == "github-runner-metrics-gh-0.service"
     text = service.unit_path.read_text()
-    assert '--host "127.0.0.1" --port 9464' in text
-    assert '--state-file "/var/lib/github-runner/prometheus-state.json"' in text
+    assert f'--host "127.0.0.1" --port {service.port()}' in text
+    assert '--state-file "/var/lib/github-runner/gh-0/prometheus-state.json"' in text
     assert service.ensure() is False
     service.remove()
     assert not service.unit_path.exists()
     assert ["daemon-reload"] in systemctl.calls
 
 
+def test_two_units_on_one_machine_get_their_own_exporter(tmp_path: Path) -> None:
+    # Another unit's remembered port is never taken, nor a port something listens on.
+    busy = {9465}
+    services = [
+        MetricsExporterService(
+            name,
+            config_root=tmp_path / "etc",
+            unit_dir=tmp_path,
+            systemctl=FakeSystemctl({"is-active": 3}),
+            port_free=lambda _host, port: port not in busy,
+        )
+        for name in ("gh/0", "other/3")
+    ]
+    ports = [s.port() for s in services]
+    assert ports == [9464, 9466]
+    assert [s.metrics_endpoints() for s in services] == [
+        [{"path": "/metrics", "port": 9464}],
+        [{"path": "/metrics", "port": 9466}],
+    ]
+    assert len({s.unit_path for s in services}) == 2
+    assert len({s.state_file for s in services}) == 2
+    assert services[0].port() == 9464  # remembered
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 def test_exporter_unit_verifies_clean(tmp_path: Path) -> None:
-    path = tmp_path / "github-runner-metrics.service"
-    path.write_text(MetricsExporterService("gh/0").render_unit())
+    path = tmp_path / "github-runner-metrics-gh-0.service"
+    service = MetricsExporterService("gh/0", config_root=tmp_path / "etc", unit_dir=tmp_path)
+    path.write_text(service.render_unit())
     result = subprocess.run(
         ["systemd-analyze", "verify", str(path)],
         check=False,

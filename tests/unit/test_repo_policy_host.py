@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from errors import SubprocessError
-from juju.policy_host import RepoPolicyService, port_is_free
+from juju.policy_host import RepoPolicyService
+from juju.unit_ports import port_is_free
 from tests.unit.fakes_systemd import FakeSystemctl
 
 SERVICE_NAME = "github-runner-repo-policy-github-runner-0"

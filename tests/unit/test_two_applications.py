@@ -18,6 +18,7 @@ from config.settings import RunnerManagerSettings
 from config.state import ReactiveConfig
 from juju.event_timer import EventTimer
 from juju.host import HostSystem
+from juju.metrics_service import MetricsExporterService
 from juju.policy_host import RepoPolicyService
 from metrics.storage import DirectoryStorageManager
 from reactive.pool import reactive_runner_config
@@ -161,7 +162,20 @@ def _charm_context(root: Path, manager: FakeRunnerManager, app: str) -> testing.
             systemctl=systemctl,
             port_free=lambda host, port: True,
         )
-        return _Host(unit_name, timer=timer, repo_policy=policy, logrotate=root / "logrotate")
+        exporter = MetricsExporterService(
+            unit_name,
+            config_root=root / "etc",
+            unit_dir=units,
+            systemctl=systemctl,
+            port_free=lambda host, port: True,
+        )
+        return _Host(
+            unit_name,
+            timer=timer,
+            repo_policy=policy,
+            metrics_exporter=exporter,
+            logrotate=root / "logrotate",
+        )
 
     class TwoAppCharm(GithubRunnerCharm):
         manager_factory = manager.factory
