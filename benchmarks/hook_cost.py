@@ -116,6 +116,16 @@ class FakeSystem:
         """Active."""
         return True
 
+    def disk_space(self, *args: Any, **kwargs: Any) -> int:
+        """Plenty."""
+        return 1 << 40
+
+    def ensure_runner_network(self, network: str) -> Any:
+        """The unit's bridge exists (a real hook makes one LXD request here)."""
+        from juju.runner_network import RunnerNetwork
+
+        return RunnerNetwork(network or "ghr-bench", "10.20.30.1", own=not network)
+
     def ensure_repo_policy(self, *args: Any, **kwargs: Any) -> Any:
         """The policy service runs (not used: no job runs in these hooks)."""
         from juju.policy_host import RepoPolicyEndpoint

@@ -257,19 +257,17 @@ class GithubRunnerCharm(ops.CharmBase):
         self.system.ensure_timer(RECONCILE_EVENT, state.reconcile_interval, timeout)
 
     def _ensure_installed(self, state: CharmState) -> tuple[RunnerManagerPort, RepoPolicyEndpoint]:
-        """Make the host ready (LXD, storage, policy service, binary, image, timer).
-
-        Returns the manager of the state and where runners reach the policy service.
-        """
+        """Make the host ready (LXD, storage, network, policy service, binary, image, timer)."""
         storage = prepare_storage(state, self._attached_storage(), self.system, self.unit.name)
         if not self._stored.installed:
             self._progress("Setting up LXD")
             self.system.setup_lxd(storage)
             self.system.configure_logrotate()
             self.system.ensure_metrics_exporter()
-        # After LXD: VMs reach the service on the LXD bridge. Only here, with the current state.
+        # After LXD: runners reach the service on their network. Only here, with the current state.
+        address = self.system.ensure_runner_network(state.runner_network).host_address
         token, options = state.token.get_secret_value(), state.repo_policy.model_dump()
-        policy = self.system.ensure_repo_policy(token, state.api_url, options, state.test_mode)
+        policy = self.system.ensure_repo_policy(token, state.api_url, options, address)
         manager = self._manager(state, policy, storage)
         ensure_dependencies(manager, self._progress, first_install=not self._stored.installed)
         self._ensure_timer(state)

@@ -29,7 +29,7 @@ from errors import (
     RunnerLogsError,
     RunnerRemoveError,
 )
-from lxd import disk_device, host_ids, proxy_device
+from lxd import RUNNER_NIC, disk_device, host_ids
 from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
 from observability.runner_logs import INSTANCE_LOG_PATH, collect_command, keep_log
 from repo_policy.in_flight import token_digest
@@ -180,6 +180,8 @@ class Runner:
         try:
             self.instance = self._launch_or_explain(config)
             self.instance.wait_ready(self.settings.ready_timeout)
+            # Its DHCP lease, before anything in it uses the network (start.sh reaches GitHub).
+            self.instance.wait_address(RUNNER_NIC, self.settings.ready_timeout)
             if config.metrics is not None:
                 self._mount_metrics(config.metrics)
             self._install_binary(config)
@@ -210,9 +212,13 @@ class Runner:
             ) from exc
 
     def _launch(self, config: CreateRunnerConfig) -> LxdInstanceHandle:
-        devices = {f"loopback-{port}": proxy_device(port) for port in self.settings.loopback_ports}
+        # The runner NIC and root pool (lxd.network.RunnerProfile), then the limits: the same
+        # profiles for VMs and containers, in production and in tests.
+        network = self._clients.lxd.runner_profile(
+            self.settings.runner_network, self.settings.storage_pool or "default"
+        )
         unit_prefix = self.config.name.rsplit("-", 1)[0]
-        profiles = ["default"] + ([config.profile] if config.profile else [])
+        profiles = ["default", network] + ([config.profile] if config.profile else [])
         owner = {
             OWNER_KEYS[0]: self.config.app_name,
             OWNER_KEYS[1]: unit_prefix,
@@ -225,7 +231,6 @@ class Runner:
                     self.config.name,
                     profiles=profiles,
                     config=owner,
-                    devices=devices,
                 )
             except LXDError as exc:  # e.g. the template is being replaced: use the image
                 logger.warning("cloning %s failed (%s): using the image", config.template, exc)
@@ -237,7 +242,6 @@ class Runner:
             else "virtual-machine",
             profiles=profiles,
             config=owner,
-            devices=devices,
             ephemeral=True,
             start=True,
             wait=True,

@@ -259,7 +259,10 @@ class RunnerManager:
         self, count: int, resources: VirtualMachineResources, report: ReconcileReport
     ) -> None:
         profile = self._clients.lxd.resource_profile(
-            resources.cpu, resources.memory, None if self.state.test_mode else resources.disk
+            resources.cpu,
+            resources.memory,
+            None if self.state.test_mode else resources.disk,
+            pool=self.settings.storage_pool or "default",
         )
         binary = runner_binary.cached_binary(self.runner_bin_path)
         image = self.config.image
@@ -321,6 +324,7 @@ class RunnerManager:
             base_image=self.state.base_image.value,
             dockerhub_mirror=self.config.dockerhub_mirror,
             proxies=self.state.proxy,
+            aproxy=self.state.aproxy,
             ssh_debug_connections=self.state.ssh_debug_connections,
             image_generation=generation,
         )

@@ -44,7 +44,10 @@ class RunnerManagerSettings:
         repo_check_wait: Seconds a ``*_WAIT_REPO_CHECK`` flush waits for checks in flight.
         busy_delete_wait: Seconds to wait for GitHub to release a killed busy runner.
         repo_policy_url: URL of the pre-job policy service as runners reach it, if any.
-        loopback_ports: Host loopback ports brought into test containers by proxy devices.
+        runner_network: The LXD network runners get their NIC on; empty: the unit's own bridge
+            (``lxd.network.unit_resource_name``), or the charm's ``network`` option.
+        storage_pool: The LXD storage pool of runners' root disks; empty: the unit's own pool
+            (on the storage ``runner-storage`` chose; same name as its bridge).
         runner_user: The user the runner application runs as inside the instance.
         runner_dir: The runner application directory inside the instance.
         fixed_boot_wait: Benchmark-only: seconds to sleep after each creation, as upstream does.
@@ -70,7 +73,8 @@ class RunnerManagerSettings:
     repo_check_wait: float = 120.0
     busy_delete_wait: float = 30.0
     repo_policy_url: str | None = None
-    loopback_ports: tuple[int, ...] = ()
+    runner_network: str = ""
+    storage_pool: str = ""
     runner_user: str = "ubuntu"
     runner_dir: str = "/home/ubuntu/actions-runner"
     fixed_boot_wait: float = 0.0

@@ -87,6 +87,8 @@ class CharmState(BaseModel):
         vm_resources: Resources of each runner.
         reconcile_interval: Minutes between reconciliations.
         runner_storage: Where runner disks live.
+        runner_network: The LXD network runners get their NIC on (``network``); empty: the
+            bridge the unit makes for them.
         base_image: Ubuntu release of the runner image.
         dockerhub_mirror: Docker Hub mirror URL, if any.
         denylist: IPv4 networks runners must not reach (normalised CIDRs).
@@ -114,6 +116,7 @@ class CharmState(BaseModel):
     vm_resources: VirtualMachineResources
     reconcile_interval: int
     runner_storage: RunnerStorage
+    runner_network: str = ""
     base_image: BaseImage
     dockerhub_mirror: str | None
     denylist: tuple[str, ...]
@@ -219,6 +222,7 @@ class CharmState(BaseModel):
                     for c in self.ssh_debug_connections
                 ],
                 "metrics": self.is_metrics_enabled,
+                **({"network": self.runner_network} if self.runner_network else {}),
             }
         )
 

@@ -10,7 +10,7 @@ import logging
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from errors import SubprocessError
 from juju.event_timer import EventTimer
@@ -18,10 +18,14 @@ from juju.metrics_service import MetricsExporterService
 from juju.policy_host import RepoPolicyEndpoint, RepoPolicyService
 from paths import SCRIPTS_DIR, TEMPLATES_DIR
 
+if TYPE_CHECKING:  # juju.runner_network imports lxd (pylxd): only when a hook needs it
+    from juju.runner_network import RunnerNetwork
+
 logger = logging.getLogger(__name__)
 
 SETUP_LXD_SCRIPT = SCRIPTS_DIR / "setup-lxd.sh"
 SETUP_LXD_TIMEOUT_SECONDS = 1200
+POOL_SHARE_TENTHS = 9  # the unit's LXD pool takes 90 % of the runner storage
 LOGROTATE_PATH = Path("/etc/logrotate.d/github-runner-metrics")
 # The metrics log is appended to by opening it for each event: rotation by rename loses nothing.
 LOGROTATE_TEMPLATE = TEMPLATES_DIR / "logrotate-github-runner-metrics"
@@ -31,7 +35,13 @@ class SystemPort(Protocol):
     """What the charm needs of the host besides the runner manager."""
 
     def setup_lxd(self, storage: Path) -> None:
-        """Install, start and initialise LXD (idempotent); runner disks go to ``storage``."""
+        """Install, start and initialise LXD (idempotent); the unit's pool lives in ``storage``."""
+
+    def disk_space(self, path: Path) -> int:
+        """Return the size in bytes of the filesystem holding ``path``."""
+
+    def ensure_runner_network(self, network: str) -> RunnerNetwork:
+        """Make the unit's runner bridge unless ``network`` names one; return it (idempotent)."""
 
     def ensure_ram_disk(self, path: Path, size_bytes: int) -> None:
         """Mount (or resize) the tmpfs at ``path`` holding runner disks."""
@@ -52,9 +62,9 @@ class SystemPort(Protocol):
         """Return whether the timer dispatching ``event_name`` is active."""
 
     def ensure_repo_policy(
-        self, github_token: str, github_api_url: str, policy: dict[str, Any], test_mode: bool
+        self, github_token: str, github_api_url: str, policy: dict[str, Any], listen: str
     ) -> RepoPolicyEndpoint:
-        """Install and run the pre-job policy service; return where runners reach it."""
+        """Run the pre-job policy service on ``listen``; return where runners reach it."""
 
     def remove_repo_policy(self) -> None:
         """Stop and remove the pre-job policy service and its files; idempotent."""
@@ -110,21 +120,61 @@ class HostSystem:
             repo_policy: The policy service (built for ``unit_name`` when not given).
             metrics_exporter: The Prometheus exporter (built for ``unit_name`` when not given).
         """
+        self._unit_name = unit_name
         self._repo_policy = repo_policy or RepoPolicyService(unit_name)
         self._metrics_exporter = metrics_exporter or MetricsExporterService(unit_name)
         self._timer = timer or EventTimer(unit_name)
         self._meminfo = meminfo
         self._logrotate = logrotate
 
+    @property
+    def _unit(self) -> tuple[str, int]:
+        app, _, number = self._unit_name.rpartition("/")
+        return app, int(number)
+
     def setup_lxd(self, storage: Path) -> None:
-        """Run scripts/setup-lxd.sh (idempotent).
+        """Run scripts/setup-lxd.sh (idempotent) with the unit's pool under ``storage``.
+
+        The pool (``lxd.unit_resource_name``: ``ghr-`` + 10 hex digits, per application and
+        unit) holds the runners' root disks on the storage ``runner-storage`` chose: the Juju
+        ``runner`` storage or the RAM disk. Its size: 90 % of that filesystem (at least 1 GiB).
 
         Args:
-            storage: The runner storage directory. The script cannot place its pool there yet
-                (it has no source-directory option): LXD keeps its default pool location.
+            storage: The runner storage directory.
         """
-        logger.info("setting up LXD (runner storage %s)", storage)
-        run([str(SETUP_LXD_SCRIPT)], timeout=SETUP_LXD_TIMEOUT_SECONDS)
+        from lxd.network import unit_resource_name  # noqa: PLC0415 - pylxd only when needed
+
+        pool = unit_resource_name(*self._unit)
+        size_gib = max(1, self.disk_space(storage) * POOL_SHARE_TENTHS // 10 >> 30)
+        logger.info("setting up LXD (pool %s: %d GiB under %s)", pool, size_gib, storage)
+        command = [str(SETUP_LXD_SCRIPT), "--source", str(storage), "--pool", pool]
+        run([*command, "--size", f"{size_gib}GiB"], timeout=SETUP_LXD_TIMEOUT_SECONDS)
+
+    def disk_space(self, path: Path) -> int:
+        """Return the size of the filesystem holding ``path``.
+
+        Args:
+            path: A directory.
+
+        Returns:
+            Bytes.
+        """
+        stat = os.statvfs(path)
+        return stat.f_blocks * stat.f_frsize
+
+    def ensure_runner_network(self, network: str) -> RunnerNetwork:
+        """Make the unit's bridge unless ``network`` names one (see :mod:`juju.runner_network`).
+
+        Args:
+            network: The ``network`` option.
+
+        Returns:
+            The network and the host's address on it.
+        """
+        from juju.runner_network import ensure_runner_network  # noqa: PLC0415 - pylxd
+        from lxd import LxdClient  # noqa: PLC0415 - pylxd only when needed
+
+        return ensure_runner_network(LxdClient().resources, network, *self._unit)
 
     def ensure_ram_disk(self, path: Path, size_bytes: int) -> None:
         """Mount the tmpfs, or resize it when its size differs.
@@ -192,25 +242,24 @@ class HostSystem:
         return self._timer.is_active(event_name)
 
     def ensure_repo_policy(
-        self, github_token: str, github_api_url: str, policy: dict[str, Any], test_mode: bool
+        self, github_token: str, github_api_url: str, policy: dict[str, Any], listen: str
     ) -> RepoPolicyEndpoint:
         """Install and run the policy service where runners reach it.
 
-        Containers (test mode) reach host loopback through proxy devices; VMs reach the host
-        on its LXD bridge, so the service listens there (never on every address).
+        Runners (VMs and test-mode containers alike) reach the host on their network, so the
+        service listens on the host's address there (never on every address).
 
         Args:
             github_token: The charm's GitHub token. Secret.
             github_api_url: The GitHub API base URL.
             policy: The policy options.
-            test_mode: Whether runners are containers.
+            listen: The host's address on the runner network.
 
         Returns:
             Where runners reach the service and the charm's token for it.
         """
-        host = "127.0.0.1" if test_mode else bridge_address() or "127.0.0.1"
         return self._repo_policy.ensure(
-            github_token=github_token, github_api_url=github_api_url, policy=policy, host=host
+            github_token=github_token, github_api_url=github_api_url, policy=policy, host=listen
         )
 
     def remove_repo_policy(self) -> None:
@@ -228,22 +277,3 @@ class HostSystem:
     def metrics_endpoints(self) -> list[dict[str, object]]:
         """This unit's /metrics (see :meth:`MetricsExporterService.metrics_endpoints`)."""
         return self._metrics_exporter.metrics_endpoints()
-
-
-def bridge_address(bridge: str = "lxdbr0") -> str | None:
-    """Return the IPv4 address of the LXD bridge runners' VMs use, if there is one."""
-    try:
-        result = subprocess.run(
-            ["ip", "-4", "-o", "addr", "show", "dev", bridge],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    for field in result.stdout.split():
-        if "/" in field and field.count(".") == 3:
-            return field.split("/")[0]
-    logger.warning("no address on %s: runners cannot reach the policy service", bridge)
-    return None

@@ -24,6 +24,7 @@ VM_MEMORY_CONFIG_NAME = "vm-memory"
 VM_DISK_CONFIG_NAME = "vm-disk"
 RECONCILE_INTERVAL_CONFIG_NAME = "reconcile-interval"
 RUNNER_STORAGE_CONFIG_NAME = "runner-storage"
+NETWORK_CONFIG_NAME = "network"
 BASE_IMAGE_CONFIG_NAME = "base-image"
 DOCKERHUB_MIRROR_CONFIG_NAME = "dockerhub-mirror"
 DENYLIST_CONFIG_NAME = "denylist"
@@ -43,6 +44,8 @@ PROXY_ENV_OPTIONS = {
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 GROUP_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_.~+/=-]{1,512}$")
+# An LXD network is a Linux interface: 15 characters (lxd.network.validate_network_name).
+NETWORK_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 # Upper bounds: far above any real use, low enough that no value builds a huge plan or file.
@@ -237,6 +240,18 @@ def parse_denylist(value: str) -> tuple[str, ...]:
             f"has {len(networks)} networks, at most {MAX_DENYLIST_ENTRIES}: merge them",
         )
     return tuple(networks)
+
+
+def parse_network(value: str) -> str:
+    """Parse the ``network`` option: "" (the unit's own bridge) or an LXD network name."""
+    name = value.strip()
+    if name and not NETWORK_PATTERN.match(name):
+        raise ConfigError(
+            NETWORK_CONFIG_NAME,
+            f"{name[:40]!r} is not an LXD network name: 1-15 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit (or empty: the charm makes its own bridge)",
+        )
+    return name
 
 
 def parse_test_mode(value: str) -> bool:

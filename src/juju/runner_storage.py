@@ -1,4 +1,9 @@
-"""Where runner disks live: the attached Juju storage, or a RAM disk sized for the runners."""
+"""Where runner disks live: the attached Juju storage, or a RAM disk sized for the runners.
+
+Either way the unit's LXD storage pool is made there (``HostSystem.setup_lxd``: a btrfs loop file
+of 90 % of the filesystem), and the runners' root disks are on that pool. The space must hold
+``vm-disk x virtual-machines``: otherwise the charm is Blocked on ``runner-storage``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from pathlib import Path
 
 import errors
 from config.state import CharmState, RunnerStorage
-from juju.host import SystemPort
+from juju.host import POOL_SHARE_TENTHS, SystemPort
 from runner_type import size_in_bytes
 
 RAM_DISK_PATH = Path("/var/lib/github-runner/ram-disk")
@@ -41,7 +46,8 @@ def prepare_storage(
         The directory that holds runner disks.
 
     Raises:
-        ConfigError: If the Juju storage is missing or memory cannot hold the runners' disks.
+        ConfigError: If the Juju storage is missing, or it or memory cannot hold the
+            runners' disks (``runner-storage``).
     """
     location = storage_location(state, attached)
     if location is None:
@@ -50,15 +56,26 @@ def prepare_storage(
             "juju-storage needs the runner storage, which is not attached: run "
             f"`juju add-storage {unit_name} runner=<size>`",
         )
+    needed = size_in_bytes(state.vm_resources.disk) * max(state.virtual_machines, 1)
     if state.runner_storage == RunnerStorage.MEMORY:
-        needed = size_in_bytes(state.vm_resources.disk) * max(state.virtual_machines, 1)
+        size = -(-needed * 10 // POOL_SHARE_TENTHS)  # the pool gets 90 % of the RAM disk
         available = system.available_memory(location)
-        if needed > available:
+        if size > available:
             raise errors.ConfigError(
                 "runner-storage",
-                f"memory needs vm-disk x virtual-machines = {needed >> 20}MiB but only "
-                f"{available >> 20}MiB of memory is available: lower vm-disk or "
-                "virtual-machines",
+                f"memory needs vm-disk x virtual-machines = {needed >> 20}MiB (a RAM disk of "
+                f"{size >> 20}MiB) but only {available >> 20}MiB of memory is available: lower "
+                "vm-disk or virtual-machines",
             )
-        system.ensure_ram_disk(location, needed)
+        system.ensure_ram_disk(location, size)
+        return location
+    space = system.disk_space(location) * POOL_SHARE_TENTHS // 10
+    if needed > space:
+        raise errors.ConfigError(
+            "runner-storage",
+            f"juju-storage needs vm-disk x virtual-machines = {needed >> 20}MiB but the runner "
+            f"storage holds {space >> 20}MiB for runner disks (90 % of it): add a larger one "
+            f"(`juju add-storage {unit_name} runner=<size>`) or lower vm-disk or "
+            "virtual-machines",
+        )
     return location

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import errors
 from lxd.instance import LxdInstance
+from lxd.network import NetworkInfo
 from lxd.resources import LxdResources
 from lxd.transport import DEFAULT_TIMEOUT, LxdTransport
 from lxd.types import (
@@ -109,7 +110,7 @@ class LxdClient:
             instance_type: "container" or "virtual-machine".
             profiles: Profiles to apply, in order.
             config: Instance config (``user.*`` ownership keys, ``limits.*``...).
-            devices: Devices by name (e.g. :func:`proxy_device`, :func:`disk_device`).
+            devices: Devices by name (e.g. :func:`disk_device`).
             ephemeral: Delete the instance when it stops.
             start: Start it after creating it.
             wait: Wait for the start to finish (the instance is Running; see
@@ -360,6 +361,14 @@ class LxdClient:
     ) -> str:
         """Ensure the profile of these limits: :meth:`LxdResources.resource_profile`."""
         return self.resources.resource_profile(cpu, memory, disk, pool)
+
+    def runner_profile(self, network: str, pool: str = "default") -> str:
+        """Ensure the runners' NIC and root disk profile: :meth:`LxdResources.runner_profile`."""
+        return self.resources.runner_profile(network, pool)
+
+    def network_info(self, name: str) -> NetworkInfo:
+        """Describe a network: :meth:`LxdResources.network_info`."""
+        return self.resources.network_info(name)
 
     def delete_profile(self, name: str) -> None:
         """Delete a profile if it exists: :meth:`LxdResources.delete_profile`."""

@@ -284,7 +284,7 @@ class LxdInstance:
 
         Args:
             name: The device's name.
-            device: The device (see :func:`proxy_device`, :func:`disk_device`).
+            device: The device (see :func:`disk_device`).
 
         Raises:
             LXDError: LXD refused it (the instance is unchanged).
@@ -393,6 +393,53 @@ class LxdInstance:
         return result
 
     # -- waiting --
+
+    def addresses(self, nic: str) -> list[str]:
+        """The global IPv4 addresses LXD sees on the instance's interface ``nic`` now.
+
+        Args:
+            nic: The interface name inside the instance (e.g. ``eth0``).
+
+        Returns:
+            Its addresses (empty until DHCP gave one).
+        """
+        state = self.transport.sync(
+            "get", f"{self._path}/state", operation="addresses", instance=self.name
+        )
+        iface = (state.get("network") or {}).get(nic) or {}
+        return [
+            str(a.get("address"))
+            for a in iface.get("addresses") or []
+            if a.get("family") == "inet" and a.get("scope") == "global"
+        ]
+
+    def wait_address(self, nic: str, timeout: float = 60.0) -> str:
+        """Wait until the interface ``nic`` has an IPv4 address (its DHCP lease); return it.
+
+        Args:
+            nic: The interface name inside the instance.
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The first address.
+
+        Raises:
+            LXDTimeoutError: No address in time.
+        """
+        found: list[str] = []
+
+        def addressed() -> bool:
+            found[:] = self.addresses(nic)
+            return bool(found)
+
+        wait_until(
+            addressed,
+            timeout,
+            f"an IPv4 address on {nic}",
+            self.name,
+            fatal=(errors.LXDUnavailableError, errors.LXDNotFoundError),
+        )
+        return found[0]
 
     def wait_ready(self, timeout: float = 120.0, *, booted: bool = True) -> None:
         """Wait until the instance is really up, polling with a small backoff (no fixed sleep).

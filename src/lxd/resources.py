@@ -1,4 +1,4 @@
-"""Profiles, storage pools and images of the LXD daemon (the LXD seam's resources)."""
+"""Profiles, networks, storage pools and images of the LXD daemon (the LXD seam's resources)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 import errors
+from lxd.network import NetworkInfo, RunnerProfile, validate_network_name
 from lxd.transport import LxdTransport
-from lxd.types import Device, ImageInfo, ResourceProfile, parse_lxd_time
+from lxd.types import (
+    Device,
+    ImageInfo,
+    ResourceProfile,
+    parse_lxd_time,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class LxdResources:
-    """Profiles, storage pools and images of the LXD daemon."""
+    """Profiles, networks, storage pools and images of the LXD daemon."""
 
     def __init__(self, transport: LxdTransport) -> None:
         """Bind to the daemon.
@@ -102,6 +108,29 @@ class LxdResources:
         )
         return profile.name
 
+    def runner_profile(self, network: str, pool: str = "default") -> str:
+        """Ensure the profile giving runners their NIC on ``network`` and root disk on ``pool``.
+
+        LXD filters a runner's source IPv4 addresses only where it runs the network's DHCP (a
+        managed bridge with an ``ipv4.address``): see :class:`lxd.types.RunnerProfile`.
+
+        Args:
+            network: The LXD network (managed bridge, or any network a NIC can name).
+            pool: The storage pool of the root disk.
+
+        Returns:
+            The profile's name.
+
+        Raises:
+            LXDNotFoundError: The network does not exist.
+        """
+        info = self.network_info(network)
+        profile = RunnerProfile(network, pool, ipv4_filtering=info.lxd_dhcp)
+        self.create_or_update_profile(
+            profile.name, {}, profile.devices, "github-runner: runner NIC and root disk"
+        )
+        return profile.name
+
     def delete_profile(self, name: str) -> None:
         """Delete a profile; a missing one is a no-op.
 
@@ -111,6 +140,85 @@ class LxdResources:
         try:
             self._transport.sync(
                 "delete", f"profiles/{quote(name, safe='')}", operation="delete-profile"
+            )
+        except errors.LXDNotFoundError:
+            return
+
+    # -- networks --
+
+    def network_info(self, name: str) -> NetworkInfo:
+        """Describe a network.
+
+        Args:
+            name: The network's name.
+
+        Returns:
+            Its type, whether LXD manages it, and its config.
+
+        Raises:
+            LXDNotFoundError: There is no such network.
+        """
+        data = self._transport.sync(
+            "get", f"networks/{quote(name, safe='')}", operation="get-network"
+        )
+        return NetworkInfo(
+            name=name,
+            network_type=str(data.get("type") or ""),
+            managed=bool(data.get("managed")),
+            config={str(k): str(v) for k, v in (data.get("config") or {}).items()},
+        )
+
+    def network_exists(self, name: str) -> bool:
+        """Whether a network exists (managed or not).
+
+        Args:
+            name: The network's name.
+
+        Returns:
+            True if it exists.
+        """
+        return self._transport.exists(f"networks/{quote(name, safe='')}", "get-network")
+
+    def create_bridge(self, name: str, config: Mapping[str, str], description: str = "") -> bool:
+        """Create a managed bridge unless a network of that name exists (left as it is).
+
+        Args:
+            name: The network's name (at most 15 characters: it is a Linux interface).
+            config: Its config (see :func:`lxd.types.bridge_config`).
+            description: Its description.
+
+        Returns:
+            True if it was created.
+
+        Raises:
+            ValueError: The name cannot be a network.
+            LXDError: LXD refused (e.g. an address in use).
+        """
+        validate_network_name(name)
+        if self.network_exists(name):
+            return False
+        body = {
+            "name": name,
+            "type": "bridge",
+            "config": dict(config),
+            "description": description,
+        }
+        self._transport.sync("post", "networks", json=body, operation="create-network", timeout=60)
+        logger.info("created LXD bridge %s", name)
+        return True
+
+    def delete_network(self, name: str) -> None:
+        """Delete a network; a missing one is a no-op.
+
+        Args:
+            name: The network's name.
+
+        Raises:
+            LXDError: LXD refused (e.g. an instance or profile still uses it).
+        """
+        try:
+            self._transport.sync(
+                "delete", f"networks/{quote(name, safe='')}", operation="delete-network"
             )
         except errors.LXDNotFoundError:
             return

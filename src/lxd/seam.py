@@ -55,6 +55,9 @@ class LxdInstanceHandle(Protocol):
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait, with a deadline, until the instance has booted."""
 
+    def wait_address(self, nic: str, timeout: float = 60.0) -> str:
+        """Wait until the interface ``nic`` has an IPv4 address (its DHCP lease); return it."""
+
     def set_config(self, values: Mapping[str, str | None]) -> None:
         """Set (or, with None, unset) config keys."""
 
@@ -82,7 +85,7 @@ class LxdInstanceHandle(Protocol):
 
 
 class LxdCloud(Protocol):
-    """The LXD daemon: instances, the runners' resource profiles, images."""
+    """The LXD daemon: instances, the runners' profiles (NIC, root pool, limits), images."""
 
     def create(
         self,
@@ -123,6 +126,9 @@ class LxdCloud(Protocol):
         self, cpu: int, memory: int | str, disk: int | str | None = None, pool: str = "default"
     ) -> str:
         """Ensure the profile that holds these limits exists and return its name."""
+
+    def runner_profile(self, network: str, pool: str = "default") -> str:
+        """Ensure the profile of the runners' NIC on ``network`` and root disk on ``pool``."""
 
     def image_exists(self, alias: str) -> bool:
         """Whether an image has this alias."""

@@ -292,31 +292,6 @@ def parse_lxd_time(value: str | None) -> datetime | None:
     return parsed.astimezone(timezone.utc)
 
 
-def proxy_device(listen_port: int, connect_port: int | None = None) -> Device:
-    """A proxy device that shows a host loopback service at 127.0.0.1 inside the instance.
-
-    Args:
-        listen_port: The port inside the instance.
-        connect_port: The port on the host's loopback; defaults to ``listen_port``.
-
-    Returns:
-        The device, for ``devices=`` or :meth:`LxdInstance.add_device`.
-
-    Raises:
-        ValueError: A port is out of range.
-    """
-    connect = listen_port if connect_port is None else connect_port
-    for port in (listen_port, connect):
-        if not 0 < port < 65536:
-            raise ValueError(f"invalid port {port}")
-    return {
-        "type": "proxy",
-        "bind": "instance",
-        "listen": f"tcp:127.0.0.1:{listen_port}",
-        "connect": f"tcp:127.0.0.1:{connect}",
-    }
-
-
 def disk_device(source: str, path: str, *, readonly: bool = False) -> Device:
     """A disk device that mounts a host path into the instance.
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from urllib.parse import urlsplit
 
 from config.settings import RunnerManagerSettings
+from lxd.network import unit_resource_name
 from runner_manager_type import LXDRunnerManagerConfig
 
 
@@ -14,9 +14,10 @@ def complete_settings(
 ) -> RunnerManagerSettings:
     """Complete the settings from the configuration.
 
-    The policy service URL comes from the charm unless the settings name one. In test mode,
-    runners are NIC-less containers: every loopback service they use (GitHub, the policy
-    service) is brought in by a proxy device on the same port.
+    The policy service URL comes from the charm unless the settings name one. Runners get a NIC
+    on the settings' network, else the charm's ``network`` option, else the unit's own bridge;
+    their root disks go to the settings' pool, else the unit's own (both made by the charm at
+    install: ``juju.runner_network``, ``juju.host.HostSystem.setup_lxd``).
 
     Args:
         settings: The settings given to the manager.
@@ -25,13 +26,11 @@ def complete_settings(
     Returns:
         The completed settings.
     """
-    policy_url = settings.repo_policy_url or config.repo_policy_url
-    ports = list(settings.loopback_ports)
-    if config.charm_state.test_mode:
-        for url in (config.charm_state.github_url, policy_url):
-            parsed = urlsplit(url or "")
-            if parsed.hostname in ("127.0.0.1", "localhost") and parsed.port:
-                ports.append(parsed.port)
+    state = config.charm_state
+    own = unit_resource_name(state.app_name, state.unit_number)
     return replace(
-        settings, repo_policy_url=policy_url, loopback_ports=tuple(dict.fromkeys(ports))
+        settings,
+        repo_policy_url=settings.repo_policy_url or config.repo_policy_url,
+        runner_network=settings.runner_network or state.runner_network or own,
+        storage_pool=settings.storage_pool or own,
     )

@@ -16,6 +16,7 @@ from github_api.types import GitHubRunnerStatus, RunnerApplication
 from juju.host import SystemPort
 from juju.manager_port import RunnerManagerPort
 from juju.policy_host import RepoPolicyEndpoint
+from juju.runner_network import RunnerNetwork
 from paths import REPO_ROOT
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerInfo
 from runner_type import VirtualMachineResources
@@ -152,7 +153,7 @@ class FakePolicyService:
     github_token: str
     github_api_url: str
     policy: dict[str, Any]
-    test_mode: bool
+    listen: str
 
 
 @dataclass
@@ -160,6 +161,8 @@ class FakeSystem:
     """The host, recorded; ``repo_policy`` is the running policy service (None: not running)."""
 
     memory: int = 64 * GIB
+    disk: int = 1024 * GIB  # size of the runner storage's filesystem
+    network_address: str = "10.20.30.1"  # the host's address on the runner network
     timer: bool = False
     repo_policy: FakePolicyService | None = None
     metrics_exporter: bool = False
@@ -183,6 +186,15 @@ class FakeSystem:
     def setup_lxd(self, storage: Path) -> None:
         self._call("setup_lxd", storage)
 
+    def disk_space(self, path: Path) -> int:
+        self._call("disk_space", path)
+        return self.disk
+
+    def ensure_runner_network(self, network: str) -> RunnerNetwork:
+        self._call("ensure_runner_network", network)
+        own = not network
+        return RunnerNetwork(network or "ghr-0123456789", self.network_address, own)
+
     def ensure_ram_disk(self, path: Path, size_bytes: int) -> None:
         self._call("ensure_ram_disk", path, size_bytes)
 
@@ -198,11 +210,11 @@ class FakeSystem:
         self.timer = True
 
     def ensure_repo_policy(
-        self, github_token: str, github_api_url: str, policy: dict[str, Any], test_mode: bool
+        self, github_token: str, github_api_url: str, policy: dict[str, Any], listen: str
     ) -> RepoPolicyEndpoint:
-        self._call("ensure_repo_policy", github_token, github_api_url, policy, test_mode)
-        self.repo_policy = FakePolicyService(github_token, github_api_url, policy, test_mode)
-        return RepoPolicyEndpoint(url="http://127.0.0.1:8567", service_token="service-token")
+        self._call("ensure_repo_policy", github_token, github_api_url, policy, listen)
+        self.repo_policy = FakePolicyService(github_token, github_api_url, policy, listen)
+        return RepoPolicyEndpoint(url=f"http://{listen}:8567", service_token="service-token")
 
     def remove_repo_policy(self) -> None:
         self._call("remove_repo_policy")

@@ -54,6 +54,7 @@ class FakeInstance:
     files_pushed: dict[str, tuple[bytes, int, int, int]] = field(default_factory=dict)
     commands: list[list[str]] = field(default_factory=list)
     pre_job_running: bool = False
+    addressed: bool = False  # wait_address returned
 
     @property
     def last_status(self) -> InstanceStatus:
@@ -71,6 +72,12 @@ class FakeInstance:
     def wait_ready(self, timeout: float = 120.0) -> None:
         if self.lxd.fail_ready:
             raise errors.LXDTimeoutError("not ready", "wait", self.name)
+
+    def wait_address(self, nic: str, timeout: float = 60.0) -> str:
+        if self.lxd.fail_address:
+            raise errors.LXDTimeoutError(f"no address on {nic}", "wait", self.name)
+        self.addressed = True
+        return "198.18.0.100"
 
     def set_config(self, values: Mapping[str, str | None]) -> None:
         for key, value in values.items():
@@ -141,6 +148,9 @@ class FakeLxd:
         self.image_runner_version: str | None = "2.330.0"
         self.fail_create_every: int = 0  # fail every Nth create (0: never)
         self.fail_ready = False
+        self.fail_address = False  # no DHCP lease ever comes
+        self.missing_networks: set[str] = set()  # runner_profile refuses these
+        self.network_dhcp = True  # LXD runs DHCP on every network: runner IPv4 filtered
         self.fail_exec = False
         self.fail_exec_with: Exception | None = None  # raised by a checked exec (any error)
         self._creates = itertools.count(1)
@@ -245,6 +255,13 @@ class FakeLxd:
 
     def wait_instances_settled(self, prefix: str, timeout: float) -> list[str]:
         return []
+
+    def runner_profile(self, network: str, pool: str = "default") -> str:
+        if network in self.missing_networks:
+            raise errors.LXDNotFoundError(f"no network {network}", "get-network")
+        name = f"runner-net-{network}-pool-{pool}" + ("-ipf" if self.network_dhcp else "")
+        self.profiles.add(name)
+        return name
 
     def resource_profile(
         self, cpu: int, memory: int | str, disk: int | str | None = None, pool: str = "default"

@@ -45,12 +45,15 @@ def test_install_sets_up_the_host(
     manager.image = False
     out = ctx.run(ctx.on.install(), base_state())
     assert system.names() == [
+        "disk_space",  # the runner storage holds vm-disk x virtual-machines
         "setup_lxd",
         "configure_logrotate",
         "ensure_metrics_exporter",
-        "ensure_repo_policy",  # after LXD: VMs reach it on the LXD bridge
+        "ensure_runner_network",  # the unit's own bridge: the option is empty
+        "ensure_repo_policy",  # after the network: it listens on the host's address there
         "ensure_timer",
     ]
+    assert ("ensure_runner_network", "") in system.calls
     assert system.calls[-1] == ("ensure_timer", RECONCILE_EVENT, 10, 30)
     assert system.repo_policy == FakePolicyService(
         TOKEN,
@@ -60,8 +63,9 @@ def test_install_sets_up_the_host(
             "allow_unprotected_branches": False,
             "default": "deny",
         },
-        False,
+        "10.20.30.1",
     )
+    assert manager.configs[-1][2].repo_policy_url == "http://10.20.30.1:8567"
     assert manager.names() == [
         "check_runner_bin",
         "get_latest_runner_bin_url",
@@ -205,7 +209,8 @@ def test_memory_storage_uses_a_ram_disk(
 ) -> None:
     config = {"runner-storage": "memory", "virtual-machines": 2, "vm-disk": "4GiB"}
     ctx.run(ctx.on.config_changed(), base_state(config=config, storages=[]))
-    assert ("ensure_ram_disk", RAM_DISK_PATH, 8 * GIB) in system.calls
+    # The unit's pool gets 90 % of the RAM disk: 8 GiB of runner disks need 10/9 of it.
+    assert ("ensure_ram_disk", RAM_DISK_PATH, -(-8 * GIB * 10 // 9)) in system.calls
     assert manager.configs[-1][2].lxd_storage_path == RAM_DISK_PATH
 
 
@@ -216,8 +221,8 @@ def test_memory_storage_too_small_is_blocked(
     config = {"runner-storage": "memory", "virtual-machines": 2, "vm-disk": "4GiB"}
     out = ctx.run(ctx.on.config_changed(), base_state(config=config, storages=[]))
     assert out.unit_status == testing.BlockedStatus(
-        "runner-storage: memory needs vm-disk x virtual-machines = 8192MiB but only 6144MiB "
-        "of memory is available: lower vm-disk or virtual-machines"
+        "runner-storage: memory needs vm-disk x virtual-machines = 8192MiB (a RAM disk of "
+        "9102MiB) but only 6144MiB of memory is available: lower vm-disk or virtual-machines"
     )
     assert "reconcile" not in manager.names()
     assert not any(call[0] == "ensure_ram_disk" for call in system.calls)
@@ -232,6 +237,40 @@ def test_juju_storage_missing_is_blocked(
         "`juju add-storage github-runner/0 runner=<size>`"
     )
     assert manager.calls == []
+
+
+def test_juju_storage_too_small_is_blocked(
+    ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager, system: FakeSystem
+) -> None:
+    system.disk = 10 * GIB  # 9 GiB for runner disks
+    config = {"virtual-machines": 3, "vm-disk": "4GiB"}
+    out = ctx.run(ctx.on.config_changed(), base_state(config=config))
+    assert out.unit_status == testing.BlockedStatus(
+        "runner-storage: juju-storage needs vm-disk x virtual-machines = 12288MiB but the "
+        "runner storage holds 9216MiB for runner disks (90 % of it): add a larger one "
+        "(`juju add-storage github-runner/0 runner=<size>`) or lower vm-disk or virtual-machines"
+    )
+    assert "setup_lxd" not in system.names() and "reconcile" not in manager.names()
+    system.disk = 20 * GIB
+    out = ctx.run(ctx.on.config_changed(), base_state(config=config))
+    assert out.unit_status.name == "active" and "setup_lxd" in system.names()
+
+
+def test_network_option_uses_that_network_and_a_missing_one_is_blocked(
+    ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager, system: FakeSystem
+) -> None:
+    out = ctx.run(ctx.on.config_changed(), base_state(config={"network": "lxdbr1"}))
+    assert ("ensure_runner_network", "lxdbr1") in system.calls
+    assert manager.configs[-1][2].charm_state.runner_network == "lxdbr1"
+    assert out.unit_status.name == "active"
+    system.fail["ensure_runner_network"] = errors.ConfigError(
+        "network", "LXD network 'nope' does not exist"
+    )
+    out = ctx.run(ctx.on.config_changed(), base_state(config={"network": "nope"}))
+    assert out.unit_status == testing.BlockedStatus("network: LXD network 'nope' does not exist")
+    out = ctx.run(ctx.on.config_changed(), base_state(config={"network": "bad name"}))
+    assert out.unit_status.name == "blocked"
+    assert out.unit_status.message.startswith("network: 'bad name' is not an LXD network name")
 
 
 def test_storage_attached_converges(

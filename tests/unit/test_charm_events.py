@@ -346,7 +346,7 @@ def test_upgrade_charm_redoes_the_setup_and_replaces_idle_runners(
     manager.calls.clear()
     system.calls.clear()
     out = ctx.run(ctx.on.upgrade_charm(), out)
-    assert system.names()[:2] == ["setup_lxd", "configure_logrotate"]
+    assert system.names()[:3] == ["disk_space", "setup_lxd", "configure_logrotate"]
     assert "schedule_build_runner_image" in manager.names()
     assert flushes(manager) == [(LXDFlushMode.FLUSH_IDLE, TOKEN, "canonical/repo")]
     assert out.unit_status == ACTIVE
@@ -492,7 +492,10 @@ def test_lxd_is_set_up_on_the_runner_storage(
 ) -> None:
     storage = testing.Storage("runner")
     ctx.run(ctx.on.install(), base_state(storages=[storage]))
-    assert system.calls[0] == ("setup_lxd", storage.get_filesystem(ctx))
+    assert system.calls[:2] == [
+        ("disk_space", storage.get_filesystem(ctx)),
+        ("setup_lxd", storage.get_filesystem(ctx)),
+    ]
 
 
 def test_tokens_never_reach_the_logs(

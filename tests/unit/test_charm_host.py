@@ -17,6 +17,7 @@ from juju import host as juju_host
 from juju.event_timer import EventTimer
 from juju.host import LOGROTATE_TEMPLATE, HostSystem, run
 from juju.policy_host import RepoPolicyService
+from lxd.network import unit_resource_name
 from runner_manager_type import LXDRunnerManagerConfig
 from tests.unit.fakes_systemd import FakeSystemctl
 
@@ -57,10 +58,26 @@ def host(tmp_path: Path, systemctl_codes: dict[str, int] | None = None) -> HostS
     )
 
 
-def test_setup_lxd_runs_the_script(tmp_path: Path, recorder: Recorder) -> None:
-    host(tmp_path).setup_lxd(tmp_path)
-    assert recorder.commands == [[str(juju_host.SETUP_LXD_SCRIPT)]]
+def test_setup_lxd_puts_the_units_pool_on_the_runner_storage(
+    tmp_path: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = host(tmp_path)
+    monkeypatch.setattr(system, "disk_space", lambda path: 100 << 30)
+    system.setup_lxd(tmp_path)
+    pool = unit_resource_name("app", 0)
+    script = str(juju_host.SETUP_LXD_SCRIPT)
+    assert recorder.commands == [
+        [script, "--source", str(tmp_path), "--pool", pool, "--size", "90GiB"]
+    ]
     assert juju_host.SETUP_LXD_SCRIPT.name == "setup-lxd.sh"
+    monkeypatch.setattr(system, "disk_space", lambda path: 100 << 20)  # tiny: 1 GiB at least
+    system.setup_lxd(tmp_path)
+    assert recorder.commands[-1][-1] == "1GiB"
+
+
+def test_disk_space_is_the_filesystems_size(tmp_path: Path) -> None:
+    stat = os.statvfs(tmp_path)
+    assert host(tmp_path).disk_space(tmp_path) == stat.f_blocks * stat.f_frsize
 
 
 def test_ram_disk_mounted_then_resized(
@@ -114,8 +131,8 @@ def test_timer_delegates_to_event_timer(tmp_path: Path) -> None:
 def test_policy_service_is_installed_then_removed(tmp_path: Path) -> None:
     system = host(tmp_path)
     policy = {"default": "deny"}
-    endpoint = system.ensure_repo_policy("ghp_x", "https://api.github.com", policy, True)
-    assert endpoint.url == "http://127.0.0.1:8567"  # containers: host loopback
+    endpoint = system.ensure_repo_policy("ghp_x", "https://api.github.com", policy, "10.9.8.1")
+    assert endpoint.url == "http://10.9.8.1:8567"  # the host's address on the runner network
     assert (tmp_path / "policy" / "github-token").read_text() == "ghp_x"
     assert (tmp_path / "units" / "github-runner-repo-policy-app-0.service").exists()
     system.remove_repo_policy()

@@ -430,12 +430,20 @@ def test_delete_failure_that_is_not_a_disappearance_raises(client: lxd.LxdClient
 # --- devices and config ---------------------------------------------------------------------
 
 
+PROXY = {
+    "type": "proxy",
+    "bind": "instance",
+    "listen": "tcp:127.0.0.1:8080",
+    "connect": "tcp:127.0.0.1:8080",
+}
+
+
 def test_devices_and_config(client: lxd.LxdClient, server: FakeLxd):
     inst = client.create("c1", "github-runner-test")
-    inst.add_device("p", lxd.proxy_device(8080))
+    inst.add_device("p", PROXY)
     assert server.instances["c1"]["devices"]["p"]["connect"] == "tcp:127.0.0.1:8080"
     puts = len([c for c in server.calls if c == ("put", "instances/c1")])
-    inst.add_device("p", lxd.proxy_device(8080))  # same: no write
+    inst.add_device("p", dict(PROXY))  # same: no write
     assert len([c for c in server.calls if c == ("put", "instances/c1")]) == puts
     with pytest.raises(errors.LXDError, match="missing connect"):
         inst.add_device("bad", {"type": "proxy"})

@@ -15,6 +15,13 @@ import pytest
 import errors
 import lxd
 from lxd.instance import LxdInstance
+from lxd.network import (
+    NetworkInfo,
+    RunnerProfile,
+    bridge_config,
+    unit_resource_name,
+    validate_network_name,
+)
 from lxd.transport import LxdTransport
 from lxd.types import (
     ExecResult,
@@ -27,7 +34,6 @@ from lxd.types import (
     matches_filter,
     parse_lxd_time,
     parse_size,
-    proxy_device,
     validate_instance_name,
 )
 from lxd.waiting import wait_until
@@ -189,23 +195,66 @@ def test_resource_profile_rejects_bad_cpu(cpu: Any):
 
 
 def test_devices():
-    assert proxy_device(8080) == {
-        "type": "proxy",
-        "bind": "instance",
-        "listen": "tcp:127.0.0.1:8080",
-        "connect": "tcp:127.0.0.1:8080",
-    }
-    assert proxy_device(80, 18080)["connect"] == "tcp:127.0.0.1:18080"
-    with pytest.raises(ValueError):
-        proxy_device(0)
-    with pytest.raises(ValueError):
-        proxy_device(80, 70000)
     assert disk_device("/srv/m", "/metrics-exchange") == {
         "type": "disk",
         "source": "/srv/m",
         "path": "/metrics-exchange",
     }
     assert disk_device("/srv/m", "/m", readonly=True)["readonly"] == "true"
+
+
+# --- the runner network ---------------------------------------------------------------------
+
+
+def test_runner_profile_isolates_runners_and_filters_ipv4_only_with_lxds_dhcp():
+    plain = RunnerProfile("tnab12", "default")
+    nic = plain.devices["eth0"]
+    assert nic == {
+        "type": "nic",
+        "network": "tnab12",
+        "name": "eth0",
+        "security.port_isolation": "true",
+        "security.mac_filtering": "true",
+    }
+    assert plain.devices["root"] == {"type": "disk", "path": "/", "pool": "default"}
+    filtered = RunnerProfile("ghr-1", "ghr-1", ipv4_filtering=True)
+    assert filtered.devices["eth0"]["security.ipv4_filtering"] == "true"
+    assert filtered.devices["root"]["pool"] == "ghr-1"
+    assert len({plain.name, filtered.name, RunnerProfile("tnab12", "other").name}) == 3
+
+
+def test_network_info_knows_lxds_dhcp_and_the_host_address():
+    own = NetworkInfo("ghr-1", "bridge", True, {"ipv4.address": "10.20.30.1/24"})
+    assert own.lxd_dhcp and own.host_address == "10.20.30.1"
+    test_bridge = NetworkInfo("tn1", "bridge", True, {"ipv4.address": "none"})
+    assert not test_bridge.lxd_dhcp and test_bridge.host_address is None
+    no_dhcp = NetworkInfo(
+        "b", "bridge", True, {"ipv4.address": "10.1.1.1/24", "ipv4.dhcp": "false"}
+    )
+    assert not no_dhcp.lxd_dhcp and no_dhcp.host_address == "10.1.1.1"
+    unmanaged = NetworkInfo("br0", "bridge", False, {})
+    assert not unmanaged.lxd_dhcp and unmanaged.host_address is None
+
+
+def test_unit_resource_name_fits_an_interface_and_differs_per_unit():
+    names = {unit_resource_name(app, unit) for app in ("a", "b") for unit in (0, 1)}
+    assert len(names) == 4
+    for name in names:
+        assert name.startswith("ghr-") and len(name) <= 15
+        validate_network_name(name)
+    assert unit_resource_name("a", 0) == unit_resource_name("a", 0)
+    for bad in ("", "-x", "a" * 16, "a b", "a/b"):
+        with pytest.raises(ValueError, match="network"):
+            validate_network_name(bad)
+
+
+def test_bridge_config():
+    assert bridge_config() == {
+        "ipv4.address": "auto",
+        "ipv4.nat": "true",
+        "ipv6.address": "none",
+    }
+    assert bridge_config("198.18.9.1/24", nat=False)["ipv4.nat"] == "false"
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -238,12 +287,12 @@ def test_instance_snapshot_properties():
             "type": "container",
             "created_at": "2026-11-23T07:45:12Z",
             "config": {"user.app": "app", "limits.cpu": 2},
-            "devices": {"p": proxy_device(1234)},
+            "devices": {"m": disk_device("/srv/m", "/m")},
         },
     )
     assert inst.name == "r1"
     assert inst.config == {"user.app": "app", "limits.cpu": "2"}
-    assert inst.devices["p"]["listen"] == "tcp:127.0.0.1:1234"
+    assert inst.devices["m"]["source"] == "/srv/m"
     assert inst.created_at == datetime(2026, 11, 23, 7, 45, 12, tzinfo=timezone.utc)
     assert inst.instance_type == "container"
     assert "r1" in repr(inst)

@@ -36,6 +36,7 @@ STRING_OPTIONS = {
     "vm-memory": "7GiB",
     "vm-disk": "10GiB",
     "runner-storage": "memory",
+    "network": "lxdbr0",
     "base-image": "noble",
     "dockerhub-mirror": "https://mirror.example.com",
     "denylist": "10.0.0.0/8",

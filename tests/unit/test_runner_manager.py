@@ -13,6 +13,7 @@ import errors
 from artifacts import runner_image
 from config.settings import RunnerManagerSettings
 from github_api.types import GitHubRepo, JobInfo, JobStatus
+from lxd.network import unit_resource_name
 from lxd.types import InstanceStatus
 from metrics.storage import DirectoryStorageManager
 from runner_manager import RunnerManager, template_environment
@@ -28,6 +29,9 @@ RES = VirtualMachineResources(cpu=1, memory="512MiB", disk="2GiB")
 @pytest.fixture
 def lxd() -> FakeLxd:
     return FakeLxd()
+
+
+OWN = unit_resource_name("gh", 0)  # the unit's own bridge and pool
 
 
 @pytest.fixture
@@ -46,7 +50,6 @@ def settings(tmp_path: Path) -> RunnerManagerSettings:
         busy_delete_wait=0.2,
         repo_check_wait=0.5,
         lock_timeout=0.2,
-        loopback_ports=(8080,),
     )
 
 
@@ -89,7 +92,9 @@ def test_reconcile_creates_registers_and_starts(lxd, github, settings) -> None:
         assert inst.name.startswith("gh-0-") and len(inst.name) == len("gh-0-") + 8
         assert inst.config["user.github-runner.app"] == "gh"
         assert inst.config["user.github-runner.unit"] == "gh-0"
-        assert inst.devices["loopback-8080"]["listen"] == "tcp:127.0.0.1:8080"
+        assert inst.devices == {}, "no proxy device: runners reach GitHub over their NIC"
+        assert inst.profiles[:2] == ["default", f"runner-net-{OWN}-pool-{OWN}-ipf"]
+        assert inst.addressed, "the DHCP lease is awaited before the runner starts"
         pushed = inst.files_pushed
         app = "/home/ubuntu/actions-runner"
         assert {f"{app}/.env", f"{app}/pre-job.sh", f"{app}/start.sh", f"{app}/.jitconfig"} <= set(
@@ -103,7 +108,8 @@ def test_reconcile_creates_registers_and_starts(lxd, github, settings) -> None:
         assert any("systemd-run" in " ".join(c) for c in inst.commands)
     labels = next(iter(github.records.values())).labels
     assert labels == ("self-hosted", "linux", "x64", "gh", "noble", "fast")
-    assert lxd.profiles == {"cpu-1-mem-512MiB"}  # test mode: containers, unbounded root disk
+    # test mode: containers, unbounded root disk; the runner NIC's profile beside the limits
+    assert lxd.profiles == {"cpu-1-mem-512MiB", f"runner-net-{OWN}-pool-{OWN}-ipf"}
 
 
 def test_scale_down_removes_idle_and_keeps_busy(lxd, github, settings) -> None:
@@ -371,10 +377,10 @@ def test_half_built_instance_of_a_killed_creation_is_replaced(lxd, github, setti
     assert inst.config["user.github-runner.created"] == "true"
 
 
-def test_test_mode_proxies_every_loopback_service(lxd, github, settings) -> None:
+def test_runners_go_on_the_unit_bridge_or_the_network_option(lxd, github, settings) -> None:
     from manager.complete_settings import complete_settings
 
-    state = make_state(github_url="http://127.0.0.1:4000", test_mode=True)
+    state = make_state(test_mode=True)
     config = LXDRunnerManagerConfig(
         charm_state=state,
         image="i",
@@ -382,15 +388,33 @@ def test_test_mode_proxies_every_loopback_service(lxd, github, settings) -> None
         path=state.path,
         service_token="s",
         token="t",
-        repo_policy_url="http://127.0.0.1:8567",
+        repo_policy_url="http://10.1.2.1:8567",
     )
     done = complete_settings(settings, config)
-    assert done.loopback_ports == (8080, 4000, 8567)
-    assert done.repo_policy_url == "http://127.0.0.1:8567"
-    production = complete_settings(
-        settings, replace(config, charm_state=make_state(test_mode=False))
+    assert (done.runner_network, done.storage_pool) == (OWN, OWN)
+    assert done.repo_policy_url == "http://10.1.2.1:8567"
+    chosen = replace(config, charm_state=make_state(runner_network="lxdbr1"))
+    assert complete_settings(settings, chosen).runner_network == "lxdbr1"
+    given = replace(settings, runner_network="tnab12", storage_pool="default")
+    assert (complete_settings(given, chosen).runner_network, given.storage_pool) == (
+        "tnab12",
+        "default",
     )
-    assert production.loopback_ports == (8080,)
+
+
+def test_a_runner_without_a_lease_is_not_started_and_leaves_nothing(lxd, github, settings) -> None:
+    manager = make_manager(lxd, github, settings)
+    lxd.fail_address = True
+    manager.reconcile(1, RES)
+    assert lxd.instances == {}
+    assert github.records == {}
+
+
+def test_a_missing_runner_network_fails_the_creation_cleanly(lxd, github, settings) -> None:
+    manager = make_manager(lxd, github, settings)
+    lxd.missing_networks.add(OWN)
+    manager.reconcile(1, RES)
+    assert lxd.instances == {} and github.records == {}
 
 
 def test_unhealthy_runner_logs_are_kept_before_it_goes(lxd, github, settings) -> None:

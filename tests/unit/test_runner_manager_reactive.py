@@ -60,7 +60,7 @@ def manager_config(reactive: bool = True) -> LXDRunnerManagerConfig:
 def manager(tmp_path: Path, reactive: bool = True) -> RunnerManager:
     settings = RunnerManagerSettings(
         state_dir=tmp_path / "state",
-        loopback_ports=(8080, 9090),
+        runner_network="tnab12",
         bootstrap_timeout=timedelta(seconds=90),
     )
     return RunnerManager("gh", 3, manager_config(reactive), settings=settings)
@@ -239,7 +239,7 @@ def test_consumer_failure_is_not_hidden(
 
 def test_settings_round_trip(tmp_path: Path) -> None:
     settings = RunnerManagerSettings(
-        state_dir=tmp_path, loopback_ports=(1, 2), reactive_idle_grace=timedelta(seconds=42)
+        state_dir=tmp_path, runner_network="tn1", reactive_idle_grace=timedelta(seconds=42)
     )
     data = settings_to_json(settings)
     json.dumps(data)  # plain JSON types

@@ -18,6 +18,7 @@ from config.settings import RunnerManagerSettings
 from config.state import ReactiveConfig
 from juju.event_timer import EventTimer
 from juju.host import HostSystem
+from juju.runner_network import RunnerNetwork
 from juju.metrics_service import MetricsExporterService
 from juju.policy_host import RepoPolicyService
 from metrics.storage import DirectoryStorageManager
@@ -139,6 +140,10 @@ class _Host(HostSystem):
 
     def setup_lxd(self, storage: Path) -> None:
         del storage
+
+    def ensure_runner_network(self, network: str) -> RunnerNetwork:
+        """Not under test here: the host's address on the runner network is loopback."""
+        return RunnerNetwork(network or "ghr-test", "127.0.0.1", own=not network)
 
     def ensure_metrics_exporter(self) -> None:
         """Not under test here."""
