@@ -18,9 +18,9 @@ from config.settings import RunnerManagerSettings
 from config.state import ReactiveConfig
 from juju.event_timer import EventTimer
 from juju.host import HostSystem
-from juju.runner_network import RunnerNetwork
 from juju.metrics_service import MetricsExporterService
 from juju.policy_host import RepoPolicyService
+from juju.runner_network import RunnerNetwork
 from metrics.storage import DirectoryStorageManager
 from reactive.pool import reactive_runner_config
 from runner_manager import RunnerManager, template_environment
