@@ -43,7 +43,7 @@ unit: venv
 
 # Real LXD daemon + test image + RabbitMQ on loopback (root; idempotent).
 setup:
-	scripts/setup-lxd.sh
+	scripts/setup-lxd.sh --test-tools
 	scripts/build-lxd-image.sh --test
 	scripts/setup-rabbitmq.sh
 	scripts/setup-prometheus.sh

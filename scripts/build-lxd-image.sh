@@ -38,18 +38,20 @@
 #                      ~250 MB rootfs is most of it)
 set -euo pipefail
 
-# Part of the test image's cache key: bump it to force a rebuild (4: DHCP/DNS by networkd).
-SCRIPT_VERSION="4"
+# Part of the test image's cache key: bump it to force a rebuild (4: DHCP/DNS by networkd;
+# 5: nftables + redsocks for experimental-use-aproxy, docker config directories).
+SCRIPT_VERSION="5"
 CACHE_DIR="${GITHUB_RUNNER_CACHE_DIR:-/var/cache/github-runner}"
 SUITE="bookworm"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # What the emulated runner (Python 3 stdlib) and a bash pre-job script (curl + jq) need, plus
 # systemd for a real init (`systemctl is-system-running` is the readiness check) and udev, which
-# systemd-networkd needs to configure a NIC.
-TEST_PACKAGES="systemd-sysv,dbus,udev,python3,ca-certificates,curl,jq,bash,iproute2,sudo,procps,tar,gzip"
+# systemd-networkd needs to configure a NIC; nftables and redsocks for experimental-use-aproxy
+# (rules sending outbound 80/443 to redsocks; redsocks starts only when aproxy is on).
+TEST_PACKAGES="systemd-sysv,dbus,udev,python3,ca-certificates,curl,jq,bash,iproute2,sudo,procps,tar,gzip,nftables,redsocks"
 # Production VM image packages (Ubuntu).
 VM_PACKAGES=(docker.io npm python3-pip shellcheck jq wget unzip gh build-essential
-    python-is-python3 git curl ca-certificates)
+    python-is-python3 git curl ca-certificates nftables redsocks)
 
 TEST=0
 ALIAS=""
@@ -158,6 +160,12 @@ for unit in apt-daily.timer apt-daily-upgrade.timer systemd-binfmt.service \
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 printf "127.0.0.1 localhost\n" > "$root/etc/hosts"
+# redsocks runs only for experimental-use-aproxy (the runner files start it); the directories
+# the runner files for docker (proxy, registry mirror) go to, even without docker.
+rm -f "$root/etc/systemd/system/multi-user.target.wants/redsocks.service"
+mkdir -p "$root/etc/docker" "$root/etc/systemd/system/docker.service.d" \
+    "$root/home/ubuntu/.docker"
+chroot "$root" chown ubuntu:ubuntu /home/ubuntu/.docker
 rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*_Packages* || true'
     # The network, for instances that have a NIC (part of the cache key too). systemd-networkd
     # (already in the image with systemd) asks DHCP for IPv4 on eth0/en*; no IPv6 link-local,
@@ -389,6 +397,10 @@ needs https://cloud-images.ubuntu.com; for an offline container image use --test
             apt-daily-upgrade.service
         id ubuntu >/dev/null 2>&1 || useradd --create-home --uid 1000 --shell /bin/bash ubuntu
         usermod -aG docker ubuntu
+        # redsocks runs only for experimental-use-aproxy; the runner files' directories.
+        systemctl disable redsocks.service
+        mkdir -p /etc/docker /etc/systemd/system/docker.service.d /home/ubuntu/.docker
+        chown ubuntu:ubuntu /home/ubuntu/.docker
         printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\n' > /etc/sudoers.d/90-ubuntu
         chmod 0440 /etc/sudoers.d/90-ubuntu
         # Inotify limits docker-heavy jobs run into.

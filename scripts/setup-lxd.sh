@@ -38,7 +38,10 @@
 # kernel with btrfs; otherwise use --driver dir. Daemon start ~0.6 s; first install ~15 s.
 #
 # Usage: setup-lxd.sh [--driver btrfs|dir] [--pool NAME] [--size 30GiB] [--source DIR] [--stop]
+#                     [--test-tools]
 #   --source DIR  put the storage pool under DIR (an existing directory); see step 4.
+#   --test-tools  also install what the integration tests run on test hosts: tinyproxy-bin (the
+#                 proxy executable only: no service starts; the aproxy/proxy tests spawn it).
 #   --stop        shut the LXD daemon down (lxd shutdown) and exit; a later run starts it again.
 # Environment: LXD_LOG_DIR (default /var/log/lxd), LXD_DIR (the daemon's directory; default
 # /var/lib/lxd, or /var/snap/lxd/common/lxd for the snap), SYSCTL_FILE (default
@@ -50,6 +53,7 @@ POOL="default"
 SIZE="30GiB"
 SOURCE=""
 STOP=0
+TEST_TOOLS=0
 SYSCTL_FILE="${SYSCTL_FILE:-/etc/sysctl.d/60-github-runner-lxd.conf}"
 LOG_DIR="${LXD_LOG_DIR:-/var/log/lxd}"
 CHANGED=0
@@ -65,6 +69,7 @@ while [[ $# -gt 0 ]]; do
         --size) SIZE="$2"; shift 2 ;;
         --source) SOURCE="${2:?--source needs a directory}"; shift 2 ;;
         --stop) STOP=1; shift ;;
+        --test-tools) TEST_TOOLS=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "setup-lxd: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -230,6 +235,9 @@ else
     pkgs=(lxd lxd-client nftables dnsmasq-base)
     [[ "$DRIVER" == "btrfs" ]] && pkgs+=(btrfs-progs)
     apt_install "${pkgs[@]}"
+fi
+if [[ $TEST_TOOLS -eq 1 ]]; then
+    apt_install tinyproxy-bin
 fi
 if [[ -z "${LXD_DIR:-}" ]]; then
     if is_ubuntu; then LXD_DIR=/var/snap/lxd/common/lxd; else LXD_DIR=/var/lib/lxd; fi

@@ -146,6 +146,7 @@ class RunnerConfig:
         proxies: Proxy settings.
         ssh_debug_connections: tmate servers for debug sessions.
         image_generation: The image generation recorded on the instance.
+        aproxy: Whether outbound 80/443 is redirected to the proxy (experimental-use-aproxy).
     """
 
     app_name: str
@@ -158,6 +159,7 @@ class RunnerConfig:
     proxies: ProxySetting = field(default_factory=ProxySetting)
     ssh_debug_connections: tuple[SSHDebugConnection, ...] = ()
     image_generation: str = ""
+    aproxy: bool = False
 
 
 @dataclass(frozen=True)
