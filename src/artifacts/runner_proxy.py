@@ -2,11 +2,12 @@
 
 Pure values for the files :mod:`artifacts.runner_files` renders. With
 ``experimental-use-aproxy`` the runner's outbound TCP to ports 80 and 443 is redirected by
-nftables rules inside the runner to Debian's ``redsocks``, which forwards it to the proxy
-(as ``CONNECT`` tunnels: the proxy must allow CONNECT to ports 80 and 443); local and private networks, the proxy itself
-and the no-proxy networks are reached directly. The rules run inside the runner, so a root job
-could take them out: it would only lose its way out, since the denylist is enforced on the host
-(:mod:`juju.network_policy`) and the direct path is the site's firewall's business.
+nftables rules inside the runner to Debian's ``redsocks``, which forwards it to the proxy as
+``CONNECT`` tunnels (the proxy must allow CONNECT to ports 80 and 443); local and private
+networks, the proxy itself and the no-proxy networks are reached directly. The rules run inside
+the runner, so a root job could take them out: it would only lose its way out, since the
+denylist is enforced on the host (:mod:`juju.network_policy`) and the direct path is the site's
+firewall's business.
 """
 
 from __future__ import annotations
