@@ -232,6 +232,7 @@ class GithubRunnerCharm(ops.CharmBase):
         self._host_step(lambda: self.system.disable_timer(RECONCILE_EVENT))
         self._guarded(lambda state: self._manager(state).flush(LXDFlushMode.FLUSH_BUSY))
         self._host_step(self.system.remove_repo_policy)
+        self._host_step(self.system.remove_network_policy)
         self._host_step(self.system.remove_metrics_exporter)
 
     def _on_update_status(self, _: ops.UpdateStatusEvent) -> None:
@@ -265,9 +266,10 @@ class GithubRunnerCharm(ops.CharmBase):
             self.system.configure_logrotate()
             self.system.ensure_metrics_exporter()
         # After LXD: runners reach the service on their network. Only here, with the current state.
-        address = self.system.ensure_runner_network(state.runner_network).host_address
+        net = self.system.ensure_runner_network(state.runner_network)
         token, options = state.token.get_secret_value(), state.repo_policy.model_dump()
-        policy = self.system.ensure_repo_policy(token, state.api_url, options, address)
+        policy = self.system.ensure_repo_policy(token, state.api_url, options, net.host_address)
+        self.system.apply_network_policy(state, net, policy)  # the denylist, on the host
         manager = self._manager(state, policy, storage)
         ensure_dependencies(manager, self._progress, first_install=not self._stored.installed)
         self._ensure_timer(state)

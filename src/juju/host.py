@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from errors import SubprocessError
 from juju.event_timer import EventTimer
 from juju.metrics_service import MetricsExporterService
+from juju.network_policy import NetworkPolicyHost, exempt_hosts
 from juju.policy_host import RepoPolicyEndpoint, RepoPolicyService
 from paths import SCRIPTS_DIR, TEMPLATES_DIR
 
 if TYPE_CHECKING:  # juju.runner_network imports lxd (pylxd): only when a hook needs it
+    from config.state import CharmState
     from juju.runner_network import RunnerNetwork
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,14 @@ class SystemPort(Protocol):
     def remove_repo_policy(self) -> None:
         """Stop and remove the pre-job policy service and its files; idempotent."""
 
+    def apply_network_policy(
+        self, state: CharmState, network: RunnerNetwork, policy: RepoPolicyEndpoint
+    ) -> None:
+        """Enforce the denylist on the runner network, on the host (replaces; idempotent)."""
+
+    def remove_network_policy(self) -> None:
+        """Remove the unit's network policy rules; idempotent."""
+
     def ensure_metrics_exporter(self) -> None:
         """Install and run the unit's Prometheus exporter on loopback; idempotent."""
 
@@ -109,6 +119,7 @@ class HostSystem:
         logrotate: Path = LOGROTATE_PATH,
         repo_policy: RepoPolicyService | None = None,
         metrics_exporter: MetricsExporterService | None = None,
+        network_policy: NetworkPolicyHost | None = None,
     ) -> None:
         """Build it.
 
@@ -119,8 +130,10 @@ class HostSystem:
             logrotate: The logrotate configuration file to write.
             repo_policy: The policy service (built for ``unit_name`` when not given).
             metrics_exporter: The Prometheus exporter (built for ``unit_name`` when not given).
+            network_policy: The unit's nftables rules (built for ``unit_name`` when not given).
         """
         self._unit_name = unit_name
+        self._network_policy = network_policy or NetworkPolicyHost(unit_name)
         self._repo_policy = repo_policy or RepoPolicyService(unit_name)
         self._metrics_exporter = metrics_exporter or MetricsExporterService(unit_name)
         self._timer = timer or EventTimer(unit_name)
@@ -265,6 +278,28 @@ class HostSystem:
     def remove_repo_policy(self) -> None:
         """Stop and remove the policy service (see :meth:`RepoPolicyService.remove`)."""
         self._repo_policy.remove()
+
+    def apply_network_policy(
+        self, state: CharmState, network: RunnerNetwork, policy: RepoPolicyEndpoint
+    ) -> None:
+        """Enforce the denylist (see :mod:`juju.network_policy`).
+
+        GitHub, the policy service, the host's address on the network (its DNS and DHCP) and
+        the model's proxies stay reachable whatever the denylist says.
+
+        Args:
+            state: The charm state (denylist, GitHub URL, proxies).
+            network: The runner network.
+            policy: Where runners reach the policy service.
+        """
+        exempt = exempt_hosts(
+            state.github_url, policy.url, network.host_address, state.proxy.http, state.proxy.https
+        )
+        self._network_policy.apply(network.name, state.denylist, exempt)
+
+    def remove_network_policy(self) -> None:
+        """Remove the unit's nftables table (see :meth:`NetworkPolicyHost.remove`)."""
+        self._network_policy.remove()
 
     def ensure_metrics_exporter(self) -> None:
         """Install and run the exporter (see :meth:`MetricsExporterService.ensure`)."""

@@ -252,7 +252,6 @@ class NetworkPolicyHost:
     def __init__(
         self,
         unit_name: str,
-        bridge: str,
         *,
         nft: NftPort | None = None,
         sysfs: Path = SYSFS_NET,
@@ -262,22 +261,23 @@ class NetworkPolicyHost:
 
         Args:
             unit_name: The Juju unit (names the table).
-            bridge: The runner bridge.
             nft: Runs the scripts (the host's ``nft`` when not given).
             sysfs: Where the kernel shows interfaces (``/sys/class/net``).
             resolve: Turns exempt host names into addresses.
         """
         self.unit_name = unit_name
-        self.bridge = bridge
         self.table = table_name(unit_name)
         self._nft = nft or Nft()
         self._sysfs = sysfs
         self._resolve = resolve
 
-    def apply(self, denylist: Iterable[str], exempt: Iterable[str] = ()) -> NetworkPolicy | None:
-        """Enforce ``denylist`` (replacing what was there); an empty one removes the table.
+    def apply(
+        self, bridge: str, denylist: Iterable[str], exempt: Iterable[str] = ()
+    ) -> NetworkPolicy | None:
+        """Enforce ``denylist`` on ``bridge`` (replacing what was there); empty: no table.
 
         Args:
+            bridge: The runner bridge.
             denylist: Parsed CIDRs.
             exempt: Host names or addresses runners must always reach.
 
@@ -293,8 +293,8 @@ class NetworkPolicyHost:
             self.remove()
             return None
         addresses = [address for host in exempt for address in self._resolve(host)]
-        policy = build_policy(self.unit_name, self.bridge, denied, addresses)
-        self._filter_bridged_traffic()
+        policy = build_policy(self.unit_name, bridge, denied, addresses)
+        self._filter_bridged_traffic(bridge)
         try:
             self._nft.run(render_ruleset(policy))
         except SubprocessError as exc:
@@ -320,16 +320,16 @@ class NetworkPolicyHost:
         """
         self._nft.run(render_removal(self.table))
 
-    def _filter_bridged_traffic(self) -> None:
+    def _filter_bridged_traffic(self, bridge: str) -> None:
         """Make the bridge pass its bridged IPv4 traffic through the inet hooks.
 
         Raises:
             ConfigError: The bridge exists but its flag is missing (no ``br_netfilter``).
         """
-        device = self._sysfs / self.bridge
+        device = self._sysfs / bridge
         if not device.exists():
-            # No bridge, no runner on it: the next apply (each reconcile) sets the flag.
-            logger.warning("runner bridge %s does not exist yet", self.bridge)
+            # No bridge, no runner on it: the next apply (each converge) sets the flag.
+            logger.warning("runner bridge %s does not exist yet", bridge)
             return
         flag = device / "bridge" / "nf_call_iptables"
         try:
@@ -338,6 +338,6 @@ class NetworkPolicyHost:
         except OSError as exc:
             raise ConfigError(
                 DENYLIST_CONFIG_NAME,
-                f"cannot be enforced on bridge {self.bridge}: its traffic cannot be filtered "
+                f"cannot be enforced on bridge {bridge}: its traffic cannot be filtered "
                 f"({exc.strerror}; load the br_netfilter kernel module)",
             ) from exc

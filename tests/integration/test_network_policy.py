@@ -74,6 +74,7 @@ class World:
     web: TestHost
     proxy_log: NamespaceProcess
     policy: NetworkPolicyHost
+    bridge: str
 
 
 def _tinyproxy_config(testnet: TestNet, name: str) -> str:
@@ -120,7 +121,7 @@ def world(testnet: TestNet) -> Iterator[World]:
     netns_etc.mkdir(parents=True, exist_ok=True)
     (netns_etc / "resolv.conf").write_text(f"nameserver {testnet.dns_address}\n")
     proxy_log = testnet.spawn(proxy, ["tinyproxy", "-d", "-c", config], port=PROXY_PORT)
-    policy = NetworkPolicyHost(f"itest-{tag}/0", testnet.bridge)
+    policy = NetworkPolicyHost(f"itest-{tag}/0")
     name = f"np-{secrets.token_hex(3)}"
     nic = testnet.nic_device()
     try:
@@ -128,7 +129,7 @@ def world(testnet: TestNet) -> Iterator[World]:
         _lxc("config", "device", "add", name, nic["name"], "nic", f"network={nic['network']}")
         _lxc("start", name)
         testnet.wait_lease(name, timeout=30)
-        yield World(name, denied, allowed, proxy, web, proxy_log, policy)
+        yield World(name, denied, allowed, proxy, web, proxy_log, policy, testnet.bridge)
     finally:
         subprocess.run(
             ["lxc", "delete", "--force", name], capture_output=True, timeout=120, check=False
@@ -162,7 +163,7 @@ def test_denylist_drops_the_denied_host_and_flips_on_change(world: World) -> Non
     for host in (denied, allowed):
         assert _curl(name, f"http://{host.address}/").stdout == f"hello from {host.name}\n"
 
-    world.policy.apply((f"{denied.address}/32",))
+    world.policy.apply(world.bridge, (f"{denied.address}/32",))
     request = contextlib.ExitStack()
     request.callback(world.policy.remove)
     result = _curl(name, f"http://{denied.address}/")
@@ -176,7 +177,7 @@ def test_denylist_drops_the_denied_host_and_flips_on_change(world: World) -> Non
     assert _curl(name, f"http://{denied.address}/").returncode != 0
 
     # The option changes: the table is replaced (one table, never two) and both flip.
-    world.policy.apply((f"{allowed.address}/32",))
+    world.policy.apply(world.bridge, (f"{allowed.address}/32",))
     assert _table_count(world.policy.table) == 1
     assert _curl(name, f"http://{denied.fqdn}/").stdout == f"hello from {denied.name}\n"
     assert _curl(name, f"http://{allowed.address}/").returncode != 0
@@ -188,7 +189,7 @@ def test_exempt_hosts_stay_reachable_inside_a_denied_network(
 ) -> None:
     # The whole test subnet is denied; GitHub / the policy service / the proxy are exempt.
     exempt = exempt_hosts(f"http://{world.allowed.address}:80", None)
-    world.policy.apply((str(testnet.subnet),), exempt)
+    world.policy.apply(world.bridge, (str(testnet.subnet),), exempt)
     try:
         assert _curl(world.container, f"http://{world.allowed.address}/").returncode == 0
         assert _curl(world.container, f"http://{world.denied.address}/").returncode != 0
@@ -284,7 +285,7 @@ def test_aproxy_redirects_to_the_proxy_while_the_direct_path_is_denied(world: Wo
     assert not any(f.path.endswith(("http-proxy.conf", "config.json")) for f in files)
     _push(name, files)
     # The direct path to the web host is denied on the host; the proxy is not.
-    world.policy.apply((f"{web.address}/32",))
+    world.policy.apply(world.bridge, (f"{web.address}/32",))
     try:
         started = _exec(name, "/usr/local/sbin/github-runner-aproxy", timeout=90)
         assert started.returncode == 0, started.stderr

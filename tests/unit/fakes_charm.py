@@ -12,6 +12,7 @@ from ops import testing
 from scenario.state import _Event
 
 from charm import GithubRunnerCharm
+from config.state import CharmState
 from github_api.types import GitHubRunnerStatus, RunnerApplication
 from juju.host import SystemPort
 from juju.manager_port import RunnerManagerPort
@@ -165,6 +166,7 @@ class FakeSystem:
     network_address: str = "10.20.30.1"  # the host's address on the runner network
     timer: bool = False
     repo_policy: FakePolicyService | None = None
+    network_policy: tuple[str, tuple[str, ...]] | None = None  # (bridge, denylist) enforced
     metrics_exporter: bool = False
     fail: dict[str, Exception] = field(default_factory=dict)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
@@ -219,6 +221,16 @@ class FakeSystem:
     def remove_repo_policy(self) -> None:
         self._call("remove_repo_policy")
         self.repo_policy = None
+
+    def apply_network_policy(
+        self, state: CharmState, network: RunnerNetwork, policy: RepoPolicyEndpoint
+    ) -> None:
+        self._call("apply_network_policy", state.denylist, network.name, policy.url)
+        self.network_policy = (network.name, state.denylist)
+
+    def remove_network_policy(self) -> None:
+        self._call("remove_network_policy")
+        self.network_policy = None
 
     def ensure_metrics_exporter(self) -> None:
         self._call("ensure_metrics_exporter")

@@ -272,7 +272,12 @@ def test_stop_removes_the_timer_and_every_runner(
     assert flushes(manager) == [(LXDFlushMode.FLUSH_BUSY, TOKEN, "canonical/repo")]
     # The stopping unit does not (re)start the policy service: it removes it.
     assert "ensure_repo_policy" not in system.names()
-    assert system.names()[-2:] == ["remove_repo_policy", "remove_metrics_exporter"]
+    assert system.names()[-3:] == [
+        "remove_repo_policy",
+        "remove_network_policy",
+        "remove_metrics_exporter",
+    ]
+    assert system.network_policy is None
     assert system.repo_policy is None
 
 

@@ -41,7 +41,7 @@ def _host(
     tmp_path: Path, nft: FakeNft, resolve: Callable[[str], tuple[str, ...]] | None = None
 ) -> NetworkPolicyHost:
     return NetworkPolicyHost(
-        UNIT, "br-run", nft=nft, sysfs=_sysfs(tmp_path), resolve=resolve or (lambda h: (h,))
+        UNIT, nft=nft, sysfs=_sysfs(tmp_path), resolve=resolve or (lambda h: (h,))
     )
 
 
@@ -114,7 +114,7 @@ def test_nft_accepts_the_ruleset_and_the_removal() -> None:
 def test_apply_sets_the_bridge_flag_and_runs_the_ruleset(tmp_path: Path) -> None:
     nft = FakeNft()
     host = _host(tmp_path, nft)
-    policy = host.apply(("10.0.0.0/8",), exempt=("198.18.4.10",))
+    policy = host.apply("br-run", ("10.0.0.0/8",), exempt=("198.18.4.10",))
     assert policy is not None
     assert nft.scripts == [render_ruleset(policy)]
     flag = tmp_path / "net" / "br-run" / "bridge" / "nf_call_iptables"
@@ -125,21 +125,21 @@ def test_apply_resolves_exempt_names(tmp_path: Path) -> None:
     nft = FakeNft()
     names = {"ghes.example": ("192.0.2.5", "192.0.2.6"), "gone.example": ()}
     host = _host(tmp_path, nft, resolve=lambda host: names[host])
-    policy = host.apply(("192.0.2.0/24",), exempt=("ghes.example", "gone.example"))
+    policy = host.apply("br-run", ("192.0.2.0/24",), exempt=("ghes.example", "gone.example"))
     assert policy is not None
     assert policy.exempt == (IPv4Network("192.0.2.5/32"), IPv4Network("192.0.2.6/32"))
 
 
 def test_empty_denylist_removes_the_table(tmp_path: Path) -> None:
     nft = FakeNft()
-    assert _host(tmp_path, nft).apply(()) is None
+    assert _host(tmp_path, nft).apply("br-run", ()) is None
     assert nft.scripts == [render_removal(TABLE)]
 
 
 def test_nft_refusal_blocks_naming_the_option(tmp_path: Path) -> None:
     nft = FakeNft(refuse="Error: Could not process rule: No such file or directory")
     with pytest.raises(errors.ConfigError) as caught:
-        _host(tmp_path, nft).apply(("10.0.0.0/8",))
+        _host(tmp_path, nft).apply("br-run", ("10.0.0.0/8",))
     assert caught.value.option == "denylist"
     assert "No such file or directory" in str(caught.value)
 
@@ -147,18 +147,18 @@ def test_nft_refusal_blocks_naming_the_option(tmp_path: Path) -> None:
 def test_bridge_without_netfilter_flag_blocks(tmp_path: Path) -> None:
     nft = FakeNft()
     host = NetworkPolicyHost(
-        UNIT, "br-run", nft=nft, sysfs=_sysfs(tmp_path, flag=None), resolve=lambda h: (h,)
+        UNIT, nft=nft, sysfs=_sysfs(tmp_path, flag=None), resolve=lambda h: (h,)
     )
     with pytest.raises(errors.ConfigError, match="br_netfilter") as caught:
-        host.apply(("10.0.0.0/8",))
+        host.apply("br-run", ("10.0.0.0/8",))
     assert caught.value.option == "denylist"
     assert nft.scripts == []  # nothing half-applied
 
 
 def test_missing_bridge_still_applies_the_table(tmp_path: Path) -> None:
     nft = FakeNft()
-    host = NetworkPolicyHost(UNIT, "br-later", nft=nft, sysfs=tmp_path, resolve=lambda h: (h,))
-    assert host.apply(("10.0.0.0/8",)) is not None
+    host = NetworkPolicyHost(UNIT, nft=nft, sysfs=tmp_path, resolve=lambda h: (h,))
+    assert host.apply("br-later", ("10.0.0.0/8",)) is not None
     assert len(nft.scripts) == 1
 
 
