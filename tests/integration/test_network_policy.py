@@ -27,10 +27,12 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from artifacts.runner_files import RunnerFile, render_runner_files
+from harness.local import RESOURCES, LocalEnvironment, LocalOptions
 from harness.netns import NamespaceProcess
 from harness.testnet import TestHost, TestNet
 from juju.network_policy import NetworkPolicyHost, exempt_hosts
 from manager.templates import template_environment
+from runner_manager_type import LXDFlushMode
 from runner_type import ProxySetting, RunnerConfig
 from tests.unit.fakes_core import make_state
 
@@ -302,3 +304,30 @@ def test_aproxy_redirects_to_the_proxy_while_the_direct_path_is_denied(world: Wo
     finally:
         world.policy.remove()
         _exec(name, "systemctl stop redsocks; nft delete table ip github_runner_aproxy")
+
+
+def test_a_jobs_steps_on_a_real_runner_meet_the_denylist(world: World, testnet: TestNet) -> None:
+    # The production path: the manager creates a runner on the test bridge, the sandbox hands it
+    # a job, and the job's own steps try the denied and the allowed test host.
+    denied, allowed = world.denied, world.allowed
+    steps = [
+        f"curl -fsS --max-time 10 http://{allowed.fqdn}/",
+        f"if curl -fsS --connect-timeout {DENIED_CONNECT_TIMEOUT} http://{denied.address}/; "
+        "then exit 1; fi",
+        "echo denied-as-expected",
+    ]
+    world.policy.apply(world.bridge, (f"{denied.address}/32",))
+    try:
+        with LocalEnvironment(LocalOptions(app_name="np", repo="octo/np"), testnet=testnet) as env:
+            try:
+                assert env.manager.reconcile(1, RESOURCES) == 1
+                env.wait_online(1, 60)
+                (done,) = env.wait_jobs([env.queue_job(steps)["id"]], 90)
+                assert done["conclusion"] == "success", done.get("log")
+                assert f"hello from {allowed.name}" in done["log"]
+                assert "denied-as-expected" in done["log"]
+                assert f"hello from {denied.name}" not in done["log"]
+            finally:
+                env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+    finally:
+        world.policy.remove()
