@@ -1,7 +1,12 @@
 """A local environment: the sandbox GitHub, real LXD, and the charm's real RunnerManager.
 
 The demo, the integration tests and the benchmarks use it. Runners are LXD containers (the
-charm's test mode) with no NIC; a proxy device brings the sandbox into each at 127.0.0.1.
+charm's test mode) with a real NIC on the closed test network (:mod:`harness.testnet`): the
+manager's ``runner_network`` is the test bridge (what the charm's ``network`` option would name),
+the sandbox GitHub serves in a test host of its own (in this process, inside the host's
+namespace), reached by runners over the bridge and by the manager over its link, at the same
+URL. Give the environment a :class:`TestNet` (the integration tests' session ``testnet``); without
+one it starts its own and tears it down on exit (the demo and the benchmarks).
 """
 
 from __future__ import annotations
@@ -15,18 +20,21 @@ import time
 import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
 from config.settings import RunnerManagerSettings
 from config.state import BaseImage, CharmState, RunnerStorage
 from github_api.types import GitHubRepo
+from harness.netns import entered
+from harness.testnet import TestHost, TestNet
+from harness.testnet_serve import PublicSandbox
 from metrics.storage import DirectoryStorageManager, StorageManager
+from repo_policy.service import BackgroundServer
 from runner_manager import RunnerManager
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig
 from runner_type import Arch, ProxySetting, VirtualMachineResources
-from sandbox.server import SandboxServer
 
 logger = logging.getLogger(__name__)
 
@@ -103,21 +111,31 @@ class SandboxAddress:
     port: int
 
 
+class WsgiApp(Protocol):
+    """A WSGI application."""
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """Answer one request."""
+
+
 class LocalEnvironment:
     """Context manager: sandbox + RunnerManager on real LXD; cleans every runner on exit."""
 
-    def __init__(self, options: LocalOptions | None = None) -> None:
+    def __init__(self, options: LocalOptions | None = None, *, testnet: TestNet | None = None):
         """Prepare (nothing runs before ``__enter__``).
 
         Args:
             options: How to set the environment up.
+            testnet: The closed test network runners go on; None: the environment starts its
+                own at ``__enter__`` and closes it at ``__exit__``.
         """
         self.options = options or LocalOptions()
         self.token = f"ghp_{secrets.token_hex(16)}"
-        self.sandbox: SandboxServer | SandboxAddress = SandboxServer(
-            token=self.token,
-            readonly_token="readonly-token",  # noqa: S106 - sandbox-only token
-        )
+        self.testnet = testnet
+        self._own_testnet = testnet is None
+        self.network = testnet.bridge if testnet is not None else ""
+        self.sandbox: PublicSandbox | SandboxAddress
+        self.servers: list[BackgroundServer] = []
         self.workdir = Path(tempfile.mkdtemp(prefix="github-runner-local-"))
         self.manager: RunnerManager
         self.state: CharmState
@@ -132,6 +150,7 @@ class LocalEnvironment:
             "token": self.token,
             "workdir": str(self.workdir),
             "sandbox": [self.sandbox.base_url, self.sandbox.api_url, self.sandbox.port],
+            "network": self.network,
         }
 
     @classmethod
@@ -151,27 +170,76 @@ class LocalEnvironment:
         env.token = spec["token"]
         env.workdir = Path(spec["workdir"])
         env.sandbox = SandboxAddress(*spec["sandbox"])
+        env.network = spec["network"]
+        env.testnet, env._own_testnet, env.servers = None, False, []
         env.manager = env.build_manager()
         return env
 
     def __enter__(self) -> LocalEnvironment:
-        """Start the sandbox, build the manager, fetch the runner binary."""
-        assert isinstance(self.sandbox, SandboxServer)  # noqa: S101 - only the owner enters
-        self.sandbox.start()
-        self.manager = self.build_manager()
-        app = self.manager.get_latest_runner_bin_url()
-        self.manager.update_runner_bin(app)
+        """Start the test network (unless given), the sandbox in a test host, the manager."""
+        try:
+            if self.testnet is None:
+                self.testnet = TestNet().start()
+            self.network = self.testnet.bridge
+            host = self.add_host("github", manager_link=True)
+            self.sandbox = self.testnet.start_sandbox_in_process(
+                host,
+                token=self.token,
+                readonly_token="readonly-token",  # noqa: S106 - sandbox-only token
+            )
+            self.manager = self.build_manager()
+            app = self.manager.get_latest_runner_bin_url()
+            self.manager.update_runner_bin(app)
+        except BaseException:
+            self._close_network()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Flush every runner (force), stop the sandbox, remove the work directory."""
+        """Flush every runner (force), stop the servers, remove the work directory."""
         try:
             self.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
         except Exception:
             logger.exception("cleanup flush failed")
-        if isinstance(self.sandbox, SandboxServer):
+        for server in self.servers:
+            server.stop()
+        if isinstance(self.sandbox, PublicSandbox):
             self.sandbox.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        self._close_network()
+
+    def _close_network(self) -> None:
+        if self._own_testnet and self.testnet is not None:
+            net, self.testnet = self.testnet, None
+            net.close()
+
+    # --- test hosts -----------------------------------------------------------------------------
+
+    def add_host(self, role: str, *, manager_link: bool = False) -> TestHost:
+        """Add a test host ``<role>-<hex>`` (unique in the test network) for this environment."""
+        assert self.testnet is not None  # noqa: S101 - only the owner adds hosts
+        return self.testnet.add_host(f"{role}-{secrets.token_hex(3)}", manager_link=manager_link)
+
+    def serve(
+        self,
+        app: WsgiApp,
+        *,
+        role: str = "policy",
+        port: int = 8567,
+        threads: int = 6,
+        host: TestHost | None = None,
+    ) -> BackgroundServer:
+        """Serve a WSGI app (e.g. the policy service) in a test host of its own; stopped at exit.
+
+        Runners reach it over the bridge (by address or ``<host>.test``), the manager over the
+        host's link, at the returned server's ``url`` (by address).
+        """
+        host = host or self.add_host(role, manager_link=True)
+        with entered(host.namespace):  # its socket and threads live in the test host
+            server = BackgroundServer(app, host=str(host.address), port=port, threads=threads)
+            server.start()
+        self.servers.append(server)
+        return server
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -192,14 +260,15 @@ class LocalEnvironment:
         return local_charm_state(**{**values, **overrides})
 
     def settings(self) -> RunnerManagerSettings:
-        """Manager settings rooted in the work directory, sandbox port proxied into runners."""
+        """Manager settings rooted in the work directory, runners on the test network."""
         base = RunnerManagerSettings.for_unit(
             self.options.app_name,
             self.options.unit,
             state_root=self.workdir / "state",
             log_root=self.workdir / "logs",
             cron_dir=self.workdir / "cron",
-            loopback_ports=(self.sandbox.port,),
+            runner_network=self.network,
+            storage_pool="default",  # scripts/setup-lxd.sh's pool
             bootstrap_timeout=RunnerManagerSettings().bootstrap_timeout,
         )
         return replace(base, **self.options.settings)
@@ -235,7 +304,7 @@ class LocalEnvironment:
     def control(self, method: str, path: str, body: Any = None) -> Any:
         """Call the sandbox control API and return the decoded answer."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 - loopback sandbox URL
+        request = urllib.request.Request(  # noqa: S310 - the sandbox's test host
             f"{self.sandbox.base_url}/_sandbox{path}",
             data=data,
             method=method,

@@ -85,10 +85,28 @@ def teardown(session: str, index: int | None) -> list[str]:
             with contextlib.suppress(NetnsError):
                 run([IP, "route", "del", "unreachable", str(net)])
     if session in lxd_network_names():
+        problems += _delete_profiles_on(session)
         try:
             run(["lxc", "network", "delete", session], timeout=60)
         except NetnsError as exc:
             problems.append(f"LXD network {session}: {exc}")
+    return problems
+
+
+def _delete_profiles_on(network: str) -> list[str]:
+    """Delete the unused profiles giving a NIC on ``network`` (e.g. the runner profile).
+
+    LXD refuses to delete a network a profile still names; profiles instances use are left.
+    """
+    problems = []
+    for profile in json.loads(run(["lxc", "query", "/1.0/profiles?recursion=1"])):
+        devices = (profile.get("devices") or {}).values()
+        if profile.get("used_by") or not any(d.get("network") == network for d in devices):
+            continue
+        try:
+            run(["lxc", "profile", "delete", profile["name"]], timeout=60)
+        except NetnsError as exc:
+            problems.append(f"LXD profile {profile['name']}: {exc}")
     return problems
 
 

@@ -2,14 +2,18 @@
 """Demo: the charm's RunnerManager against local LXD and the sandbox GitHub.
 
 Reconciles a warm pool of 3 runners, queues 6 jobs, shows runners and jobs live while the pool
-is replenished (as the charm's reconcile timer does), then flushes and prints a summary. Leaves
-no instance and no registration behind. Run as root after ``make setup`` (``make demo`` does).
+is replenished (as the charm's reconcile timer does), then flushes and prints a summary. Runners
+have a real NIC on a closed test network the demo builds and tears down (harness/testnet.py); the
+sandbox serves in one of its test hosts. Leaves no instance, registration or network behind. Run
+as root after ``make setup`` (``make demo`` does).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import statistics
 import sys
 import threading
@@ -39,6 +43,11 @@ def preflight(image: str) -> str | None:
         return "LXD is not running: run `make setup` (or scripts/setup-lxd.sh) as root"
     if not client.image_exists(image):
         return f"the LXD image {image} is missing: run scripts/build-lxd-image.sh --test"
+    path = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
+    missing = [tool for tool in ("ip", "dnsmasq") if shutil.which(tool, path=path) is None]
+    if os.geteuid() != 0 or missing:
+        return "the closed test network needs root, iproute2 and dnsmasq: run `make setup`"
+    os.environ["PATH"] = path
     return None
 
 
@@ -154,7 +163,10 @@ def main() -> int:
         return 2
     options = LocalOptions(app_name="demo", repo="octo/demo", labels=("demo",))
     with LocalEnvironment(options) as env:
-        console.print(f"sandbox GitHub at {env.sandbox.base_url}; warming {args.runners} runners")
+        console.print(
+            f"sandbox GitHub at {env.sandbox.base_url}, runners on test network {env.network}; "
+            f"warming {args.runners} runners"
+        )
         summary = run_jobs(env, args.runners, args.jobs, args.timeout)
         console.print(summary.table())
         env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)

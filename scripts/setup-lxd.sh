@@ -21,8 +21,9 @@
 #      at start like any loop pool), dir as the directory DIR/<pool>. An existing pool that
 #      lives elsewhere is refused, never moved. DIR must be there before LXD starts (at boot
 #      too). Deleting such a btrfs pool removes LXD's link, not DIR/<pool>.img;
-#   5. a `default` profile that holds ONLY the root disk: no NIC, no network, never a bridge.
-#      Containers reach host services through loopback `proxy` devices only.
+#   5. a `default` profile that holds ONLY the root disk: no NIC. Runners get theirs from the
+#      runner profile (src/lxd/network.py) on the charm's own bridge (`ghr-<hex>`, made by the
+#      charm, not here) or on the closed test network of the tests (`tn<hex>`).
 #
 # Storage driver: btrfs by default, chosen by measurement on this machine (Debian 12, 2 cores,
 # LXD 5.0.2, the `--test` image, 2026-11-23; times until `lxc exec c true` succeeds; 5 runs each,
@@ -379,9 +380,11 @@ for dev in $(lxc profile device list default); do
     lxc profile device remove default "$dev" >/dev/null
     did "removed device $dev from the default profile (only the root disk belongs there)"
 done
-# Never a network: report (do not delete) any managed network someone else created. The closed
-# test networks of harness/testnet.py (named tn + 4 hex digits) are the tests' own.
-if lxc network list -f csv 2>/dev/null | awk -F, '$3 == "YES" && $1 !~ /^tn[0-9a-f]{4}$/' \
+# No network here: report (do not delete) any managed network someone else created. The closed
+# test networks of harness/testnet.py (tn + 4 hex digits) and the charm's runner bridges (ghr-
+# + 10 hex digits) are the project's own.
+if lxc network list -f csv 2>/dev/null \
+    | awk -F, '$3 == "YES" && $1 !~ /^tn[0-9a-f]{4}$/ && $1 !~ /^ghr-[0-9a-f]{10}$/' \
     | grep -q .; then
     log "warning: managed LXD networks exist; github-runner does not use them"
 fi

@@ -34,8 +34,8 @@ class UrlRules:
     Attributes:
         schemes: Allowed schemes.
         example: An example shown in messages.
-        loopback_schemes: Schemes allowed only for a loopback host (``http`` for a local
-            GitHub stand-in).
+        loopback_schemes: Schemes allowed only for a loopback host or a closed test network
+            host in 198.18.0.0/15 (``http`` for a local GitHub stand-in).
         userinfo: Whether credentials may be given (the model proxy only).
         path: Whether a path may be given.
         default_scheme: Scheme assumed when the value has none (``proxy:3128``).
@@ -50,6 +50,19 @@ class UrlRules:
 
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+# RFC 2544's benchmarking range: the closed test network's hosts (harness/testnet.py), never a
+# real GitHub; a local stand-in there may be plain http like one on loopback.
+TEST_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
+
+
+def _local_stand_in(host: str) -> bool:
+    """Whether a host is loopback or a test host of the closed test network."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host) in TEST_NETWORK
+    except ValueError:
+        return False
 
 
 def parse_url(name: str, value: str, rules: UrlRules) -> str:
@@ -90,7 +103,7 @@ def parse_url(name: str, value: str, rules: UrlRules) -> str:
         raise error
     shown_host = _host(host, parts.netloc, error)
     if scheme not in rules.schemes and not (
-        scheme in rules.loopback_schemes and host in LOOPBACK_HOSTS
+        scheme in rules.loopback_schemes and _local_stand_in(host)
     ):
         raise error
     path = parts.path.rstrip("/")

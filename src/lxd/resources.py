@@ -73,7 +73,13 @@ class LxdResources:
                 "devices": want_devices,
                 "description": description,
             }
-            self._transport.sync("post", "profiles", json=body, operation="create-profile")
+            try:
+                self._transport.sync("post", "profiles", json=body, operation="create-profile")
+            except errors.LXDError:
+                # A parallel creation (another runner being created) may have made it first.
+                if not self.profile_exists(name):
+                    raise
+                return self.create_or_update_profile(name, config, devices, description)
             logger.info("created profile %s", name)
             return True
         if (current.get("config") or {}) == want_config and (

@@ -1,7 +1,9 @@
 """The real charm class, driven by ops.testing, with the real RunnerManager on LXD + sandbox.
 
 Only the host seam is a fake (``make setup`` already installed LXD, the image and the broker);
-the charm builds CharmState from config, creates, counts and flushes real runners.
+the charm builds CharmState from config (``network`` = the closed test network's bridge),
+creates, counts and flushes real runners; the real policy service runs in a test host, listening
+on the address the host seam reports for the runner network, as HostSystem does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from ops import testing
 
 from charm import GithubRunnerCharm
 from harness.local import LocalEnvironment, LocalOptions
+from harness.testnet import TestNet
 from juju.policy_host import RepoPolicyEndpoint, RepoPolicyService
+from juju.runner_network import RunnerNetwork
 from repo_policy.service import BackgroundServer, ServiceFiles, build_app
 from runner_manager import RunnerManager
 from runner_manager_type import LXDRunnerManagerConfig
@@ -27,22 +31,31 @@ pytestmark = [pytest.mark.lxd, pytest.mark.usefixtures("lxd_client")]
 
 
 @pytest.fixture
-def env() -> Iterator[LocalEnvironment]:
-    with LocalEnvironment(LocalOptions(app_name="github-runner", repo="octo/charm")) as local:
+def env(testnet: TestNet) -> Iterator[LocalEnvironment]:
+    options = LocalOptions(app_name="github-runner", repo="octo/charm")
+    with LocalEnvironment(options, testnet=testnet) as local:
         yield local
 
 
 class HostWithPolicyService(FakeSystem):
-    """The host seam, but with the real policy service (in-process, on loopback)."""
+    """The host seam, but with the real policy service in a test host on the runner network."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, env: LocalEnvironment, workdir: Path) -> None:
         super().__init__()
+        self.env = env
         self.workdir = workdir
         self.server: BackgroundServer | None = None
+        self.policy_host = env.add_host("policy", manager_link=True)
+
+    def ensure_runner_network(self, network: str) -> RunnerNetwork:
+        assert network == self.env.network, "the charm passes the network option"
+        address = str(self.policy_host.address)
+        return RunnerNetwork(network, address, own=False)
 
     def ensure_repo_policy(
-        self, github_token: str, github_api_url: str, policy: dict[str, Any], test_mode: bool
+        self, github_token: str, github_api_url: str, policy: dict[str, Any], listen: str
     ) -> RepoPolicyEndpoint:
+        assert listen == str(self.policy_host.address)
         service = RepoPolicyService("github-runner/0", config_dir=self.workdir)
         token = service.service_token()
         (self.workdir / "github-token").write_text(github_token)
@@ -54,7 +67,7 @@ class HostWithPolicyService(FakeSystem):
                 github_api_url=github_api_url,
                 config_file=self.workdir / "policy.json",
             )
-            self.server = BackgroundServer(build_app(files)).start()
+            self.server = self.env.serve(build_app(files), host=self.policy_host)
         return RepoPolicyEndpoint(url=self.server.url, service_token=token)
 
 
@@ -79,7 +92,7 @@ def charm_context(env: LocalEnvironment, host: FakeSystem) -> testing.Context[Gi
 def test_config_changed_creates_runners_and_flush_removes_them(
     env: LocalEnvironment, tmp_path: Path
 ) -> None:
-    host = HostWithPolicyService(tmp_path)
+    host = HostWithPolicyService(env, tmp_path)
     ctx = charm_context(env, host)
     config = {
         "token": env.token,
@@ -90,6 +103,7 @@ def test_config_changed_creates_runners_and_flush_removes_them(
         "vm-memory": "1GiB",
         "vm-disk": "4GiB",
         "test-mode": "insecure",
+        "network": env.network,
     }
     state = testing.State(config=config, storages=[testing.Storage("runner")], leader=True)
     state = ctx.run(ctx.on.config_changed(), state)

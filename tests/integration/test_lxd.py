@@ -1,80 +1,145 @@
-"""The LXD seam against the real daemon and the test image (NIC-less containers)."""
+"""The LXD seam against the real daemon and the test image (containers on the test network).
+
+Containers get the runner NIC (``LxdClient.runner_profile``) on the closed test network; the only
+hosts they talk to are its test hosts. The managed-bridge test makes a bridge in 198.19.128.0/17
+(outside every test network session's ranges) with NAT off and sends nothing through it.
+"""
 
 from __future__ import annotations
 
-import http.server
 import os
+import random
 import secrets
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
+from ipaddress import IPv4Network, ip_address
 from pathlib import Path
 
 import pytest
 
 import errors
-from lxd import InstanceStatus, LxdClient, LxdInstance, disk_device, proxy_device
+from harness.netns import ip_json
+from harness.testnet import TestHost, TestNet
+from juju.runner_network import ensure_runner_network
+from lxd import (
+    RUNNER_NIC,
+    InstanceStatus,
+    LxdClient,
+    LxdInstance,
+    RunnerProfile,
+    bridge_config,
+    disk_device,
+)
 
 pytestmark = pytest.mark.lxd
 
 MakeInstance = Callable[..., LxdInstance]
 
 
-class _Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = f"hello from the host {self.path}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
+WEB_BODY = "hello from a test host"
 
 
 @pytest.fixture(scope="module")
-def host_http_port() -> Iterator[int]:
-    """A tiny HTTP server on the host's loopback; yields its port."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+def web_host(testnet: TestNet) -> TestHost:
+    """A test host answering every GET with WEB_BODY on port 80."""
+    host = testnet.add_host(f"web-{secrets.token_hex(2)}")
+    testnet.start_http(host, port=80, body=WEB_BODY)
+    return host
 
 
 @pytest.fixture(scope="module")
-def shared(lxd_client: LxdClient, test_image: str, host_http_port: int) -> Iterator[LxdInstance]:
-    """One booted container for the tests that only run commands and move files."""
+def shared(lxd_client: LxdClient, test_image: str, testnet: TestNet) -> Iterator[LxdInstance]:
+    """One booted container with the runner NIC, for tests that run commands and move files."""
     name = f"itest-{secrets.token_hex(3)}-shared"
-    inst = lxd_client.create(
-        name, test_image, devices={"github": proxy_device(host_http_port)}, timeout=120
-    )
+    profile = lxd_client.runner_profile(testnet.bridge)
+    inst = lxd_client.create(name, test_image, profiles=["default", profile], timeout=120)
     try:
         inst.wait_ready(timeout=60)
+        inst.wait_address(RUNNER_NIC, timeout=30)
         yield inst
     finally:
         inst.delete(timeout=120)
 
 
-def test_nicless_container_reaches_host_loopback_through_proxy(
-    shared: LxdInstance, host_http_port: int
+def test_container_with_the_runner_nic_reaches_a_test_host(
+    shared: LxdInstance, web_host: TestHost, testnet: TestNet
 ):
     inst = shared
     assert inst.status == InstanceStatus.RUNNING
-
     links = inst.execute(["ip", "-o", "link", "show"], check=True).stdout
-    assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]
+    assert [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()] == [
+        "lo",
+        "eth0",
+    ]
+    (address,) = inst.addresses(RUNNER_NIC)
+    assert ip_address(address) in testnet.subnet
+    assert inst.devices == {}, "the NIC comes from the runner profile, no device of its own"
 
-    url = f"http://127.0.0.1:{host_http_port}/runner"
+    url = f"http://{web_host.fqdn}/runner"
     curl = inst.execute(["curl", "-fsS", "--max-time", "10", url], user=1000, timeout=30)
     assert curl.exit_code == 0, curl.stderr
-    assert curl.stdout == "hello from the host /runner"
+    assert curl.stdout.strip() == WEB_BODY
     script = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read())"
     py = inst.execute(["python3", "-c", script], timeout=30, check=True)
-    assert "hello from the host" in py.stdout
+    assert WEB_BODY in py.stdout
+
+
+def test_runner_profile_holds_the_nic_with_its_security(lxd_client: LxdClient, testnet: TestNet):
+    name = lxd_client.runner_profile(testnet.bridge, "default")
+    assert lxd_client.runner_profile(testnet.bridge, "default") == name  # idempotent
+    devices = lxd_client.resources._transport.sync(
+        "get", f"profiles/{name}", operation="get-profile"
+    )["devices"]
+    assert devices["eth0"] == {
+        "type": "nic",
+        "network": testnet.bridge,
+        "name": "eth0",
+        "security.port_isolation": "true",
+        "security.mac_filtering": "true",
+    }, "no LXD DHCP on the test bridge: no IPv4 filtering (it would drop all IPv4)"
+    assert devices["root"] == {"type": "disk", "path": "/", "pool": "default"}
+
+
+def _free_test_subnet() -> str:
+    """A /24 in 198.19.128.0/17 no route uses (test sessions use 198.18/16 and 198.19.0/18)."""
+    routed = [r.get("dst", "") for r in ip_json(["-4", "route", "show", "table", "all"])]
+    used = {IPv4Network(d) for d in routed if d and d != "default"}
+    for third in random.sample(range(128, 256), 128):
+        net = IPv4Network(f"198.19.{third}.0/24")
+        if not any(net.overlaps(u) for u in used):
+            return f"198.19.{third}.1/24"
+    pytest.fail("no free /24 in 198.19.128.0/17")
+
+
+def test_managed_bridge_create_describe_delete(lxd_client: LxdClient):
+    resources = lxd_client.resources
+    name = f"itb{secrets.token_hex(3)}"
+    address = _free_test_subnet()
+    try:
+        assert resources.create_bridge(name, bridge_config(address, nat=False), "itest")
+        assert not resources.create_bridge(name, bridge_config("auto"))  # exists: left alone
+        info = resources.network_info(name)
+        assert (info.managed, info.network_type, info.config["ipv4.nat"]) == (
+            True,
+            "bridge",
+            "false",
+        )
+        assert info.lxd_dhcp and info.host_address == address.split("/")[0]
+        # The charm's side, with the network option naming it: the policy service's address.
+        found = ensure_runner_network(resources, name, "itest", 0)
+        assert (found.name, found.host_address, found.own) == (name, info.host_address, False)
+        profile = lxd_client.runner_profile(name, "default")
+        got = resources._transport.sync("get", f"profiles/{profile}", operation="get-profile")
+        assert got["devices"]["eth0"]["security.ipv4_filtering"] == "true"  # LXD's DHCP
+    finally:
+        lxd_client.delete_profile(RunnerProfile(name, "default", ipv4_filtering=True).name)
+        resources.delete_network(name)
+    assert not resources.network_exists(name)
+    resources.delete_network(name)  # missing: no-op
+    with pytest.raises(errors.LXDNotFoundError):
+        resources.network_info(name)
 
 
 def test_execute_user_cwd_env_and_exit_codes(shared: LxdInstance):
@@ -204,21 +269,19 @@ def test_daemon_down_is_unavailable(tmp_path: Path):
         client.create("itest-down", "github-runner-test")
 
 
-def test_devices_add_remove_and_bad_device(make_instance: MakeInstance, host_http_port: int):
+def test_devices_add_remove_and_bad_device(make_instance: MakeInstance, testnet: TestNet):
     inst = make_instance()
     inst.wait_ready(timeout=60)
-    inst.add_device("svc", proxy_device(host_http_port))
-    assert "svc" in inst.devices
-    url = f"http://127.0.0.1:{host_http_port}/late"
-    assert inst.execute(["curl", "-fsS", "--max-time", "10", url], check=True).stdout.endswith(
-        "/late"
-    )
-    inst.remove_device("svc")
-    inst.remove_device("svc")  # no-op
-    assert "svc" not in inst.refresh().devices
+    inst.add_device("eth1", {"type": "nic", "network": testnet.bridge, "name": "eth1"})
+    assert "eth1" in inst.devices
+    assert inst.execute(["ip", "link", "show", "eth1"]).exit_code == 0
+    inst.remove_device("eth1")
+    inst.remove_device("eth1")  # no-op
+    assert "eth1" not in inst.refresh().devices
+    assert inst.execute(["ip", "link", "show", "eth1"]).exit_code != 0
 
     with pytest.raises(errors.LXDError):
-        inst.add_device("bad", {"type": "proxy", "listen": "tcp:127.0.0.1:1"})
+        inst.add_device("bad", {"type": "nic", "network": "no-such-net0"})
     assert "bad" not in inst.refresh().devices
 
 

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from config.state import ReactiveConfig
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions
+from harness.testnet import TestNet
 from reactive import runner_manager as reactive_processes
 from reactive.consumer import publish_job, queue_size
 from reactive.pool import reactive_runner_config
@@ -32,9 +33,9 @@ BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 @pytest.fixture
-def env() -> Iterator[LocalEnvironment]:
+def env(testnet: TestNet) -> Iterator[LocalEnvironment]:
     options = LocalOptions(app_name="rx", repo="octo/rx", labels=("rx",))
-    with LocalEnvironment(options) as local:
+    with LocalEnvironment(options, testnet=testnet) as local:
         queue = f"rx-{secrets.token_hex(3)}"
         local.manager = local.build_manager(
             reactive_config=ReactiveConfig(mq_uri=SecretStr(BROKER), queue_name=queue)

@@ -1,8 +1,8 @@
 """The pre-job repository policy gate end to end, on real LXD runners.
 
 The sandbox GitHub, the REAL policy service (``repo_policy.service.build_app`` served by waitress
-on 127.0.0.1) and the charm's RunnerManager with ``repo_policy_url`` set and the service's port
-proxied into runners.
+in a test host of the closed test network) and the charm's RunnerManager with ``repo_policy_url``
+set to it: runners reach it over their NIC, the manager over the test host's link.
 
 A refused job fails before its first step (the step's output never appears in the job log) and
 leaves a ``repo-policy-check-failure`` post-job metric in the runner's metrics store.
@@ -21,9 +21,10 @@ import pytest
 import requests
 
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions
+from harness.testnet import TestNet
 from lxd.client import LxdClient
 from repo_policy.policy import CheckRequest
-from repo_policy.service import BackgroundServer, ServiceFiles, build_app
+from repo_policy.service import ServiceFiles, build_app
 from runner import Runner
 from runner_manager_type import LXDFlushMode
 
@@ -53,7 +54,7 @@ class Gate:
 
 @dataclass
 class PolicyService:
-    """The real service on 127.0.0.1, with a record of every answer it gave."""
+    """The real service in a test host, with a record of every answer it gave."""
 
     url: str
     port: int
@@ -63,12 +64,12 @@ class PolicyService:
 
 @pytest.fixture(scope="module")
 def world(
-    lxd_client: LxdClient, tmp_path_factory: pytest.TempPathFactory
+    lxd_client: LxdClient, tmp_path_factory: pytest.TempPathFactory, testnet: TestNet
 ) -> Iterator[tuple[LocalEnvironment, PolicyService]]:
     options = LocalOptions(
         app_name="pol", repo=REPO, metrics=True, settings={"busy_delete_wait": 2.0}
     )
-    with LocalEnvironment(options) as env:
+    with LocalEnvironment(options, testnet=testnet) as env:
         files_dir = tmp_path_factory.mktemp("policy")
         (files_dir / "service-token").write_text(SERVICE_TOKEN)
         (files_dir / "github-token").write_text(env.token)
@@ -93,20 +94,16 @@ def world(
 
             return app(environ, start)
 
-        server = BackgroundServer(recording, threads=6).start()
+        server = env.serve(recording, threads=6)  # stopped with the environment
         port, url = server.port, server.url
-        # Runners reach the service through a proxy device, like the sandbox.
-        env.options.settings.update(repo_policy_url=url, loopback_ports=(env.sandbox.port, port))
+        env.options.settings.update(repo_policy_url=url)
         env.manager = env.build_manager()
         try:
             yield env, PolicyService(url, port, gate, answers)
         finally:
             gate.release.set()
-            try:
-                env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
-                env.manager.flush(LXDFlushMode.FLUSH_BUSY)
-            finally:
-                server.stop()
+            env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+            env.manager.flush(LXDFlushMode.FLUSH_BUSY)
     assert not [i.name for i in lxd_client.list(prefix="pol-")], "an instance leaked"
 
 

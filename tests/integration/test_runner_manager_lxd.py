@@ -1,7 +1,8 @@
 """Runner and RunnerManager on the real LXD daemon with the sandbox GitHub (test mode).
 
-Runners are NIC-less containers from the locally built test image; a proxy device brings the
-sandbox in at 127.0.0.1. Every test ends with no instance and no registration left.
+Runners are containers from the locally built test image with a NIC on the closed test network
+(the session's ``testnet``); the sandbox serves in a test host. Every test ends with no instance
+and no registration left.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 
 import errors
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions
+from harness.testnet import TestNet
 from lxd.client import LxdClient
 from runner import CreateRunnerConfig, Runner
 from runner_manager_type import LXDFlushMode
@@ -41,12 +43,12 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 @pytest.fixture
-def env(request: pytest.FixtureRequest) -> Iterator[LocalEnvironment]:
+def env(request: pytest.FixtureRequest, testnet: TestNet) -> Iterator[LocalEnvironment]:
     # A killed busy runner is released by GitHub only later: don't wait for it in tests.
     options = LocalOptions(
         app_name="it", repo="octo/it", metrics=True, settings={"busy_delete_wait": 2.0}
     )
-    with LocalEnvironment(options) as local:
+    with LocalEnvironment(options, testnet=testnet) as local:
         yield local
         local.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
         assert local.instances() == [], "an instance leaked"
