@@ -400,21 +400,29 @@ def test_mongodb_relation_waits_for_a_uri_then_goes_reactive(
         relations=[mongodb],
         leader=True,
     )
-    out = ctx.run(ctx.on.relation_joined(mongodb), state)
+    out = ctx.run(ctx.on.relation_created(mongodb), state)
     assert out.unit_status == testing.WaitingStatus(
         "Waiting for the mongodb relation to provide a URI"
     )
-    assert out.get_relation(mongodb.id).local_app_data.get("database") == "github-runner"
+    [request] = json.loads(out.get_relation(mongodb.id).local_app_data["requests"])
+    assert request["resource"] == "github-runner"
+    # A v1 provider's answer (dpcharmlibs-interfaces): the URI in the user secret.
+    user = testing.Secret({"uris": "mongodb://user:pass@10.1.1.1:27017/github-runner"})
+    answer = {"resource": "github-runner", "request-id": request["request-id"], "salt": "s"}
     ready = testing.Relation(
         "mongodb",
         id=mongodb.id,
-        remote_app_data={"uris": "mongodb://user:pass@10.1.1.1:27017/github-runner"},
+        remote_app_data={
+            "version": "v1",
+            "requests": json.dumps([{**answer, "secret-user": user.id}]),
+            "data": json.dumps({answer["request-id"]: answer}),
+        },
     )
     state = testing.State(
         config=out.config,
         storages=out.storages,
         stored_states=out.stored_states,
-        secrets=out.secrets,
+        secrets={*out.secrets, user},
         relations=[ready],
     )
     out = ctx.run(ctx.on.relation_changed(ready), state)
@@ -423,7 +431,7 @@ def test_mongodb_relation_waits_for_a_uri_then_goes_reactive(
     assert reactive.mq_uri.get_secret_value() == "mongodb://user:pass@10.1.1.1:27017/github-runner"
     assert reactive.queue_name == "github-runner"
     assert out.unit_status == ACTIVE
-    out = ctx.run(ctx.on.relation_broken(ready), out)
+    out = ctx.run(ctx.on.relation_broken(out.get_relation(ready.id)), out)
     assert manager.configs[-1][2].reactive_config is None
     assert out.unit_status == ACTIVE
 

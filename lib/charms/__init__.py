@@ -1,1 +1,0 @@
-"""Charm libraries of github-runner."""

@@ -1,1 +1,0 @@
-"""Libraries written for the github-runner charm."""

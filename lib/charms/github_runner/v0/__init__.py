@@ -1,1 +1,0 @@
-"""Version 0 of the github-runner charm libraries."""
