@@ -227,7 +227,7 @@ def build_router(ctx: Context) -> Router:  # noqa: C901, PLR0915 - one closure p
 
     @router.route("GET", "/rate_limit")
     def rate_limit(request: Request) -> Response:
-        bucket = ctx.ratelimit.peek(request.token or "")
+        bucket = ctx.ratelimit.peek(request.rate_key or request.token or "")
         core = {
             "limit": bucket.limit,
             "remaining": bucket.remaining,

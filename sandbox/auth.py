@@ -1,9 +1,15 @@
-"""Personal access tokens of the sandbox: admin and read-only, revocable at run time."""
+"""API tokens of the sandbox: personal access tokens and GitHub App installation tokens.
+
+Personal access tokens are admin or read-only and revocable at run time; installation tokens
+expire and count in their installation's rate-limit window.
+"""
 
 from __future__ import annotations
 
 import secrets
 import threading
+import time
+from dataclasses import dataclass
 
 from sandbox.web import HttpError, Request
 
@@ -30,19 +36,35 @@ def bearer(request: Request) -> str | None:
     return token.strip()
 
 
+@dataclass(frozen=True)
+class _Grant:
+    access: str
+    expires_at: float | None
+    rate_key: str
+
+
 class TokenStore:
     """Tokens and their access level."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tokens: dict[str, str] = {}
+        self._tokens: dict[str, _Grant] = {}
 
-    def add(self, token: str, access: str = ADMIN) -> None:
+    def add(
+        self,
+        token: str,
+        access: str = ADMIN,
+        *,
+        expires_at: float | None = None,
+        rate_key: str | None = None,
+    ) -> None:
         """Add (or change) a token.
 
         Args:
             token: the token.
             access: "admin" or "readonly".
+            expires_at: epoch after which the token is refused ("Bad credentials"); None: never.
+            rate_key: the rate-limit window the token counts in (the token's own by default).
 
         Raises:
             ValueError: for an unknown access level or an empty token.
@@ -50,7 +72,24 @@ class TokenStore:
         if access not in (ADMIN, READONLY) or not token:
             raise ValueError(f"bad token or access level {access!r}")
         with self._lock:
-            self._tokens[token] = access
+            now = time.time()
+            expired = [k for k, g in self._tokens.items() if g.expires_at and g.expires_at < now]
+            for known in expired:  # installation tokens pile up otherwise
+                del self._tokens[known]
+            self._tokens[token] = _Grant(access, expires_at, rate_key or token)
+
+    def rate_key(self, token: str) -> str:
+        """The rate-limit window a token counts in.
+
+        Args:
+            token: the token.
+
+        Returns:
+            Its installation's window for an installation token, else the token itself.
+        """
+        with self._lock:
+            grant = self._tokens.get(token)
+            return grant.rate_key if grant is not None else token
 
     def revoke(self, token: str) -> bool:
         """Revoke a token.
@@ -73,10 +112,13 @@ class TokenStore:
         Returns:
             "admin", "readonly" or None when unknown.
         """
+        now = time.time()
         with self._lock:
-            for known, access in self._tokens.items():
+            for known, grant in self._tokens.items():
                 if secrets.compare_digest(known.encode(), token.encode()):
-                    return access
+                    if grant.expires_at is not None and grant.expires_at <= now:
+                        return None  # GitHub answers an expired token with "Bad credentials"
+                    return grant.access
             return None
 
     def authenticate(self, request: Request, admin: bool) -> str:

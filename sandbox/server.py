@@ -14,7 +14,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from sandbox import DEFAULT_RUNNER_VERSION, api, api_repos, api_runs, control, runner_protocol
+from sandbox import (
+    DEFAULT_RUNNER_VERSION,
+    api,
+    api_apps,
+    api_repos,
+    api_runs,
+    control,
+    runner_protocol,
+)
 from sandbox.auth import ADMIN, READONLY, TokenStore, bearer
 from sandbox.context import Context, Stats
 from sandbox.downloads import Downloads
@@ -129,6 +137,7 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         ratelimit: the per-token primary rate limit.
         stats: request counts.
         webhooks: the webhook sender (its ``deliveries`` record what was sent).
+        apps: the GitHub Apps (``sandbox.apps.AppRegistry``).
         observers: callables given every (request, response) exchange, e.g. to validate them.
     """
 
@@ -192,6 +201,8 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         self.runner_router = runner_protocol.build_router(self.ctx)
         # Repository policy endpoints (permissions, protection, pulls): sandbox/api_repos.py.
         self.repo_policy = api_repos.register(self.api_router, self.control_router, self.ctx)
+        # GitHub Apps: installation access tokens and their control routes: sandbox/api_apps.py.
+        self.apps = api_apps.register(self.api_router, self.control_router, self.ctx)
         # Workflow runs as GitHub records them (the policy decides on them): sandbox/api_runs.py.
         self.runs = api_runs.register(
             self.api_router, self.control_router, self.ctx, self.repo_policy
@@ -359,7 +370,22 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
             (k, v) for k, v in response.headers if k.lower() not in {h[0].lower() for h in headers}
         ]
         if not any(k.lower() == "x-ratelimit-limit" for k, _ in response.headers):
-            response.headers += self.ratelimit.peek(request.token or "").headers()
+            window = request.rate_key or request.token or ""
+            response.headers += self.ratelimit.peek(window).headers()
+        return response
+
+    def _app_call(
+        self, request: Request, found: tuple[Route, dict[str, str]], headers: list[tuple[str, str]]
+    ) -> Response:
+        """A route that authenticates a GitHub App's JWT itself (``sandbox.api_apps``)."""
+        route, params = found
+        request.params = params
+        try:
+            response: Response = route.handler(request)
+        except HttpError as exc:
+            response = exc.response()
+        if request.rate_key is not None:  # the app was authenticated: its window's headers
+            headers += self.ratelimit.peek(request.rate_key).headers()
         return response
 
     def _scope_exists(self, params: dict[str, str]) -> bool:
@@ -377,16 +403,21 @@ class SandboxServer:  # pylint: disable=too-many-instance-attributes
         template: str,
         headers: list[tuple[str, str]],
     ) -> Response:
+        if found is not None and found[0].app_jwt:
+            return self._app_call(request, found, headers)
         token = bearer(request)
         if token is not None and self.tokens.access(token) is not None:
             request.token = token  # known, even if refused below: its rate-limit headers apply
+            request.rate_key = self.tokens.rate_key(token)
         try:
             admin = found[0].admin if found is not None else False
             request.token = self.tokens.authenticate(request, admin=admin)
         except HttpError as exc:
             return exc.response()
+        request.rate_key = self.tokens.rate_key(request.token)
         try:
-            headers += self.ratelimit.hit(request.token, count=template != RATE_LIMIT_TEMPLATE)
+            count = template != RATE_LIMIT_TEMPLATE
+            headers += self.ratelimit.hit(request.rate_key, count=count)
         except HttpError as exc:
             return exc.response()
         if found is None:

@@ -24,6 +24,7 @@ class Request:
     body: bytes = b""
     params: dict[str, str] = field(default_factory=dict)
     token: str | None = None
+    rate_key: str | None = None  # the rate-limit window (an installation's, an app's, a token's)
     route: str | None = None
     alive: Callable[[], bool] | None = None
 
@@ -174,6 +175,7 @@ class Route:
     pattern: re.Pattern[str]
     handler: Handler
     admin: bool = False
+    app_jwt: bool = False
 
 
 class Router:
@@ -183,7 +185,14 @@ class Router:
         self.prefix = prefix
         self.routes: list[Route] = []
 
-    def add(self, method: str, template: str, handler: Handler, admin: bool = False) -> None:
+    def add(
+        self,
+        method: str,
+        template: str,
+        handler: Handler,
+        admin: bool = False,
+        app_jwt: bool = False,
+    ) -> None:
         """Register a handler.
 
         Args:
@@ -191,13 +200,14 @@ class Router:
             template: path template below the prefix; ``{name}`` matches one segment.
             handler: the function answering it.
             admin: whether the route needs an admin token.
+            app_jwt: whether the route authenticates a GitHub App's JWT itself (no token).
         """
         regex = re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(template))
-        route = Route(method, template, re.compile(f"^{regex}/?$"), handler, admin)
+        route = Route(method, template, re.compile(f"^{regex}/?$"), handler, admin, app_jwt)
         self.routes.append(route)
 
     def route(
-        self, method: str, template: str, admin: bool = False
+        self, method: str, template: str, admin: bool = False, app_jwt: bool = False
     ) -> Callable[[Handler], Handler]:
         """Decorator form of :meth:`add`.
 
@@ -205,13 +215,14 @@ class Router:
             method: HTTP method.
             template: path template.
             admin: whether the route needs an admin token.
+            app_jwt: whether the route authenticates a GitHub App's JWT itself.
 
         Returns:
             The decorator.
         """
 
         def decorate(handler: Handler) -> Handler:
-            self.add(method, template, handler, admin)
+            self.add(method, template, handler, admin, app_jwt)
             return handler
 
         return decorate

@@ -267,7 +267,7 @@ class GithubRunnerCharm(ops.CharmBase):
             self.system.ensure_metrics_exporter()
         # After LXD: runners reach the service on their network. Only here, with the current state.
         net = self.system.ensure_runner_network(state.runner_network)
-        token, options = state.token.get_secret_value(), state.repo_policy.model_dump()
+        token, options = state.service_credentials(), state.repo_policy.model_dump()
         policy = self.system.ensure_repo_policy(token, state.api_url, options, net.host_address)
         self.system.apply_network_policy(state, net, policy)  # the denylist, on the host
         manager = self._manager(state, policy, storage)

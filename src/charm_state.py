@@ -22,14 +22,22 @@ from pydantic import SecretStr
 from config.state import (
     BaseImage,
     CharmState,
+    GithubAppCredentials,
     ReactiveConfig,
     RepoPolicyOptions,
     RunnerStorage,
 )
-from errors import ConfigError, ImmutableConfigChangedError, MissingConfigError
+from errors import ConfigError, ImmutableConfigChangedError
 from github_api.types import api_base_url
+from juju.auth_options import (
+    SECRET_PRIVATE_KEY_KEY,
+    SECRET_TOKEN_KEY,
+    choose_auth,
+    parse_private_key,
+)
 from juju.option_urls import HOSTNAME
 from juju.options import (
+    APP_PRIVATE_KEY_SECRET_ID_CONFIG_NAME,
     BASE_IMAGE_CONFIG_NAME,
     DENYLIST_CONFIG_NAME,
     DOCKERHUB_MIRROR_CONFIG_NAME,
@@ -48,6 +56,7 @@ from juju.options import (
     RUNNER_STORAGE_CONFIG_NAME,
     TEST_MODE_CONFIG_NAME,
     TOKEN_CONFIG_NAME,
+    TOKEN_SECRET_ID_CONFIG_NAME,
     USE_APROXY_CONFIG_NAME,
     VIRTUAL_MACHINES_CONFIG_NAME,
     VM_CPU_CONFIG_NAME,
@@ -80,7 +89,6 @@ COS_AGENT_RELATION = "cos-agent"
 DEBUG_SSH_RELATION = "debug-ssh"
 
 SECRET_URI_PREFIX = "secret:"  # noqa: S105 -- a URI scheme
-SECRET_TOKEN_KEY = "token"  # noqa: S105 -- the key name inside the user secret, not a secret
 
 MIN_RECONCILE_INTERVAL = 2
 # tmate host key fingerprints (``SHA256:<base64>``): they reach the runner's env file.
@@ -124,7 +132,7 @@ def from_charm(
     unit_number = int(charm.unit.name.rsplit("/", 1)[1])
     validate_app_name(app_name, unit_number)
 
-    token = _read_token(charm, get_str(config, TOKEN_CONFIG_NAME))
+    token, github_app = read_credentials(charm)
     group = parse_group(get_str(config, GROUP_CONFIG_NAME))
     path = parse_path(get_str(config, PATH_CONFIG_NAME), group)
     github_url = parse_github_url(get_str(config, GITHUB_URL_CONFIG_NAME))
@@ -156,6 +164,7 @@ def from_charm(
 
     return CharmState(
         token=SecretStr(token),
+        github_app=github_app,
         path=path,
         github_url=github_url,
         api_url=api_base_url(github_url),
@@ -230,30 +239,71 @@ def validate_app_name(app_name: str, unit_number: int) -> None:
         )
 
 
-def _read_token(charm: ops.CharmBase, value: str) -> str:
-    """Return the GitHub token, reading it from a Juju user secret when given a secret URI."""
-    value = value.strip()
-    if not value:
-        raise MissingConfigError(TOKEN_CONFIG_NAME)
-    if value.startswith(SECRET_URI_PREFIX):
-        try:
-            content = charm.model.get_secret(id=value).get_content(refresh=True)
-        except (ops.SecretNotFoundError, ops.ModelError) as exc:
-            logger.warning("cannot read the token secret %s: %s", value, type(exc).__name__)
+def read_credentials(charm: ops.CharmBase) -> tuple[str, GithubAppCredentials | None]:
+    """Read the one way of authenticating to GitHub the options set (see ``juju.auth_options``).
+
+    Args:
+        charm: The charm.
+
+    Returns:
+        The token, or "" and the GitHub App's credentials (the key read from its secret).
+
+    Raises:
+        ConfigError: If not exactly one way is set, a secret cannot be read, or a value is bad.
+    """
+    choice = choose_auth(charm.config)
+    if choice.app is not None:
+        app = choice.app
+        content = _secret_content(
+            charm, APP_PRIVATE_KEY_SECRET_ID_CONFIG_NAME, app.private_key_secret_id
+        )
+        pem = content.get(SECRET_PRIVATE_KEY_KEY, "")
+        if not pem.strip():
             raise ConfigError(
-                TOKEN_CONFIG_NAME,
-                f"cannot read the secret {value}: check that it exists and run "
-                f"`juju grant-secret {value} {charm.app.name}`",
-            ) from exc
-        token = content.get(SECRET_TOKEN_KEY, "").strip()
-        if not token:
-            raise ConfigError(
-                TOKEN_CONFIG_NAME,
-                f"the secret {value} has no {SECRET_TOKEN_KEY!r} key: update it with "
-                f"`juju update-secret {value} {SECRET_TOKEN_KEY}=<github token>`",
+                APP_PRIVATE_KEY_SECRET_ID_CONFIG_NAME,
+                f"the secret {app.private_key_secret_id} has no {SECRET_PRIVATE_KEY_KEY!r} key: "
+                f"update it with `juju update-secret {app.private_key_secret_id} "
+                f"{SECRET_PRIVATE_KEY_KEY}#file=<app>.private-key.pem`",
             )
-        value = token
-    return parse_token(value)
+        key = parse_private_key(pem, app.private_key_secret_id)
+        credentials = GithubAppCredentials(
+            client_id=app.client_id,
+            installation_id=app.installation_id,
+            private_key=SecretStr(key),
+        )
+        return "", credentials
+    if choice.token_secret_id:
+        return _token_from_secret(charm, TOKEN_SECRET_ID_CONFIG_NAME, choice.token_secret_id), None
+    if choice.token.startswith(SECRET_URI_PREFIX):
+        return _token_from_secret(charm, TOKEN_CONFIG_NAME, choice.token), None
+    return parse_token(choice.token), None
+
+
+def _secret_content(charm: ops.CharmBase, option: str, secret_id: str) -> dict[str, str]:
+    """Read a user secret the option names, or say how to grant it."""
+    try:
+        return charm.model.get_secret(id=secret_id).get_content(refresh=True)
+    except (ops.SecretNotFoundError, ops.ModelError) as exc:
+        logger.warning(
+            "cannot read the secret %s of %s: %s", secret_id, option, type(exc).__name__
+        )
+        raise ConfigError(
+            option,
+            f"cannot read the secret {secret_id}: check that it exists and run "
+            f"`juju grant-secret {secret_id} {charm.app.name}`",
+        ) from exc
+
+
+def _token_from_secret(charm: ops.CharmBase, option: str, secret_id: str) -> str:
+    """Return the token a user secret holds under its ``token`` key."""
+    token = _secret_content(charm, option, secret_id).get(SECRET_TOKEN_KEY, "").strip()
+    if not token:
+        raise ConfigError(
+            option,
+            f"the secret {secret_id} has no {SECRET_TOKEN_KEY!r} key: update it with "
+            f"`juju update-secret {secret_id} {SECRET_TOKEN_KEY}=<github token>`",
+        )
+    return parse_token(token, option)
 
 
 def _parse_repo_policy(config: Mapping[str, Any]) -> RepoPolicyOptions:

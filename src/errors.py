@@ -84,13 +84,33 @@ class GithubClientError(GithubRunnerError):
 class GithubTokenError(GithubClientError):
     """GitHub rejected the token (401)."""
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, message: str = "the token is invalid") -> None:
         """Build the error.
 
         Args:
             path: The GitHub path the call was about.
+            message: What GitHub refused. Never holds a secret.
         """
-        super().__init__("the token is invalid", status=401, path=path)
+        super().__init__(message, status=401, path=path)
+
+
+class GithubAppAuthError(GithubTokenError):
+    """GitHub refused the GitHub App's JWT (401) or its installation (404).
+
+    A 401 means the key is revoked or not the app's (or the client ID is wrong); a 404 that the
+    app is not installed there, or that the installation is not this app's.
+    """
+
+    def __init__(self, message: str, status: int, option: str) -> None:
+        """Build the error.
+
+        Args:
+            message: What GitHub refused and what to check. Never holds a secret.
+            status: The HTTP status GitHub answered.
+            option: The config option to check.
+        """
+        GithubClientError.__init__(self, message, status=status)
+        self.option = option
 
 
 class GithubPermissionError(GithubClientError):

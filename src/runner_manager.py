@@ -137,7 +137,9 @@ class RunnerManager:
     def _build_clients(self) -> RunnerManagerClients:
         return RunnerManagerClients(
             github=metered_github_client(
-                self.config.token, self.state.api_url, self.settings.state_dir
+                self.state.github_credentials(self.config.token),
+                self.state.api_url,
+                self.settings.state_dir,
             ),
             jinja=template_environment(),
             lxd=LxdClient(),

@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, SecretStr, SerializationInfo, field_serializer
 
 from errors import ConfigError
+from github_api.app_tokens import app_document, installation_tokens
+from github_api.credentials import CredentialSource, StaticToken
 from github_api.types import GitHubOrg, GitHubRepo, api_base_url, parse_github_path
 from runner_type import Arch, ProxySetting, SSHDebugConnection, VirtualMachineResources
 
@@ -73,11 +75,39 @@ class ReactiveConfig(BaseModel):
         return _dump_secret(value, info)
 
 
+class GithubAppCredentials(BaseModel):
+    """A GitHub App installation the charm authenticates as (instead of a token).
+
+    Attributes:
+        client_id: The app's client ID (``github-app-client-id``; an app ID works too).
+        installation_id: The installation on the repository or organisation
+            (``github-app-installation-id``).
+        private_key: The app's PEM private key (from ``github-app-private-key-secret-id``).
+            Secret.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str
+    installation_id: int
+    private_key: SecretStr
+
+    @field_serializer("private_key", when_used="json")
+    def _dump_private_key(self, value: SecretStr, info: SerializationInfo) -> str:
+        """Write the key in clear only when asked to (under ``REVEAL_SECRETS``)."""
+        return _dump_secret(value, info)
+
+    def key_digest(self) -> str:
+        """Return the SHA-256 of the key: it may be stored where the key may not."""
+        return hashlib.sha256(self.private_key.get_secret_value().strip().encode()).hexdigest()
+
+
 class CharmState(BaseModel):
     """The validated state of the charm.
 
     Attributes:
-        token: The GitHub token. Secret.
+        token: The GitHub token. Secret. Empty when ``github_app`` is set.
+        github_app: The GitHub App the charm authenticates as, if not with a token.
         path: The repository or organisation runners register with.
         github_url: GitHub (or GHES) base URL, without a trailing slash.
         api_url: The REST API base URL derived from ``github_url``.
@@ -107,6 +137,7 @@ class CharmState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     token: SecretStr
+    github_app: GithubAppCredentials | None = None
     path: GitHubOrg | GitHubRepo
     github_url: str
     api_url: str
@@ -136,6 +167,41 @@ class CharmState(BaseModel):
         """Write the token in clear only when asked to (under ``REVEAL_SECRETS``)."""
         return _dump_secret(value, info)
 
+    def github_credentials(self, token: str | None = None) -> CredentialSource:
+        """Return the source of the GitHub token each request of this unit uses.
+
+        Args:
+            token: The token to use instead of the state's (what ``LXDRunnerManagerConfig``
+                holds); ignored when the state has a GitHub App.
+
+        Returns:
+            The process's shared source of the app's installation tokens, else the token.
+
+        Raises:
+            ValueError: If there is neither a token nor an app.
+        """
+        app = self.github_app
+        if app is not None:
+            return installation_tokens(
+                app.client_id,
+                app.installation_id,
+                app.private_key.get_secret_value(),
+                self.api_url,
+            )
+        return StaticToken(token if token else self.token.get_secret_value())
+
+    def service_credentials(self) -> str:
+        """Return what the policy service's GitHub credentials file holds (secret: 0600).
+
+        Returns:
+            The token, or the app's credentials (the service renews installation tokens itself;
+            see ``github_api.app_tokens.source_from_text``).
+        """
+        app = self.github_app
+        if app is None:
+            return self.token.get_secret_value()
+        return app_document(app.client_id, app.installation_id, app.private_key.get_secret_value())
+
     def credentials_fingerprint(self) -> str:
         """Return a digest of what a runner registration depends on (token, path, labels).
 
@@ -148,6 +214,7 @@ class CharmState(BaseModel):
         return _digest(
             {
                 "token": self.token.get_secret_value(),
+                **self._app_identity(),
                 "path": self.path.path(),
                 "group": self.runner_group,
                 "github_url": self.github_url,
@@ -162,10 +229,17 @@ class CharmState(BaseModel):
         they change (see :meth:`with_credentials`).
 
         Returns:
-            Secret content: token, path, group, github-url and labels (a JSON list).
+            Secret content: token (or github-app, the app's credentials as JSON), path, group,
+            github-url and labels (a JSON list).
         """
+        app = self.github_app
+        credentials = (
+            {"github-app": self.service_credentials()}
+            if app is not None
+            else {"token": self.token.get_secret_value()}
+        )
         return {
-            "token": self.token.get_secret_value(),
+            **credentials,
             "path": self.path.path(),
             "group": self.runner_group,
             "github-url": self.github_url,
@@ -186,18 +260,25 @@ class CharmState(BaseModel):
         """
         try:
             update = {
-                "token": SecretStr(content["token"]),
+                **_credentials_update(content),
                 "path": parse_github_path(content["path"], content["group"]),
                 "runner_group": content["group"],
                 "github_url": content["github-url"],
                 "api_url": api_base_url(content["github-url"]),
                 "labels": tuple(json.loads(content["labels"])),
             }
-        except (KeyError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 "token", "the previous credentials the charm saved are unreadable"
             ) from exc
         return self.model_copy(update=update)
+
+    def _app_identity(self) -> dict[str, Any]:
+        """The app's identity for fingerprints: ids and the key's digest (nothing for a token)."""
+        app = self.github_app
+        if app is None:
+            return {}
+        return {"app": [app.client_id, app.installation_id, app.key_digest()]}
 
     def runner_shape_fingerprint(self) -> str:
         """Return a digest of what an idle runner depends on besides its registration.
@@ -225,6 +306,21 @@ class CharmState(BaseModel):
                 **({"network": self.runner_network} if self.runner_network else {}),
             }
         )
+
+
+def _credentials_update(content: Mapping[str, str]) -> dict[str, Any]:
+    """The token or app fields of saved credentials (:meth:`CharmState.credentials_content`)."""
+    if "github-app" not in content:
+        return {"token": SecretStr(content["token"]), "github_app": None}
+    app = json.loads(content["github-app"])["github_app"]
+    return {
+        "token": SecretStr(""),
+        "github_app": GithubAppCredentials(
+            client_id=str(app["client_id"]),
+            installation_id=int(app["installation_id"]),
+            private_key=SecretStr(str(app["private_key"])),
+        ),
+    }
 
 
 def _dump_secret(value: SecretStr, info: SerializationInfo) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import errors
+from github_api.credentials import CredentialSource, as_source
 from github_api.pagination import pages
 from github_api.parse import (
     application_from_json,
@@ -69,7 +70,7 @@ class GithubClient:
 
     def __init__(
         self,
-        token: str,
+        token: str | CredentialSource,
         api_url: str = "https://api.github.com",
         *,
         timeout: float = 15,
@@ -81,7 +82,9 @@ class GithubClient:
         """Build the client. No request is made.
 
         Args:
-            token: The personal access token. Secret.
+            token: The personal access token (secret), or the source of each request's token
+                (:mod:`github_api.credentials`; GitHub App installation tokens:
+                :mod:`github_api.app_tokens`).
             api_url: The REST API base URL; see :func:`github_api.types.api_base_url`.
             timeout: Timeout of one HTTP attempt, in seconds.
             max_wait: Time budget of one public call, retries included, in seconds. ``timeout``
@@ -93,8 +96,7 @@ class GithubClient:
         Raises:
             ValueError: If the token is empty, the URL is not plain http(s) or a time is not > 0.
         """
-        if not token or not token.strip():
-            raise ValueError("the GitHub token is empty")
+        credentials = as_source(token)
         url = api_url.strip().rstrip("/")
         parts = urlsplit(url)
         if parts.username or parts.password:
@@ -109,7 +111,7 @@ class GithubClient:
         self.timeout = min(timeout, max_wait)
         self.max_wait = max_wait
         if transport is None:
-            transport = PyGithubTransport(token, url, self.timeout)
+            transport = PyGithubTransport(credentials, url, self.timeout)
         self._retrier = Retrier(
             transport, timeout=self.timeout, max_wait=max_wait, clock=clock, sleep=sleep
         )

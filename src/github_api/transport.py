@@ -6,7 +6,13 @@ only takes whole-second timeouts) so that every call, page and retry is visible 
 PyGithub's own retry (``GithubRetry``, which may sleep until a rate limit resets) and its request
 throttling are switched off: :mod:`github_api.retry` holds the policy.
 
-Secrets: the token is only handed to PyGithub's ``Auth.Token``; it never appears in messages or
+Credentials: each request asks the transport's credential source
+(:mod:`github_api.credentials`) for the current token and sends it as ``Authorization: Bearer``
+(GitHub takes it for personal access, installation and JWT tokens alike). A 401 is shown to the
+source once: one that can renew (GitHub App installation tokens) gets a fresh token and the
+request is sent once more; a second 401 is a :class:`errors.GithubTokenError` that says so.
+
+Secrets: the token is only put in the request's header; it never appears in messages or
 logs. PyGithub's DEBUG logging of each request prints response bodies (which hold registration
 tokens and JIT configurations), so DEBUG records of the ``github.Requester`` logger are dropped.
 
@@ -27,7 +33,6 @@ import threading
 from typing import Any, cast
 
 import requests
-from github import Auth
 from github.Requester import (
     HTTPRequestsConnectionClass,
     HTTPSRequestsConnectionClass,
@@ -35,6 +40,7 @@ from github.Requester import (
 )
 
 import errors
+from github_api.credentials import CredentialSource, as_source
 from github_api.deadline import Deadline, DeadlineAdapter
 from github_api.pagination import PER_PAGE
 from github_api.parse import HttpReply
@@ -88,18 +94,22 @@ class PyGithubTransport:
     """Sends requests to the GitHub REST API through PyGithub (an ``HttpTransport``)."""
 
     def __init__(
-        self, token: str, api_url: str, timeout: float, deadline: float | None = None
+        self,
+        token: str | CredentialSource,
+        api_url: str,
+        timeout: float,
+        deadline: float | None = None,
     ) -> None:
         """Build the transport. No request is made.
 
         Args:
-            token: The personal access token. Secret.
+            token: The personal access token (secret), or the source of each request's token.
             api_url: The REST API base URL, already validated.
             timeout: Timeout of one socket operation (connect, each read), in seconds.
             deadline: Wall-clock deadline of one HTTP attempt, whatever the server does, in
                 seconds; ``timeout`` by default.
         """
-        self._token = token
+        self._credentials = as_source(token)
         self._api_url = api_url
         self._timeout = timeout
         self._deadline = timeout if deadline is None else deadline
@@ -131,13 +141,35 @@ class PyGithubTransport:
             TransportError: On a timeout (``timed_out``: the deadline or a socket timeout) or a
                 connection error.
             GithubApiError: If PyGithub refuses the exchange (e.g. a redirect off the host).
+            GithubTokenError: If GitHub refuses a renewed token too (401 twice).
         """
+        token = self._credentials.token()
+        reply = self._send(verb, url, params, body, token)
+        if reply.status != 401 or not self._credentials.renew(token):
+            return reply
+        reply = self._send(verb, url, params, body, self._credentials.token())
+        if reply.status == 401:
+            raise errors.GithubTokenError(
+                message="GitHub refused the renewed token too (401 twice in a row): check that "
+                "the GitHub App is still installed and its installation not suspended"
+            )
+        return reply
+
+    def _send(
+        self,
+        verb: str,
+        url: str,
+        params: dict[str, Any] | None,
+        body: dict[str, Any] | None,
+        token: str,
+    ) -> HttpReply:
         requester = self._requester()
+        headers = {"Authorization": f"Bearer {token}"}
         late = TransportError(f"no complete answer within {self._deadline:g}s", timed_out=True)
         with Deadline(self._deadline) as deadline:
             try:
-                status, headers, text = requester.requestJson(
-                    verb, url, parameters=params, headers=None, input=body
+                status, answer, text = requester.requestJson(
+                    verb, url, parameters=params, headers=headers, input=body
                 )
             except Exception as exc:
                 if deadline.expired:
@@ -157,7 +189,7 @@ class PyGithubTransport:
             raise late
         return HttpReply(
             status=int(status),
-            headers={str(k).lower(): str(v) for k, v in headers.items()},
+            headers={str(k).lower(): str(v) for k, v in answer.items()},
             body=text,
         )
 
@@ -175,7 +207,7 @@ class PyGithubTransport:
         requester = getattr(self._local, "requester", None)
         if requester is None:
             requester = Requester(
-                auth=Auth.Token(self._token),
+                auth=None,  # each request carries its own header (see send)
                 base_url=self._api_url,
                 timeout=cast("int", self._timeout),
                 user_agent=USER_AGENT,

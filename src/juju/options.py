@@ -14,6 +14,10 @@ from runner_type import Arch, ProxySetting
 from runner_type import size_in_bytes as _size_in_bytes
 
 TOKEN_CONFIG_NAME = "token"  # noqa: S105 -- an option name
+TOKEN_SECRET_ID_CONFIG_NAME = "token-secret-id"  # noqa: S105 -- an option name
+APP_CLIENT_ID_CONFIG_NAME = "github-app-client-id"
+APP_INSTALLATION_ID_CONFIG_NAME = "github-app-installation-id"
+APP_PRIVATE_KEY_SECRET_ID_CONFIG_NAME = "github-app-private-key-secret-id"  # noqa: S105
 PATH_CONFIG_NAME = "path"
 GITHUB_URL_CONFIG_NAME = "github-url"
 GROUP_CONFIG_NAME = "group"
@@ -99,11 +103,12 @@ def get_int(config: Mapping[str, Any], name: str, minimum: int, maximum: int | N
     return value
 
 
-def parse_token(value: str) -> str:
+def parse_token(value: str, option: str = TOKEN_CONFIG_NAME) -> str:
     """Check a GitHub token's characters (never echoed in a message).
 
     Args:
         value: The token, from the option or a Juju secret.
+        option: The option it came through (named in errors).
 
     Returns:
         The token.
@@ -112,10 +117,10 @@ def parse_token(value: str) -> str:
         ConfigError: If it holds whitespace or a character no GitHub token has.
     """
     if any(char.isspace() for char in value):
-        raise ConfigError(TOKEN_CONFIG_NAME, "contains whitespace: set the token alone")
+        raise ConfigError(option, "contains whitespace: set the token alone")
     if not TOKEN_PATTERN.match(value):
         raise ConfigError(
-            TOKEN_CONFIG_NAME,
+            option,
             "contains characters a GitHub token never has (quotes, $, `...): set the token alone",
         )
     return value

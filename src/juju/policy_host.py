@@ -1,9 +1,10 @@
 """Install, run and remove the pre-job repository policy service on the unit (systemd).
 
 The service token (the charm's credential for handing out one-time tokens) is created once per
-unit and kept in a root-only file; the GitHub token and the policy file are rewritten when they
-change, and the service restarts only then (systemd copies credentials at start). When the unit
-stops, the service goes with its files (the GitHub token among them).
+unit and kept in a root-only file; the GitHub credentials (a token or a GitHub App's, 0600) and
+the policy file are rewritten when they change, and the service restarts only then (systemd
+copies credentials at start). When the unit stops, the service goes with its files (the GitHub
+credentials among them).
 
 Several applications (and units) may share a machine: each unit has its own service
 (``github-runner-repo-policy-<app>-<unit>``), files (``/etc/github-runner/<app>-<unit>/``),
@@ -165,7 +166,10 @@ class RepoPolicyService:
         """Install (or update) and start the service; restart it only when something changed.
 
         Args:
-            github_token: The charm's GitHub token (the service reads GitHub with it). Secret.
+            github_token: The charm's GitHub credentials (``CharmState.service_credentials``:
+                the token, or the GitHub App's credentials, with which the service renews its
+                own installation tokens). Secret: written 0600, reaching the service as a
+                systemd credential, never as an argument.
             github_api_url: The GitHub API base URL.
             policy: The policy options (``allow_pull_request_target``, ...).
             host: The address to listen on: loopback for containers, the LXD bridge for VMs.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from github_api.client import GithubClient
+from github_api.credentials import CredentialSource
 from github_api.parse import HttpReply
 from github_api.retry import HttpTransport, TransportError
 from github_api.transport import PyGithubTransport
@@ -108,12 +109,12 @@ class MeteredTransport:
 
 
 def metered_github_client(
-    token: str, api_url: str, state_dir: Path, *, timeout: float = 15
+    token: str | CredentialSource, api_url: str, state_dir: Path, *, timeout: float = 15
 ) -> GithubClient:
     """Build the GitHub client whose requests are counted in the unit's metrics state.
 
     Args:
-        token: The personal access token. Secret.
+        token: The personal access token (secret), or the source of each request's token.
         api_url: The REST API base URL.
         state_dir: The manager's state directory (holds the metrics state file).
         timeout: Timeout of one HTTP attempt, in seconds.

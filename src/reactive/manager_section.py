@@ -1,7 +1,8 @@
 """What a consumer process rebuilds this unit's RunnerManager from: the ``runner_manager`` section.
 
 The reconcile writes it into the consumers' config file (``reactive.runner_manager``, mode 0600:
-it holds the GitHub token); each consumer reads it back and builds the same manager
+it holds the GitHub token, or the GitHub App's credentials with its private key, from which each
+consumer gets its own installation tokens); each consumer reads it back and builds the same manager
 (``reactive.factory``). Nothing here imports the RunnerManager.
 """
 

@@ -25,7 +25,10 @@ def _parser() -> argparse.ArgumentParser:
         "--token-file", type=Path, required=True, help="file holding the charm's service token"
     )
     serve.add_argument(
-        "--github-token-file", type=Path, required=True, help="file holding the GitHub token"
+        "--github-token-file",
+        type=Path,
+        required=True,
+        help="file (0600) holding the GitHub token or a GitHub App's credentials",
     )
     serve.add_argument("--github-api-url", required=True, help="GitHub REST API base URL")
     serve.add_argument("--config-file", type=Path, help="JSON policy configuration")

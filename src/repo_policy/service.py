@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from errors import GithubApiError
+from github_api.app_tokens import source_from_text
 from github_api.client import GithubClient
 from github_api.types import BranchProtection, GitHubRepo, PullRequestInfo, WorkflowRunInfo
 from repo_policy.app import PolicyApp
@@ -16,6 +18,8 @@ from repo_policy.config import ConfigSource, WatchedFile
 from repo_policy.policy import CheckRequest, PolicyGitHub
 from repo_policy.server_limits import ServerLimits
 from repo_policy.tokens import DEFAULT_MAX_TOKENS, OneTimeTokenStore
+
+logger = logging.getLogger(__name__)
 
 GITHUB_TIMEOUT = 10.0
 GITHUB_MAX_WAIT = 20.0
@@ -36,43 +40,58 @@ class _TokenFile:
 
 
 class _GithubSource:
-    """A GitHub client for the current token, rebuilt when the token file changes."""
+    """A GitHub client for the current credentials, rebuilt when their file changes.
+
+    The file holds a token, or a GitHub App's credentials
+    (``github_api.app_tokens.app_document``): the service then gets and renews the app's
+    installation tokens itself, with the same credential source as the manager.
+    """
 
     def __init__(self, token_file: Path, api_url: str) -> None:
         self._token = _TokenFile(token_file)
         self._api_url = api_url
         self._lock = threading.Lock()
-        self._client: tuple[str, GithubClient] | None = None
+        self._client: tuple[str, PolicyGitHub] | None = None
 
     def __call__(self) -> PolicyGitHub:
-        token = self._token()
-        if not token:
+        text = self._token()
+        if not text:
             return _NoGithub()
         with self._lock:
-            if self._client is None or self._client[0] != token:
-                client = GithubClient(
-                    token, self._api_url, timeout=GITHUB_TIMEOUT, max_wait=GITHUB_MAX_WAIT
-                )
-                self._client = (token, client)
+            if self._client is None or self._client[0] != text:
+                self._client = (text, self._build(text))
             return self._client[1]
+
+    def _build(self, text: str) -> PolicyGitHub:
+        try:
+            credentials = source_from_text(text, self._api_url)
+        except ValueError as exc:  # never the secret: the message says what is malformed
+            logger.error("unusable GitHub credentials file: %s", exc)
+            return _NoGithub(f"the GitHub credentials of the policy service are unusable: {exc}")
+        return GithubClient(
+            credentials, self._api_url, timeout=GITHUB_TIMEOUT, max_wait=GITHUB_MAX_WAIT
+        )
 
 
 class _NoGithub:
-    """Stands for GitHub while no GitHub token is configured: every question fails (503)."""
+    """Stands for GitHub while no usable credentials are configured: every question fails (503)."""
 
     MESSAGE = "no GitHub token is configured for the policy service"
 
+    def __init__(self, message: str = MESSAGE) -> None:
+        self.message = message
+
     def get_collaborator_permission(self, path: GitHubRepo, username: str) -> str:
-        raise GithubApiError(self.MESSAGE)
+        raise GithubApiError(self.message)
 
     def get_branch_protection(self, path: GitHubRepo, branch: str) -> BranchProtection | None:
-        raise GithubApiError(self.MESSAGE)
+        raise GithubApiError(self.message)
 
     def get_pull_request(self, path: GitHubRepo, number: int) -> PullRequestInfo:
-        raise GithubApiError(self.MESSAGE)
+        raise GithubApiError(self.message)
 
     def get_workflow_run(self, path: GitHubRepo, run_id: int) -> WorkflowRunInfo:
-        raise GithubApiError(self.MESSAGE)
+        raise GithubApiError(self.message)
 
 
 @dataclass(frozen=True)
@@ -81,7 +100,8 @@ class ServiceFiles:
 
     Attributes:
         token_file: The charm's service token (the charm reads it to ask for one-time tokens).
-        github_token_file: The GitHub token the checks use.
+        github_token_file: The GitHub credentials the checks use (0600): a token, or a GitHub
+            App's credentials (the service renews its installation tokens).
         github_api_url: The GitHub REST API base URL.
         config_file: The JSON configuration (:class:`repo_policy.config.PolicyConfig`).
         state_file: Where one-time token digests survive restarts, if anywhere.

@@ -1,6 +1,7 @@
 """Validate sandbox /api/v3 responses against GitHub's OpenAPI description (openapi-core).
 
-The spec is ``../shared/github-openapi/runners-subset.json`` beside the repository root.
+The spec is ``../shared/github-openapi/runners-subset.json`` beside the repository root; the
+GitHub App paths (``/app/...``) are validated against ``sandbox/openapi/app-subset.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ SPEC_PATH = (
     / "github-openapi"
     / "runners-subset.json"
 )
+APP_SPEC_PATH = Path(__file__).resolve().parents[2] / "sandbox" / "openapi" / "app-subset.json"
+APP_PATH_PREFIX = "/app/"
 API_PREFIX = "/api/v3"
 SPEC_HOST = "https://api.github.com"
 
@@ -76,6 +79,20 @@ def spec_dict() -> dict[str, Any]:
 def openapi() -> OpenAPI:
     """The openapi-core object of the spec."""
     return OpenAPI.from_dict(spec_dict())
+
+
+@lru_cache(maxsize=1)
+def app_spec_dict() -> dict[str, Any]:
+    """The GitHub App subset (installation access tokens)."""
+    spec: dict[str, Any] = json.loads(APP_SPEC_PATH.read_text())
+    _allow_null_in_nullable_enums(spec)
+    return spec
+
+
+@lru_cache(maxsize=1)
+def app_openapi() -> OpenAPI:
+    """The openapi-core object of the GitHub App subset."""
+    return OpenAPI.from_dict(app_spec_dict())
 
 
 @dataclass
@@ -210,8 +227,9 @@ class Checker:
             content_type=content_type,
             headers=Headers(response.headers),
         )
+        spec = app_openapi() if path.startswith(APP_PATH_PREFIX) else openapi()
         try:
-            openapi().validate_response(oa_request, oa_response)
+            spec.validate_response(oa_request, oa_response)
         except Exception as exc:
             cause = exc if isinstance(exc, (PathError, ResponseNotFound)) else exc.__cause__
             if isinstance(cause, ResponseNotFound) or (

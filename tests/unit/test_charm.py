@@ -24,8 +24,8 @@ from tests.unit.fakes_charm import (
 )
 
 
-def test_split_metadata_files_are_autoloaded() -> None:
-    # charmcraft.yaml has no name/summary, so ops.testing falls back to the legacy files.
+def test_charmcraft_yaml_is_autoloaded() -> None:
+    # One charmcraft.yaml (metadata, config, actions): ops.testing reads it from the charm root.
     ctx = testing.Context(GithubRunnerCharm)
     state = testing.State.from_context(ctx)
     assert state.config["github-url"] == "https://github.com"
@@ -116,7 +116,9 @@ def test_missing_token_blocks_without_touching_anything(
     ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager, system: FakeSystem
 ) -> None:
     out = ctx.run(ctx.on.install(), base_state(config={"token": ""}))
-    assert out.unit_status == testing.BlockedStatus("Missing required configuration: token")
+    assert out.unit_status == testing.BlockedStatus(
+        "Missing required configuration: token (or token-secret-id, or the github-app-* options)"
+    )
     assert manager.calls == []
     assert system.calls == []
 
@@ -298,20 +300,20 @@ def test_runner_storage_cannot_change_after_deploy(
     assert manager.calls == []
 
 
-def test_flush_mode_enum_matches_actions_yaml() -> None:
+def test_flush_mode_enum_matches_the_charm_s_actions() -> None:
     from runner_manager_type import FLUSH_MODE_BY_ACTION_PARAM
-    from tests.unit.fakes_charm import load_yaml
+    from tests.unit.fakes_charm import charm_actions
 
-    mode = load_yaml("actions.yaml")["flush-runners"]["params"]["mode"]
+    mode = charm_actions()["flush-runners"]["params"]["mode"]
     assert set(mode["enum"]) == set(FLUSH_MODE_BY_ACTION_PARAM)
     assert FLUSH_MODE_BY_ACTION_PARAM[mode["default"]] == LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK
 
 
 def test_every_option_has_type_default_and_description() -> None:
-    from tests.unit.fakes_charm import load_yaml
+    from tests.unit.fakes_charm import charm_actions, charm_config
 
-    for name, option in load_yaml("config.yaml")["options"].items():
+    for name, option in charm_config()["options"].items():
         assert {"type", "default", "description"} <= set(option), name
         assert len(option["description"]) > 40, name
-    for name, action in load_yaml("actions.yaml").items():
+    for name, action in charm_actions().items():
         assert action["description"], name

@@ -13,12 +13,21 @@ from charm_state import from_charm, max_app_name_length, validate_app_name
 from config.state import REVEAL_SECRETS, BaseImage, CharmState, RepoPolicyOptions, RunnerStorage
 from github_api.types import GitHubOrg, GitHubRepo
 from runner_type import Arch, ProxySetting, SSHDebugConnection, VirtualMachineResources
+from tests.unit.app_credentials import (
+    CLIENT_ID,
+    INSTALLATION_ID,
+    NOT_A_KEY_SECRET,
+    SECRET_TOKEN,
+    SECRETS,
+    TOKEN_SECRET,
+    app_config,
+)
 from tests.unit.fakes_charm import (
     TOKEN,
     FakeRunnerManager,
     FakeSystem,
     base_state,
-    load_yaml,
+    charm_config,
     make_context,
 )
 
@@ -107,21 +116,33 @@ GOOD: list[tuple[dict[str, Any], str, Any]] = [
      RepoPolicyOptions(allow_unprotected_branches=True)),
     ({"repo-policy-default": " Allow "}, "repo_policy", RepoPolicyOptions(default="allow")),
     ({"repo-policy-default": ""}, "repo_policy", RepoPolicyOptions(default="deny")),
+    ({"token": "", "token-secret-id": TOKEN_SECRET.id}, "token", SECRET_TOKEN),
+    (app_config(), "token", ""),
+    (app_config(), "github_app.client_id", CLIENT_ID),
+    (app_config(), "github_app.installation_id", INSTALLATION_ID),
 ]  # fmt: skip
 # experimental-use-aproxy=true needs the model proxy: test_proxy_from_the_juju_environment.
 
 
 @pytest.mark.parametrize(("config", "attribute", "expected"), GOOD)
 def test_good_values(config: dict[str, Any], attribute: str, expected: Any) -> None:
-    value = getattr(build(config), attribute)
+    value: Any = build(config, secrets=SECRETS)
+    for part in attribute.split("."):
+        value = getattr(value, part)
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     assert value == expected
 
 
 BAD: list[tuple[dict[str, Any], str]] = [
-    ({"token": ""}, "Missing required configuration: token"),
-    ({"token": "   "}, "Missing required configuration: token"),
+    (
+        {"token": ""},
+        "Missing required configuration: token (or token-secret-id, or the github-app-* options)",
+    ),
+    (
+        {"token": "   "},
+        "Missing required configuration: token (or token-secret-id, or the github-app-* options)",
+    ),
     ({"token": "ghp_a b"}, "token: contains whitespace"),
     ({"path": ""}, "Missing required configuration: path"),
     ({"path": "a/b/c"}, "path: 'a/b/c' is neither an organisation name"),
@@ -152,6 +173,31 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"experimental-use-aproxy": True}, "experimental-use-aproxy: needs the model proxy"),
     ({"test-mode": "yes"}, "test-mode: 'yes' is not '' (off) or 'insecure'"),
     ({"repo-policy-default": "maybe"}, "repo-policy-default: 'maybe' is neither 'allow' nor"),
+    ({"token-secret-id": "token", "token": ""}, "token-secret-id: 'token' is not a Juju secret"),
+    ({"token-secret-id": TOKEN_SECRET.id}, "token-secret-id: token and token-secret-id are both"),
+    (
+        {"github-app-client-id": CLIENT_ID, "token-secret-id": TOKEN_SECRET.id, "token": ""},
+        "github-app-client-id: token-secret-id and github-app-* options are both set",
+    ),
+    (
+        {"github-app-client-id": "", "github-app-installation-id": "1", "token": ""},
+        "github-app-client-id: a GitHub App needs all of github-app-client-id, "
+        "github-app-installation-id, github-app-private-key-secret-id: github-app-client-id, "
+        "github-app-private-key-secret-id are not set",
+    ),
+    (
+        app_config(**{"github-app-client-id": "my app"}),
+        "github-app-client-id: 'my app' is not a GitHub App client ID",
+    ),
+    (
+        app_config(**{"github-app-installation-id": "-3"}),
+        "github-app-installation-id: '-3' is not an installation ID",
+    ),
+    (
+        app_config(**{"github-app-private-key-secret-id": NOT_A_KEY_SECRET.id}),
+        f"github-app-private-key-secret-id: the 'private-key' of {NOT_A_KEY_SECRET.id} is not a "
+        "valid RSA PEM private key: not a PEM private key",
+    ),
 ]
 # Juju accepts only booleans for these, and every boolean is valid.
 ALWAYS_VALID = {"repo-policy-allow-pull-request-target", "repo-policy-allow-unprotected-branches"}
@@ -160,7 +206,7 @@ ALWAYS_VALID = {"repo-policy-allow-pull-request-target", "repo-policy-allow-unpr
 @pytest.mark.parametrize(("config", "message"), BAD)
 def test_bad_values(config: dict[str, Any], message: str) -> None:
     with pytest.raises(errors.ConfigError) as info:
-        build(config)
+        build(config, secrets=SECRETS)
     assert str(info.value).startswith(message)
     option = next(iter(config))
     assert info.value.option == option
@@ -170,7 +216,7 @@ def test_bad_values(config: dict[str, Any], message: str) -> None:
 def test_bad_values_block_the_unit(config: dict[str, Any], message: str) -> None:
     manager, system = FakeRunnerManager(), FakeSystem()
     ctx = make_context(manager, system)
-    out = ctx.run(ctx.on.config_changed(), base_state(config=config))
+    out = ctx.run(ctx.on.config_changed(), base_state(config=config, secrets=SECRETS))
     assert isinstance(out.unit_status, testing.BlockedStatus)
     assert out.unit_status.message.startswith(message)
     assert next(iter(config)) in out.unit_status.message
@@ -178,13 +224,13 @@ def test_bad_values_block_the_unit(config: dict[str, Any], message: str) -> None
 
 
 def test_every_option_has_a_good_value_test() -> None:
-    options = set(load_yaml("config.yaml")["options"])
+    options = set(charm_config()["options"])
     tested = {name for config, _, _ in GOOD for name in config}
     assert options - tested == set()
 
 
 def test_every_option_has_a_bad_value_test() -> None:
-    options = set(load_yaml("config.yaml")["options"])
+    options = set(charm_config()["options"])
     tested = {next(iter(config)) for config, _ in BAD}
     assert options - ALWAYS_VALID == tested
 

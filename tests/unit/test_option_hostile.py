@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 import errors
-from tests.unit.fakes_charm import TOKEN, load_yaml
+from tests.unit.app_credentials import CLIENT_ID, KEY_SECRET, SECRETS, TOKEN_SECRET, app_config
+from tests.unit.fakes_charm import TOKEN, charm_config
 from tests.unit.test_charm_state import build
 
 LINE = "\nACTIONS_RUNNER_HOOK_JOB_STARTED=/tmp/evil"
@@ -42,7 +43,31 @@ STRING_OPTIONS = {
     "denylist": "10.0.0.0/8",
     "test-mode": "insecure",
     "repo-policy-default": "allow",
+    "token-secret-id": TOKEN_SECRET.id,
+    "github-app-client-id": CLIENT_ID,
+    "github-app-installation-id": "4242",
+    "github-app-private-key-secret-id": KEY_SECRET.id,
 }
+AUTH_OPTIONS = ("github-app-client-id", "github-app-installation-id",
+                "github-app-private-key-secret-id")  # fmt: skip
+# Hostile values of the GitHub App options beyond the text suffixes.
+APP_VALUES = {
+    "github-app-client-id": ["Iv1.abc/../x", "Iv23" + "a" * 100, "-1", "Iv23 abc", "ghp_tok"],
+    "github-app-installation-id": ["0", "-1", "1e3", "0x10", str(2**64), "١٢٣", " 1 2"],
+    "github-app-private-key-secret-id": ["secret:short", "secret://x/" + "a" * 20,
+                                         "secret:" + "A" * 20, "../" + "a" * 20],
+}  # fmt: skip
+
+
+def _config(option: str, value: Any) -> dict[str, Any]:
+    """The options to test one value of ``option`` in (auth options: the others of their way)."""
+    if option in AUTH_OPTIONS:
+        return app_config(**{option: value})
+    if option == "token-secret-id":
+        return {option: value, "token": ""}
+    return {option: value}
+
+
 URL_OPTIONS = ("github-url", "dockerhub-mirror")
 URL_VALUES = {
     "userinfo-empty-user": "https://:pw@host.example",
@@ -78,12 +103,16 @@ PROXY_VALUES = [
 NO_PROXY_VALUES = ["a.example" + LINE, "a.example,$(id)", "a b", "a.example,'x'", "a\x00"]
 
 
-def _cases() -> list[Any]:
+def _cases() -> list[Any]:  # noqa: C901 - one loop per kind of hostile value
     cases: list[Any] = []
     for option, good in STRING_OPTIONS.items():
         for name, suffix in TEXT_SUFFIXES.items():
-            cases.append(pytest.param({option: good + suffix}, option, id=f"{option}-{name}"))
-        cases.append(pytest.param({option: "x" * 100_000}, option, id=f"{option}-long"))
+            config = _config(option, good + suffix)
+            cases.append(pytest.param(config, option, id=f"{option}-{name}"))
+        cases.append(pytest.param(_config(option, "x" * 100_000), option, id=f"{option}-long"))
+    for option, values in APP_VALUES.items():
+        for index, value in enumerate(values):
+            cases.append(pytest.param(_config(option, value), option, id=f"{option}-{index}"))
     for option in URL_OPTIONS:
         for name, value in URL_VALUES.items():
             cases.append(pytest.param({option: value}, option, id=f"{option}-{name}"))
@@ -105,7 +134,7 @@ def _cases() -> list[Any]:
 @pytest.mark.parametrize(("config", "option"), _cases())
 def test_hostile_option_values_are_refused(config: dict[str, Any], option: str) -> None:
     with pytest.raises(errors.ConfigError) as info:
-        build(config)
+        build(config, secrets=SECRETS)
     message = str(info.value)
     assert message.startswith(f"{option}: "), message
     assert info.value.option == option
@@ -131,9 +160,9 @@ def test_hostile_model_proxy_values_are_refused(environ: dict[str, str], option:
 
 
 def test_every_option_has_hostile_cases() -> None:
-    options = set(load_yaml("config.yaml")["options"])
+    options = set(charm_config()["options"])
     tested = set(STRING_OPTIONS) | set(INT_OPTIONS)
-    booleans = {name for name, spec in load_yaml("config.yaml")["options"].items()
+    booleans = {name for name, spec in charm_config()["options"].items()
                 if spec["type"] == "boolean"}  # fmt: skip
     assert options - booleans == tested
 
@@ -142,7 +171,7 @@ def test_every_option_has_hostile_cases() -> None:
 def test_boolean_options_take_booleans_only(value: Any) -> None:
     from juju.options import get_bool
 
-    for name, spec in load_yaml("config.yaml")["options"].items():
+    for name, spec in charm_config()["options"].items():
         if spec["type"] == "boolean":
             with pytest.raises(errors.ConfigError, match=f"^{name}: "):
                 get_bool({name: value}, name)
