@@ -288,7 +288,9 @@ def test_stop_with_bad_config_still_removes_the_timer(
     out = ctx.run(ctx.on.stop(), base_state(config={"token": ""}))
     assert ("disable_timer", RECONCILE_EVENT) in system.calls
     assert manager.calls == []
-    assert out.unit_status == testing.BlockedStatus("Missing required configuration: token")
+    assert out.unit_status == testing.BlockedStatus(
+        "Missing required configuration: token (or token-secret-id, or the github-app-* options)"
+    )
 
 
 def test_update_status_makes_no_github_call(
