@@ -5,14 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: help venv fmt lint static unit setup integration test demo bench clean
+.PHONY: help venv fmt lint static unit setup integration test demo bench clean pack pack-check lock
 
 help:
 	@echo "make demo         run the runner manager against local LXD and the sandbox"
 	@echo "make test         lint, static, unit, then integration (sets up LXD, image, broker)"
-	@echo "make fmt|lint|static|unit|integration|setup|bench"
+	@echo "make pack         build github-runner_ubuntu@24.04-amd64.charm (scripts/pack-charm.py)"
+	@echo "make fmt|lint|static|unit|pack-check|integration|setup|bench|lock"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
@@ -41,6 +42,21 @@ unit: venv
 	$(BIN)/pytest tests/unit tests/sandbox -q -p no:cacheprovider \
 		--cov=src --cov-report=term --cov-fail-under=85
 
+# The .charm, by charmcraft's layout and code (charmcraft 4.5 in build/), no LXD-managed build;
+# `charmcraft analyse` must pass. The venv is cached by the lock's hash (~/.cache).
+pack:
+	$(PYTHON) scripts/pack-charm.py
+
+# Pack for Noble and for this machine's Python, then check both archives (layout, locked
+# venv, analyse) and run the charm from the unpacked host archive (tests/pack).
+pack-check: venv pack
+	$(PYTHON) scripts/pack-charm.py --base host
+	$(BIN)/pytest tests/pack -q -p no:cacheprovider
+
+# Regenerate requirements.lock from requirements.txt (every transitive pin).
+lock:
+	$(PYTHON) scripts/pack-charm.py --lock
+
 # Real LXD daemon + test image + RabbitMQ on loopback (root; idempotent).
 setup:
 	scripts/setup-lxd.sh --test-tools
@@ -52,7 +68,7 @@ integration: venv setup
 	# Real daemons on a small shared machine: one rerun, reported in the summary (R / "rerun").
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --durations=25 --reruns 1 --reruns-delay 2
 
-test: lint static unit integration bench
+test: lint static unit pack-check integration bench
 
 demo: venv setup
 	$(PY) scripts/demo.py

@@ -126,6 +126,10 @@ class FakeSystem:
 
         return RunnerNetwork(network or "ghr-bench", "10.20.30.1", own=not network)
 
+    def metrics_endpoints(self) -> list[dict[str, object]]:
+        """The unit's exporter (the charm hands it to the cos-agent provider)."""
+        return [{"path": "/metrics", "port": 9464}]
+
     def ensure_repo_policy(self, *args: Any, **kwargs: Any) -> Any:
         """The policy service runs (not used: no job runs in these hooks)."""
         from juju.policy_host import RepoPolicyEndpoint
@@ -147,15 +151,14 @@ def context(manager_factory: Callable[..., Any]) -> testing.Context[GithubRunner
 
     BenchCharm.manager_factory = staticmethod(manager_factory)  # type: ignore[assignment]
 
-    def load(name: str) -> dict[str, Any]:
-        data: dict[str, Any] = yaml.safe_load((REPO_ROOT / name).read_text())
-        return data
-
+    # One charmcraft.yaml: its config and actions sections, the rest as the metadata.
+    project: dict[str, Any] = yaml.safe_load((REPO_ROOT / "charmcraft.yaml").read_text())
+    meta = {key: value for key, value in project.items() if key not in {"config", "actions"}}
     return testing.Context(
         BenchCharm,
-        meta=load("metadata.yaml"),
-        config=load("config.yaml"),
-        actions=load("actions.yaml"),
+        meta=meta,
+        config=project["config"],
+        actions=project["actions"],
         app_name=APP,
         unit_id=0,
     )

@@ -25,7 +25,7 @@ from juju.runner_network import RunnerNetwork
 from repo_policy.service import BackgroundServer, ServiceFiles, build_app
 from runner_manager import RunnerManager
 from runner_manager_type import LXDRunnerManagerConfig
-from tests.unit.fakes_charm import FakeSystem, load_yaml
+from tests.unit.fakes_charm import FakeSystem, charm_actions, charm_config, charm_metadata
 
 pytestmark = [pytest.mark.lxd, pytest.mark.usefixtures("lxd_client")]
 
@@ -83,9 +83,9 @@ def charm_context(env: LocalEnvironment, host: FakeSystem) -> testing.Context[Gi
 
     return testing.Context(
         IntegrationCharm,
-        meta=load_yaml("metadata.yaml"),
-        config=load_yaml("config.yaml"),
-        actions=load_yaml("actions.yaml"),
+        meta=charm_metadata(),
+        config=charm_config(),
+        actions=charm_actions(),
     )
 
 

@@ -28,9 +28,30 @@ GIB = 1 << 30
 
 
 def load_yaml(name: str) -> dict[str, Any]:
-    """Load one of the charm's metadata files."""
+    """Load a YAML file of the repository."""
     data: dict[str, Any] = yaml.safe_load((ROOT / name).read_text())
     return data
+
+
+def charm_metadata() -> dict[str, Any]:
+    """charmcraft.yaml without its config and actions: what ops.testing takes as ``meta``."""
+    return {
+        key: value
+        for key, value in load_yaml("charmcraft.yaml").items()
+        if key not in {"config", "actions"}
+    }
+
+
+def charm_config() -> dict[str, Any]:
+    """The ``config`` section of charmcraft.yaml (``{"options": {...}}``)."""
+    config: dict[str, Any] = load_yaml("charmcraft.yaml")["config"]
+    return config
+
+
+def charm_actions() -> dict[str, Any]:
+    """The ``actions`` section of charmcraft.yaml."""
+    actions: dict[str, Any] = load_yaml("charmcraft.yaml")["actions"]
+    return actions
 
 
 def application(version: str, arch: str = "x64") -> RunnerApplication:
@@ -262,7 +283,7 @@ def make_context(
 ) -> testing.Context[GithubRunnerCharm]:
     """Return a Context running the charm with the fakes at its seams.
 
-    The test subclass lives in tests/, so the split metadata files are passed explicitly.
+    The test subclass lives in tests/, so charmcraft.yaml's sections are passed explicitly.
     """
 
     class TestCharm(GithubRunnerCharm):
@@ -271,9 +292,9 @@ def make_context(
 
     return testing.Context(
         TestCharm,
-        meta=load_yaml("metadata.yaml"),
-        config=load_yaml("config.yaml"),
-        actions=load_yaml("actions.yaml"),
+        meta=charm_metadata(),
+        config=charm_config(),
+        actions=charm_actions(),
         **kwargs,
     )
 

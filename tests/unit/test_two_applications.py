@@ -26,7 +26,13 @@ from reactive.pool import reactive_runner_config
 from runner_manager import RunnerManager, template_environment
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerManagerClients
 from runner_type import VirtualMachineResources
-from tests.unit.fakes_charm import FakeRunnerManager, base_state, load_yaml
+from tests.unit.fakes_charm import (
+    FakeRunnerManager,
+    base_state,
+    charm_actions,
+    charm_config,
+    charm_metadata,
+)
 from tests.unit.fakes_core import FakeRepoPolicy, make_state
 from tests.unit.fakes_github import FakeGithub
 from tests.unit.fakes_lxd import FakeLxd
@@ -188,9 +194,9 @@ def _charm_context(root: Path, manager: FakeRunnerManager, app: str) -> testing.
 
     return testing.Context(
         TwoAppCharm,
-        meta=load_yaml("metadata.yaml"),
-        config=load_yaml("config.yaml"),
-        actions=load_yaml("actions.yaml"),
+        meta=charm_metadata(),
+        config=charm_config(),
+        actions=charm_actions(),
         app_name=app,
     )
 
