@@ -194,3 +194,47 @@ class SandboxControl:
             version: "X.Y.Z".
         """
         self._call("POST", "/runner-version", {"version": version})
+
+    def register_app(
+        self, client_id: str, public_key: str, installations: list[int] | None = None
+    ) -> dict[str, Any]:
+        """Register (or replace) a GitHub App with its PEM public key and installations.
+
+        Args:
+            client_id: the app's client ID.
+            public_key: the PEM public key of the app's key pair.
+            installations: installation ids (default permissions: runner administration).
+
+        Returns:
+            client_id, app_id and installations.
+        """
+        body = {
+            "client_id": client_id,
+            "public_key": public_key,
+            "installations": [{"id": i} for i in installations or []],
+        }
+        return dict(self._call("POST", "/apps", body))
+
+    def apps(self) -> list[dict[str, Any]]:
+        """The apps, with each installation's ``tokens_issued`` count.
+
+        Returns:
+            The apps.
+        """
+        return list(self._call("GET", "/apps"))
+
+    def revoke_app_keys(self, client_id: str) -> None:
+        """Revoke every key of an app (its JWTs stop verifying).
+
+        Args:
+            client_id: the app.
+        """
+        self._call("POST", f"/apps/{client_id}/revoke-keys")
+
+    def set_app_token_lifetime(self, seconds: float) -> None:
+        """Make installation tokens given from now on last ``seconds``.
+
+        Args:
+            seconds: the lifetime.
+        """
+        self._call("POST", "/app-token-lifetime", {"seconds": seconds})
