@@ -14,166 +14,39 @@ Properties checked on every generated store set:
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import random
-import shutil
-import signal
-import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metrics.runner import (
     FILE_SIZE_BYTES_LIMIT,
     MAX_STORE_ENTRIES,
-    POST_JOB_METRICS_FILE_NAME,
     PRE_JOB_METRICS_FILE_NAME,
     RUNNER_INSTALLED_TS_FILE_NAME,
-    extract,
 )
-from metrics.storage import DirectoryStorageManager
-from metrics.type import MAX_TIMESTAMP, MIN_TIMESTAMP, RunnerMetrics
+from metrics.type import MAX_TIMESTAMP, MIN_TIMESTAMP
+from tests.unit.metrics_hostile_store import (
+    METRIC_NAMES,
+    Dir,
+    Fifo,
+    File,
+    Link,
+    Sandbox,
+    Sparse,
+    Store,
+    check,
+    link_targets,
+    reset,
+    sandbox_fixture,  # noqa: F401
+)
 
-METRIC_NAMES = (
-    RUNNER_INSTALLED_TS_FILE_NAME,
-    PRE_JOB_METRICS_FILE_NAME,
-    POST_JOB_METRICS_FILE_NAME,
-)
-CANARY = "CANARY-7f3a91"
-# Entries extract() tolerates and never opens (the rule is restated here, not imported).
-TOLERATED = {"lost+found", ".pre-job-metrics.json.tmp", ".post-job-metrics.json.tmp"}
 T = TypeVar("T")
-CANARY_PRE = {
-    "timestamp": 1_763_884_830,
-    "workflow": CANARY,
-    "workflow_run_id": 1,
-    "repository": "canary/canary",
-    "event": "push",
-}
-CANARY_FILES = {
-    RUNNER_INSTALLED_TS_FILE_NAME: b"1763884800",
-    PRE_JOB_METRICS_FILE_NAME: json.dumps(CANARY_PRE).encode(),
-    POST_JOB_METRICS_FILE_NAME: json.dumps(
-        {"timestamp": 1_763_884_900, "status": "normal", "status_info": {"code": 4242}}
-    ).encode(),
-}
-
-# --- the model of a store ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class File:
-    content: bytes
-    valid: bool  # whether the content is valid for the metric file it is written as
-
-
-@dataclass(frozen=True)
-class Sparse:
-    size: int
-
-
-@dataclass(frozen=True)
-class Link:
-    target: str  # a key of link_targets() or a literal relative target
-
-
-@dataclass(frozen=True)
-class Fifo:
-    pass
-
-
-@dataclass(frozen=True)
-class Dir:
-    children: tuple[tuple[str, object], ...] = ()
-
-
-@dataclass(frozen=True)
-class Store:
-    root: str  # "dir", "link-canary", "link-dangling", "file", "fifo"
-    entries: tuple[tuple[str, object], ...] = ()
-
-
-def link_targets(canary_dir: Path) -> dict[str, str]:
-    return {
-        "canary-dir": str(canary_dir),
-        "canary-pre": str(canary_dir / PRE_JOB_METRICS_FILE_NAME),
-        "canary-installed": str(canary_dir / RUNNER_INSTALLED_TS_FILE_NAME),
-        "canary-post": str(canary_dir / POST_JOB_METRICS_FILE_NAME),
-        "up-canary": f"../../canary/{PRE_JOB_METRICS_FILE_NAME}",
-        "up-up": "../../../../../../../../etc/passwd",
-        "etc-passwd": "/etc/passwd",
-        "self": ".",
-        "dangling": "/nonexistent/nothing",
-        "proc": "/proc/self/environ",
-    }
-
-
-def build(store: Store, path: Path, canary_dir: Path) -> None:
-    targets = link_targets(canary_dir)
-    if store.root == "link-canary":
-        os.symlink(canary_dir, path)
-        return
-    if store.root == "link-dangling":
-        os.symlink("/nonexistent/store", path)
-        return
-    if store.root == "file":
-        path.write_bytes(CANARY_FILES[PRE_JOB_METRICS_FILE_NAME])
-        return
-    if store.root == "fifo":
-        os.mkfifo(path)
-        return
-    path.mkdir()
-    build_entries(store.entries, path, targets)
-
-
-def build_entries(
-    entries: tuple[tuple[str, object], ...], path: Path, targets: dict[str, str]
-) -> None:
-    for name, entry in entries:
-        target = path / name
-        if isinstance(entry, File):
-            target.write_bytes(entry.content)
-        elif isinstance(entry, Sparse):
-            with open(target, "wb") as handle:
-                handle.truncate(entry.size)
-        elif isinstance(entry, Link):
-            os.symlink(targets.get(entry.target, entry.target), target)
-        elif isinstance(entry, Fifo):
-            os.mkfifo(target)
-        elif isinstance(entry, Dir):
-            target.mkdir()
-            build_entries(entry.children, target, targets)
-
-
-def oracle(store: Store) -> str:
-    """Return "yield", "delete" or "quarantine" following the documented rules."""
-    if store.root != "dir":
-        return "quarantine"
-    names = [name for name, _ in store.entries]
-    if len(names) > MAX_STORE_ENTRIES:
-        return "quarantine"
-    if any(name not in METRIC_NAMES and name not in TOLERATED for name in names):
-        return "quarantine"
-    present = {}
-    for name, entry in store.entries:
-        if name in TOLERATED:
-            continue
-        if not isinstance(entry, File) or len(entry.content) > FILE_SIZE_BYTES_LIMIT:
-            return "quarantine"
-        if not entry.valid:
-            return "quarantine"
-        present[name] = entry
-    if RUNNER_INSTALLED_TS_FILE_NAME not in present:
-        return "quarantine" if present else "delete"
-    return "yield"
-
 
 # --- strategies ----------------------------------------------------------------------------
 
@@ -433,122 +306,6 @@ examples = st.binary(min_size=1 + 2 * GENOME_BYTES, max_size=1 + 2 * GENOME_BYTE
 )
 
 
-# --- the harness -----------------------------------------------------------------------------
-
-
-@dataclass
-class Sandbox:
-    base: Path
-    canary_dir: Path
-    manager: DirectoryStorageManager
-    canary_snapshot: dict[str, bytes] = field(default_factory=dict)
-
-
-@pytest.fixture(name="sandbox", scope="module")
-def sandbox_fixture() -> Iterator[Sandbox]:
-    """One canary and one base directory for all examples (emptied after each example)."""
-    parent = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    base = Path(tempfile.mkdtemp(prefix="hostile-", dir=parent))
-    canary_dir = base / "canary"
-    canary_dir.mkdir()
-    for name, content in CANARY_FILES.items():
-        (canary_dir / name).write_bytes(content)
-    manager = DirectoryStorageManager(base / "stores" / "x", base / "quarantine")
-    manager.base_dir.mkdir(parents=True)
-    metrics_logger = logging.getLogger("metrics")
-    level = metrics_logger.level
-    metrics_logger.setLevel(logging.ERROR)  # thousands of "quarantined" warnings cost time
-    yield Sandbox(
-        base=base, canary_dir=canary_dir, manager=manager, canary_snapshot=dict(CANARY_FILES)
-    )
-    metrics_logger.setLevel(level)
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def reset(sandbox: Sandbox) -> None:
-    for directory in (sandbox.manager.base_dir, sandbox.manager.quarantine_dir):
-        if directory.exists():
-            for entry in os.scandir(directory):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
-
-
-class BlockedError(Exception):
-    pass
-
-
-def _alarm(signum: int, frame: object) -> None:
-    raise BlockedError
-
-
-def run_extract(manager: DirectoryStorageManager, ignore: set[str]) -> list[RunnerMetrics]:
-    """Run extract() under an alarm so that a blocking open fails the test instead of hanging."""
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, 20)
-    try:
-        return list(extract(manager, ignore))
-    except BlockedError:
-        pytest.fail("extract() blocked")
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def archives(sandbox: Sandbox, runner: str) -> list[str]:
-    if not sandbox.manager.quarantine_dir.exists():
-        return []
-    return [
-        p.name for p in sandbox.manager.quarantine_dir.iterdir() if p.name.startswith(f"{runner}-")
-    ]
-
-
-def check(sandbox: Sandbox, specs: list[Store], ignored: int | None) -> None:
-    names = [f"r-{i}" for i in range(len(specs))]
-    for name, spec in zip(names, specs, strict=True):
-        build(spec, sandbox.manager.base_dir / name, sandbox.canary_dir)
-    ignore = {names[ignored]} if ignored is not None else set()
-    yielded = {m.runner_name: m for m in run_extract(sandbox.manager, ignore)}
-    assert CANARY not in repr(list(yielded.values()))
-    for name, spec in zip(names, specs, strict=True):
-        path = sandbox.manager.base_dir / name
-        if name in ignore:
-            assert os.path.lexists(path)
-            assert name not in yielded and not archives(sandbox, name)
-            continue
-        expected = oracle(spec)
-        assert not os.path.lexists(path), (name, expected)
-        assert (name in yielded) == (expected == "yield"), (spec, expected)
-        assert len(archives(sandbox, name)) == (1 if expected == "quarantine" else 0), (
-            spec,
-            expected,
-        )
-        if expected == "yield":
-            assert_matches(yielded[name], spec)
-    leftover = {p.name for p in sandbox.manager.base_dir.iterdir()}
-    assert leftover == ignore
-    for file_name, content in sandbox.canary_snapshot.items():
-        assert (sandbox.canary_dir / file_name).read_bytes() == content
-
-
-def assert_matches(metrics: RunnerMetrics, spec: Store) -> None:
-    files = {name: entry for name, entry in spec.entries if isinstance(entry, File)}
-    assert metrics.installed_timestamp == float(files[RUNNER_INSTALLED_TS_FILE_NAME].content)
-    for name, model in (
-        (PRE_JOB_METRICS_FILE_NAME, metrics.pre_job),
-        (POST_JOB_METRICS_FILE_NAME, metrics.post_job),
-    ):
-        if name not in files:
-            assert model is None
-            continue
-        assert model is not None
-        written = json.loads(files[name].content)
-        dumped = model.model_dump(mode="json", exclude_none=False)
-        for key, value in written.items():
-            assert dumped[key] == value or float(dumped[key]) == float(value), (key, value)
-
-
 @settings(
     max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "10000")),
     deadline=None,
@@ -568,141 +325,3 @@ def test_hostile_stores_property(
         check(sandbox, specs, ignored)
     finally:
         reset(sandbox)
-
-
-# --- hand-written cases ------------------------------------------------------------------------
-
-VALID_INSTALLED = File(b"1763884800\n", True)
-VALID_PRE = File(json.dumps({**CANARY_PRE, "workflow": "CI", "repository": "o/r"}).encode(), True)
-VALID_POST = File(b'{"timestamp": 1763884900, "status": "normal"}', True)
-
-HAND_WRITTEN: dict[str, Store] = {
-    "valid": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (PRE_JOB_METRICS_FILE_NAME, VALID_PRE),
-            (POST_JOB_METRICS_FILE_NAME, VALID_POST),
-        ),
-    ),
-    "oversize file": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (PRE_JOB_METRICS_FILE_NAME, File(VALID_PRE.content + b" " * 1024, True)),
-        ),
-    ),
-    "sparse 10 GiB": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (PRE_JOB_METRICS_FILE_NAME, Sparse(10 << 30)),
-        ),
-    ),
-    "symlink to host canary": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (PRE_JOB_METRICS_FILE_NAME, Link("canary-pre")),
-        ),
-    ),
-    "symlinked installed timestamp": Store(
-        "dir", ((RUNNER_INSTALLED_TS_FILE_NAME, Link("canary-installed")),)
-    ),
-    "symlink to directory": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (PRE_JOB_METRICS_FILE_NAME, Link("canary-dir")),
-        ),
-    ),
-    "dot-dot link": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (POST_JOB_METRICS_FILE_NAME, Link("up-canary")),
-        ),
-    ),
-    "link to /etc/passwd": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (PRE_JOB_METRICS_FILE_NAME, Link("etc-passwd")),
-        ),
-    ),
-    "fifo": Store(
-        "dir",
-        ((RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED), (PRE_JOB_METRICS_FILE_NAME, Fifo())),
-    ),
-    "fifo installed": Store("dir", ((RUNNER_INSTALLED_TS_FILE_NAME, Fifo()),)),
-    "invalid json": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (PRE_JOB_METRICS_FILE_NAME, File(b"{", False)),
-        ),
-    ),
-    "wrong types": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (POST_JOB_METRICS_FILE_NAME, File(b'{"timestamp": "now", "status": 1}', False)),
-        ),
-    ),
-    "negative numbers": Store("dir", ((RUNNER_INSTALLED_TS_FILE_NAME, File(b"-5", False)),)),
-    "huge numbers": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (POST_JOB_METRICS_FILE_NAME, File(b'{"timestamp": 1e308, "status": "normal"}', False)),
-        ),
-    ),
-    "missing files": Store("dir", ()),
-    "missing installed": Store("dir", ((PRE_JOB_METRICS_FILE_NAME, VALID_PRE),)),
-    "extra file": Store(
-        "dir", ((RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED), ("extra", File(b"x", False)))
-    ),
-    "extra symlink dir": Store(
-        "dir", ((RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED), ("escape", Link("canary-dir")))
-    ),
-    "root replaced by symlink": Store("link-canary"),
-    "root dangling symlink": Store("link-dangling"),
-    "root is a file": Store("file"),
-    "root is a fifo": Store("fifo"),
-    "self link": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (PRE_JOB_METRICS_FILE_NAME, Link("self")),
-        ),
-    ),
-    "leftover temp file ignored": Store(
-        "dir",
-        (
-            (RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED),
-            (PRE_JOB_METRICS_FILE_NAME, VALID_PRE),
-            (".post-job-metrics.json.tmp", Link("canary-post")),
-        ),
-    ),
-    "lost+found symlink ignored": Store(
-        "dir",
-        ((RUNNER_INSTALLED_TS_FILE_NAME, VALID_INSTALLED), ("lost+found", Link("canary-dir"))),
-    ),
-}
-
-
-@pytest.mark.parametrize("case", sorted(HAND_WRITTEN))
-def test_hand_written(sandbox: Sandbox, case: str) -> None:
-    try:
-        check(sandbox, [HAND_WRITTEN[case]], None)
-    finally:
-        reset(sandbox)
-
-
-def test_hand_written_outcomes() -> None:
-    """The oracle itself says what the policy is for the notable cases."""
-    assert oracle(HAND_WRITTEN["valid"]) == "yield"
-    assert oracle(HAND_WRITTEN["missing files"]) == "delete"
-    assert oracle(HAND_WRITTEN["lost+found symlink ignored"]) == "yield"
-    for case in ("symlink to host canary", "root replaced by symlink", "fifo", "sparse 10 GiB"):
-        assert oracle(HAND_WRITTEN[case]) == "quarantine"
