@@ -23,7 +23,13 @@ on 2 cores.
 
 Page caches are dropped before every trial (MACHINE-FACTS: launches slow down on a warm cache).
 
+Capacity (``--capacity N``, default 40; ``--small``: 4): one parallel ``reconcile(N)`` that must
+create all N with 0 failures and see them online, with the host memory each idle runner costs
+(MemAvailable before, minus while all N are online, over N). ``--capacity-only`` skips the
+trials above.
+
     python benchmarks/scale_up.py [--json] [--small] [--reps R] [--boot-wait S] [--parallelism P]
+        [--capacity N] [--capacity-only]
 """
 
 from __future__ import annotations
@@ -143,6 +149,97 @@ def trial(env: LocalEnvironment, count: int, settings: dict[str, Any]) -> dict[s
     }
 
 
+def mem_available() -> int:
+    """Bytes the kernel says are available for new work (/proc/meminfo MemAvailable)."""
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def capacity(env: LocalEnvironment, count: int, parallelism: int) -> dict[str, Any]:
+    """Reconcile 0 -> ``count`` once; failures, time to online and memory per idle runner.
+
+    Args:
+        env: The environment.
+        count: N.
+        parallelism: The creation pool.
+
+    Returns:
+        The figures; leaves 0 runners behind.
+    """
+    env.options.settings = {
+        **env.options.settings,
+        "clone_from_template": False,
+        "fixed_boot_wait": 0.0,
+        "create_parallelism": parallelism,
+    }
+    env.manager = env.build_manager()
+    drop_caches()
+    before = mem_available()
+    began = time.perf_counter()
+    env.manager.reconcile(count, RESOURCES)
+    created = time.perf_counter() - began
+    report = env.manager.last_report
+    online: float | None = None
+    while time.perf_counter() < began + 300:
+        if online_count(env) >= count:
+            online = time.perf_counter() - began
+            break
+        time.sleep(0.2)
+    used = before - mem_available()
+    env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+    env.manager.flush(LXDFlushMode.FLUSH_BUSY)
+    return {
+        "n": count,
+        "made": len(report.created),
+        "failed": len(report.failed),
+        "created_s": round(created, 1),
+        "online_s": round(online, 1) if online is not None else None,
+        "runners_per_minute": round(60 * count / online, 1) if online else None,
+        "host_memory_mib_per_runner": round(used / count / 2**20, 1),
+    }
+
+
+def creation_ways(parallelism: int, boot_wait: float, reps: int) -> list[tuple[str, Any, int]]:
+    """The ways of creating compared: (name, manager settings, trials)."""
+    image = {"clone_from_template": False, "fixed_boot_wait": 0.0}
+    return [
+        ("parallel", {**image, "create_parallelism": parallelism}, reps),
+        ("sequential", {**image, "create_parallelism": 1}, reps),
+        ("upstream-like", {**image, "create_parallelism": 1, "fixed_boot_wait": boot_wait}, 1),
+        (
+            "parallel-template",
+            {**image, "create_parallelism": parallelism, "clone_from_template": True},
+            reps,
+        ),
+    ]
+
+
+def show_capacity(report: Report, held: dict[str, Any], pool: int) -> None:
+    """Check the capacity run (all created, 0 failed, all online), print and keep its figures."""
+    report.check(held["failed"] == 0, f"capacity: {held['failed']} creations failed")
+    report.check(held["made"] == held["n"], f"capacity: {held['made']} of {held['n']} created")
+    report.check(held["online_s"] is not None, "capacity: not all runners came online")
+    table = report.table(
+        f"capacity: 0 -> {held['n']} runners in one reconcile (pool {pool})",
+        "created",
+        "failed",
+        "online",
+        "runners/min",
+        "host MiB per runner",
+    )
+    table.add_row(
+        str(held["made"]),
+        str(held["failed"]),
+        fmt(held["online_s"], "s"),
+        fmt(held["runners_per_minute"]),
+        fmt(held["host_memory_mib_per_runner"]),
+    )
+    report.figures.update(capacity=held)
+
+
 def main() -> int:
     """Run the scale-up trials; exit 1 if a runner failed or an instance leaked."""
     args = parse_args(
@@ -151,23 +248,15 @@ def main() -> int:
             ("--reps", {"type": int, "default": 0, "help": "trials per (N, way)"}),
             ("--boot-wait", {"type": float, "default": 0.0, "help": "scaled fixed boot wait"}),
             ("--parallelism", {"type": int, "default": 0, "help": "pool of the parallel ways"}),
+            ("--capacity", {"type": int, "default": 0, "help": "N of the capacity run"}),
+            ("--capacity-only", {"action": "store_true", "help": "skip the scale-up trials"}),
         ],
     )
-    sizes = (1, 2) if args.small else (1, 4, 8)
+    sizes: tuple[int, ...] = () if args.capacity_only else ((1, 2) if args.small else (1, 4, 8))
     reps = args.reps or (1 if args.small else 3)
     boot_wait = args.boot_wait or (1.0 if args.small else 6.0)
     default_parallelism = args.parallelism or RunnerManagerSettings().create_parallelism
-    image = {"clone_from_template": False, "fixed_boot_wait": 0.0}
-    ways: list[tuple[str, dict[str, Any], int]] = [
-        ("parallel", {**image, "create_parallelism": default_parallelism}, reps),
-        ("sequential", {**image, "create_parallelism": 1}, reps),
-        ("upstream-like", {**image, "create_parallelism": 1, "fixed_boot_wait": boot_wait}, 1),
-        (
-            "parallel-template",
-            {**image, "create_parallelism": default_parallelism, "clone_from_template": True},
-            reps,
-        ),
-    ]
+    ways = creation_ways(default_parallelism, boot_wait, reps)
     report = Report("scale_up", args.small)
     results: dict[str, dict[int, dict[str, Any]]] = {way: {} for way, _, _ in ways}
     options = LocalOptions(app_name=APP, repo="octo/bench", labels=("bench",))
@@ -200,11 +289,15 @@ def main() -> int:
                         "created_s": round(created, 2) if created is not None else None,
                         "online_s": round(online, 2) if online is not None else None,
                     }
+            held = capacity(env, args.capacity or (4 if args.small else 40), default_parallelism)
     finally:
         leaked = force_delete_instances(f"{APP}-")
         force_delete_instances(f"grt-{APP}-")  # the runner template (kept between runs)
     report.check(not leaked, f"instances left behind: {leaked}")
     report.check(not lxd_instances(f"{APP}-"), "instances still present after cleanup")
+    show_capacity(report, held, default_parallelism)
+    if not sizes:
+        return report.finish(args.json)
 
     for count in sizes:
         up = results["upstream-like"].get(count)
