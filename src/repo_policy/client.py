@@ -48,21 +48,7 @@ class RepoPolicyComplianceClient:
         Raises:
             RepoPolicyError: If the service is not configured, unreachable or refuses.
         """
-        if not self.base_url:
-            raise RepoPolicyError("the repository policy service is not configured")
-        try:
-            response = self._session.get(
-                f"{self.base_url}/one-time-token",
-                headers={"Authorization": f"Bearer {self._token}"},
-                timeout=TIMEOUT,
-            )
-        except requests.RequestException as exc:
-            raise RepoPolicyError(f"policy service unreachable: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise RepoPolicyError(
-                f"policy service refused a one-time token (HTTP {response.status_code})",
-                status=response.status_code,
-            )
+        response = self._get("one-time-token", "a one-time token")
         token = response.text.strip()
         if not _TOKEN.fullmatch(token):
             raise RepoPolicyError("policy service answered a malformed one-time token")
@@ -79,21 +65,7 @@ class RepoPolicyComplianceClient:
             RepoPolicyError: If the service is not configured, unreachable, refuses or answers
                 something else than a list of digests.
         """
-        if not self.base_url:
-            raise RepoPolicyError("the repository policy service is not configured")
-        try:
-            response = self._session.get(
-                f"{self.base_url}/checks-in-flight",
-                headers={"Authorization": f"Bearer {self._token}"},
-                timeout=TIMEOUT,
-            )
-        except requests.RequestException as exc:
-            raise RepoPolicyError(f"policy service unreachable: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise RepoPolicyError(
-                f"policy service refused the checks in flight (HTTP {response.status_code})",
-                status=response.status_code,
-            )
+        response = self._get("checks-in-flight", "the checks in flight")
         try:
             digests: Any = response.json()["in_flight"]
         except (ValueError, KeyError, TypeError):
@@ -105,3 +77,33 @@ class RepoPolicyComplianceClient:
         ):
             raise RepoPolicyError("policy service answered malformed checks in flight")
         return frozenset(digests)
+
+    def _get(self, path: str, what: str) -> requests.Response:
+        """GET ``path`` with the service token; any answer but 200 is a RepoPolicyError.
+
+        Args:
+            path: The route under the service's URL.
+            what: What is asked for, for the error message.
+
+        Returns:
+            The 200 answer.
+
+        Raises:
+            RepoPolicyError: If the service is not configured, unreachable or refuses.
+        """
+        if not self.base_url:
+            raise RepoPolicyError("the repository policy service is not configured")
+        try:
+            response = self._session.get(
+                f"{self.base_url}/{path}",
+                headers={"Authorization": f"Bearer {self._token}"},
+                timeout=TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            raise RepoPolicyError(f"policy service unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise RepoPolicyError(
+                f"policy service refused {what} (HTTP {response.status_code})",
+                status=response.status_code,
+            )
+        return response
