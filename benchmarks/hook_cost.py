@@ -124,7 +124,7 @@ class FakeSystem:
         """The unit's bridge exists (a real hook makes one LXD request here)."""
         from juju.runner_network import RunnerNetwork
 
-        return RunnerNetwork(network or "ghr-bench", "10.20.30.1", own=not network)
+        return RunnerNetwork(network or "ghr-bench", "198.18.30.1", own=not network)
 
     def metrics_endpoints(self) -> list[dict[str, object]]:
         """The unit's exporter (the charm hands it to the cos-agent provider)."""

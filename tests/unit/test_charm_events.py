@@ -213,7 +213,7 @@ def test_mongodb_relation_waits_for_a_uri_then_goes_reactive(
     [request] = json.loads(out.get_relation(mongodb.id).local_app_data["requests"])
     assert request["resource"] == "github-runner"
     # A v1 provider's answer (dpcharmlibs-interfaces): the URI in the user secret.
-    user = testing.Secret({"uris": "mongodb://user:pass@10.1.1.1:27017/github-runner"})
+    user = testing.Secret({"uris": "mongodb://user:pass@198.18.1.1:27017/github-runner"})
     answer = {"resource": "github-runner", "request-id": request["request-id"], "salt": "s"}
     ready = testing.Relation(
         "mongodb",
@@ -234,7 +234,7 @@ def test_mongodb_relation_waits_for_a_uri_then_goes_reactive(
     out = ctx.run(ctx.on.relation_changed(ready), state)
     reactive = manager.configs[-1][2].reactive_config
     assert reactive is not None
-    assert reactive.mq_uri.get_secret_value() == "mongodb://user:pass@10.1.1.1:27017/github-runner"
+    assert reactive.mq_uri.get_secret_value() == "mongodb://user:pass@198.18.1.1:27017/github-runner"
     assert reactive.queue_name == "github-runner"
     assert out.unit_status == ACTIVE
     out = ctx.run(ctx.on.relation_broken(out.get_relation(ready.id)), out)

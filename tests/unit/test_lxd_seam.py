@@ -224,14 +224,14 @@ def test_runner_profile_isolates_runners_and_filters_ipv4_only_with_lxds_dhcp():
 
 
 def test_network_info_knows_lxds_dhcp_and_the_host_address():
-    own = NetworkInfo("ghr-1", "bridge", True, {"ipv4.address": "10.20.30.1/24"})
-    assert own.lxd_dhcp and own.host_address == "10.20.30.1"
+    own = NetworkInfo("ghr-1", "bridge", True, {"ipv4.address": "198.18.30.1/24"})
+    assert own.lxd_dhcp and own.host_address == "198.18.30.1"
     test_bridge = NetworkInfo("tn1", "bridge", True, {"ipv4.address": "none"})
     assert not test_bridge.lxd_dhcp and test_bridge.host_address is None
     no_dhcp = NetworkInfo(
-        "b", "bridge", True, {"ipv4.address": "10.1.1.1/24", "ipv4.dhcp": "false"}
+        "b", "bridge", True, {"ipv4.address": "198.18.1.1/24", "ipv4.dhcp": "false"}
     )
-    assert not no_dhcp.lxd_dhcp and no_dhcp.host_address == "10.1.1.1"
+    assert not no_dhcp.lxd_dhcp and no_dhcp.host_address == "198.18.1.1"
     unmanaged = NetworkInfo("br0", "bridge", False, {})
     assert not unmanaged.lxd_dhcp and unmanaged.host_address is None
 

@@ -388,11 +388,11 @@ def test_runners_go_on_the_unit_bridge_or_the_network_option(lxd, github, settin
         path=state.path,
         service_token="s",
         token="t",
-        repo_policy_url="http://10.1.2.1:8567",
+        repo_policy_url="http://198.18.2.1:8567",
     )
     done = complete_settings(settings, config)
     assert (done.runner_network, done.storage_pool) == (OWN, OWN)
-    assert done.repo_policy_url == "http://10.1.2.1:8567"
+    assert done.repo_policy_url == "http://198.18.2.1:8567"
     chosen = replace(config, charm_state=make_state(runner_network="lxdbr1"))
     assert complete_settings(settings, chosen).runner_network == "lxdbr1"
     given = replace(settings, runner_network="tnab12", storage_pool="default")

@@ -15,7 +15,7 @@ from lxd.network import NetworkInfo, unit_resource_name
 
 @dataclass
 class FakeNetworks:
-    """LXD's networks, as the module sees them; a bridge LXD creates gets 10.44.0.1/24."""
+    """LXD's networks, as the module sees them; a bridge LXD creates gets 198.18.44.1/24."""
 
     networks: dict[str, NetworkInfo] = field(default_factory=dict)
     created: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
@@ -32,7 +32,7 @@ class FakeNetworks:
         if name in self.networks:
             return False
         self.created.append((name, dict(config), description))
-        resolved = {**config, "ipv4.address": "10.44.0.1/24"}
+        resolved = {**config, "ipv4.address": "198.18.44.1/24"}
         self.networks[name] = NetworkInfo(name, "bridge", True, resolved)
         return True
 
@@ -44,7 +44,7 @@ def _conforms(fake: FakeNetworks) -> NetworkResources:
 def test_the_unit_makes_its_own_nat_bridge_once() -> None:
     lxd = FakeNetworks()
     own = unit_resource_name("ci", 2)
-    assert ensure_runner_network(lxd, "", "ci", 2) == RunnerNetwork(own, "10.44.0.1", True)
+    assert ensure_runner_network(lxd, "", "ci", 2) == RunnerNetwork(own, "198.18.44.1", True)
     assert lxd.created == [
         (
             own,
@@ -60,15 +60,15 @@ def test_the_option_names_an_existing_network_the_charm_leaves_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lxd = FakeNetworks(
-        {"lxdbr1": NetworkInfo("lxdbr1", "bridge", True, {"ipv4.address": "10.5.5.1/24"})}
+        {"lxdbr1": NetworkInfo("lxdbr1", "bridge", True, {"ipv4.address": "198.18.5.1/24"})}
     )
     assert ensure_runner_network(lxd, "lxdbr1", "ci", 0) == RunnerNetwork(
-        "lxdbr1", "10.5.5.1", False
+        "lxdbr1", "198.18.5.1", False
     )
     assert lxd.created == []
     lxd.networks["br0"] = NetworkInfo("br0", "bridge", False, {})  # a Linux bridge
-    monkeypatch.setattr(runner_network, "interface_address", lambda name: "10.6.6.1")
-    assert ensure_runner_network(lxd, "br0", "ci", 0).host_address == "10.6.6.1"
+    monkeypatch.setattr(runner_network, "interface_address", lambda name: "198.18.6.1")
+    assert ensure_runner_network(lxd, "br0", "ci", 0).host_address == "198.18.6.1"
 
 
 def test_a_missing_network_or_one_without_host_address_is_a_config_error(
