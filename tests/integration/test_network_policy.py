@@ -34,6 +34,7 @@ from juju.network_policy import NetworkPolicyHost, exempt_hosts
 from manager.templates import template_environment
 from runner_manager_type import LXDFlushMode
 from runner_type import ProxySetting, RunnerConfig
+from tests.integration.testnet_fixtures import lxc, lxc_sh
 from tests.unit.fakes_core import make_state
 
 pytestmark = pytest.mark.lxd
@@ -45,26 +46,10 @@ MIRROR = "https://mirror.test:5000"
 DENIED_CONNECT_TIMEOUT = 2
 
 
-def _lxc(*args: str, timeout: float = 120) -> str:
-    result = subprocess.run(
-        ["lxc", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert result.returncode == 0, f"lxc {' '.join(args)}: {result.stderr}"
-    return result.stdout
-
-
-def _exec(name: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["lxc", "exec", name, "--", "sh", "-c", command],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def _curl(name: str, url: str) -> subprocess.CompletedProcess[str]:
-    return _exec(name, f"curl -fsS --connect-timeout {DENIED_CONNECT_TIMEOUT} --max-time 10 {url}")
+    return lxc_sh(
+        name, f"curl -fsS --connect-timeout {DENIED_CONNECT_TIMEOUT} --max-time 10 {url}"
+    )
 
 
 @dataclass
@@ -127,9 +112,9 @@ def world(testnet: TestNet) -> Iterator[World]:
     name = f"np-{secrets.token_hex(3)}"
     nic = testnet.nic_device()
     try:
-        _lxc("init", TEST_IMAGE, name, "--quiet")
-        _lxc("config", "device", "add", name, nic["name"], "nic", f"network={nic['network']}")
-        _lxc("start", name)
+        lxc("init", TEST_IMAGE, name, "--quiet")
+        lxc("config", "device", "add", name, nic["name"], "nic", f"network={nic['network']}")
+        lxc("start", name)
         testnet.wait_lease(name, timeout=30)
         yield World(name, denied, allowed, proxy, web, proxy_log, policy, testnet.bridge)
     finally:
@@ -175,7 +160,7 @@ def test_denylist_drops_the_denied_host_and_flips_on_change(world: World) -> Non
     assert _curl(name, f"http://{allowed.fqdn}/").stdout == f"hello from {allowed.name}\n"
 
     # Root in the runner cannot undo it: the rules are in the host's namespace.
-    assert _exec(name, "nft flush ruleset").returncode == 0
+    assert lxc_sh(name, "nft flush ruleset").returncode == 0
     assert _curl(name, f"http://{denied.address}/").returncode != 0
 
     # The option changes: the table is replaced (one table, never two) and both flip.
@@ -215,7 +200,7 @@ def _config(proxies: ProxySetting, *, aproxy: bool, mirror: str | None = None) -
 
 def _push(name: str, files: tuple[RunnerFile, ...]) -> None:
     """Push the runner files as the runner does (directories come with the image)."""
-    _exec(name, "mkdir -p /home/ubuntu/actions-runner")
+    lxc_sh(name, "mkdir -p /home/ubuntu/actions-runner")
     for item in files:
         subprocess.run(
             [
@@ -250,20 +235,20 @@ def test_proxy_and_mirror_files_are_where_the_tools_read_them(world: World) -> N
     proxies = ProxySetting(http=proxy_url, https=proxy_url, no_proxy="127.0.0.1,.test")
     _push(world.container, _render(_config(proxies, aproxy=False, mirror=MIRROR)))
     name = world.container
-    daemon = json.loads(_exec(name, "cat /etc/docker/daemon.json").stdout)
+    daemon = json.loads(lxc_sh(name, "cat /etc/docker/daemon.json").stdout)
     assert daemon["registry-mirrors"] == [MIRROR]
-    apt = _exec(name, "apt-config dump | grep -i '::proxy'").stdout
+    apt = lxc_sh(name, "apt-config dump | grep -i '::proxy'").stdout
     assert f'Acquire::http::Proxy "{proxy_url}";' in apt
     assert f'Acquire::https::Proxy "{proxy_url}";' in apt
-    dropin = _exec(name, "cat /etc/systemd/system/docker.service.d/http-proxy.conf").stdout
+    dropin = lxc_sh(name, "cat /etc/systemd/system/docker.service.d/http-proxy.conf").stdout
     assert f'Environment="HTTPS_PROXY={proxy_url}"' in dropin
-    client = json.loads(_exec(name, "cat /home/ubuntu/.docker/config.json").stdout)
+    client = json.loads(lxc_sh(name, "cat /home/ubuntu/.docker/config.json").stdout)
     assert client["proxies"]["default"]["httpProxy"] == proxy_url
-    env = _exec(name, "cat /home/ubuntu/actions-runner/.env").stdout
+    env = lxc_sh(name, "cat /home/ubuntu/actions-runner/.env").stdout
     assert f"DOCKERHUB_MIRROR={MIRROR}" in env
     assert f"https_proxy={proxy_url}" in env
     # curl as a job does, with the runner's environment: through the proxy, which logs it.
-    fetched = _exec(
+    fetched = lxc_sh(
         name,
         "set -a; . /home/ubuntu/actions-runner/.env; set +a; "
         f"curl -fsS --max-time 10 http://{world.allowed.address}/via-env",
@@ -289,7 +274,7 @@ def test_aproxy_redirects_to_the_proxy_while_the_direct_path_is_denied(world: Wo
     # The direct path to the web host is denied on the host; the proxy is not.
     world.policy.apply(world.bridge, (f"{web.address}/32",))
     try:
-        started = _exec(name, "/usr/local/sbin/github-runner-aproxy", timeout=90)
+        started = lxc_sh(name, "/usr/local/sbin/github-runner-aproxy", timeout=90)
         assert started.returncode == 0, started.stderr
         # A job's plain curl, no proxy setting: ports 80 and 443 tunnelled (CONNECT).
         plain = _curl(name, f"http://{web.fqdn}/through-aproxy")
@@ -299,11 +284,11 @@ def test_aproxy_redirects_to_the_proxy_while_the_direct_path_is_denied(world: Wo
         log = _wait_logged(world.proxy_log, f"CONNECT {web.address}:443")
         assert f"CONNECT {web.address}:80" in log, log
         # A root job can take the redirection out; then it has no way there at all.
-        assert _exec(name, "nft delete table ip github_runner_aproxy").returncode == 0
+        assert lxc_sh(name, "nft delete table ip github_runner_aproxy").returncode == 0
         assert _curl(name, f"http://{web.address}/direct").returncode != 0
     finally:
         world.policy.remove()
-        _exec(name, "systemctl stop redsocks; nft delete table ip github_runner_aproxy")
+        lxc_sh(name, "systemctl stop redsocks; nft delete table ip github_runner_aproxy")
 
 
 def test_a_jobs_steps_on_a_real_runner_meet_the_denylist(world: World, testnet: TestNet) -> None:

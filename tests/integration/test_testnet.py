@@ -25,29 +25,11 @@ import pytest
 from harness.netns import addresses, ip_json, namespaces, read_sysctl
 from harness.testnet import SandboxService, TestNet, cleanup_stale, sessions
 from sandbox.control_client import SandboxControl
-from tests.integration.testnet_fixtures import TESTNET_TOKEN
+from tests.integration.testnet_fixtures import TESTNET_TOKEN, lxc, lxc_sh
 
 pytestmark = pytest.mark.lxd
 
 TEST_IMAGE = os.environ.get("GITHUB_RUNNER_TEST_IMAGE", "github-runner-test")
-
-
-def _lxc(*args: str, timeout: float = 120) -> str:
-    result = subprocess.run(
-        ["lxc", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert result.returncode == 0, f"lxc {' '.join(args)}: {result.stderr}"
-    return result.stdout
-
-
-def _exec(name: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["lxc", "exec", name, "--", "sh", "-c", command],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @dataclass
@@ -70,8 +52,8 @@ def container(testnet: TestNet, testnet_sandbox: SandboxService) -> Iterator[Net
     name = f"tn-{secrets.token_hex(3)}"
     nic = testnet.nic_device()
     try:
-        _lxc("init", TEST_IMAGE, name, "--quiet")
-        _lxc(
+        lxc("init", TEST_IMAGE, name, "--quiet")
+        lxc(
             "config",
             "device",
             "add",
@@ -81,11 +63,11 @@ def container(testnet: TestNet, testnet_sandbox: SandboxService) -> Iterator[Net
             *(f"{k}={v}" for k, v in nic.items() if k != "type"),
         )
         started = time.monotonic()
-        _lxc("start", name)
+        lxc("start", name)
         lease = testnet.wait_lease(name, timeout=30)
         dhcp = time.monotonic() - started
         deadline = started + 30
-        while _exec(name, "grep -q '^nameserver' /etc/resolv.conf").returncode != 0:
+        while lxc_sh(name, "grep -q '^nameserver' /etc/resolv.conf").returncode != 0:
             assert time.monotonic() < deadline, "resolv.conf never got the DHCP DNS server"
             time.sleep(0.05)
         dns = time.monotonic() - started
@@ -100,7 +82,7 @@ def container(testnet: TestNet, testnet_sandbox: SandboxService) -> Iterator[Net
 
 
 def _routes(name: str) -> list[dict[str, Any]]:
-    result = _exec(name, "ip -j -4 route show table all")
+    result = lxc_sh(name, "ip -j -4 route show table all")
     assert result.returncode == 0, result.stderr
     return list(json.loads(result.stdout))
 
@@ -108,9 +90,9 @@ def _routes(name: str) -> list[dict[str, Any]]:
 def test_container_gets_a_test_address_by_dhcp(testnet: TestNet, container: NetContainer) -> None:
     assert container.address in testnet.subnet
     assert container.dhcp_seconds < 15
-    inside = _exec(container.name, "ip -j -4 addr show dev eth0")
+    inside = lxc_sh(container.name, "ip -j -4 addr show dev eth0")
     assert str(container.address) in inside.stdout
-    resolv = _exec(container.name, "cat /etc/resolv.conf").stdout
+    resolv = lxc_sh(container.name, "cat /etc/resolv.conf").stdout
     assert f"nameserver {testnet.dns_address}" in resolv
     assert "nameserver" in resolv
     assert len([line for line in resolv.splitlines() if line.startswith("nameserver")]) == 1
@@ -134,20 +116,20 @@ def test_container_resolves_and_reaches_the_sandbox(
     testnet: TestNet, testnet_sandbox: SandboxService, container: NetContainer
 ) -> None:
     sandbox = testnet_sandbox
-    hosts = _exec(container.name, f"getent hosts {sandbox.host.fqdn}")
+    hosts = lxc_sh(container.name, f"getent hosts {sandbox.host.fqdn}")
     assert hosts.returncode == 0, hosts.stderr
     assert hosts.stdout.split()[0] == str(sandbox.host.address)
     curl = (
         f"curl -fsS --max-time 10 -H 'Authorization: token {TESTNET_TOKEN}' "
         f"{sandbox.name_url}/api/v3/repos/octo/net/actions/runners/downloads"
     )
-    result = _exec(container.name, curl)
+    result = lxc_sh(container.name, curl)
     assert result.returncode == 0, result.stderr
     downloads = json.loads(result.stdout)
     linux = next(d for d in downloads if d["os"] == "linux" and d["architecture"] == "x64")
     # The sandbox advertises its bridge address: a runner downloads from the URL it is given.
     assert linux["download_url"].startswith(f"{sandbox.url}/")
-    code = _exec(
+    code = lxc_sh(
         container.name,
         f"curl -fsS -o /dev/null -w '%{{http_code}}' --max-time 30 {linux['download_url']}",
     )
@@ -165,7 +147,7 @@ def test_manager_reaches_the_same_sandbox_through_its_link(
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - test host
             assert response.status == 200
     assert (
-        _exec(
+        lxc_sh(
             container.name,
             f"curl -fsS --max-time 10 {sandbox.url}/api/v3/rate_limit "
             f"-H 'Authorization: token {TESTNET_TOKEN}'",
@@ -180,7 +162,7 @@ def test_unknown_names_are_answered_locally_never_forwarded(
     testnet: TestNet, container: NetContainer
 ) -> None:
     # The query goes to the dnsmasq test host only; it has no upstream, so it answers NXDOMAIN.
-    result = _exec(container.name, "getent hosts github.com")
+    result = lxc_sh(container.name, "getent hosts github.com")
     assert result.returncode != 0
     assert testnet.dnsmasq is not None
     assert "config github.com is NXDOMAIN" in testnet.dnsmasq.log_text()
@@ -189,7 +171,7 @@ def test_unknown_names_are_answered_locally_never_forwarded(
 def test_another_test_host_serves_by_name(testnet: TestNet, container: NetContainer) -> None:
     web = testnet.add_host(f"web{secrets.token_hex(2)}")  # unique: a rerun adds another
     testnet.start_http(web, port=80, body="hello from web")
-    result = _exec(container.name, f"curl -fsS --max-time 10 http://{web.fqdn}/path")
+    result = lxc_sh(container.name, f"curl -fsS --max-time 10 http://{web.fqdn}/path")
     assert result.stdout == "hello from web\n", result.stderr
     log = testnet.processes[-1].log_text()
     assert f"{container.address} GET /path" in log
@@ -205,7 +187,7 @@ def test_in_process_sandbox_serves_inside_its_test_host(
         assert os.readlink("/proc/thread-self/ns/net") == home
         assert server.base_url == f"http://{host.address}:8080"
         auth = f"-H 'Authorization: token {TESTNET_TOKEN}'"
-        inside = _exec(
+        inside = lxc_sh(
             container.name,
             f"curl -fsS --max-time 10 {auth} http://{host.fqdn}:8080/api/v3/rate_limit",
         )
@@ -272,5 +254,5 @@ def test_stale_sessions_are_removed_and_live_ones_kept(testnet: TestNet) -> None
     assert session in cleanup_stale()
     assert session not in sessions()
     assert not [ns for ns in namespaces() if ns.startswith(session)]
-    assert session not in _lxc("network", "list", "-f", "csv")
+    assert session not in lxc("network", "list", "-f", "csv")
     assert sessions()[testnet.session] is True

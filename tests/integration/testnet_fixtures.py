@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -46,3 +47,23 @@ def testnet_sandbox(testnet: TestNet) -> SandboxService:
     """The sandbox GitHub on test host ``sandbox``, linked to the manager; token TESTNET_TOKEN."""
     host = testnet.add_host("sandbox", manager_link=True)
     return testnet.start_sandbox(host, token=TESTNET_TOKEN)
+
+
+def lxc(*args: str, timeout: float = 120) -> str:
+    """Run ``lxc`` and return its output; a failure fails the test with lxc's stderr."""
+    result = subprocess.run(
+        ["lxc", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, f"lxc {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def lxc_sh(name: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run a shell command inside an instance; the caller judges the result."""
+    return subprocess.run(
+        ["lxc", "exec", name, "--", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
