@@ -234,7 +234,9 @@ def test_mongodb_relation_waits_for_a_uri_then_goes_reactive(
     out = ctx.run(ctx.on.relation_changed(ready), state)
     reactive = manager.configs[-1][2].reactive_config
     assert reactive is not None
-    assert reactive.mq_uri.get_secret_value() == "mongodb://user:pass@198.18.1.1:27017/github-runner"
+    assert (
+        reactive.mq_uri.get_secret_value() == "mongodb://user:pass@198.18.1.1:27017/github-runner"
+    )
     assert reactive.queue_name == "github-runner"
     assert out.unit_status == ACTIVE
     out = ctx.run(ctx.on.relation_broken(out.get_relation(ready.id)), out)
