@@ -5,8 +5,9 @@ Handlers build a :class:`CharmState`, call the runner manager and record what we
 status is decided in one place, :meth:`GithubRunnerCharm._on_collect_unit_status`. Two seams are
 class attributes a test subclass replaces: ``manager_factory`` (the runner manager) and
 ``system_factory`` (the host: LXD setup, RAM disk, logrotate, the reconcile timer, the policy
-service). Building a manager has no side effect: the policy service is ensured once per converge
-with the current state, and removed when the unit stops.
+service, the webhook intake). Building a manager has no side effect: the policy service (and, in
+reactive mode with ``webhook-secret``, the intake) is ensured once per converge with the current
+state, and removed when the unit stops.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import ops
 
 import charm_state
 import errors
-from charm_state import COS_AGENT_RELATION
+from charm_state import COS_AGENT_RELATION, status_for_error
 from charms.github_runner.v0.cos_agent import COSAgentProvider
 from charms.github_runner.v0.mongodb import MongoDBRequirer
 from config.state import CharmState, RunnerStorage
 from juju.actions import RunnerActions
 from juju.dependencies import ensure_dependencies
 from juju.host import HostSystem, SystemPort
+from juju.intake_host import intake_settings
 from juju.manager_port import RunnerManagerPort, manager_config
 from juju.policy_host import RepoPolicyEndpoint
 from juju.runner_counts import count_runners, status_message
@@ -48,27 +50,6 @@ def create_runner_manager(
     from runner_manager import RunnerManager  # noqa: PLC0415
 
     return RunnerManager(app_name, unit, config)
-
-
-def status_for_error(exc: errors.GithubRunnerError) -> ops.StatusBase:
-    """Map a project error to the unit status that says why (the only such mapping)."""
-    retry = "; retrying at the next reconcile"
-    if isinstance(
-        exc,
-        errors.ConfigError
-        | errors.GithubTokenError
-        | errors.GithubPermissionError
-        | errors.GithubRateLimitError
-        | errors.LXDUnavailableError,
-    ):
-        return ops.BlockedStatus(str(exc))
-    if isinstance(exc, errors.GithubClientError):
-        return ops.WaitingStatus(f"GitHub API error: {exc}{retry}")
-    if isinstance(exc, errors.LXDError):
-        return ops.WaitingStatus(f"LXD error: {exc}{retry}")
-    if isinstance(exc, errors.RunnerError | errors.ReactiveError):
-        return ops.WaitingStatus(f"{exc}{retry}")
-    return ops.BlockedStatus(str(exc))
 
 
 class ReconcileRunnersEvent(ops.EventBase):
@@ -104,6 +85,7 @@ class GithubRunnerCharm(ops.CharmBase):
             error_status="",
             error_message="",
             counts="",
+            intake_url="",
         )
         self.system = type(self).system_factory(self.unit.name)
         self.mongodb = MongoDBRequirer(self, relation_name="mongodb", database_name=self.app.name)
@@ -213,11 +195,8 @@ class GithubRunnerCharm(ops.CharmBase):
         self._guarded(self._converge)
 
     def _on_secret_changed(self, event: ops.SecretChangedEvent) -> None:
-        """The token secret has a new revision: converge (the mongodb lib handles its own)."""
-        token = str(self.config.get("token", ""))
-        if token.startswith("secret:") and token.rsplit("/", 1)[-1].endswith(
-            event.secret.unique_identifier or "?"
-        ):
+        """An option's secret has a new revision: converge (the mongodb lib handles its own)."""
+        if charm_state.watches_secret(self.config, event.secret):
             self._guarded(self._converge)
 
     def _host_step(self, step: Callable[[], object]) -> None:
@@ -228,8 +207,9 @@ class GithubRunnerCharm(ops.CharmBase):
             self._record_error(exc)
 
     def _on_stop(self, _: ops.StopEvent) -> None:
-        """The unit goes away: remove the timer, every runner, then the policy service."""
+        """The unit goes away: remove the timer, the intake, every runner, then the services."""
         self._host_step(lambda: self.system.disable_timer(RECONCILE_EVENT))
+        self._host_step(lambda: self.system.remove_intake(keep_port=False))
         self._guarded(lambda state: self._manager(state).flush(LXDFlushMode.FLUSH_BUSY))
         self._host_step(self.system.remove_repo_policy)
         self._host_step(self.system.remove_network_policy)
@@ -270,11 +250,21 @@ class GithubRunnerCharm(ops.CharmBase):
         token, options = state.service_credentials(), state.repo_policy.model_dump()
         policy = self.system.ensure_repo_policy(token, state.api_url, options, net.host_address)
         self.system.apply_network_policy(state, net, policy)  # the denylist, on the host
+        self._ensure_intake(state)
         manager = self._manager(state, policy, storage)
         ensure_dependencies(manager, self._progress, first_install=not self._stored.installed)
         self._ensure_timer(state)
         self._stored.installed = True
         return manager, policy
+
+    def _ensure_intake(self, state: CharmState) -> None:
+        """Run the webhook intake in reactive mode with a webhook secret; remove it otherwise."""
+        intake = intake_settings(state)
+        port = self.system.ensure_intake(intake) if intake else None
+        if port is None:
+            self.system.remove_intake(keep_port=True)
+        self.unit.set_ports(*([port] if port else []))
+        self._stored.intake_url = charm_state.intake_url(self, port)
 
     def _converge(self, state: CharmState, flush_idle: bool = False) -> dict[str, Any]:
         """Install if needed, replace runners whose settings changed, reconcile."""
@@ -290,7 +280,8 @@ class GithubRunnerCharm(ops.CharmBase):
         """Count the runners GitHub reports and keep the counts for the status."""
         counts = count_runners(manager.get_github_info())
         self._stored.counts = json.dumps(counts)
-        return counts
+        url = self._stored.intake_url
+        return {**counts, "webhook-url": url} if url else counts
 
     def _reconcile(self, state: CharmState, manager: RunnerManagerPort) -> dict[str, Any]:
         """Reconcile, refresh the runner counts shown in the status and clear old errors."""
@@ -346,7 +337,8 @@ class GithubRunnerCharm(ops.CharmBase):
         if not self._stored.counts:
             event.add_status(ops.WaitingStatus("Waiting for the first reconciliation"))
             return
-        event.add_status(ops.ActiveStatus(status_message(json.loads(self._stored.counts))))
+        counts, url = json.loads(self._stored.counts), self._stored.intake_url
+        event.add_status(ops.ActiveStatus(status_message(counts, webhook_url=url)))
 
     # --- actions -------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Any
 import ops
 from pydantic import SecretStr
 
+import errors
 from config.state import (
     BaseImage,
     CharmState,
@@ -32,9 +33,13 @@ from github_api.types import api_base_url
 from juju.auth_options import (
     SECRET_PRIVATE_KEY_KEY,
     SECRET_TOKEN_KEY,
+    SECRET_WEBHOOK_KEY,
     choose_auth,
     parse_private_key,
+    parse_webhook_secret,
+    parse_webhook_secret_id,
 )
+from juju.intake_host import webhook_url
 from juju.option_urls import HOSTNAME
 from juju.options import (
     APP_PRIVATE_KEY_SECRET_ID_CONFIG_NAME,
@@ -62,6 +67,7 @@ from juju.options import (
     VM_CPU_CONFIG_NAME,
     VM_DISK_CONFIG_NAME,
     VM_MEMORY_CONFIG_NAME,
+    WEBHOOK_SECRET_CONFIG_NAME,
     get_bool,
     get_int,
     get_str,
@@ -195,11 +201,98 @@ def from_charm(
         proxy=proxy,
         is_metrics_enabled=bool(charm.model.relations.get(COS_AGENT_RELATION)),
         reactive_config=reactive_config,
+        webhook_secret=read_webhook_secret(charm),
         ssh_debug_connections=read_ssh_debug_connections(charm),
         arch=parse_arch(platform.machine() if machine is None else machine),
         app_name=app_name,
         unit_number=unit_number,
     )
+
+
+def status_for_error(exc: errors.GithubRunnerError) -> ops.StatusBase:
+    """Map a project error to the unit status that says why (the only such mapping)."""
+    retry = "; retrying at the next reconcile"
+    if isinstance(
+        exc,
+        errors.ConfigError
+        | errors.GithubTokenError
+        | errors.GithubPermissionError
+        | errors.GithubRateLimitError
+        | errors.LXDUnavailableError,
+    ):
+        return ops.BlockedStatus(str(exc))
+    if isinstance(exc, errors.GithubClientError):
+        return ops.WaitingStatus(f"GitHub API error: {exc}{retry}")
+    if isinstance(exc, errors.LXDError):
+        return ops.WaitingStatus(f"LXD error: {exc}{retry}")
+    if isinstance(exc, errors.RunnerError | errors.ReactiveError):
+        return ops.WaitingStatus(f"{exc}{retry}")
+    return ops.BlockedStatus(str(exc))
+
+
+def read_webhook_secret(charm: ops.CharmBase) -> SecretStr | None:
+    """Read the webhook secret the ``webhook-secret`` option's Juju secret holds.
+
+    Args:
+        charm: The charm.
+
+    Returns:
+        The secret's ``webhook-secret`` key, or None when the option is not set.
+
+    Raises:
+        ConfigError: Naming ``webhook-secret``, if it is no secret ID, the secret cannot be
+            read or its value is bad.
+    """
+    value = get_str(charm.config, WEBHOOK_SECRET_CONFIG_NAME).strip()
+    if not value:
+        return None
+    secret_id = parse_webhook_secret_id(value)
+    content = _secret_content(charm, WEBHOOK_SECRET_CONFIG_NAME, secret_id)
+    return SecretStr(parse_webhook_secret(content.get(SECRET_WEBHOOK_KEY, ""), secret_id))
+
+
+def intake_url(charm: ops.CharmBase, port: int | None) -> str:
+    """Return the URL of the unit's webhook intake on its ingress address ("": not running).
+
+    Args:
+        charm: The charm.
+        port: The intake's port (None: not running).
+
+    Returns:
+        ``http://<address>:<port>/webhook``, or "" without a port or an address.
+    """
+    binding = charm.model.get_binding("juju-info")
+    address = binding.network.ingress_address if binding is not None else None
+    return webhook_url(str(address), port) if port and address else ""
+
+
+def watches_secret(config: Mapping[str, Any], secret: ops.Secret) -> bool:
+    """Return whether an option names the secret whose revision changed.
+
+    Args:
+        config: The charm's options.
+        secret: The secret of the ``secret-changed`` event.
+
+    Returns:
+        Whether ``token`` (as a secret URI), ``token-secret-id``,
+        ``github-app-private-key-secret-id`` or ``webhook-secret`` names it.
+    """
+    unique = secret.unique_identifier or _secret_key(secret.id or "")
+    if not unique:
+        return False
+    names = (
+        TOKEN_CONFIG_NAME,
+        TOKEN_SECRET_ID_CONFIG_NAME,
+        APP_PRIVATE_KEY_SECRET_ID_CONFIG_NAME,
+        WEBHOOK_SECRET_CONFIG_NAME,
+    )
+    values = (str(config.get(name) or "").strip() for name in names)
+    return any(value and _secret_key(value) == unique for value in values)
+
+
+def _secret_key(uri: str) -> str:
+    """The unique part of a secret URI (``secret:<id>``, ``secret://<model>/<id>``, ``<id>``)."""
+    return uri.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
 
 
 def max_app_name_length(unit_number: int) -> int:

@@ -127,6 +127,11 @@ class RunnerManagerSettings:
         )
 
     @property
+    def intake_ledger_path(self) -> Path:
+        """The webhook intake's ledger of enqueued jobs (the reconcile safety net shares it)."""
+        return self.state_dir / "intake-ledger.sqlite"
+
+    @property
     def runner_bin_path(self) -> Path:
         """The cached runner application tarball."""
         return self.state_dir / "runner-binary" / "actions-runner.tar.gz"

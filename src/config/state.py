@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr, SerializationInfo, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer
 
 from errors import ConfigError
 from github_api.app_tokens import app_document, installation_tokens
@@ -128,6 +128,8 @@ class CharmState(BaseModel):
         proxy: The model's proxy settings.
         is_metrics_enabled: Whether the cos-agent relation exists.
         reactive_config: Reactive mode configuration, once the mongodb relation gives a URI.
+        webhook_secret: The GitHub webhook's secret (``webhook-secret``), if set. Secret: never
+            serialised (only the unit's webhook intake needs it, through its own file).
         ssh_debug_connections: tmate servers from the debug-ssh relation.
         arch: CPU architecture of the unit.
         app_name: The application name.
@@ -157,6 +159,7 @@ class CharmState(BaseModel):
     proxy: ProxySetting
     is_metrics_enabled: bool
     reactive_config: ReactiveConfig | None
+    webhook_secret: SecretStr | None = Field(default=None, exclude=True)
     ssh_debug_connections: tuple[SSHDebugConnection, ...]
     arch: Arch
     app_name: str

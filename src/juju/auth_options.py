@@ -26,6 +26,7 @@ from juju.options import (
     APP_PRIVATE_KEY_SECRET_ID_CONFIG_NAME,
     TOKEN_CONFIG_NAME,
     TOKEN_SECRET_ID_CONFIG_NAME,
+    WEBHOOK_SECRET_CONFIG_NAME,
     get_str,
 )
 
@@ -36,6 +37,8 @@ APP_OPTIONS = (
 )
 SECRET_TOKEN_KEY = "token"  # noqa: S105 -- the key name inside the user secret
 SECRET_PRIVATE_KEY_KEY = "private-key"  # noqa: S105 -- a key name
+SECRET_WEBHOOK_KEY = "webhook-secret"  # noqa: S105 -- a key name
+WEBHOOK_SECRET_PATTERN = re.compile(r"^[\x21-\x7e]{16,256}$")  # printable ASCII, no space
 # A Juju secret URI (``secret:<id>``, optionally with the model UUID) or a bare secret ID.
 SECRET_ID_PATTERN = re.compile(r"^(?:secret:(?://[0-9a-f-]{36}/)?)?[0-9a-z]{20}$")
 MAX_INSTALLATION_ID = 2**53
@@ -213,3 +216,59 @@ def parse_private_key(pem: str, secret_id: str) -> str:
             f"{SECRET_PRIVATE_KEY_KEY}#file=<app>.private-key.pem`",
         ) from None
     return pem.strip() + "\n"
+
+
+def parse_webhook_secret_id(value: str) -> str:
+    """Check the ``webhook-secret`` option: a Juju secret ID, never quoted back.
+
+    A user may paste the webhook secret itself here: the message does not echo the value.
+
+    Args:
+        value: The option's value.
+
+    Returns:
+        The secret URI.
+
+    Raises:
+        ConfigError: If it is not a Juju secret ID.
+    """
+    if not SECRET_ID_PATTERN.match(value):
+        raise ConfigError(
+            WEBHOOK_SECRET_CONFIG_NAME,
+            "is not a Juju secret ID (secret:<id>, as `juju add-secret` prints): keep the "
+            f"webhook secret under the {SECRET_WEBHOOK_KEY!r} key of a Juju secret and set its ID",
+        )
+    return value if value.startswith("secret:") else f"secret:{value}"
+
+
+def parse_webhook_secret(value: str, secret_id: str) -> str:
+    """Check the webhook secret read from the ``webhook-secret`` option's Juju secret.
+
+    Args:
+        value: The secret's ``webhook-secret`` key. Secret: never quoted.
+        secret_id: The Juju secret it came from (named in errors).
+
+    Returns:
+        The webhook secret, stripped (GitHub signs with the text set on its webhook).
+
+    Raises:
+        ConfigError: If it is missing, shorter than 16 characters, longer than 256, or holds
+            anything but printable ASCII without spaces.
+    """
+    secret = value.strip()
+    update = (
+        f"set it with `juju update-secret {secret_id} {SECRET_WEBHOOK_KEY}=<value>` "
+        "(e.g. from `openssl rand -hex 32`), the same value as on GitHub's webhook"
+    )
+    if not secret:
+        raise ConfigError(
+            WEBHOOK_SECRET_CONFIG_NAME,
+            f"the secret {secret_id} has no {SECRET_WEBHOOK_KEY!r} key: {update}",
+        )
+    if not WEBHOOK_SECRET_PATTERN.match(secret):
+        raise ConfigError(
+            WEBHOOK_SECRET_CONFIG_NAME,
+            f"the {SECRET_WEBHOOK_KEY!r} of {secret_id} must be 16 to 256 printable ASCII "
+            f"characters without spaces ({len(secret)} characters given): {update}",
+        )
+    return secret

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from errors import SubprocessError
 from juju.event_timer import EventTimer
+from juju.intake_host import IntakeService, IntakeSettings
 from juju.metrics_service import MetricsExporterService
 from juju.network_policy import NetworkPolicyHost, exempt_hosts
 from juju.policy_host import RepoPolicyEndpoint, RepoPolicyService
@@ -88,6 +89,12 @@ class SystemPort(Protocol):
     def metrics_endpoints(self) -> list[dict[str, object]]:
         """Where the agent scrapes this unit's exporter (its own port on the machine)."""
 
+    def ensure_intake(self, settings: IntakeSettings) -> int:
+        """Install and run the unit's webhook intake; return its port; idempotent."""
+
+    def remove_intake(self, keep_port: bool = True) -> None:
+        """Stop and remove the webhook intake and its secret files; idempotent."""
+
 
 def run(cmd: list[str], timeout: int = 60) -> None:
     """Run a host command.
@@ -120,6 +127,7 @@ class HostSystem:
         repo_policy: RepoPolicyService | None = None,
         metrics_exporter: MetricsExporterService | None = None,
         network_policy: NetworkPolicyHost | None = None,
+        intake: IntakeService | None = None,
     ) -> None:
         """Build it.
 
@@ -131,11 +139,13 @@ class HostSystem:
             repo_policy: The policy service (built for ``unit_name`` when not given).
             metrics_exporter: The Prometheus exporter (built for ``unit_name`` when not given).
             network_policy: The unit's nftables rules (built for ``unit_name`` when not given).
+            intake: The webhook intake (built for ``unit_name`` when not given).
         """
         self._unit_name = unit_name
         self._network_policy = network_policy or NetworkPolicyHost(unit_name)
         self._repo_policy = repo_policy or RepoPolicyService(unit_name)
         self._metrics_exporter = metrics_exporter or MetricsExporterService(unit_name)
+        self._intake = intake or IntakeService(unit_name)
         self._timer = timer or EventTimer(unit_name)
         self._meminfo = meminfo
         self._logrotate = logrotate
@@ -312,3 +322,22 @@ class HostSystem:
     def metrics_endpoints(self) -> list[dict[str, object]]:
         """This unit's /metrics (see :meth:`MetricsExporterService.metrics_endpoints`)."""
         return self._metrics_exporter.metrics_endpoints()
+
+    def ensure_intake(self, settings: IntakeSettings) -> int:
+        """Install and run the intake (see :meth:`IntakeService.ensure`).
+
+        Args:
+            settings: What it runs with.
+
+        Returns:
+            Its port.
+        """
+        return self._intake.ensure(settings)
+
+    def remove_intake(self, keep_port: bool = True) -> None:
+        """Stop and remove the intake (see :meth:`IntakeService.remove`).
+
+        Args:
+            keep_port: Keep its remembered port (False: the unit goes away).
+        """
+        self._intake.remove(keep_port=keep_port)

@@ -37,6 +37,7 @@ TEST_MODE_CONFIG_NAME = "test-mode"
 POLICY_ALLOW_PR_TARGET_CONFIG_NAME = "repo-policy-allow-pull-request-target"
 POLICY_ALLOW_UNPROTECTED_CONFIG_NAME = "repo-policy-allow-unprotected-branches"
 POLICY_DEFAULT_CONFIG_NAME = "repo-policy-default"
+WEBHOOK_SECRET_CONFIG_NAME = "webhook-secret"  # noqa: S105 -- an option name
 
 # The model proxy reaches the charm as JUJU_CHARM_*_PROXY; users set it as these model options.
 PROXY_ENV_OPTIONS = {

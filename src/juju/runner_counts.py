@@ -31,14 +31,16 @@ def count_runners(infos: Iterable[RunnerInfo]) -> dict[str, Any]:
     }
 
 
-def status_message(counts: Mapping[str, Any]) -> str:
+def status_message(counts: Mapping[str, Any], *, webhook_url: str = "") -> str:
     """Return the Active status message for counts of :func:`count_runners`.
 
     Args:
         counts: The counts.
+        webhook_url: Where the unit's webhook intake listens ("": not running).
 
     Returns:
-        ``N runners: X idle, Y busy``.
+        ``N runners: X idle, Y busy``, then ``; webhook <url>`` when the intake runs.
     """
     total = counts["online"] + counts["offline"] + counts["unknown"]
-    return f"{total} runners: {counts['idle']} idle, {counts['busy']} busy"
+    message = f"{total} runners: {counts['idle']} idle, {counts['busy']} busy"
+    return f"{message}; webhook {webhook_url}" if webhook_url else message

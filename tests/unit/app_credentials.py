@@ -46,7 +46,10 @@ def public_pem() -> str:
 KEY_SECRET = testing.Secret(tracked_content={"private-key": private_pem()})
 NOT_A_KEY_SECRET = testing.Secret(tracked_content={"private-key": "-----BEGIN nonsense"})
 TOKEN_SECRET = testing.Secret(tracked_content={"token": SECRET_TOKEN})
-SECRETS = [KEY_SECRET, NOT_A_KEY_SECRET, TOKEN_SECRET]
+WEBHOOK_VALUE = "whsec-0123456789abcdef"
+WEBHOOK_SECRET = testing.Secret(tracked_content={"webhook-secret": f" {WEBHOOK_VALUE}\n"})
+SHORT_WEBHOOK_SECRET = testing.Secret(tracked_content={"webhook-secret": "short"})
+SECRETS = [KEY_SECRET, NOT_A_KEY_SECRET, TOKEN_SECRET, WEBHOOK_SECRET, SHORT_WEBHOOK_SECRET]
 
 
 def app_config(**overrides: Any) -> dict[str, Any]:

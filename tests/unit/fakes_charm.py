@@ -15,6 +15,7 @@ from charm import GithubRunnerCharm
 from config.state import CharmState
 from github_api.types import GitHubRunnerStatus, RunnerApplication
 from juju.host import SystemPort
+from juju.intake_host import IntakeSettings
 from juju.manager_port import RunnerManagerPort
 from juju.policy_host import RepoPolicyEndpoint
 from juju.runner_network import RunnerNetwork
@@ -189,6 +190,8 @@ class FakeSystem:
     repo_policy: FakePolicyService | None = None
     network_policy: tuple[str, tuple[str, ...]] | None = None  # (bridge, denylist) enforced
     metrics_exporter: bool = False
+    intake: IntakeSettings | None = None  # what the running webhook intake runs with
+    intake_port: int = 8580
     fail: dict[str, Exception] = field(default_factory=dict)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -263,6 +266,15 @@ class FakeSystem:
 
     def metrics_endpoints(self) -> list[dict[str, object]]:
         return [{"path": "/metrics", "port": 9464}]
+
+    def ensure_intake(self, settings: IntakeSettings) -> int:
+        self._call("ensure_intake", settings)
+        self.intake = settings
+        return self.intake_port
+
+    def remove_intake(self, keep_port: bool = True) -> None:
+        self._call("remove_intake", keep_port)
+        self.intake = None
 
     def disable_timer(self, event_name: str) -> None:
         self._call("disable_timer", event_name)

@@ -52,6 +52,7 @@ def test_install_sets_up_the_host(
         "ensure_runner_network",  # the unit's own bridge: the option is empty
         "ensure_repo_policy",  # after the network: it listens on the host's address there
         "apply_network_policy",  # the denylist, on the host, once the network exists
+        "remove_intake",  # no reactive mode: no webhook intake
         "ensure_timer",
     ]
     assert ("ensure_runner_network", "") in system.calls

@@ -19,7 +19,10 @@ from tests.unit.app_credentials import (
     NOT_A_KEY_SECRET,
     SECRET_TOKEN,
     SECRETS,
+    SHORT_WEBHOOK_SECRET,
     TOKEN_SECRET,
+    WEBHOOK_SECRET,
+    WEBHOOK_VALUE,
     app_config,
 )
 from tests.unit.fakes_charm import (
@@ -120,6 +123,8 @@ GOOD: list[tuple[dict[str, Any], str, Any]] = [
     (app_config(), "token", ""),
     (app_config(), "github_app.client_id", CLIENT_ID),
     (app_config(), "github_app.installation_id", INSTALLATION_ID),
+    ({"webhook-secret": WEBHOOK_SECRET.id}, "webhook_secret", WEBHOOK_VALUE),
+    ({"webhook-secret": " "}, "webhook_secret", None),
 ]  # fmt: skip
 # experimental-use-aproxy=true needs the model proxy: test_proxy_from_the_juju_environment.
 
@@ -197,6 +202,19 @@ BAD: list[tuple[dict[str, Any], str]] = [
         app_config(**{"github-app-private-key-secret-id": NOT_A_KEY_SECRET.id}),
         f"github-app-private-key-secret-id: the 'private-key' of {NOT_A_KEY_SECRET.id} is not a "
         "valid RSA PEM private key: not a PEM private key",
+    ),
+    ({"webhook-secret": "hunter2-pasted"}, "webhook-secret: is not a Juju secret ID"),
+    (
+        {"webhook-secret": SHORT_WEBHOOK_SECRET.id},
+        f"webhook-secret: the 'webhook-secret' of {SHORT_WEBHOOK_SECRET.id} must be 16 to 256",
+    ),
+    (
+        {"webhook-secret": TOKEN_SECRET.id},
+        f"webhook-secret: the secret {TOKEN_SECRET.id} has no 'webhook-secret' key",
+    ),
+    (
+        {"webhook-secret": "secret:" + "0" * 20},
+        "webhook-secret: cannot read the secret secret:" + "0" * 20,
     ),
 ]
 # Juju accepts only booleans for these, and every boolean is valid.

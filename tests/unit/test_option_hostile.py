@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 import errors
-from tests.unit.app_credentials import CLIENT_ID, KEY_SECRET, SECRETS, TOKEN_SECRET, app_config
+from tests.unit.app_credentials import (
+    CLIENT_ID,
+    KEY_SECRET,
+    SECRETS,
+    TOKEN_SECRET,
+    WEBHOOK_SECRET,
+    app_config,
+)
 from tests.unit.fakes_charm import TOKEN, charm_config
 from tests.unit.test_charm_state import build
 
@@ -47,6 +54,7 @@ STRING_OPTIONS = {
     "github-app-client-id": CLIENT_ID,
     "github-app-installation-id": "4242",
     "github-app-private-key-secret-id": KEY_SECRET.id,
+    "webhook-secret": WEBHOOK_SECRET.id,
 }
 AUTH_OPTIONS = ("github-app-client-id", "github-app-installation-id",
                 "github-app-private-key-secret-id")  # fmt: skip
