@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -80,7 +82,7 @@ def test_first_install_writes_root_only_files_and_starts(tmp_path: Path) -> None
     assert (tmp_path / "state" / "github-runner-0").is_dir(), "the ledger's directory exists"
     unit = svc.unit_path.read_text()
     assert f"-m intake --config {json.dumps(str(etc / 'intake.json'))}" in unit
-    assert f"ReadWritePaths={tmp_path}/state/github-runner-0\n" in unit
+    assert f'ReadWritePaths="{tmp_path}/state/github-runner-0"\n' in unit
     assert "{{" not in unit
     for text in (unit, (etc / "intake.json").read_text()):
         assert SECRET not in text and "hunter2" not in text
@@ -160,3 +162,18 @@ def test_remove_for_good_forgets_the_port(tmp_path: Path) -> None:
 def test_webhook_url() -> None:
     assert webhook_url("198.18.0.5", 8580) == "http://198.18.0.5:8580/webhook"
     assert webhook_url("2001:db8::5", 8581) == "http://[2001:db8::5]:8581/webhook"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_the_unit_verifies_clean(tmp_path: Path) -> None:
+    svc = service(tmp_path / "odd %n dir", FakeSystemctl())  # '%' must not be a specifier
+    path = tmp_path / f"{svc.service_name}.service"
+    path.write_text(svc.render_unit(tmp_path / "odd %n dir" / "ledger.sqlite"))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
