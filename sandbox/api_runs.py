@@ -2,6 +2,11 @@
 
 REST (below /api/v3, shape ``workflow-run`` of ``sandbox/openapi/policy-subset.json``):
 
+* ``GET /repos/{owner}/{repo}/actions/runs`` (``status``, ``per_page``, ``page``,
+  ``exclude_pull_requests``): the repository's runs, newest first, ``{total_count,
+  workflow_runs}``; ``status`` matches a run's status or conclusion (the reconcile's safety net
+  lists ``queued`` and ``in_progress`` runs).
+
 * ``GET /repos/{owner}/{repo}/actions/runs/{run_id}``: GitHub's record of a run, made from its
   jobs: the event, the head branch and commit (a pull request's head, from the event payload the
   job was queued with), the head repository (a fork's), the pull requests GitHub links to the
@@ -195,6 +200,54 @@ def run_json(ctx: Context, jobs: list[Job], record: dict[str, Any] | None) -> di
     }
 
 
+def runs_list_json(ctx: Context, runs: RunRecords, request: Request) -> dict[str, Any]:
+    """The ``{total_count, workflow_runs}`` answer of a repository's runs, newest first.
+
+    Args:
+        ctx: Server context (URLs, jobs).
+        runs: The run records tests set.
+        request: The request (``owner``, ``repo``; ``status``, ``per_page``, ``page``,
+            ``exclude_pull_requests``).
+
+    Returns:
+        The JSON object.
+    """
+    repository = f"{request.params['owner']}/{request.params['repo']}"
+    status = request.arg("status")
+    per_page = min(max(_int_arg(request, "per_page", 30), 1), 100)
+    page = max(_int_arg(request, "page", 1), 1)
+    with runs.lock:
+        records = dict(runs.records)
+    with ctx.state.lock:
+        by_run: dict[int, list[Job]] = {}
+        for job in sorted(ctx.state.jobs.values(), key=lambda j: j.id):
+            if job.repository.lower() == repository.lower():
+                by_run.setdefault(job.run_id, []).append(job)
+        matching = [
+            jobs
+            for _, jobs in sorted(by_run.items(), reverse=True)  # newest first, as GitHub
+            if status is None or status in _status(jobs)
+        ]
+        bodies = [
+            run_json(ctx, jobs, records.get((repository.lower(), jobs[0].run_id)))
+            for jobs in matching[(page - 1) * per_page : page * per_page]
+        ]
+    if request.arg("exclude_pull_requests") == "true":
+        for body in bodies:
+            body["pull_requests"] = []
+    return {"total_count": len(matching), "workflow_runs": bodies}
+
+
+def _int_arg(request: Request, name: str, default: int) -> int:
+    value = request.arg(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise HttpError(422, f"{name} must be an integer") from exc
+
+
 def _object(request: Request) -> dict[str, Any]:
     body = request.json()
     if not isinstance(body, dict):
@@ -265,6 +318,10 @@ def register(api: Router, control: Router, ctx: Context, pulls: RepoPolicyModel)
         with ctx.state.lock:
             body = run_json(ctx, jobs, record)
         return Response.json(200, body)
+
+    @api.route("GET", "/repos/{owner}/{repo}/actions/runs")
+    def list_runs(request: Request) -> Response:
+        return Response.json(200, runs_list_json(ctx, runs, request))
 
     @control.route("POST", "/runs")
     def set_run(request: Request) -> Response:

@@ -83,6 +83,7 @@ from juju.options import (
     parse_size,
     parse_test_mode,
     parse_token,
+    parse_warm_floor,
     proxy_from_env,
 )
 from runner_type import SSHDebugConnection, VirtualMachineResources
@@ -162,6 +163,11 @@ def from_charm(
             "juju-https-proxy with `juju model-config`, or turn this option off",
         )
 
+    virtual_machines = get_int(
+        config, VIRTUAL_MACHINES_CONFIG_NAME, minimum=0, maximum=MAX_VIRTUAL_MACHINES
+    )
+    base_virtual_machines, max_total_virtual_machines = parse_warm_floor(config, virtual_machines)
+
     reactive_config = (
         ReactiveConfig(mq_uri=SecretStr(database_uri), queue_name=app_name)
         if database_uri
@@ -176,9 +182,9 @@ def from_charm(
         api_url=api_base_url(github_url),
         runner_group=group,
         labels=parse_labels(get_str(config, LABELS_CONFIG_NAME)),
-        virtual_machines=get_int(
-            config, VIRTUAL_MACHINES_CONFIG_NAME, minimum=0, maximum=MAX_VIRTUAL_MACHINES
-        ),
+        virtual_machines=virtual_machines,
+        base_virtual_machines=base_virtual_machines,
+        max_total_virtual_machines=max_total_virtual_machines,
         vm_resources=VirtualMachineResources(
             cpu=get_int(config, VM_CPU_CONFIG_NAME, minimum=1, maximum=MAX_VM_CPU),
             memory=parse_size(config, VM_MEMORY_CONFIG_NAME),

@@ -214,6 +214,7 @@ def plan_reconcile(
     *,
     stale_idle_after: timedelta | None = None,
     max_idle_age: timedelta | None = None,
+    keep_idle: int = 0,
 ) -> ReconcilePlan:
     """Plan a reconcile towards ``desired`` healthy runners.
 
@@ -235,6 +236,8 @@ def plan_reconcile(
             as EXPIRING and replaced in the same plan (``create`` counts them): a credential
             they hold (the policy service's one-time token) would expire before their job
             starts. Busy runners never are; a runner the stale rule removes is not replaced.
+        keep_idle: The stale rule spares this many idle runners, the youngest (reactive mode's
+            warm floor, ``manager.warm_floor``).
 
     Returns:
         The plan.
@@ -246,6 +249,8 @@ def plan_reconcile(
     healthy = [r for r in runners if r.state in HEALTHY_STATES]
     delta = max(desired, 0) - len(healthy)
     stale = _stale_idle(healthy, now, stale_idle_after) if stale_idle_after is not None else []
+    idle = sum(1 for r in healthy if r.state is RunnerState.IDLE)
+    stale = stale[: max(idle - max(keep_idle, 0), 0)]  # oldest first: ``keep_idle`` idle stay
     stale_names = {r.name for r in stale}
     expiring = [] if max_idle_age is None else _stale_idle(healthy, now, max_idle_age)
     expiring = [r for r in expiring if r.name not in stale_names]

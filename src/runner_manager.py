@@ -14,11 +14,14 @@ from config.settings import RunnerManagerSettings
 from errors import GithubClientError, GithubNotFoundError, LXDNotFoundError, RunnerBinaryError
 from github_api.seam import GithubPlatform
 from github_api.types import RunnerApplication
-from lxd import LxdClient, LxdInstanceHandle
+from lxd import LxdInstanceHandle
+from manager.clients import build_clients
 from manager.complete_settings import complete_settings
 from manager.executor import run_parallel
 from manager.idle_limit import max_idle_age
+from manager.job_safety_net import JobSafetyNet
 from manager.observe import observe
+from manager.reactive_side import ReactiveSide, ReactiveTarget
 from manager.removal import force_delete_instances, keep_logs, wait_repo_checks
 from manager.report import ReconcileReport
 from manager.runner_template import ensure_template
@@ -27,7 +30,6 @@ from manager.unit_lock import UnitLock
 from metrics.recorder import MetricsRecorder
 from metrics.shared_fs import SharedFilesystemManager
 from metrics.storage import StorageManager
-from observability.github_meter import metered_github_client
 from reactive.pool import ConsumerPool, consumer_pool_for
 from reconcile_plan import (
     HEALTHY_STATES,
@@ -42,7 +44,6 @@ from reconcile_plan import (
     plan_flush,
     plan_reconcile,
 )
-from repo_policy.client import RepoPolicyComplianceClient
 from runner import CreateRunnerConfig, Runner
 from runner_manager_type import (
     LXDFlushMode,
@@ -87,6 +88,7 @@ class RunnerManager:
         settings: RunnerManagerSettings | None = None,
         metrics_storage: StorageManager | None = None,
         consumer_pool: ConsumerPool | None = None,
+        safety_net: JobSafetyNet | None = None,
     ) -> None:
         """Construct the manager.
 
@@ -102,6 +104,8 @@ class RunnerManager:
                 given and metrics are enabled).
             consumer_pool: The reactive consumers: given, the unit is in reactive mode. When
                 not given, the consumer processes of ``reactive_config`` if it is set.
+            safety_net: Reactive mode: enqueues the queued jobs no webhook brought, at each
+                reconcile (``manager.job_safety_net``).
         """
         self.app_name = app_name
         self.unit = unit
@@ -113,11 +117,16 @@ class RunnerManager:
         self.prefix = f"{app_name}-{unit}-"
         self.runner_bin_path = self.settings.runner_bin_path
         self.cron_path = self.settings.cron_path
-        self._clients = clients or self._build_clients()
+        self._clients = clients or build_clients(runner_manager_config, self.settings)
         self._lock = UnitLock(self.settings.state_dir / "runner-manager.lock")
         self._pool: ConsumerPool | None = consumer_pool
         if consumer_pool is None:
             self._pool = consumer_pool_for(app_name, unit, runner_manager_config, self.settings)
+        self._reactive = (
+            None
+            if self._pool is None
+            else ReactiveSide(self._pool, self.state, self.settings, safety_net)
+        )
         self.last_report = ReconcileReport()
         enabled = runner_manager_config.are_metrics_enabled
         self.metrics = MetricsRecorder(
@@ -132,20 +141,6 @@ class RunnerManager:
     def _metrics_storage(self) -> StorageManager:
         return SharedFilesystemManager(
             self.settings.metrics_storage_dir, self.settings.quarantine_dir
-        )
-
-    def _build_clients(self) -> RunnerManagerClients:
-        return RunnerManagerClients(
-            github=metered_github_client(
-                self.state.github_credentials(self.config.token),
-                self.state.api_url,
-                self.settings.state_dir,
-            ),
-            jinja=template_environment(),
-            lxd=LxdClient(),
-            repo=RepoPolicyComplianceClient(
-                self.settings.repo_policy_url or "", self.config.service_token
-            ),
         )
 
     # --- observation -----------------------------------------------------------------------------
@@ -193,20 +188,19 @@ class RunnerManager:
         with self._locked("reconcile"):
             instances, records = self._observe()
             now = datetime.now(timezone.utc)
-            desired, stale_after = quantity, None
-            if self._pool is not None:  # runners come from the queue: never create, at most the
-                healthy = judge(instances, records, now, self._timeouts())  # ceiling
-                desired = min(quantity, sum(1 for r in healthy if r.state in HEALTHY_STATES))
-                if self._pool.queue_empty():  # no job waits: idle runners past the grace go
-                    stale_after = self.settings.reactive_idle_grace
+            target = ReactiveTarget(quantity, None, 0, quantity)  # non-reactive: as given
+            if self._reactive is not None:  # runners from the queue over a warm floor
+                runners = judge(instances, records, now, self._timeouts())
+                target = self._reactive.target(quantity, runners)
             plan = plan_reconcile(
                 instances,
                 records,
-                desired,
+                target.desired,
                 now,
                 self._timeouts(),
-                stale_idle_after=stale_after,
+                stale_idle_after=target.stale_idle_after,
                 max_idle_age=max_idle_age(self.settings, self.state.reconcile_interval),
+                keep_idle=target.keep_idle,
             )
             report = ReconcileReport(plan=plan)
             alive = {i.name for i in instances}
@@ -224,10 +218,10 @@ class RunnerManager:
             if plan.create:
                 self._create(plan.create, resources, report)
             gone = sum(1 for d in plan.deletions if d.reason in _HEALTHY_GONE)
-            if self._pool is not None:  # consumers = ceiling - runners alive after the change
+            if self._reactive is not None:  # consumers = ceiling - runners alive after
                 kept = sum(plan.count(state) for state in HEALTHY_STATES) - gone
-                consumers = max(quantity - kept - len(report.created), 0)
-                self._pool.reconcile(consumers)
+                after = kept + len(report.created)
+                consumers = self._reactive.keep_consumers(target.ceiling, after)
                 self.metrics.reactive(getattr(self._pool, "queue_depth", None), consumers)
             report.duration = time.monotonic() - start
             self.last_report = report

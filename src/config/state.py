@@ -113,7 +113,11 @@ class CharmState(BaseModel):
         api_url: The REST API base URL derived from ``github_url``.
         runner_group: The runner group (organisations only).
         labels: Extra runner labels.
-        virtual_machines: Number of runners to keep.
+        virtual_machines: Number of runners to keep (reactive mode: the ceiling of runners
+            and consumers when ``max_total_virtual_machines`` is 0).
+        base_virtual_machines: Reactive mode: idle runners kept ready (the warm floor).
+        max_total_virtual_machines: Reactive mode: the ceiling of runners and consumers; 0:
+            ``virtual_machines``.
         vm_resources: Resources of each runner.
         reconcile_interval: Minutes between reconciliations.
         runner_storage: Where runner disks live.
@@ -146,6 +150,8 @@ class CharmState(BaseModel):
     runner_group: str
     labels: tuple[str, ...]
     virtual_machines: int
+    base_virtual_machines: int = 0
+    max_total_virtual_machines: int = 0
     vm_resources: VirtualMachineResources
     reconcile_interval: int
     runner_storage: RunnerStorage

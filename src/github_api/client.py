@@ -38,6 +38,7 @@ from github_api.parse import (
     runner_from_json,
     workflow_run_from_json,
 )
+from github_api.queued_jobs import list_queued_jobs
 from github_api.retry import Budget, HttpTransport, Retrier
 from github_api.transport import PyGithubTransport
 from github_api.types import (
@@ -297,6 +298,20 @@ class GithubClient:
             for info in page:
                 jobs.setdefault(info.id, info)
         return list(jobs.values())
+
+    def list_queued_jobs(self, path: GitHubRepo, max_runs: int = 10) -> list[JobInfo]:
+        """List the jobs still queued in the newest waiting runs of a repository.
+
+        At most ``2 + max_runs`` requests (:mod:`github_api.queued_jobs`).
+
+        Args:
+            path: The repository.
+            max_runs: The most runs whose jobs are read (1 to 100).
+
+        Returns:
+            The queued jobs.
+        """
+        return list_queued_jobs(self._retrier, path, max_runs)
 
     def get_job_by_url(self, url: str) -> JobInfo:
         """Return the job behind an API job URL (``<api_url>/repos/o/r/actions/jobs/<id>``).

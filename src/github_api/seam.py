@@ -97,6 +97,15 @@ class GithubPlatform(Protocol):
         """
         ...  # pragma: no cover
 
+    def list_queued_jobs(self, path: GitHubRepo, max_runs: int = 10) -> list[JobInfo]:
+        """List the jobs still queued in the newest waiting runs of a repository (bounded).
+
+        Args:
+            path: The repository.
+            max_runs: The most runs whose jobs are read (1 to 100).
+        """
+        ...  # pragma: no cover
+
     def get_job_by_url(self, url: str) -> JobInfo:
         """Return the job behind an API job URL.
 

@@ -23,6 +23,8 @@ GITHUB_URL_CONFIG_NAME = "github-url"
 GROUP_CONFIG_NAME = "group"
 LABELS_CONFIG_NAME = "labels"
 VIRTUAL_MACHINES_CONFIG_NAME = "virtual-machines"
+BASE_VIRTUAL_MACHINES_CONFIG_NAME = "base-virtual-machines"
+MAX_TOTAL_VIRTUAL_MACHINES_CONFIG_NAME = "max-total-virtual-machines"
 VM_CPU_CONFIG_NAME = "vm-cpu"
 VM_MEMORY_CONFIG_NAME = "vm-memory"
 VM_DISK_CONFIG_NAME = "vm-disk"
@@ -102,6 +104,43 @@ def get_int(config: Mapping[str, Any], name: str, minimum: int, maximum: int | N
         shown = value if value < 10**12 else f"{str(value)[:12]}..."
         raise ConfigError(name, f"{shown} is more than the maximum of {maximum}")
     return value
+
+
+def parse_warm_floor(config: Mapping[str, Any], virtual_machines: int) -> tuple[int, int]:
+    """Parse ``base-virtual-machines`` and ``max-total-virtual-machines`` (reactive mode).
+
+    An option absent from ``config`` counts as its default, 0. ``max-total-virtual-machines``
+    0 means ``virtual-machines`` is the ceiling, as before these options existed.
+
+    Args:
+        config: The charm's options.
+        virtual_machines: The ``virtual-machines`` value.
+
+    Returns:
+        The warm floor (idle runners kept ready) and the ceiling of runners and consumers.
+
+    Raises:
+        ConfigError: If a value is negative or not an integer, or the floor exceeds the
+            ceiling.
+    """
+    values = {
+        name: get_int({name: config.get(name, 0)}, name, minimum=0, maximum=MAX_VIRTUAL_MACHINES)
+        for name in (BASE_VIRTUAL_MACHINES_CONFIG_NAME, MAX_TOTAL_VIRTUAL_MACHINES_CONFIG_NAME)
+    }
+    base = values[BASE_VIRTUAL_MACHINES_CONFIG_NAME]
+    ceiling = values[MAX_TOTAL_VIRTUAL_MACHINES_CONFIG_NAME] or virtual_machines
+    if base > ceiling:
+        source = (
+            MAX_TOTAL_VIRTUAL_MACHINES_CONFIG_NAME
+            if values[MAX_TOTAL_VIRTUAL_MACHINES_CONFIG_NAME]
+            else f"{VIRTUAL_MACHINES_CONFIG_NAME} ({MAX_TOTAL_VIRTUAL_MACHINES_CONFIG_NAME} unset)"
+        )
+        raise ConfigError(
+            BASE_VIRTUAL_MACHINES_CONFIG_NAME,
+            f"{base} is more than the ceiling of {ceiling} set by {source}: lower it or raise "
+            "the ceiling",
+        )
+    return base, values[MAX_TOTAL_VIRTUAL_MACHINES_CONFIG_NAME]
 
 
 def parse_token(value: str, option: str = TOKEN_CONFIG_NAME) -> str:

@@ -15,6 +15,7 @@ from github_api.types import (
     GitHubRunnerStatus,
     JITConfig,
     JobInfo,
+    JobStatus,
     RegistrationToken,
     RunnerApplication,
     SelfHostedRunner,
@@ -111,6 +112,13 @@ class FakeGithub:
     def list_jobs_of_run(self, path: GitHubRepo, run_id: int) -> list[JobInfo]:
         self._call("list_jobs_of_run")
         return self.jobs.get(run_id, [])
+
+    def list_queued_jobs(self, path: GitHubRepo, max_runs: int = 10) -> list[JobInfo]:
+        self._call("list_queued_jobs")
+        if self.fail_list:
+            raise self.fail_list
+        runs = [self.jobs[run_id] for run_id in sorted(self.jobs, reverse=True)][:max_runs]
+        return [job for jobs in runs for job in jobs if job.status is JobStatus.QUEUED]
 
     def get_job_by_url(self, url: str) -> JobInfo:
         self._call("get_job_by_url")

@@ -98,6 +98,10 @@ GOOD: list[tuple[dict[str, Any], str, Any]] = [
     ({"labels": "a.b_c-d"}, "labels", ("a.b_c-d",)),
     ({"virtual-machines": 0}, "virtual_machines", 0),
     ({"virtual-machines": 25}, "virtual_machines", 25),
+    ({"base-virtual-machines": 1}, "base_virtual_machines", 1),
+    ({"base-virtual-machines": 0}, "base_virtual_machines", 0),
+    ({"max-total-virtual-machines": 0}, "max_total_virtual_machines", 0),
+    ({"max-total-virtual-machines": 30}, "max_total_virtual_machines", 30),
     ({"vm-cpu": 8}, "vm_resources", VirtualMachineResources(8, "7GiB", "10GiB")),
     ({"vm-memory": "512MiB"}, "vm_resources", VirtualMachineResources(2, "512MiB", "10GiB")),
     ({"vm-disk": "1TiB"}, "vm_resources", VirtualMachineResources(2, "7GiB", "1TiB")),
@@ -163,6 +167,20 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"labels": "good,b@d"}, "labels: 'b@d' is not a label"),
     ({"labels": "x" * 101}, "labels: "),
     ({"virtual-machines": -1}, "virtual-machines: -1 is less than the minimum of 0"),
+    ({"base-virtual-machines": -1}, "base-virtual-machines: -1 is less than the minimum of 0"),
+    (
+        {"base-virtual-machines": 2},
+        "base-virtual-machines: 2 is more than the ceiling of 1 set by virtual-machines "
+        "(max-total-virtual-machines unset)",
+    ),
+    (
+        {"base-virtual-machines": 4, "max-total-virtual-machines": 3},
+        "base-virtual-machines: 4 is more than the ceiling of 3 set by max-total-virtual-machines",
+    ),
+    (
+        {"max-total-virtual-machines": -1},
+        "max-total-virtual-machines: -1 is less than the minimum of 0",
+    ),
     ({"vm-cpu": 0}, "vm-cpu: 0 is less than the minimum of 1"),
     ({"vm-memory": "7GB"}, "vm-memory: '7GB' is not a size like 7GiB"),
     ({"vm-memory": "0GiB"}, "vm-memory: '0GiB' is zero"),

@@ -89,6 +89,8 @@ URL_VALUES = {
 }
 INT_OPTIONS = {
     "virtual-machines": [10**9, 10**18, -1],
+    "base-virtual-machines": [10**9, -1],
+    "max-total-virtual-machines": [10**9, -1],
     "vm-cpu": [10**6, 0],
     "reconcile-interval": [10**9, 1],
 }
