@@ -15,6 +15,12 @@ runners, wants K, and neither creates nor deletes: what is left is the listing c
 is the mean over several reconciles. The charm's reconcile event also lists runners once more
 for its status (``get_github_info``): shown as a second column.
 
+Safety net on (reactive mode): the same do-nothing reconcile with Q workflow runs queued in the
+sandbox (Q = 0, 3, 30) and the reconcile's safety net sweeping them (``max_runs`` 10, no grace,
+a ledger in memory, publishes recorded, not sent): requests per reconcile = runner pages +
+2 run lists (1 once Q >= max_runs) + ``min(Q, max_runs)`` job lists: at most 2 + max_runs
+beyond the listing, whatever Q.
+
 Per runner created (real LXD): the requests of ``reconcile(N)`` from 0 and of the flush back to
 0, divided by N.
 
@@ -39,6 +45,8 @@ from benchmarks._lib.bench import (
     parse_args,
 )
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions
+from manager.job_safety_net import JobSafetyNet, SafetyNetSettings
+from reactive.message import JobDetails
 from runner import CREATED_KEY
 from runner_manager import RunnerManager
 from runner_manager_type import LXDFlushMode, RunnerManagerClients
@@ -46,6 +54,7 @@ from sandbox import jitconfig
 
 APP = "bench-api"
 RECONCILES = 5
+MAX_RUNS = 10
 
 
 @dataclass
@@ -191,6 +200,93 @@ def steady_state(env: LocalEnvironment, sizes: tuple[int, ...], report: Report) 
     return results
 
 
+class QuietPool:
+    """A consumer pool with an empty queue that starts nothing (reactive mode, no broker)."""
+
+    def queue_empty(self) -> bool:
+        """Nothing waits."""
+        return True
+
+    def reconcile(self, quantity: int) -> int:
+        """No consumer process is started."""
+        del quantity
+        return 0
+
+
+class MemoryLedger:
+    """The intake ledger's contract in memory."""
+
+    def __init__(self) -> None:
+        """No job seen."""
+        self.claimed: set[int] = set()
+
+    def claim(self, job_id: int, delivery_id: str | None = None) -> bool:
+        """True the first time."""
+        del delivery_id
+        fresh = job_id not in self.claimed
+        self.claimed.add(job_id)
+        return fresh
+
+    def release(self, job_id: int) -> None:
+        """Forget a claim."""
+        self.claimed.discard(job_id)
+
+
+def safety_net(env: LocalEnvironment, report: Report) -> dict[str, Any]:
+    """Requests per reconcile with the safety net on, for Q queued runs."""
+    real = env.manager._clients
+    published: list[JobDetails] = []
+    net = JobSafetyNet(
+        github=real.github,
+        path=env.state.path,
+        api_url=env.state.api_url,
+        ledger=MemoryLedger(),
+        publish=lambda uri, queue, message, timeout=10.0: published.append(message),
+        mq_uri="memory://",
+        queue_name=APP,
+        routes=lambda labels: True,
+        settings=SafetyNetSettings(grace=timedelta(0), max_runs=MAX_RUNS),
+    )
+    manager = RunnerManager(
+        env.options.app_name,
+        env.options.unit,
+        env.manager.config,
+        clients=RunnerManagerClients(
+            github=real.github,
+            jinja=real.jinja,
+            lxd=MirrorLxd(),  # type: ignore[arg-type]
+            repo=real.repo,
+        ),
+        settings=env.manager.settings,
+        consumer_pool=QuietPool(),
+        safety_net=net,
+    )
+    results: dict[str, Any] = {}
+    queued, job_ids = 0, []
+    for runs in (0, 3, 30):
+        for _ in range(runs - queued):
+            body = {"repository": "octo/bench", "labels": ["bench"]}
+            job_ids.append(int(env.control("POST", "/jobs", body)["id"]))
+        queued = runs
+        counts: list[int] = []
+        for _ in range(RECONCILES):
+            env.control("POST", "/stats/reset")
+            manager.reconcile(0, RESOURCES)
+            counts.append(sum(api_counts(env).values()))
+        mean = sum(counts) / len(counts)
+        lists = 1 if runs >= MAX_RUNS else 2  # the in_progress list only while runs < max
+        expected = 1 + lists + min(runs, MAX_RUNS)
+        report.check(mean == expected, f"Q={runs}: {mean} requests, expected {expected}")
+        results[str(runs)] = {"per_reconcile": mean, "expected": expected}
+    # Q=3: 3 new jobs; Q=30: the newest MAX_RUNS runs, none seen before; then nothing new.
+    report.check(len(published) == 3 + MAX_RUNS, f"the net enqueued {len(published)} jobs")
+    for job_id in job_ids:  # no runner made later may take them
+        env.control("POST", f"/jobs/{job_id}/cancel")
+    results["enqueued_once"] = len(published) == len({m.url for m in published})
+    report.check(results["enqueued_once"], "a job was enqueued twice")
+    return results
+
+
 def short(routes: dict[str, int]) -> str:
     """Routes without the repository part, e.g. ``GET runners: 1``."""
     return ", ".join(
@@ -234,6 +330,7 @@ def main() -> int:
             env.control("POST", "/stats/reset")
             for record in env.manager._clients.github.list_runners(env.state.path, "bench-api"):
                 env.manager._clients.github.delete_runner(env.state.path, record.id, record.name)
+            net = safety_net(env, report)
             creation = per_runner(env, created_n, report)
     finally:
         leaked = force_delete_instances(f"{APP}-")
@@ -256,6 +353,15 @@ def main() -> int:
             fmt(row["constant"]),
             fmt(row["per_reconcile_event"]),
         )
+    swept = report.table(
+        f"requests per reconcile with the safety net on (max_runs {MAX_RUNS}, 0 runners)",
+        "workflow runs queued",
+        "RunnerManager.reconcile",
+        "expected: 1 + run lists + min(Q, max_runs)",
+    )
+    for runs, row in net.items():
+        if isinstance(row, dict):
+            swept.add_row(runs, fmt(row["per_reconcile"]), str(row["expected"]))
     made = report.table(
         f"requests to create {creation['runners']} runner(s) from 0, and to flush them",
         "operation",
@@ -271,7 +377,7 @@ def main() -> int:
         "  per runner beyond the listing", fmt(creation["create_per_runner_beyond_listing"]), ""
     )
     made.add_row("force flush", str(creation["flush_total"]), short(creation["flush_routes"]))
-    report.figures.update(steady_state=steady, per_runner=creation)
+    report.figures.update(steady_state=steady, safety_net=net, per_runner=creation)
     return report.finish(args.json)
 
 
