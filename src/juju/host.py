@@ -6,12 +6,14 @@ is the real implementation. No ``ops`` here.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import errors
 from errors import SubprocessError
 from juju.event_timer import EventTimer
 from juju.intake_host import IntakeService, IntakeSettings
@@ -331,7 +333,15 @@ class HostSystem:
 
         Returns:
             Its port.
+
+        Raises:
+            ConfigError: This build carries no intake program to run (``webhook-secret`` is
+                refused rather than a service started that cannot work).
         """
+        if importlib.util.find_spec("intake") is None:
+            raise errors.ConfigError(
+                "webhook-secret", "this build has no webhook intake to run; unset the option"
+            )
         return self._intake.ensure(settings)
 
     def remove_intake(self, keep_port: bool = True) -> None:

@@ -177,3 +177,25 @@ def test_the_unit_verifies_clean(tmp_path: Path) -> None:
         timeout=60,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_host_refuses_the_intake_when_the_build_has_no_intake_program(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ``intake`` package: ``webhook-secret`` is refused, no service is written or started."""
+    import importlib.util
+
+    from errors import ConfigError
+    from juju.host import HostSystem
+
+    systemctl = FakeSystemctl()
+    intake = service(tmp_path, systemctl)
+    host = HostSystem("github-runner/0", intake=intake)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "intake" else real(name, *a)
+    )
+    with pytest.raises(ConfigError) as caught:
+        host.ensure_intake(settings(tmp_path))
+    assert caught.value.option == "webhook-secret"
+    assert not (tmp_path / "systemd" / SERVICE).exists()
