@@ -376,6 +376,60 @@ class JobMessageError(ReactiveError):
         self.reason = reason
 
 
+# --- webhook intake ---------------------------------------------------------------------------
+
+
+class IntakeError(GithubRunnerError):
+    """The webhook intake (src/intake) failed."""
+
+
+class IntakeConfigError(IntakeError):
+    """The intake's configuration file is missing, unreadable or invalid."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        """Build the error.
+
+        Args:
+            path: The configuration file (or a file it names).
+            reason: What is wrong (never a secret).
+        """
+        super().__init__(f"intake configuration {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class IntakeLedgerError(IntakeError):
+    """The intake's job ledger (sqlite) cannot be opened or written."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        """Build the error.
+
+        Args:
+            path: The ledger file.
+            reason: What went wrong.
+        """
+        super().__init__(f"job ledger {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class IntakePublishError(IntakeError):
+    """The broker did not take (confirm) a job message in time."""
+
+    def __init__(self, queue: str, job_url: str, reason: str) -> None:
+        """Build the error.
+
+        Args:
+            queue: The queue name.
+            job_url: The job URL of the message.
+            reason: What went wrong (an exception type, never the broker URI).
+        """
+        super().__init__(f"cannot publish job {job_url} to queue {queue}: {reason}")
+        self.queue = queue
+        self.job_url = job_url
+        self.reason = reason
+
+
 # --- repo policy ------------------------------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ THIRD_PARTY_SEAMS: dict[str, tuple[str, ...]] = {
     "ops": (*JUJU_FACE, "lib/"),
     "pylxd": ("src/lxd/",),
     "github": ("src/github_api/",),
-    "kombu": ("src/reactive/consumer.py",),
+    "kombu": ("src/reactive/consumer.py", "src/intake/publisher.py"),
 }
 
 # The pure plan, and the standard library modules a pure module may use.
