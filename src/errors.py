@@ -413,6 +413,19 @@ class IntakeLedgerError(IntakeError):
         self.reason = reason
 
 
+class IntakePayloadError(IntakeError):
+    """A webhook delivery is not a ``workflow_job`` event the intake can use (answered 400)."""
+
+    def __init__(self, reason: str) -> None:
+        """Build the error.
+
+        Args:
+            reason: What is wrong (never the body itself).
+        """
+        super().__init__(f"invalid delivery: {reason}")
+        self.reason = reason
+
+
 class IntakePublishError(IntakeError):
     """The broker did not take (confirm) a job message in time."""
 

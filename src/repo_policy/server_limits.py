@@ -18,6 +18,7 @@ class ServerLimits:
         max_request_body: Bytes of a request body (413 beyond).
         max_header: Bytes of a request's headers (431 beyond).
         backlog: Connections the kernel queues before they are accepted.
+        ident: The server name in the ``Server`` header.
     """
 
     connections_per_client: int = 16
@@ -27,6 +28,7 @@ class ServerLimits:
     max_request_body: int = 1024 * 1024
     max_header: int = 32 * 1024
     backlog: int = 1024
+    ident: str = "repo-policy"
 
     def __post_init__(self) -> None:
         """Check the bounds.
@@ -63,7 +65,7 @@ class ServerLimits:
             "host": host,
             "port": port,
             "threads": threads,
-            "ident": "repo-policy",
+            "ident": self.ident,
             "connection_limit": self.connection_limit,
             "channel_timeout": self.channel_timeout,
             "cleanup_interval": self.cleanup_interval,
