@@ -14,6 +14,13 @@ Figures come from the sandbox's own clock (``event_times``: queued, in_progress)
   other, so every wait is a full cold start. ``--in-process`` runs the project's
   ``JobConsumer`` in a thread instead of the consumer processes; ``--no-broker`` (or no broker
   answering) calls ``create_runners(1)`` right after queuing ("create-on-demand").
+- ``webhook`` / ``webhook_floor`` (with a broker): the webhook path
+  (``benchmarks/_lib/webhook_wait.py``): the sandbox delivers ``workflow_job`` webhooks to a
+  real intake process (``python -m intake``) that publishes to RabbitMQ; the consumers take it.
+  Without a warm floor (``base-virtual-machines`` 0: a cold runner per job) and with one (1: a
+  warm runner takes the job). Reported both as queued -> started (beside the rows above) and as
+  delivery -> started (the intake's 200 -> in_progress; negative when a warm runner took the
+  job before the intake answered), with runner creations per job.
 
     python benchmarks/job_wait.py [--json] [--small] [--jobs N] [--pool P]
 """
@@ -37,6 +44,7 @@ from benchmarks._lib.bench import (
     parse_args,
     summary,
 )
+from benchmarks._lib.webhook_wait import WebhookWaits, webhook_waits
 from errors import GithubRunnerError
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions
 from runner_manager_type import LXDFlushMode
@@ -207,6 +215,37 @@ def delete_queue(name: str) -> None:
         print(f"could not delete queue {name}: {exc}", file=sys.stderr)
 
 
+def webhook_table(report: Report, hooks: dict[str, WebhookWaits]) -> dict[str, Any]:
+    """Print delivery -> started and runner creations of the webhook scenarios."""
+    if not hooks:
+        return {}
+    table = report.table(
+        "webhook delivery answered -> job started (s; sandbox clock)",
+        "scenario",
+        "n",
+        "p50",
+        "p95",
+        "max",
+        "min",
+        "runners created / job",
+    )
+    out: dict[str, Any] = {}
+    for name, waits in hooks.items():
+        row = summary(waits.delivered)
+        per_job = waits.creations / len(waits.queued) if waits.queued else None
+        out[name] = {**row, "runners_created": waits.creations, "runners_per_job": per_job}
+        table.add_row(
+            name,
+            str(row["n"]),
+            fmt(row["p50"]),
+            fmt(row["p95"]),
+            fmt(row["max"]),
+            fmt(row["min"]),
+            fmt(per_job),
+        )
+    return out
+
+
 def main() -> int:
     """Measure warm and cold job waits; exit 1 if a job never started or anything leaked."""
     args = parse_args(
@@ -238,6 +277,14 @@ def main() -> int:
             template_waits = cold(env, jobs, mode, report)
             env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
             env.manager.flush(LXDFlushMode.FLUSH_BUSY)
+            env.options.settings = {}
+            env.manager = env.build_manager()
+            hooks: dict[str, WebhookWaits] = {}
+            if mode != "create-on-demand":
+                for name, floor in (("webhook", 0), ("webhook_floor", 1)):
+                    hooks[name] = webhook_waits(env, MQ_URI, jobs, floor, report)
+                    env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+                    env.manager.flush(LXDFlushMode.FLUSH_BUSY)
     finally:
         leaked = force_delete_instances(f"{APP}-")
         force_delete_instances(f"grt-{APP}-")  # the runner template
@@ -253,6 +300,7 @@ def main() -> int:
         "warm": summary(warm_waits),
         "cold": summary(cold_waits),
         "cold_template": summary(template_waits),
+        **{name: summary(w.queued) for name, w in hooks.items()},
     }
     table = report.table(
         f"job queued -> started (s; sandbox clock; warm pool {pool}; cold: {cold_path})",
@@ -265,7 +313,9 @@ def main() -> int:
         "goal p50",
         "met",
     )
-    for name, goal in (("warm", WARM_GOAL), ("cold", COLD_GOAL), ("cold_template", COLD_GOAL)):
+    goals = {"warm": WARM_GOAL, "cold": COLD_GOAL, "cold_template": COLD_GOAL}
+    goals.update({"webhook": COLD_GOAL, "webhook_floor": WARM_GOAL} if hooks else {})
+    for name, goal in goals.items():
         row = figures[name]
         met = row["p50"] is not None and row["p50"] <= goal
         figures[name]["goal_p50_s"] = goal
@@ -280,7 +330,10 @@ def main() -> int:
             f"<= {goal:g}",
             fmt(met),
         )
-    report.figures.update(jobs=jobs, pool=pool, cold_path=cold_path, waits=figures)
+    delivery = webhook_table(report, hooks)
+    report.figures.update(
+        jobs=jobs, pool=pool, cold_path=cold_path, waits=figures, delivery_to_started=delivery
+    )
     return report.finish(args.json)
 
 
