@@ -43,12 +43,25 @@ def public_pem() -> str:
     )
 
 
-KEY_SECRET = testing.Secret(tracked_content={"private-key": private_pem()})
-NOT_A_KEY_SECRET = testing.Secret(tracked_content={"private-key": "-----BEGIN nonsense"})
-TOKEN_SECRET = testing.Secret(tracked_content={"token": SECRET_TOKEN})
+def _secret_id(name: str) -> str:
+    """A fixed Juju secret ID: random ones may spell a test's credential ("pw") by chance."""
+    return f"secret:{name:0<20}"
+
+
+KEY_SECRET = testing.Secret(
+    tracked_content={"private-key": private_pem()}, id=_secret_id("appkey")
+)
+NOT_A_KEY_SECRET = testing.Secret(
+    tracked_content={"private-key": "-----BEGIN nonsense"}, id=_secret_id("notakey")
+)
+TOKEN_SECRET = testing.Secret(tracked_content={"token": SECRET_TOKEN}, id=_secret_id("token"))
 WEBHOOK_VALUE = "whsec-0123456789abcdef"
-WEBHOOK_SECRET = testing.Secret(tracked_content={"webhook-secret": f" {WEBHOOK_VALUE}\n"})
-SHORT_WEBHOOK_SECRET = testing.Secret(tracked_content={"webhook-secret": "short"})
+WEBHOOK_SECRET = testing.Secret(
+    tracked_content={"webhook-secret": f" {WEBHOOK_VALUE}\n"}, id=_secret_id("webhook")
+)
+SHORT_WEBHOOK_SECRET = testing.Secret(
+    tracked_content={"webhook-secret": "short"}, id=_secret_id("shortwebhook")
+)
 SECRETS = [KEY_SECRET, NOT_A_KEY_SECRET, TOKEN_SECRET, WEBHOOK_SECRET, SHORT_WEBHOOK_SECRET]
 
 

@@ -151,6 +151,12 @@ class _Host(HostSystem):
         """Not under test here: the host's address on the runner network is loopback."""
         return RunnerNetwork(network or "ghr-test", "127.0.0.1", own=not network)
 
+    def apply_network_policy(self, *args: Any) -> None:
+        """Not under test here (the host's nftables stay untouched; nft may not be installed)."""
+
+    def remove_network_policy(self) -> None:
+        """Not under test here."""
+
     def ensure_metrics_exporter(self) -> None:
         """Not under test here."""
 
