@@ -1,6 +1,6 @@
 """Publish one job message to a flavor's queue and return only once the broker has it.
 
-The queue is declared exactly as the consumers declare it (``reactive.consumer._declare``: a
+The queue is declared exactly as the consumers declare it (``reactive.broker.declare_queue``: a
 durable queue bound to a durable direct exchange of its name); messages are persistent.
 
 * AMQP: the connection runs in publisher-confirm mode (kombu's ``confirm_publish`` transport
@@ -24,7 +24,7 @@ import kombu
 import kombu.exceptions
 
 import errors
-from reactive.consumer import _declare as declare_queue
+from reactive.broker import declare_queue
 from reactive.message import JobDetails
 
 # kombu is only partly typed: the boundary goes through Any.

@@ -3,7 +3,7 @@
 Third-party seams:
 - only the Juju face (src/charm.py, src/charm_state.py) and lib/ import ``ops``;
 - only src/lxd/ imports pylxd; only src/github_api/ imports PyGithub (``github``); only
-  src/reactive/consumer.py imports kombu.
+  src/reactive/consumer.py, src/reactive/broker.py and src/intake/publisher.py import kombu.
 
 Project rules:
 - the core never imports the charm: outside the Juju face nothing imports ``charm``,
@@ -33,7 +33,7 @@ THIRD_PARTY_SEAMS: dict[str, tuple[str, ...]] = {
     "ops": (*JUJU_FACE, "lib/"),
     "pylxd": ("src/lxd/",),
     "github": ("src/github_api/",),
-    "kombu": ("src/reactive/consumer.py", "src/intake/publisher.py"),
+    "kombu": ("src/reactive/consumer.py", "src/reactive/broker.py", "src/intake/publisher.py"),
 }
 
 # The pure plan, and the standard library modules a pure module may use.
