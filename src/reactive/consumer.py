@@ -1,6 +1,7 @@
 """Consume job messages from the reactive queue: one message, at most one runner per delivery.
 
-This is the only module of the project that imports kombu. A message is a JSON object
+kombu is reached through :mod:`reactive.broker` (the connection, the queue's declaration) and
+kombu's own consumer here; nothing else of the core imports it. A message is a JSON object
 ``{"labels": [...], "url": "<GitHub API job URL>"}``. For each delivery the consumer decides:
 
 =============================================  ========================================  =======
@@ -13,6 +14,7 @@ still 404 after ``not_found_grace`` seconds     ``JOB_NOT_FOUND``               
 the job is already in progress or completed    ``ALREADY_TAKEN`` (no runner spawned)     ack
 runner spawned, GitHub shows the job taken     ``PICKED_UP``                             ack
 runner spawned, job not taken by the deadline  ``NOT_PICKED_UP``                         requeue
+the runner took another job, none spare left   ``RUNNER_TAKEN_ELSEWHERE`` (at once)      requeue
 GitHub failed (5xx, rate limit, timeout)       ``GITHUB_ERROR`` (after a backoff delay)  requeue
 the spawner failed                             ``SPAWN_FAILED`` (after a backoff delay)  requeue
 an unexpected error (bug, unmapped error)      ``ERROR`` (after a backoff delay)         requeue
@@ -34,6 +36,15 @@ delivery took the job it is acked without a spawn, otherwise it gets one more ru
 nobody takes cycles through the queue at most once per ``pickup_timeout`` per consumer until
 GitHub cancels it (then ``completed``: acked). Faults never make a hot loop: every requeue
 after a fault waits an exponential backoff first, holding the message unacked meanwhile.
+
+GitHub gives a queued job to any idle runner whose labels match, not to the runner spawned for
+it. When the runner spawned for this delivery took another job (one whose webhook was lost, or
+a job of another delivery) while this job stays queued, and no other runner of the unit is idle
+or starting to take it, the message is requeued at once: its redelivery spawns a fresh runner
+instead of waiting ``pickup_timeout`` for nothing. When a runner of the unit is already online and
+idle (the warm floor), a queued job is left to it for up to ``warm_grace`` seconds before a
+runner is spawned, so a job a warm runner takes is not also given a new one. Both looks are
+one runner listing (:class:`RunnerWatcher`), made only when the spawner offers one.
 
 A job GitHub has just created may not show on every replica yet: a 404 before the spawn is asked
 again (tenacity, exponential waits) for up to ``not_found_grace`` seconds before the message is
@@ -58,23 +69,33 @@ import tenacity
 import errors
 from github_api.names import serves
 from github_api.types import JobInfo, JobStatus
+from reactive.broker import broker_connection, declare_queue, publish_job, queue_size
 from reactive.message import (
     MAX_MESSAGE_BYTES,
     JobDetails,
     build_supported_labels,
     parse_job_message,
 )
-from reactive.types import ConsumerSettings, GithubJobChecker, Outcome, RunnerSpawner, Verdict
+from reactive.types import (
+    ConsumerSettings,
+    GithubJobChecker,
+    Outcome,
+    RunnerActivity,
+    RunnerSpawner,
+    RunnerView,
+    RunnerWatcher,
+    Verdict,
+)
 from runner_type import DEFAULT_LABELS
 
-# kombu is only partly typed: the boundary goes through Any, and this module is the only user.
+# kombu is only partly typed: the boundary goes through Any.
 _kombu: Any = kombu
 _KombuError: type[Exception] = kombu.exceptions.KombuError
 
 logger = logging.getLogger(__name__)
 
-# The message schema (reactive.message) and the consumer's types (reactive.types) stay
-# importable from here.
+# The message schema (reactive.message), the broker helpers (reactive.broker) and the
+# consumer's types (reactive.types) stay importable from here.
 __all__ = [
     "DEFAULT_LABELS",
     "MAX_MESSAGE_BYTES",
@@ -84,6 +105,7 @@ __all__ = [
     "JobDetails",
     "Outcome",
     "RunnerSpawner",
+    "RunnerWatcher",
     "Verdict",
     "build_supported_labels",
     "parse_job_message",
@@ -93,102 +115,6 @@ __all__ = [
 
 PICKED_UP_STATUSES = frozenset({JobStatus.IN_PROGRESS, JobStatus.COMPLETED})
 _SHOWN_BODY_CHARS = 120
-
-
-def _declare(queue_name: str) -> Any:
-    """Return the queue entity, declared the same way as kombu's ``SimpleQueue``.
-
-    Args:
-        queue_name: The queue name.
-
-    Returns:
-        A durable queue bound to a durable direct exchange of the same name.
-    """
-    exchange = _kombu.Exchange(queue_name, type="direct", durable=True)
-    return _kombu.Queue(queue_name, exchange, routing_key=queue_name, durable=True)
-
-
-def _connection(mq_uri: str, connect_timeout: float, poll_interval: float) -> Any:
-    """Build a (lazy) broker connection with timeouts on every network operation.
-
-    Args:
-        mq_uri: The broker URI (secret: never logged).
-        connect_timeout: Connect and socket I/O timeout.
-        poll_interval: Polling interval for polling transports.
-
-    Returns:
-        The kombu connection, not yet connected.
-    """
-    scheme = mq_uri.split(":", 1)[0].lower()
-    options: dict[str, Any]
-    if scheme in ("amqp", "amqps", "pyamqp"):
-        options = {"read_timeout": connect_timeout, "write_timeout": connect_timeout}
-    else:  # polling transports; MongoDB reads connect_timeout here (connectTimeoutMS)
-        options = {"polling_interval": poll_interval, "connect_timeout": connect_timeout}
-        if scheme in ("redis", "rediss"):
-            options.update(socket_timeout=connect_timeout, socket_connect_timeout=connect_timeout)
-    return _kombu.Connection(mq_uri, connect_timeout=connect_timeout, transport_options=options)
-
-
-def queue_size(mq_uri: str, queue_name: str, connect_timeout: float = 10.0) -> int:
-    """Return how many messages wait in the queue (those held by consumers are not counted).
-
-    Args:
-        mq_uri: The broker URI (secret: never logged).
-        queue_name: The queue name.
-        connect_timeout: Connect and socket I/O timeout.
-
-    Returns:
-        The number of ready messages.
-
-    Raises:
-        QueueError: The broker cannot be reached.
-    """
-    try:
-        with _connection(mq_uri, connect_timeout, 1.0) as connection:
-            queue = _declare(queue_name)(connection.channel())
-            queue.declare()
-            return int(queue.queue_declare(passive=True).message_count)
-    except Exception as exc:  # kombu raises transport-specific errors
-        raise errors.QueueError(
-            f"cannot read the size of queue {queue_name}: {type(exc).__name__}"
-        ) from exc
-
-
-def publish_job(
-    mq_uri: str, queue_name: str, body: bytes | str, connect_timeout: float = 10.0
-) -> None:
-    """Publish one raw job message (used by the sandbox, the demo and the tests).
-
-    Args:
-        mq_uri: The broker URI.
-        queue_name: The queue name.
-        body: The raw body; a JSON job message normally.
-        connect_timeout: Connect and socket I/O timeout.
-
-    Raises:
-        QueueError: The broker could not be reached or refused the message.
-    """
-    queue = _declare(queue_name)
-    conn = _connection(mq_uri, connect_timeout, 1.0)
-    try:
-        with conn:
-            conn.ensure_connection(max_retries=2, interval_start=0.2, timeout=connect_timeout)
-            producer = _kombu.Producer(conn.default_channel)
-            producer.publish(
-                body,
-                exchange=queue.exchange,
-                routing_key=queue_name,
-                declare=[queue],
-                content_type="application/json",
-                content_encoding="utf-8",
-                delivery_mode=2,
-                retry=False,
-            )
-    except (*conn.connection_errors, *conn.channel_errors, _KombuError, OSError) as exc:
-        raise errors.QueueError(
-            f"cannot publish to queue {queue_name}: {type(exc).__name__}"
-        ) from exc
 
 
 class JobConsumer:
@@ -208,6 +134,7 @@ class JobConsumer:
         *,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        watcher: RunnerWatcher | None = None,
     ) -> None:
         """Build a consumer; it connects in :meth:`run`.
 
@@ -218,6 +145,8 @@ class JobConsumer:
             spawner: Creates one runner.
             stop: Set it to make the consumer finish (SIGTERM handler); a new one by default.
             clock: Monotonic clock (injectable for tests).
+            watcher: Lists the unit's runners; None looks only at the job (the spawner
+                itself when it is a :class:`RunnerWatcher`).
         """
         self._mq_uri = mq_uri
         self.settings = settings
@@ -225,6 +154,9 @@ class JobConsumer:
         self._spawner = spawner
         self._stop = stop if stop is not None else threading.Event()
         self._clock = clock
+        self._watcher = watcher
+        if watcher is None and isinstance(spawner, RunnerWatcher):
+            self._watcher = spawner
         self._failures = 0
         self.counts: Counter[Outcome] = Counter()
 
@@ -269,6 +201,9 @@ class JobConsumer:
             )
             return Verdict(Outcome.FOREIGN_REPOSITORY)
         verdict = self._check_job(job.url)
+        if verdict is not None:
+            return verdict
+        verdict = self._leave_to_warm_runner(job.url)
         if verdict is not None:
             return verdict
         if self._stop.is_set():
@@ -318,6 +253,69 @@ class JobConsumer:
             return Verdict(Outcome.ALREADY_TAKEN)
         return None
 
+    def _watch(self, name: str | None) -> RunnerView | None:
+        """Look at the unit's runners, or None without a watcher or when GitHub fails."""
+        if self._watcher is None:
+            return None
+        try:
+            return self._watcher.watch(name)
+        except errors.GithubClientError as exc:
+            logger.warning("Listing the runners failed (%s); going on", type(exc).__name__)
+            return None
+
+    def _leave_to_warm_runner(self, url: str) -> Verdict | None:
+        """Give an idle runner of the unit ``warm_grace`` seconds to take the queued job.
+
+        Args:
+            url: The job URL (queued at the last check).
+
+        Returns:
+            ALREADY_TAKEN or STOPPED, or None when the job still needs a runner: no idle
+            runner, none left idle, or the grace passed.
+        """
+        grace = self.settings.warm_grace
+        view = self._watch(None) if grace > 0 else None
+        if view is None or view.others_idle == 0:
+            return None
+        logger.info("Job %r: %d idle runners online; leaving it to them", url, view.others_idle)
+        deadline = self._clock() + grace
+        interval = min(max(self.settings.pickup_poll_initial, 0.01), 1.0)
+        while self._clock() < deadline:
+            if self._stop.wait(min(interval, max(deadline - self._clock(), 0.0))):
+                return Verdict(Outcome.STOPPED)
+            verdict = self._check_job(url)
+            if verdict is not None:
+                return verdict
+            view = self._watch(None)
+            if view is not None and view.others_idle == 0:
+                break
+        logger.info("Job %r still queued with no idle runner taking it; spawning", url)
+        return None
+
+    def _taken_elsewhere(self, url: str, runner_name: str) -> bool:
+        """Whether the spawned runner took another job and no other runner may take this one.
+
+        Args:
+            url: The job URL (still queued).
+            runner_name: The runner spawned for it.
+
+        Returns:
+            True when the delivery should get a fresh runner now.
+        """
+        view = self._watch(runner_name)
+        if view is None or view.own == RunnerActivity.WAITING:
+            return False
+        if view.others_idle + view.others_starting > 0:
+            return False  # one of them (made for the job ours took, or warm) takes this one
+        logger.warning(
+            "Runner %r is %s but job %r is still queued, and no other runner may take it; "
+            "requeueing for a new runner",
+            runner_name,
+            view.own.value,
+            url,
+        )
+        return True
+
     def _get_job_after_lag(self, url: str) -> JobInfo:
         """Read the job, asking again while GitHub answers 404, for ``not_found_grace`` seconds.
 
@@ -362,7 +360,7 @@ class JobConsumer:
             runner_name: The runner spawned for it.
 
         Returns:
-            PICKED_UP, NOT_PICKED_UP, JOB_NOT_FOUND or STOPPED.
+            PICKED_UP, NOT_PICKED_UP, RUNNER_TAKEN_ELSEWHERE, JOB_NOT_FOUND or STOPPED.
         """
         deadline = self._clock() + self.settings.pickup_timeout
         interval = max(self.settings.pickup_poll_initial, 0.01)
@@ -389,6 +387,8 @@ class JobConsumer:
                     )
                     self._failures = 0
                     return Verdict(Outcome.PICKED_UP, runner_name=runner_name)
+                if self._taken_elsewhere(url, runner_name):
+                    return Verdict(Outcome.RUNNER_TAKEN_ELSEWHERE, runner_name=runner_name)
             if self._clock() >= deadline:
                 logger.warning(
                     "Job %r not taken within %.0fs of spawning %r; requeueing",
@@ -431,7 +431,7 @@ class JobConsumer:
         last_activity = self._clock()
         reconnect_delay = 0.5
         while not self._stop.is_set():
-            conn = _connection(
+            conn = broker_connection(
                 self._mq_uri, self.settings.connect_timeout, self.settings.poll_interval
             )
             try:
@@ -443,7 +443,7 @@ class JobConsumer:
                     inbox: list[Any] = []
                     consumer = _kombu.Consumer(
                         conn.default_channel,
-                        queues=[_declare(self.settings.queue_name)],
+                        queues=[declare_queue(self.settings.queue_name)],
                         on_message=inbox.append,
                         prefetch_count=1,
                     )

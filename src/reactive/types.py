@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import errors
 from github_api.types import GitHubPath, JobInfo, parse_github_path
@@ -44,6 +44,48 @@ class RunnerSpawner(Protocol):
         ...  # pragma: no cover
 
 
+class RunnerActivity(str, Enum):
+    """What a spawned runner is doing, as GitHub lists it."""
+
+    WAITING = "waiting"  # registered and not running a job: still booting (offline) or idle
+    BUSY = "busy"  # running a job
+    GONE = "gone"  # not listed: ran a job and removed itself, or was removed
+
+
+@dataclass(frozen=True)
+class RunnerView:
+    """One look at this unit's runners on GitHub, from the side of one spawned runner.
+
+    Attributes:
+        own: What the spawned runner does (GONE when no runner was named).
+        others_idle: Other runners of the unit online and idle: GitHub gives them a queued job.
+        others_starting: Other runners registered but not online yet (booting).
+    """
+
+    own: RunnerActivity
+    others_idle: int = 0
+    others_starting: int = 0
+
+
+@runtime_checkable
+class RunnerWatcher(Protocol):
+    """Tells what this unit's runners do (the real one lists them through the GitHub client)."""
+
+    def watch(self, name: str | None) -> RunnerView:
+        """Look at the runner ``name`` (None: no runner of this delivery) and the others.
+
+        Args:
+            name: The runner spawned for the delivery, or None.
+
+        Returns:
+            The view.
+
+        Raises:
+            GithubClientError: GitHub could not list the runners.
+        """
+        ...  # pragma: no cover
+
+
 class Outcome(str, Enum):
     """What the consumer did with one delivery."""
 
@@ -54,6 +96,7 @@ class Outcome(str, Enum):
     FOREIGN_REPOSITORY = "foreign-repository"
     JOB_NOT_FOUND = "job-not-found"
     NOT_PICKED_UP = "not-picked-up"
+    RUNNER_TAKEN_ELSEWHERE = "runner-taken-elsewhere"
     GITHUB_ERROR = "github-error"
     SPAWN_FAILED = "spawn-failed"
     ERROR = "error"
@@ -109,6 +152,9 @@ class ConsumerSettings:
         not_found_grace: How long a job GitHub answers 404 for is asked again before it is
             dropped (GitHub's replicas may not show a job just created); 0 drops it at once.
         not_found_poll_initial: First wait between those checks (doubled, at most 2 s).
+        warm_grace: With an idle runner of the unit online (the warm floor), how long a queued
+            job is left to it before a runner is spawned; GitHub assigns it within a second
+            or two, and a job it took gets no runner of its own.
     """
 
     queue_name: str
@@ -124,6 +170,7 @@ class ConsumerSettings:
     poll_interval: float = 1.0
     not_found_grace: float = 5.0
     not_found_poll_initial: float = 0.5
+    warm_grace: float = 5.0
 
     @classmethod
     def from_mapping(cls, queue_name: str, data: Mapping[str, Any]) -> ConsumerSettings:
