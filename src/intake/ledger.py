@@ -6,9 +6,13 @@ the file); a claim is one ``BEGIN IMMEDIATE`` transaction, so two processes clai
 job at once get True once. The journal is WAL with ``synchronous=FULL``: a claim that returned
 is on disk and survives a SIGKILL of the process (or a power cut) a moment later.
 
-A claim records the job id and, when a webhook brought it, the delivery id. A claim whose
-publish failed is released (:meth:`JobLedger.release`), delivery id included, so that GitHub's
-redelivery (same delivery id) or the safety net can enqueue it again.
+A claim records the job id and, when a webhook brought it, the delivery id. It is pending until
+the broker confirmed the publish (:meth:`JobLedger.confirm`). A claim whose publish failed is
+released (:meth:`JobLedger.release`), delivery id included, so that GitHub's redelivery (same
+delivery id) or the safety net can enqueue it again. A process killed between its claim and its
+confirm leaves a pending claim: once older than ``stale_after`` it can be claimed again (by the
+redelivery or the next sweep), so a SIGKILL never loses a job, at the price of one possible
+duplicate message (the consumers ack a job already taken without a runner).
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ from pathlib import Path
 import errors
 
 _BUSY_TIMEOUT_MS = 10_000
+DEFAULT_STALE_AFTER = timedelta(seconds=60)  # a publish confirms in seconds or times out
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS jobs ( job_id INTEGER PRIMARY KEY, claimed_at REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS jobs ("
+    " job_id INTEGER PRIMARY KEY, claimed_at REAL NOT NULL,"
+    " confirmed INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS deliveries ("
     " delivery_id TEXT PRIMARY KEY, job_id INTEGER NOT NULL, seen_at REAL NOT NULL)",
     "CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries (job_id)",
@@ -41,16 +48,18 @@ class JobLedger:
         path: The sqlite file.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, stale_after: timedelta = DEFAULT_STALE_AFTER) -> None:
         """Open (or create) the ledger.
 
         Args:
             path: The sqlite file; its folder is created when missing.
+            stale_after: Age past which a claim never confirmed may be claimed again.
 
         Raises:
             IntakeLedgerError: The file cannot be created or is not a ledger.
         """
         self.path = path
+        self.stale_after = stale_after
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -58,6 +67,9 @@ class JobLedger:
         with self._transaction() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "confirmed" not in columns:  # a ledger from before two-phase claims
+                db.execute("ALTER TABLE jobs ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1")
 
     def __repr__(self) -> str:
         """Return a short description."""
@@ -93,37 +105,64 @@ class JobLedger:
                 db.close()
 
     def claim(self, job_id: int, delivery_id: str | None = None) -> bool:
-        """Claim a job for enqueueing, once.
+        """Claim a job for enqueueing, once; confirm it after the publish, or release it.
 
         Args:
             job_id: The GitHub job id.
             delivery_id: The webhook's ``X-GitHub-Delivery``, when a webhook brought the job.
 
         Returns:
-            True the first time this job id (and this delivery id) is seen: the caller enqueues
-            the job. False for a duplicate: the job id is claimed already, or the delivery id
-            was seen already (then the job is not claimed by this call).
+            True when the caller should enqueue the job: the first time this job id is seen,
+            or when its claim is pending past ``stale_after`` (its claimer died). False for a
+            duplicate: the job is claimed already (confirmed, or pending and fresh), or this
+            delivery id was seen already for such a job.
 
         Raises:
             IntakeLedgerError: sqlite failed.
         """
         now = time.time()
+        stale_before = now - self.stale_after.total_seconds()
         with self._transaction() as db:
-            if delivery_id is not None:
-                row = db.execute(
+            row = db.execute(
+                "SELECT claimed_at, confirmed FROM jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            if row is not None and (row[1] or row[0] >= stale_before):
+                if delivery_id is not None:
+                    db.execute(
+                        "INSERT OR IGNORE INTO deliveries (delivery_id, job_id, seen_at)"
+                        " VALUES (?, ?, ?)",
+                        (delivery_id, job_id, now),
+                    )
+                return False
+            if delivery_id is not None and row is None:
+                seen = db.execute(
                     "SELECT 1 FROM deliveries WHERE delivery_id = ?", (delivery_id,)
                 ).fetchone()
-                if row is not None:
-                    return False
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, claimed_at) VALUES (?, ?)", (job_id, now)
-            ).rowcount
+                if seen is not None:
+                    return False  # this delivery carried another job id: not a job of ours
+            db.execute(
+                "INSERT OR REPLACE INTO jobs (job_id, claimed_at, confirmed) VALUES (?, ?, 0)",
+                (job_id, now),
+            )
             if delivery_id is not None:
                 db.execute(
-                    "INSERT INTO deliveries (delivery_id, job_id, seen_at) VALUES (?, ?, ?)",
+                    "INSERT OR REPLACE INTO deliveries (delivery_id, job_id, seen_at)"
+                    " VALUES (?, ?, ?)",
                     (delivery_id, job_id, now),
                 )
-            return inserted == 1
+            return True
+
+    def confirm(self, job_id: int) -> None:
+        """Mark a claim's job as enqueued (the broker confirmed the publish).
+
+        Args:
+            job_id: The GitHub job id.
+
+        Raises:
+            IntakeLedgerError: sqlite failed.
+        """
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET confirmed = 1 WHERE job_id = ?", (job_id,))
 
     def release(self, job_id: int) -> None:
         """Forget a claim whose publish failed (and the deliveries that carried the job).
@@ -145,13 +184,17 @@ class JobLedger:
             job_id: The GitHub job id.
 
         Returns:
-            True when the job is claimed (enqueued, or being enqueued).
+            True when the job is claimed (enqueued, or being enqueued and not stale).
 
         Raises:
             IntakeLedgerError: sqlite failed.
         """
+        stale_before = time.time() - self.stale_after.total_seconds()
         with self._transaction() as db:
-            row = db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            row = db.execute(
+                "SELECT 1 FROM jobs WHERE job_id = ? AND (confirmed OR claimed_at >= ?)",
+                (job_id, stale_before),
+            ).fetchone()
             return row is not None
 
     def prune(self, older_than: timedelta) -> int:

@@ -297,6 +297,10 @@ class IntakeApp:
         except errors.IntakePublishError as exc:
             logger.error("delivery %r: %s; claim released", delivery_id, exc)
             return self._release(job_id, delivery_id)
+        try:
+            self.ledger.confirm(job_id)
+        except errors.IntakeLedgerError as exc:  # queued all the same: the claim stays pending
+            logger.error("delivery %r: confirming job %d failed: %s", delivery_id, job_id, exc)
         logger.info("delivery %r: job %d queued to %s", delivery_id, job_id, flavor.queue_name)
         return Answer(200, "queued")
 

@@ -10,8 +10,9 @@ unit's repository (:meth:`github_api.seam.GithubPlatform.list_queued_jobs`: at m
 * that the ledger has not seen (``JobLedger.claim``: the same sqlite file as the intake's, so
   the intake and the net never both enqueue a job),
 
-and publishes each (``intake.publisher.publish_job``, broker confirms); a failed publish
-releases the claim, so the next sweep or a redelivery enqueues it again.
+and publishes each (``intake.publisher.publish_job``, broker confirms), then confirms the claim;
+a failed publish releases it, so the next sweep or a redelivery enqueues it again (and a claim
+left pending by a killed process is taken again once stale).
 
 An organisation has no list of queued jobs short of reading every repository's runs: for an
 organisation path the net does nothing (logged once per process) and webhooks stay the only
@@ -40,6 +41,10 @@ class Ledger(Protocol):
 
     def claim(self, job_id: int, delivery_id: str | None = None) -> bool:
         """Return True the first time a job is seen (then it is claimed)."""
+        ...  # pragma: no cover
+
+    def confirm(self, job_id: int) -> None:
+        """Mark a claim's job as enqueued (the broker confirmed)."""
         ...  # pragma: no cover
 
     def release(self, job_id: int) -> None:
@@ -174,6 +179,7 @@ class JobSafetyNet:
             self.ledger.release(job.id)
             logger.warning("safety net: job %d not enqueued, claim released: %s", job.id, exc)
             return False
+        self.ledger.confirm(job.id)
         return True
 
 

@@ -124,6 +124,53 @@ def test_a_claim_survives_sigkill(tmp_path: Path) -> None:
     assert not ledger.claim(77, "d-other")
 
 
+def _age(path: Path, job_id: int, seconds: float) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE jobs SET claimed_at = claimed_at - ? WHERE job_id = ?", (seconds, job_id)
+        )
+
+
+def test_a_claim_its_claimer_never_confirmed_is_taken_again_once_stale(tmp_path: Path) -> None:
+    # The intake killed between its claim and its publish: the redelivery or the net enqueues.
+    path = tmp_path / "ledger.sqlite"
+    process = multiprocessing.get_context("fork").Process(
+        target=_claim_then_die, args=(str(path),)
+    )
+    process.start()
+    process.join(30)
+    ledger = JobLedger(path, stale_after=timedelta(seconds=60))
+    assert not ledger.claim(77)  # fresh: its claimer may still publish
+    _age(path, 77, 61)
+    assert not ledger.seen(77)
+    assert ledger.claim(77, "d-77")  # GitHub's redelivery of the same delivery
+    assert not ledger.claim(77), "the new claim is fresh again"
+    ledger.confirm(77)
+    _age(path, 77, 3600)
+    assert not ledger.claim(77), "a confirmed claim is never taken again"
+    assert ledger.seen(77)
+
+
+def test_a_stale_claim_is_taken_once_by_racing_claimers(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = JobLedger(path, stale_after=timedelta(seconds=10))
+    assert ledger.claim(5)
+    _age(path, 5, 11)
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda _: ledger.claim(5), range(8)))
+    assert won.count(True) == 1
+
+
+def test_a_ledger_from_before_confirms_keeps_its_claims(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE jobs (job_id INTEGER PRIMARY KEY, claimed_at REAL NOT NULL)")
+        db.execute("INSERT INTO jobs VALUES (3, 0)")
+    ledger = JobLedger(path, stale_after=timedelta(seconds=1))
+    assert ledger.seen(3) and not ledger.claim(3)  # enqueued then: confirmed
+    assert ledger.claim(4)
+
+
 def test_a_writer_holding_the_lock_delays_but_does_not_fail_a_claim(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     ledger = JobLedger(path)

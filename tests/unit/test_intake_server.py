@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import socket
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,17 @@ def test_a_redelivery_and_a_second_delivery_of_the_job_are_duplicates(tmp_path: 
     assert post(app, body, headers(body, delivery="d-1")) == (200, "queued")
     assert post(app, body, headers(body, delivery="d-1")) == (200, "duplicate")
     assert post(app, body, headers(body, delivery="d-2")) == (200, "duplicate")
+    assert len(publisher.published) == 1
+
+
+def test_a_published_job_is_confirmed_and_stays_a_duplicate_for_good(tmp_path: Path) -> None:
+    publisher = FakePublisher()
+    app = make_app(tmp_path, publisher)
+    body = encode(queued_event(112, ["small"]))
+    assert post(app, body, headers(body, delivery="d-112")) == (200, "queued")
+    with sqlite3.connect(app.ledger.path) as db:
+        db.execute("UPDATE jobs SET claimed_at = claimed_at - 86000")  # long past stale
+    assert post(app, body, headers(body, delivery="d-112")) == (200, "duplicate")
     assert len(publisher.published) == 1
 
 

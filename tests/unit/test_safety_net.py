@@ -30,12 +30,17 @@ class MemoryLedger:
 
     claimed: set[int] = field(default_factory=set)
     released: list[int] = field(default_factory=list)
+    confirmed: set[int] = field(default_factory=set)
 
     def claim(self, job_id: int, delivery_id: str | None = None) -> bool:
         if job_id in self.claimed:
             return False
         self.claimed.add(job_id)
         return True
+
+    def confirm(self, job_id: int) -> None:
+        assert job_id in self.claimed
+        self.confirmed.add(job_id)
 
     def release(self, job_id: int) -> None:
         self.claimed.discard(job_id)
