@@ -227,6 +227,10 @@ class MemoryLedger:
         self.claimed.add(job_id)
         return fresh
 
+    def confirm(self, job_id: int) -> None:
+        """Published: nothing more to keep in memory."""
+        del job_id
+
     def release(self, job_id: int) -> None:
         """Forget a claim."""
         self.claimed.discard(job_id)
