@@ -27,6 +27,7 @@ from manager.report import ReconcileReport
 from manager.runner_template import ensure_template
 from manager.templates import template_environment
 from manager.unit_lock import UnitLock
+from manager.unit_safety_net import unit_safety_net
 from metrics.recorder import MetricsRecorder
 from metrics.shared_fs import SharedFilesystemManager
 from metrics.storage import StorageManager
@@ -105,7 +106,7 @@ class RunnerManager:
             consumer_pool: The reactive consumers: given, the unit is in reactive mode. When
                 not given, the consumer processes of ``reactive_config`` if it is set.
             safety_net: Reactive mode: enqueues the queued jobs no webhook brought, at each
-                reconcile (``manager.job_safety_net``).
+                reconcile (``manager.job_safety_net``); the unit's own when not given.
         """
         self.app_name = app_name
         self.unit = unit
@@ -122,6 +123,8 @@ class RunnerManager:
         self._pool: ConsumerPool | None = consumer_pool
         if consumer_pool is None:
             self._pool = consumer_pool_for(app_name, unit, runner_manager_config, self.settings)
+        if self._pool is not None and safety_net is None:
+            safety_net = unit_safety_net(self.config, self.settings, self._clients.github)
         self._reactive = (
             None
             if self._pool is None

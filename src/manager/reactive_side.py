@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from config.settings import RunnerManagerSettings
 from config.state import CharmState
-from errors import GithubClientError
+from errors import GithubClientError, IntakeLedgerError
 from manager.job_safety_net import JobSafetyNet
 from manager.warm_floor import ceiling_of, consumers_for, floor_target
 from reactive.pool import ConsumerPool
@@ -97,3 +97,5 @@ class ReactiveSide:
             self.net.sweep()
         except GithubClientError as exc:  # never fails a reconcile: webhooks still come
             logger.warning("safety net: cannot list queued jobs: %s", exc)
+        except IntakeLedgerError as exc:
+            logger.warning("safety net: the job ledger failed: %s", exc)
