@@ -236,6 +236,7 @@ def webhook_manager(
     *,
     grace: timedelta,
     max_runs: int = 10,
+    stale_after: timedelta = timedelta(seconds=20),
     **state_overrides: Any,
 ) -> RunnerManager:
     """The environment's manager in reactive mode, its reconcile running the safety net.
@@ -248,6 +249,8 @@ def webhook_manager(
         queue_name: The flavor's queue.
         grace: Queued jobs younger than this are left to their webhook.
         max_runs: Workflow runs the net reads per sweep.
+        stale_after: A claim the killed intake never confirmed is taken again after this
+            (the production default, 60 s, would only slow the test down).
         state_overrides: More CharmState fields (e.g. ``base_virtual_machines``).
 
     Returns:
@@ -261,7 +264,7 @@ def webhook_manager(
         github=base._clients.github,
         path=base.config.path,
         api_url=env.sandbox.api_url,
-        ledger=JobLedger(base.settings.intake_ledger_path),
+        ledger=JobLedger(base.settings.intake_ledger_path, stale_after=stale_after),
         publish=publish_job,
         mq_uri=mq_uri,
         queue_name=queue_name,

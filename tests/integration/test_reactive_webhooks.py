@@ -10,7 +10,10 @@ queued while it is down get no delivery at all): the reconcile's safety net, sha
 ledger, enqueues what no webhook brought.
 
 Asserted: every job completes, once, on a runner of its own; one runner creation per job (no job
-gets two runners); every job is in the ledger; no runner, registration or message is left.
+gets two runners, no runner goes unused); every job is in the ledger; no runner, registration or
+message is left. GitHub hands a queued job to any idle runner, so a runner spawned for one job
+may take another (one whose webhook was lost): its consumer then requeues its delivery and the
+redelivery gets a fresh runner (``Outcome.RUNNER_TAKEN_ELSEWHERE``).
 """
 
 from __future__ import annotations
@@ -204,9 +207,15 @@ def test_every_job_completes_once_despite_dropped_deliveries_and_a_killed_intake
         assert job["log"].count(f"wh-{n}\n") >= 1, job["log"]
     assert len({j["runner_name"] for j in done}) == JOBS, "each job ran once, on its own runner"
     assert len(undelivered) >= 2 * DOWN_JOBS, "the safety net was not exercised"
+    # Runners and jobs pair off: as many runners as jobs, each job on a runner of its own.
     assert creations == JOBS, f"{creations} runners for {JOBS} jobs: a job got two runners"
-    twice = {url: n for url, n in spawns_per_job(config.log_dir).items() if n > 1}
-    assert not twice, f"jobs given more than one runner: {twice}"
+    spawns = spawns_per_job(config.log_dir)
+    assert sum(spawns.values()) == creations, spawns  # the consumers made every runner
+    # A delivery whose runner took another job is spawned for again: at most once per swap.
+    print(
+        f"deliveries spawned for twice (their first runner took another job): "
+        f"{sum(1 for n in spawns.values() if n > 1)}"
+    )
     ledger = JobLedger(manager.settings.intake_ledger_path)
     assert all(ledger.seen(j) for j in jobs), "a job reached the queue outside the ledger"
     assert intake.starts == 3
