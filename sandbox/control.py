@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import re
 import time
 from typing import Any
@@ -11,6 +12,8 @@ from sandbox.auth import ADMIN
 from sandbox.context import Context
 from sandbox.state import Job, SandboxState, StateError, iso
 from sandbox.web import HttpError, Request, Response, Router
+from sandbox.webhook_faults import parse_rule
+from sandbox.webhook_payload import parse_hook_config
 from sandbox.webhooks import WebhookSender
 
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
@@ -222,6 +225,7 @@ def build_router(ctx: Context, webhooks: WebhookSender) -> Router:  # noqa: C901
         del request
         state.reset()
         ctx.faults.clear()
+        webhooks.reset()
         ctx.ratelimit.reset()
         ctx.stats.reset()
         return Response.empty(204)
@@ -356,16 +360,49 @@ def build_router(ctx: Context, webhooks: WebhookSender) -> Router:  # noqa: C901
     @router.route("GET", "/webhooks")
     def deliveries(request: Request) -> Response:
         del request
-        body = [
-            {
-                "id": d.id,
-                "action": d.action,
-                "job_id": d.job_id,
-                "status": d.status,
-                "error": d.error,
-            }
-            for d in list(webhooks.deliveries)
-        ]
-        return Response.json(200, body)
+        return Response.json(200, [d.as_dict() for d in list(webhooks.deliveries)])
+
+    @router.route("POST", "/webhooks/faults")
+    def add_webhook_faults(request: Request) -> Response:
+        try:
+            rule = parse_rule(request.json())
+        except ValueError as exc:
+            raise HttpError(422, str(exc)) from exc
+        webhooks.faults.set(rule)
+        return Response.json(201, rule.as_dict())
+
+    @router.route("GET", "/webhooks/faults")
+    def get_webhook_faults(request: Request) -> Response:
+        del request
+        return Response.json(200, webhooks.faults.snapshot())
+
+    @router.route("DELETE", "/webhooks/faults")
+    def clear_webhook_faults(request: Request) -> Response:
+        del request
+        webhooks.faults.clear()
+        return Response.empty(204)
+
+    @router.route("GET", "/webhooks/hook")
+    def get_hook(request: Request) -> Response:
+        del request
+        return Response.json(200, webhooks.hook.as_dict())
+
+    @router.route("POST", "/webhooks/hook")
+    def set_hook(request: Request) -> Response:
+        try:
+            webhooks.hook = parse_hook_config(request.json())
+        except ValueError as exc:
+            raise HttpError(422, str(exc)) from exc
+        return Response.json(200, webhooks.hook.as_dict())
+
+    @router.route("POST", "/webhooks/{delivery_id}/redeliver")
+    def redeliver(request: Request) -> Response:
+        try:
+            queued = webhooks.redeliver(request.params["delivery_id"])
+        except queue.Full as exc:
+            raise HttpError(503, "too many deliveries pending") from exc
+        if queued is None:
+            raise HttpError(404, "no such delivery (or older than the last 1000)")
+        return Response.json(202, queued.as_dict())
 
     return router

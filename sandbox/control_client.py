@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_TIMEOUT = 10.0
@@ -26,6 +28,72 @@ class ControlError(Exception):
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One entry of ``GET /_sandbox/webhooks``.
+
+    Attributes:
+        id: the X-GitHub-Delivery id (a redelivery repeats it).
+        action: queued, in_progress or completed.
+        job_id: the job.
+        status: the receiver's HTTP status; None when dropped, unreachable or not sent yet.
+        error: why there is no status ("dropped" for a dropped delivery).
+        dropped: whether the faults dropped it (never sent).
+        redelivery: whether it is a redelivery.
+        sent_at: epoch of the attempt.
+    """
+
+    id: str
+    action: str
+    job_id: int
+    status: int | None
+    error: str | None
+    dropped: bool
+    redelivery: bool
+    sent_at: float
+
+    @classmethod
+    def from_json(cls, item: dict[str, Any]) -> WebhookDelivery:
+        """Read a listing entry.
+
+        Args:
+            item: the JSON object.
+
+        Returns:
+            The delivery.
+        """
+        status = item.get("status")
+        return cls(
+            id=str(item["id"]),
+            action=str(item["action"]),
+            job_id=int(item["job_id"]),
+            status=int(status) if status is not None else None,
+            error=item.get("error"),
+            dropped=bool(item.get("dropped", False)),
+            redelivery=bool(item.get("redelivery", False)),
+            sent_at=float(item.get("sent_at") or 0.0),
+        )
+
+
+@dataclass(frozen=True)
+class WebhookFaults:
+    """The webhook drop rule in force (``POST /_sandbox/webhooks/faults``).
+
+    Attributes:
+        drop_ratio: the share of matching deliveries dropped (0..1).
+        seed: the seed of the rule's random.Random.
+        actions: the actions the rule draws for.
+        draws: deliveries drawn for so far.
+        dropped: deliveries dropped so far.
+    """
+
+    drop_ratio: float
+    seed: int
+    actions: tuple[str, ...]
+    draws: int
+    dropped: int
 
 
 class SandboxControl:
@@ -238,3 +306,52 @@ class SandboxControl:
             seconds: the lifetime.
         """
         self._call("POST", "/app-token-lifetime", {"seconds": seconds})
+
+    def webhook_faults(
+        self, drop_ratio: float, seed: int, actions: list[str] | None = None
+    ) -> WebhookFaults:
+        """Drop a seeded share of webhook deliveries (``POST /_sandbox/webhooks/faults``).
+
+        Args:
+            drop_ratio: probability (0..1) that a matching delivery is dropped.
+            seed: seed of the draws (one per matching delivery, in delivery order).
+            actions: the actions to draw for (default: queued, in_progress and completed).
+
+        Returns:
+            The rule.
+        """
+        body: dict[str, Any] = {"drop_ratio": drop_ratio, "seed": seed}
+        if actions is not None:
+            body["actions"] = list(actions)
+        rule = self._call("POST", "/webhooks/faults", body)
+        return WebhookFaults(
+            float(rule["drop_ratio"]),
+            int(rule["seed"]),
+            tuple(rule["actions"]),
+            int(rule["draws"]),
+            int(rule["dropped"]),
+        )
+
+    def clear_webhook_faults(self) -> None:
+        """Stop dropping webhook deliveries."""
+        self._call("DELETE", "/webhooks/faults")
+
+    def redeliver(self, delivery_id: str) -> WebhookDelivery:
+        """Send a delivery again (same body and X-GitHub-Delivery id, never dropped).
+
+        Args:
+            delivery_id: the delivery's id (one of the last 1000).
+
+        Returns:
+            The queued redelivery (status None: the listing gets its outcome).
+        """
+        path = f"/webhooks/{urllib.parse.quote(delivery_id, safe='')}/redeliver"
+        return WebhookDelivery.from_json(self._call("POST", path))
+
+    def deliveries(self) -> list[WebhookDelivery]:
+        """Every webhook delivery so far, dropped ones and redeliveries included, in order.
+
+        Returns:
+            The deliveries.
+        """
+        return [WebhookDelivery.from_json(d) for d in self._call("GET", "/webhooks")]

@@ -1,4 +1,11 @@
-"""workflow_job webhooks: GitHub's payload, headers and HMAC-SHA256 signature."""
+"""workflow_job webhooks: delivery, HMAC-SHA256 signature, drop faults and redelivery.
+
+The payload and headers are built in ``sandbox.webhook_payload``, the seeded drop rule lives in
+``sandbox.webhook_faults``. Deliveries go in order from one background thread (5 s timeout, no
+retries). Each is recorded in :attr:`WebhookSender.deliveries`; the bodies of the last
+:data:`MAX_STORED` are kept so that :meth:`WebhookSender.redeliver` can send one again with the
+same ``X-GitHub-Delivery`` id, as GitHub's "Redeliver" does.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +20,22 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox import render
 from sandbox.state import Job
+from sandbox.webhook_faults import ACTIONS, DeliveryFaults
+from sandbox.webhook_payload import HookConfig, delivery_headers, workflow_job_payload
+
+__all__ = ["ACTIONS", "Delivery", "WebhookSender", "sign", "verify", "workflow_job_payload"]
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT = 5.0
 MAX_PENDING = 10_000
-ACTIONS = ("queued", "in_progress", "completed")
+MAX_STORED = 1000
+DROPPED = "dropped"
 
 
 def sign(secret: str | bytes, body: bytes) -> str:
@@ -52,32 +64,6 @@ def verify(secret: str | bytes, body: bytes, signature: str) -> bool:
         Whether it matches.
     """
     return hmac.compare_digest(sign(secret, body), signature)
-
-
-def workflow_job_payload(action: str, job: Job, api_url: str, base_url: str) -> dict[str, Any]:
-    """A workflow_job event payload.
-
-    Args:
-        action: queued, in_progress or completed.
-        job: the job.
-        api_url: API root URL.
-        base_url: web root URL.
-
-    Returns:
-        The payload.
-    """
-    owner = job.repository.split("/", 1)[0]
-    return {
-        "action": action,
-        "workflow_job": render.job_json(job, api_url, base_url),
-        "repository": render.repository_json(job.repository, api_url, base_url),
-        "organization": {
-            "login": owner,
-            "id": render.stable_id(owner),
-            "url": f"{api_url}/orgs/{owner}",
-        },
-        "sender": render.user_json(job.actor, api_url, base_url),
-    }
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float = TIMEOUT) -> int:
@@ -116,7 +102,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float = TIMEOU
 
 @dataclass
 class Delivery:
-    """One webhook delivery attempt."""
+    """One webhook delivery attempt (or a dropped one)."""
 
     id: str
     action: str
@@ -124,16 +110,56 @@ class Delivery:
     status: int | None
     error: str | None
     sent_at: float
+    dropped: bool = False
+    redelivery: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """The delivery for the control API.
+
+        Returns:
+            id, action, job_id, status, error, dropped, redelivery and sent_at.
+        """
+        return {
+            "id": self.id,
+            "action": self.action,
+            "job_id": self.job_id,
+            "status": self.status,
+            "error": self.error,
+            "dropped": self.dropped,
+            "redelivery": self.redelivery,
+            "sent_at": self.sent_at,
+        }
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A delivery waiting for the sender thread."""
+
+    id: str
+    action: str
+    job_id: int
+    body: bytes
+    target: tuple[str, int]
+    redelivery: bool = False
 
 
 class WebhookSender:
     """Sends workflow_job webhooks from a background thread, in order."""
 
     def __init__(self, url: str | None, secret: str | None):
+        """Create the sender (nothing is sent before :meth:`start`).
+
+        Args:
+            url: where to POST the deliveries (None: nowhere, nothing is recorded).
+            secret: the HMAC secret (None: unsigned).
+        """
         self.url = url
         self.secret = secret
         self.deliveries: list[Delivery] = []
-        self._queue: queue.Queue[tuple[str, bytes, int] | None] = queue.Queue(MAX_PENDING)
+        self.faults = DeliveryFaults()
+        self.hook = HookConfig()
+        self._stored: OrderedDict[str, Outgoing] = OrderedDict()
+        self._queue: queue.Queue[Outgoing | None] = queue.Queue(MAX_PENDING)
         self._thread: threading.Thread | None = None
         self._api_url = ""
         self._base_url = ""
@@ -159,6 +185,11 @@ class WebhookSender:
             self._thread.join(timeout=TIMEOUT * 2)
             self._thread = None
 
+    def reset(self) -> None:
+        """Forget the drop rule and the hook configuration (the deliveries stay listed)."""
+        self.faults.clear()
+        self.hook = HookConfig()
+
     def job_event(self, action: str, job: Job) -> None:
         """Queue the webhook of a job transition (called under the state lock).
 
@@ -168,40 +199,84 @@ class WebhookSender:
         """
         if not self.url or action not in ACTIONS:
             return
-        payload = workflow_job_payload(action, job, self._api_url, self._base_url)
+        hook = self.hook
+        payload = workflow_job_payload(action, job, self._api_url, self._base_url, hook)
+        item = Outgoing(
+            str(uuid.uuid4()),
+            action,
+            job.id,
+            json.dumps(payload).encode(),
+            hook.target(job.repository),
+        )
+        with self._lock:
+            self._stored[item.id] = item
+            while len(self._stored) > MAX_STORED:
+                self._stored.popitem(last=False)
         try:
-            self._queue.put_nowait((action, json.dumps(payload).encode(), job.id))
+            self._queue.put_nowait(item)
         except queue.Full:
             logger.warning("sandbox webhooks: queue full, dropping %s of job %s", action, job.id)
+
+    def redeliver(self, delivery_id: str) -> Delivery | None:
+        """Queue a delivery again: the same body and delivery id, never dropped by the faults.
+
+        Args:
+            delivery_id: the X-GitHub-Delivery id of one of the last MAX_STORED deliveries.
+
+        Returns:
+            A summary of the queued redelivery (status None until sent), or None when the id is
+            unknown (or too old).
+
+        Raises:
+            queue.Full: too many deliveries are pending.
+        """
+        with self._lock:
+            stored = self._stored.get(delivery_id)
+        if stored is None:
+            return None
+        item = Outgoing(
+            stored.id, stored.action, stored.job_id, stored.body, stored.target, redelivery=True
+        )
+        self._queue.put_nowait(item)
+        return Delivery(item.id, item.action, item.job_id, None, None, time.time(), False, True)
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            action, body, job_id = item
-            self._send(action, body, job_id)
+            self._send(item)
 
-    def _send(self, action: str, body: bytes, job_id: int) -> None:
+    def _record(self, delivery: Delivery) -> None:
+        with self._lock:
+            self.deliveries.append(delivery)
+
+    def _send(self, item: Outgoing) -> None:
         if not self.url:
             return
-        delivery_id = str(uuid.uuid4())
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "GitHub-Hookshot/sandbox",
-            "X-GitHub-Event": "workflow_job",
-            "X-GitHub-Delivery": delivery_id,
-            "X-GitHub-Hook-ID": "1",
-        }
+        if not item.redelivery and self.faults.decide(item.action):
+            self._record(
+                Delivery(item.id, item.action, item.job_id, None, DROPPED, time.time(), True)
+            )
+            return
+        headers = delivery_headers(item.id, item.target)
         if self.secret:
-            headers["X-Hub-Signature-256"] = sign(self.secret, body)
+            headers["X-Hub-Signature-256"] = sign(self.secret, item.body)
         status: int | None = None
         error: str | None = None
         try:
-            status = post(self.url, body, headers)
+            status = post(self.url, item.body, headers)
         except (OSError, ValueError, http.client.HTTPException) as exc:
             error = str(exc) or type(exc).__name__
-        with self._lock:
-            self.deliveries.append(
-                Delivery(delivery_id, action, job_id, status, error, time.time())
+        self._record(
+            Delivery(
+                item.id,
+                item.action,
+                item.job_id,
+                status,
+                error,
+                time.time(),
+                False,
+                item.redelivery,
             )
+        )
