@@ -31,7 +31,8 @@ import pytest
 import requests
 
 from intake.ledger import JobLedger
-from reactive.broker import declare_queue as _declare, queue_size
+from reactive.broker import declare_queue as _declare
+from reactive.broker import queue_size
 from reactive.message import JobDetails, parse_job_message
 from tests.unit.intake_payloads import API, SECRET, encode, headers, ping_event, queued_event
 
