@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import statistics
 import threading
 import time
 from collections import Counter
@@ -60,6 +61,8 @@ GRACE = timedelta(seconds=4)  # the safety net leaves younger queued jobs to the
 RECONCILE_EVERY = 2.0  # stands in for the charm's reconcile timer
 DOWN_JOBS = 2  # jobs queued while the intake is dead
 SPAWNED = re.compile(r"Spawned runner '[^']+' for job '([^']+)'")
+SETTLED = re.compile(r"Message (?:ack|reject|requeue) \(([a-z-]+)\)")
+JOBS_TIMEOUT = 420  # 2 cores: five LXD runners at a time, each created, run and removed
 
 
 @pytest.fixture
@@ -77,6 +80,7 @@ class Timer:
 
     def __init__(self, env: LocalEnvironment) -> None:
         self.env, self.errors, self.runs = env, list[str](), 0
+        self.seconds: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="reconcile-timer")
 
@@ -90,9 +94,11 @@ class Timer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            began = time.monotonic()
             try:
                 self.env.manager.reconcile(CEILING, RESOURCES)
                 self.runs += 1
+                self.seconds.append(time.monotonic() - began)
             except Exception as exc:  # reported by the test: a reconcile must never fail
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             self._stop.wait(RECONCILE_EVERY)
@@ -128,12 +134,12 @@ def wait_delivery_attempts(env: LocalEnvironment, job_ids: list[int], timeout: f
     raise AssertionError(f"the sandbox never tried delivering jobs {job_ids}")
 
 
-def spawns_per_job(log_dir: Any) -> Counter[str]:
-    """Runners the consumers spawned, by job URL (from their ``<pid>.log`` files)."""
-    spawned: Counter[str] = Counter()
+def from_consumer_logs(log_dir: Any, pattern: re.Pattern[str]) -> Counter[str]:
+    """Count what ``pattern`` captures in the consumers' ``<pid>.log`` files."""
+    found: Counter[str] = Counter()
     for log in log_dir.glob("*.log"):
-        spawned.update(SPAWNED.findall(log.read_text(errors="replace")))
-    return spawned
+        found.update(pattern.findall(log.read_text(errors="replace")))
+    return found
 
 
 def test_every_job_completes_once_despite_dropped_deliveries_and_a_killed_intake(
@@ -181,7 +187,7 @@ def test_every_job_completes_once_despite_dropped_deliveries_and_a_killed_intake
                     continue
                 queue_one()
                 time.sleep(0.2)
-            done = env.wait_jobs(jobs, 150)
+            done = env.wait_jobs(jobs, JOBS_TIMEOUT)
             finished = time.monotonic() - began
             # No runner left: the ephemeral runners go after their job, the timer reaps the rest.
             deadline = time.monotonic() + 60
@@ -192,11 +198,15 @@ def test_every_job_completes_once_despite_dropped_deliveries_and_a_killed_intake
     creations = jit_requests(env) - creations_before
     deliveries = queued_deliveries(env)
     undelivered = [j for j in jobs if not any(d["status"] == 200 for d in deliveries.get(j, []))]
+    took = timer.seconds or [0.0]
     print(
-        f"\n{JOBS} jobs through the intake in {finished:.1f} s ({timer.runs} reconciles); "
+        f"\n{JOBS} jobs through the intake in {finished:.1f} s ({timer.runs} reconciles, "
+        f"median {statistics.median(took):.1f} s, max {max(took):.1f} s); "
         f"{creations} runners created; {len(undelivered)} queued deliveries lost "
         f"(dropped or intake down): {undelivered}"
     )
+    spawns = from_consumer_logs(config.log_dir, SPAWNED)
+    print(f"deliveries settled: {dict(from_consumer_logs(config.log_dir, SETTLED))}")
     assert not timer.errors, timer.errors[:3]
     assert len(jobs) == JOBS
     assert [j["status"] for j in done] == ["completed"] * JOBS, [
@@ -209,7 +219,6 @@ def test_every_job_completes_once_despite_dropped_deliveries_and_a_killed_intake
     assert len(undelivered) >= 2 * DOWN_JOBS, "the safety net was not exercised"
     # Runners and jobs pair off: as many runners as jobs, each job on a runner of its own.
     assert creations == JOBS, f"{creations} runners for {JOBS} jobs: a job got two runners"
-    spawns = spawns_per_job(config.log_dir)
     assert sum(spawns.values()) == creations, spawns  # the consumers made every runner
     # A delivery whose runner took another job is spawned for again: at most once per swap.
     print(
