@@ -190,14 +190,7 @@ class TestNet:
         try:
             create = ["lxc", "network", "create", self.bridge, "ipv4.address=none"]
             run([*create, "ipv6.address=none", f"user.testnet.index={self.index}"], timeout=60)
-            write_sysctls(
-                {
-                    f"net.ipv4.conf.{self.bridge}.arp_ignore": "8",
-                    f"net.ipv4.conf.{self.bridge}.rp_filter": "1",
-                    f"net.ipv4.conf.{self.bridge}.forwarding": "0",
-                    f"net.ipv6.conf.{self.bridge}.disable_ipv6": "1",
-                }
-            )
+            self.harden()
             for net in (self.subnet, self.link_subnet):
                 run([IP, "route", "add", "unreachable", str(net)])
             self.dns = self._add_namespace_host("dns", DNS_OFFSET)
@@ -216,6 +209,22 @@ class TestNet:
             self.close()
             raise
         return self
+
+    def harden(self) -> None:
+        """(Re)apply the bridge's sysctls: no ARP answers, no forwarding, no IPv6.
+
+        Writing ``net.ipv4.ip_forward`` in the host's namespace resets every interface's
+        ``forwarding``; LXD does that when it starts a NAT bridge (a unit's ``ghr-`` network in
+        the charm tests), so the fixture calls this before each test that uses the network.
+        """
+        write_sysctls(
+            {
+                f"net.ipv4.conf.{self.bridge}.arp_ignore": "8",
+                f"net.ipv4.conf.{self.bridge}.rp_filter": "1",
+                f"net.ipv4.conf.{self.bridge}.forwarding": "0",
+                f"net.ipv6.conf.{self.bridge}.disable_ipv6": "1",
+            }
+        )
 
     def close(self) -> None:
         """Stop every server, remove namespaces, routes and the bridge.

@@ -17,7 +17,11 @@ import pytest
 
 import errors
 from lxd.client import LxdClient, LxdInstance
-from tests.integration.testnet_fixtures import testnet, testnet_sandbox  # noqa: F401 - fixtures
+from tests.integration.testnet_fixtures import (  # noqa: F401 - fixtures
+    _testnet_closed,
+    testnet,
+    testnet_sandbox,
+)
 
 TEST_IMAGE = os.environ.get("GITHUB_RUNNER_TEST_IMAGE", "github-runner-test")
 PREPARE = "scripts/setup-lxd.sh && scripts/build-lxd-image.sh --test"

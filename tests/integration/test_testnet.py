@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,6 +203,13 @@ def test_in_process_sandbox_serves_inside_its_test_host(
         server.stop()
 
 
+def test_a_host_wide_forwarding_switch_is_undone_before_the_next_test(testnet: TestNet) -> None:
+    path = Path(f"/proc/sys/net/ipv4/conf/{testnet.bridge}/forwarding")
+    path.write_text("1")  # what LXD's 0 -> 1 write of net.ipv4.ip_forward does to every interface
+    testnet.harden()
+    assert path.read_text().strip() == "0"
+
+
 def test_host_has_no_address_on_the_test_network(
     testnet: TestNet, testnet_sandbox: SandboxService, container: NetContainer
 ) -> None:
@@ -213,6 +221,8 @@ def test_host_has_no_address_on_the_test_network(
         assert addresses(port) == [], port
     assert read_sysctl(f"net.ipv4.conf.{bridge}.arp_ignore") == "8"
     assert read_sysctl(f"net.ipv4.conf.{bridge}.rp_filter") == "1"
+    # Re-applied before each test (TestNet.harden): a 0 -> 1 write of the host's
+    # net.ipv4.ip_forward (LXD starting a NAT bridge) resets every interface's forwarding.
     assert read_sysctl(f"net.ipv4.conf.{bridge}.forwarding") == "0"
     assert read_sysctl(f"net.ipv6.conf.{bridge}.disable_ipv6") == "1"
     # Host routes into the test range: unreachable, except a /32 to each linked test host.

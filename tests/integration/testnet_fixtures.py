@@ -42,6 +42,14 @@ def testnet() -> Iterator[TestNet]:
         yield net
 
 
+@pytest.fixture(autouse=True)
+def _testnet_closed(request: pytest.FixtureRequest) -> None:
+    """Before each test on the test network, re-apply its bridge's sysctls (``harden``)."""
+    if "testnet" in request.fixturenames:
+        net: TestNet = request.getfixturevalue("testnet")
+        net.harden()
+
+
 @pytest.fixture(scope="session")
 def testnet_sandbox(testnet: TestNet) -> SandboxService:
     """The sandbox GitHub on test host ``sandbox``, linked to the manager; token TESTNET_TOKEN."""
