@@ -264,7 +264,8 @@ def main() -> int:
     else:
         mode = "in-process" if args.in_process else "consumer-processes"
     report = Report("job_wait", args.small)
-    options = LocalOptions(app_name=APP, repo="octo/bench", labels=("bench",))
+    image = {"clone_from_template": False}  # the template is a scenario of its own
+    options = LocalOptions(app_name=APP, repo="octo/bench", labels=("bench",), settings=image)
     try:
         with LocalEnvironment(options) as env:
             warm_waits = warm(env, jobs, pool, report)
@@ -277,7 +278,7 @@ def main() -> int:
             template_waits = cold(env, jobs, mode, report)
             env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
             env.manager.flush(LXDFlushMode.FLUSH_BUSY)
-            env.options.settings = {}
+            env.options.settings = dict(image)
             env.manager = env.build_manager()
             hooks: dict[str, WebhookWaits] = {}
             if mode != "create-on-demand":

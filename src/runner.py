@@ -29,7 +29,7 @@ from errors import (
     RunnerLogsError,
     RunnerRemoveError,
 )
-from lxd import RUNNER_NIC, disk_device, host_ids
+from lxd import RUNNER_NIC, InstanceStatus, disk_device, host_ids
 from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
 from observability.runner_logs import INSTANCE_LOG_PATH, collect_command, keep_log
 from repo_policy.in_flight import token_digest
@@ -212,8 +212,7 @@ class Runner:
             ) from exc
 
     def _launch(self, config: CreateRunnerConfig) -> LxdInstanceHandle:
-        # The runner NIC and root pool (lxd.network.RunnerProfile), then the limits: the same
-        # profiles for VMs and containers, in production and in tests.
+        # The runner NIC and root pool (lxd.network.RunnerProfile), then the limits: VMs alike.
         network = self._clients.lxd.runner_profile(
             self.settings.runner_network, self.settings.storage_pool or "default"
         )
@@ -233,7 +232,7 @@ class Runner:
                     config=owner,
                 )
             except LXDError as exc:  # e.g. the template is being replaced: use the image
-                logger.warning("cloning %s failed (%s): using the image", config.template, exc)
+                self._discard_template(config.template, exc)
         return self._clients.lxd.create(
             self.config.name,
             config.image,
@@ -246,6 +245,15 @@ class Runner:
             start=True,
             wait=True,
         )
+
+    def _discard_template(self, name: str, exc: LXDError) -> None:
+        """Delete the finished template a clone failed from: the next creation remakes it."""
+        logger.warning("cloning %s failed (%s): using the image", name, exc)
+        with contextlib.suppress(LXDError):
+            for instance in self._clients.lxd.list(prefix=name):
+                if instance.name == name and instance.last_status == InstanceStatus.STOPPED:
+                    instance.delete()
+                    logger.warning("template %s removed: remade by the next creation", name)
 
     def _mounted_uid(self) -> int | None:
         """Host uid of the runner user inside an unprivileged container, if it is mapped."""

@@ -24,7 +24,7 @@ from manager.observe import observe
 from manager.reactive_side import ReactiveSide, ReactiveTarget
 from manager.removal import force_delete_instances, keep_logs, wait_repo_checks
 from manager.report import ReconcileReport
-from manager.runner_template import ensure_template
+from manager.runner_template import ensure_template, remove_templates
 from manager.templates import template_environment
 from manager.unit_lock import UnitLock
 from manager.unit_safety_net import unit_safety_net
@@ -383,11 +383,14 @@ class RunnerManager:
                 if mode is not LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK:
                     raise
                 logger.warning("GitHub unusable: force flush removes the LXD instances only")
+                remove_templates(self._clients, self.prefix)
                 return force_delete_instances(self._clients, self.prefix, self.settings)
             runners = judge(instances, records, datetime.now(timezone.utc), self._timeouts())
             deletions = plan_flush(runners, include_busy=mode in _BUSY_FLUSH_MODES)
             report = ReconcileReport()
             self._delete(deletions, report, allow_busy=mode in _BUSY_FLUSH_MODES)
+            if mode in _BUSY_FLUSH_MODES:  # everything down (the stop hook too): the template
+                remove_templates(self._clients, self.prefix)
             report.duration = time.monotonic() - start
             self.last_report = report
             alive = {i.name for i in instances} - set(report.deleted)

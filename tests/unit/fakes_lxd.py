@@ -147,6 +147,8 @@ class FakeLxd:
         self.images = {"github-runner-test": "f" * 64}
         self.image_runner_version: str | None = "2.330.0"
         self.fail_create_every: int = 0  # fail every Nth create (0: never)
+        self.fail_copy = False  # cloning from a template fails (a broken template)
+        self.copies: list[tuple[str, str]] = []  # (template, clone) of every copy
         self.fail_ready = False
         self.fail_address = False  # no DHCP lease ever comes
         self.missing_networks: set[str] = set()  # runner_profile refuses these
@@ -192,6 +194,9 @@ class FakeLxd:
         devices: Mapping[str, Device] | None = None,
     ) -> FakeInstance:
         template = self.get(source)
+        if self.fail_copy:
+            raise errors.LXDError("copy failed", "copy", name)
+        self.copies.append((source, name))
         return self._add(
             name,
             config={**template.config, **(config or {})},

@@ -50,6 +50,7 @@ def settings(tmp_path: Path) -> RunnerManagerSettings:
         busy_delete_wait=0.2,
         repo_check_wait=0.5,
         lock_timeout=0.2,
+        clone_from_template=False,  # runners counted alone: see test_runner_template
     )
 
 

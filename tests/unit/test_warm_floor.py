@@ -98,6 +98,7 @@ def pooled(
         runner_log_dir=tmp_path / "logs",
         lock_timeout=0.2,
         reactive_idle_grace=GRACE,
+        clone_from_template=False,  # runners counted alone: see test_runner_template
     )
     settings.runner_bin_path.parent.mkdir(parents=True)
     runner_tarball(settings.runner_bin_path)
