@@ -24,7 +24,7 @@ import kombu
 import kombu.exceptions
 
 import errors
-from reactive.broker import declare_queue
+from reactive.broker import send
 from reactive.message import JobDetails
 
 # kombu is only partly typed: the boundary goes through Any.
@@ -125,25 +125,12 @@ def publish_job(mq_uri: str, queue_name: str, message: JobDetails, timeout: floa
         raise errors.IntakePublishError(
             queue_name, message.url, "the MongoDB URI asks for unacknowledged writes (w=0)"
         )
-    queue = declare_queue(queue_name)
     body = message.model_dump_json()
     conn = _connection(_bounded_mongodb_uri(mq_uri, timeout), timeout)
     try:
         with conn:
             conn.ensure_connection(max_retries=1, interval_start=0.2, timeout=timeout)
-            producer = _kombu.Producer(conn.default_channel)
-            producer.publish(
-                body,
-                exchange=queue.exchange,
-                routing_key=queue_name,
-                declare=[queue],
-                content_type="application/json",
-                content_encoding="utf-8",
-                delivery_mode=2,
-                retry=False,
-                timeout=timeout,
-                confirm_timeout=timeout,
-            )
+            send(conn, queue_name, body, timeout=timeout, confirm_timeout=timeout)
     except (*conn.connection_errors, *conn.channel_errors, _KombuError, OSError) as exc:
         raise errors.IntakePublishError(queue_name, message.url, type(exc).__name__) from exc
     logger.debug("published job %r to queue %s", message.url, queue_name)

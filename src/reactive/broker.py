@@ -93,23 +93,35 @@ def publish_job(
     Raises:
         QueueError: The broker could not be reached or refused the message.
     """
-    queue = declare_queue(queue_name)
     conn = broker_connection(mq_uri, connect_timeout, 1.0)
     try:
         with conn:
             conn.ensure_connection(max_retries=2, interval_start=0.2, timeout=connect_timeout)
-            producer = _kombu.Producer(conn.default_channel)
-            producer.publish(
-                body,
-                exchange=queue.exchange,
-                routing_key=queue_name,
-                declare=[queue],
-                content_type="application/json",
-                content_encoding="utf-8",
-                delivery_mode=2,
-                retry=False,
-            )
+            send(conn, queue_name, body)
     except (*conn.connection_errors, *conn.channel_errors, _KombuError, OSError) as exc:
         raise errors.QueueError(
             f"cannot publish to queue {queue_name}: {type(exc).__name__}"
         ) from exc
+
+
+def send(conn: Any, queue_name: str, body: bytes | str, **options: Any) -> None:
+    """Publish one persistent JSON message on an open connection, declaring the queue first.
+
+    Args:
+        conn: The kombu connection, connected.
+        queue_name: The queue name.
+        body: The raw body.
+        options: More ``Producer.publish`` arguments (timeouts, confirms).
+    """
+    queue = declare_queue(queue_name)
+    _kombu.Producer(conn.default_channel).publish(
+        body,
+        exchange=queue.exchange,
+        routing_key=queue_name,
+        declare=[queue],
+        content_type="application/json",
+        content_encoding="utf-8",
+        delivery_mode=2,
+        retry=False,
+        **options,
+    )
