@@ -8,7 +8,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-import errors
+from intake import errors as intake_errors
 from intake.config import IntakeConfig
 from intake.server import build_app, create_server
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         config = IntakeConfig.load(args.config)
         app = build_app(config)
         pruned = app.ledger.prune(LEDGER_RETENTION)
-    except errors.IntakeError as exc:
+    except intake_errors.IntakeError as exc:
         logger.error("cannot start: %s", exc.message)
         return 2
     server = create_server(app, config)

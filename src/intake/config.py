@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
 
-import errors
+from intake import errors as intake_errors
 from intake.routing import Flavor
 from runner_type import Arch
 
@@ -123,9 +123,11 @@ class IntakeConfig(BaseModel):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise errors.IntakeConfigError(str(path), f"cannot read: {exc.strerror}") from exc
+            raise intake_errors.IntakeConfigError(
+                str(path), f"cannot read: {exc.strerror}"
+            ) from exc
         except ValueError as exc:
-            raise errors.IntakeConfigError(str(path), "not UTF-8 JSON") from exc
+            raise intake_errors.IntakeConfigError(str(path), "not UTF-8 JSON") from exc
         try:
             return cls.model_validate(data)
         except PydanticValidationError as exc:
@@ -133,7 +135,7 @@ class IntakeConfig(BaseModel):
                 f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
                 for err in exc.errors(include_url=False, include_input=False)
             )
-            raise errors.IntakeConfigError(str(path), problems[:500]) from exc
+            raise intake_errors.IntakeConfigError(str(path), problems[:500]) from exc
 
     def routing_flavors(self) -> list[Flavor]:
         """Return the flavors to route to, in configuration order.
@@ -170,7 +172,7 @@ def _read_secret_file(path: Path, what: str) -> str:
     try:
         value = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise errors.IntakeConfigError(str(path), f"cannot read the {what}") from exc
+        raise intake_errors.IntakeConfigError(str(path), f"cannot read the {what}") from exc
     if not value:
-        raise errors.IntakeConfigError(str(path), f"the {what} file is empty")
+        raise intake_errors.IntakeConfigError(str(path), f"the {what} file is empty")
     return value

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import errors
+from intake import errors as intake_errors
 
 _BUSY_TIMEOUT_MS = 10_000
 DEFAULT_STALE_AFTER = timedelta(seconds=60)  # a publish confirms in seconds or times out
@@ -63,7 +63,9 @@ class JobLedger:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise errors.IntakeLedgerError(str(path), f"cannot create folder: {exc}") from exc
+            raise intake_errors.IntakeLedgerError(
+                str(path), f"cannot create folder: {exc}"
+            ) from exc
         with self._transaction() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
@@ -99,7 +101,9 @@ class JobLedger:
                 raise
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise errors.IntakeLedgerError(str(self.path), f"{type(exc).__name__}: {exc}") from exc
+            raise intake_errors.IntakeLedgerError(
+                str(self.path), f"{type(exc).__name__}: {exc}"
+            ) from exc
         finally:
             if db is not None:
                 db.close()

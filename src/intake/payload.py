@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
 
-import errors
+from intake import errors as intake_errors
 from reactive.message import JobDetails
 
 _JOB_ID_AT_END = re.compile(r"/actions/jobs/([0-9]{1,19})/?$")
@@ -86,7 +86,7 @@ def parse_action(body: bytes) -> str | None:
     try:
         return _Action.model_validate_json(body).action
     except PydanticValidationError as exc:
-        raise errors.IntakePayloadError(_problems(exc)) from exc
+        raise intake_errors.IntakePayloadError(_problems(exc)) from exc
 
 
 def parse_workflow_job(body: bytes) -> WorkflowJobEvent:
@@ -104,7 +104,7 @@ def parse_workflow_job(body: bytes) -> WorkflowJobEvent:
     try:
         return WorkflowJobEvent.model_validate_json(body)
     except PydanticValidationError as exc:
-        raise errors.IntakePayloadError(_problems(exc)) from exc
+        raise intake_errors.IntakePayloadError(_problems(exc)) from exc
 
 
 def job_message(job: WorkflowJob, api_url: str) -> JobDetails:
@@ -122,14 +122,16 @@ def job_message(job: WorkflowJob, api_url: str) -> JobDetails:
             have the form of a job URL.
     """
     if not job.url.startswith(api_url + "/"):
-        raise errors.IntakePayloadError("workflow_job.url is not under the configured api_url")
+        raise intake_errors.IntakePayloadError(
+            "workflow_job.url is not under the configured api_url"
+        )
     match = _JOB_ID_AT_END.search(job.url)
     if match is None or int(match.group(1)) != job.id:
-        raise errors.IntakePayloadError("workflow_job.url does not name workflow_job.id")
+        raise intake_errors.IntakePayloadError("workflow_job.url does not name workflow_job.id")
     try:
         return JobDetails(labels=list(job.labels), url=job.url)
     except PydanticValidationError as exc:
         reasons = "; ".join(
             str(err["msg"]) for err in exc.errors(include_url=False, include_input=False)
         )
-        raise errors.IntakePayloadError(f"not a job message: {reasons[:300]}") from exc
+        raise intake_errors.IntakePayloadError(f"not a job message: {reasons[:300]}") from exc

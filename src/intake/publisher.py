@@ -10,7 +10,7 @@ durable queue bound to a durable direct exchange of its name); messages are pers
   server acknowledged the write (pymongo's default write concern ``w=1``); a URI that asks for
   unacknowledged writes (``w=0``) is refused.
 
-Every failure is an :class:`errors.IntakePublishError` naming the queue and the job URL; the
+Every failure is an :class:`intake_errors.IntakePublishError` naming the queue and the job URL; the
 broker URI (it holds credentials) is never in a message or a log line.
 """
 
@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import kombu
 import kombu.exceptions
 
-import errors
+from intake import errors as intake_errors
 from reactive.broker import send
 from reactive.message import JobDetails
 
@@ -122,7 +122,7 @@ def publish_job(mq_uri: str, queue_name: str, message: JobDetails, timeout: floa
             confirm it within the timeout.
     """
     if _unacknowledged(mq_uri):
-        raise errors.IntakePublishError(
+        raise intake_errors.IntakePublishError(
             queue_name, message.url, "the MongoDB URI asks for unacknowledged writes (w=0)"
         )
     body = message.model_dump_json()
@@ -132,5 +132,7 @@ def publish_job(mq_uri: str, queue_name: str, message: JobDetails, timeout: floa
             conn.ensure_connection(max_retries=1, interval_start=0.2, timeout=timeout)
             send(conn, queue_name, body, timeout=timeout, confirm_timeout=timeout)
     except (*conn.connection_errors, *conn.channel_errors, _KombuError, OSError) as exc:
-        raise errors.IntakePublishError(queue_name, message.url, type(exc).__name__) from exc
+        raise intake_errors.IntakePublishError(
+            queue_name, message.url, type(exc).__name__
+        ) from exc
     logger.debug("published job %r to queue %s", message.url, queue_name)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import errors
+from intake import errors as intake_errors
 from intake import payload
 from intake.config import IntakeConfig
 from intake.ledger import JobLedger
@@ -270,7 +270,7 @@ class IntakeApp:
                 return Answer(202, "ignored")
             job_event = payload.parse_workflow_job(body)
             message = payload.job_message(job_event.workflow_job, self.api_url)
-        except errors.IntakePayloadError as exc:
+        except intake_errors.IntakePayloadError as exc:
             logger.warning("refused delivery %r: %s", delivery_id, exc.reason)
             return Answer(400, "invalid workflow_job delivery")
         return self._enqueue(job_event.workflow_job.id, message, delivery_id)
@@ -289,17 +289,19 @@ class IntakeApp:
             if not self.ledger.claim(job_id, delivery_id):
                 logger.info("delivery %r: job %d already enqueued", delivery_id, job_id)
                 return Answer(200, "duplicate")
-        except errors.IntakeLedgerError as exc:
+        except intake_errors.IntakeLedgerError as exc:
             logger.error("delivery %r: job ledger failed: %s", delivery_id, exc)
             return Answer(503, "ledger unavailable")
         try:
             self.publisher.publish(flavor.queue_name, message)
-        except errors.IntakePublishError as exc:
+        except intake_errors.IntakePublishError as exc:
             logger.error("delivery %r: %s; claim released", delivery_id, exc)
             return self._release(job_id, delivery_id)
         try:
             self.ledger.confirm(job_id)
-        except errors.IntakeLedgerError as exc:  # queued all the same: the claim stays pending
+        except (
+            intake_errors.IntakeLedgerError
+        ) as exc:  # queued all the same: the claim stays pending
             logger.error("delivery %r: confirming job %d failed: %s", delivery_id, job_id, exc)
         logger.info("delivery %r: job %d queued to %s", delivery_id, job_id, flavor.queue_name)
         return Answer(200, "queued")
@@ -307,7 +309,7 @@ class IntakeApp:
     def _release(self, job_id: int, delivery_id: str | None) -> Answer:
         try:
             self.ledger.release(job_id)
-        except errors.IntakeLedgerError as exc:
+        except intake_errors.IntakeLedgerError as exc:
             # The claim stays: the safety net cannot enqueue the job either until it is pruned.
             logger.error("delivery %r: releasing job %d failed: %s", delivery_id, job_id, exc)
         return Answer(503, "broker unavailable")

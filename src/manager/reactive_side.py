@@ -13,7 +13,8 @@ from datetime import timedelta
 
 from config.settings import RunnerManagerSettings
 from config.state import CharmState
-from errors import GithubClientError, IntakeLedgerError
+from errors import GithubClientError
+from intake.errors import IntakeLedgerError
 from manager.job_safety_net import JobSafetyNet
 from manager.warm_floor import ceiling_of, consumers_for, floor_target
 from reactive.pool import ConsumerPool

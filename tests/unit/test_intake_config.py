@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import errors
+from intake import errors as intake_errors
 from intake.__main__ import main
 from intake.config import IntakeConfig
 from intake.server import build_app
@@ -73,27 +73,27 @@ def test_invalid_configurations_name_the_field(
     tmp_path: Path, overrides: dict[str, Any], field: str
 ) -> None:
     path = write(tmp_path, **overrides)
-    with pytest.raises(errors.IntakeConfigError) as caught:
+    with pytest.raises(intake_errors.IntakeConfigError) as caught:
         IntakeConfig.load(path)
     assert field in caught.value.reason
     assert caught.value.path == str(path)
 
 
 def test_unreadable_and_non_json_files(tmp_path: Path) -> None:
-    with pytest.raises(errors.IntakeConfigError, match="cannot read"):
+    with pytest.raises(intake_errors.IntakeConfigError, match="cannot read"):
         IntakeConfig.load(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(errors.IntakeConfigError, match="not UTF-8 JSON"):
+    with pytest.raises(intake_errors.IntakeConfigError, match="not UTF-8 JSON"):
         IntakeConfig.load(tmp_path / "bad.json")
 
 
 def test_an_empty_secret_is_refused_without_showing_it(tmp_path: Path) -> None:
     config = IntakeConfig.load(write(tmp_path))
     (tmp_path / "secret").write_text("  \n")
-    with pytest.raises(errors.IntakeConfigError, match="empty"):
+    with pytest.raises(intake_errors.IntakeConfigError, match="empty"):
         config.read_secret()
     (tmp_path / "mq").unlink()
-    with pytest.raises(errors.IntakeConfigError) as caught:
+    with pytest.raises(intake_errors.IntakeConfigError) as caught:
         config.read_mq_uri()
     assert "guest" not in str(caught.value)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-import errors
+from intake import errors as intake_errors
 from intake.ledger import JobLedger
 
 
@@ -70,7 +70,7 @@ def test_the_ledger_survives_a_reopen_and_creates_its_folder(tmp_path: Path) -> 
 def test_a_file_that_is_not_a_ledger_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     path.write_bytes(b"garbage" * 1000)
-    with pytest.raises(errors.IntakeLedgerError) as caught:
+    with pytest.raises(intake_errors.IntakeLedgerError) as caught:
         JobLedger(path)
     assert caught.value.path == str(path)
 

@@ -18,7 +18,7 @@ import mongomock
 import pytest
 from kombu.transport import mongodb as kombu_mongodb
 
-import errors
+from intake import errors as intake_errors
 from intake.publisher import _bounded_mongodb_uri, publish_job
 from reactive.message import JobDetails, parse_job_message
 
@@ -70,7 +70,7 @@ def test_mongodb_publish_reaches_the_consumers_queue(mongo: dict[str, Any]) -> N
 
 @pytest.mark.parametrize("uri", ["mongodb://h/db?w=0", "mongodb://h/db?retryWrites=true&w=0"])
 def test_unacknowledged_writes_are_refused(uri: str) -> None:
-    with pytest.raises(errors.IntakePublishError) as caught:
+    with pytest.raises(intake_errors.IntakePublishError) as caught:
         publish_job(uri, "runner-small", MESSAGE)
     assert caught.value.queue == "runner-small"
     assert caught.value.job_url == MESSAGE.url
@@ -99,7 +99,7 @@ def test_mongodb_uris_get_the_missing_timeouts(uri: str, expected: str) -> None:
 def test_an_unreachable_amqp_broker_is_an_error_without_the_uri() -> None:
     with socket_closed_port() as port:
         uri = f"amqp://guest:hunter2@127.0.0.1:{port}//"
-        with pytest.raises(errors.IntakePublishError) as caught:
+        with pytest.raises(intake_errors.IntakePublishError) as caught:
             publish_job(uri, "runner-small", MESSAGE, timeout=2)
     assert "hunter2" not in str(caught.value)
     assert caught.value.queue == "runner-small"

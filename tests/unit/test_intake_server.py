@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-import errors
+from intake import errors as intake_errors
 from intake.ledger import JobLedger
 from intake.routing import Flavor
 from intake.server import IntakeApp
@@ -43,7 +43,9 @@ class FakePublisher:
     def publish(self, queue_name: str, message: JobDetails) -> None:
         if self.failures > 0:
             self.failures -= 1
-            raise errors.IntakePublishError(queue_name, message.url, "ConnectionRefusedError")
+            raise intake_errors.IntakePublishError(
+                queue_name, message.url, "ConnectionRefusedError"
+            )
         self.published.append((queue_name, message))
 
 
