@@ -327,6 +327,7 @@ def build_router(ctx: Context, webhooks: WebhookSender) -> Router:  # noqa: C901
                     "busy": sum(r.busy for r in runners),
                 },
                 "jobs": jobs,
+                "rate_limited": ctx.ratelimit.refused,
             }
         return Response.json(200, body)
 

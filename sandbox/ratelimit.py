@@ -53,6 +53,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._buckets: dict[str, Bucket] = {}
         self._forced: Bucket | None = None
+        self.refused = 0  # requests answered 403 "rate limit exceeded" (control API /stats)
 
     def _bucket(self, token: str, now: float) -> Bucket:
         bucket = self._buckets.get(token)
@@ -94,6 +95,7 @@ class RateLimiter:
         with self._lock:
             bucket = self._bucket(token, time.time())
             if count and bucket.remaining <= 0:
+                self.refused += 1
                 raise HttpError(
                     403,
                     "API rate limit exceeded for user. (But here's the good news: "
@@ -120,7 +122,7 @@ class RateLimiter:
                 self._buckets[token] = Bucket(self.limit, used, reset)
 
     def reset(self) -> None:
-        """Forget all counts and forced windows."""
+        """Forget all counts and forced windows (the refusal count stays)."""
         with self._lock:
             self._buckets.clear()
             self._forced = None
