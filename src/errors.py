@@ -442,3 +442,42 @@ class SubprocessError(GithubRunnerError):
         self.cmd = cmd
         self.returncode = returncode
         self.stderr = stderr
+
+
+# --- OpenStack --------------------------------------------------------------------------------
+
+
+class OpenstackError(GithubRunnerError):
+    """A call to the OpenStack cloud failed (``openstack.client`` maps the SDK's errors)."""
+
+    def __init__(
+        self, message: str, status: int | None = None, operation: str = "", server: str = ""
+    ) -> None:
+        """Build the error.
+
+        Args:
+            message: What went wrong (the cloud's own words, never a credential).
+            status: The HTTP status the cloud answered, if any.
+            operation: The call, e.g. "create_server", "list_servers".
+            server: The server (name or id) concerned, if any.
+        """
+        super().__init__(message)
+        self.status = status
+        self.operation = operation
+        self.server = server
+
+
+class OpenstackQuotaError(OpenstackError):
+    """The project's quota (instances, cores, RAM) forbids another server (403 or 413)."""
+
+
+class OpenstackNotFoundError(OpenstackError):
+    """An image, flavor, network or server does not exist (404, or a failed lookup)."""
+
+
+class OpenstackBadRequestError(OpenstackError):
+    """The cloud refused the request as malformed (400: bad image, flavor or network...)."""
+
+
+class OpenstackTimeoutError(OpenstackError):
+    """The cloud did not answer within the call's timeout, or could not be reached."""

@@ -8,6 +8,7 @@ on the implementation, with the same parameter names, kinds and defaults.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +17,13 @@ from github_api.client import GithubClient
 from github_api.seam import GithubPlatform
 from lxd import LxdClient, LxdCloud, LxdInstanceFiles, LxdInstanceHandle
 from metrics.github import JobsOfRunClient
+from openstack_backend.client import OpenstackClient
+from openstack_backend.seam import OpenstackCloud
 from reactive.consumer import GithubJobChecker
 from repo_policy.policy import PolicyGitHub
 from tests.unit.fakes_github import FakeGithub
 from tests.unit.fakes_lxd import FakeLxd
+from tests.unit.fakes_openstack import FakeOpenstack
 
 
 def _protocol_methods(protocol: type) -> list[str]:
@@ -130,3 +134,19 @@ def test_the_lxd_check_sees_drift() -> None:
         _assert_matches(LxdInstanceFiles, Renamed())
     with pytest.raises(AssertionError, match="Nameless lacks"):
         _assert_matches(LxdInstanceHandle, Nameless())
+
+
+# --- OpenStack ----------------------------------------------------------------------------------
+
+_OS: OpenstackCloud = FakeOpenstack()
+_OS_REAL: OpenstackCloud = OpenstackClient(Path("/nonexistent/clouds.yaml"), "none")  # lazy
+
+
+@pytest.mark.parametrize("implementation", [FakeOpenstack, OpenstackClient])
+def test_openstack_implementations_match_their_protocol(implementation: type) -> None:
+    methods = _protocol_methods(OpenstackCloud)
+    assert "create_server" in methods
+    for name in methods:
+        assert hasattr(implementation, name), f"{implementation.__name__} lacks {name}"
+        expected = _shape(getattr(OpenstackCloud, name))
+        assert _shape(getattr(implementation, name)) == expected, f"{name} differs"

@@ -3,13 +3,14 @@
 Third-party seams:
 - only the Juju face (src/charm.py, src/charm_state.py) and lib/ import ``ops``;
 - only src/lxd/ imports pylxd; only src/github_api/ imports PyGithub (``github``); only
-  src/reactive/consumer.py, src/reactive/broker.py and src/intake/publisher.py import kombu.
+  src/reactive/consumer.py, src/reactive/broker.py and src/intake/publisher.py import kombu;
+  only src/openstack_backend/client.py imports openstacksdk (``openstack``) and keystoneauth1.
 
 Project rules:
 - the core never imports the charm: outside the Juju face nothing imports ``charm``,
   ``charm_*`` or the charm libraries (``charms.*``);
 - host integration (``juju.*``) is imported only by the Juju face and by juju/ itself;
-- the LXD and GitHub seams never import each other;
+- the LXD and GitHub seams never import each other, nor does the OpenStack seam import them;
 - reconcile_plan.py imports nothing that does I/O, directly or through what it imports.
 
 Imports under ``if TYPE_CHECKING:`` are type-only and do not count.
@@ -34,6 +35,8 @@ THIRD_PARTY_SEAMS: dict[str, tuple[str, ...]] = {
     "pylxd": ("src/lxd/",),
     "github": ("src/github_api/",),
     "kombu": ("src/reactive/consumer.py", "src/reactive/broker.py", "src/intake/publisher.py"),
+    "openstack": ("src/openstack_backend/client.py",),
+    "keystoneauth1": ("src/openstack_backend/client.py",),
 }
 
 # The pure plan, and the standard library modules a pure module may use.
@@ -165,14 +168,21 @@ def _juju_only_from_face(project: Project) -> Iterator[Violation]:
 
 
 def _seams_apart(project: Project) -> Iterator[Violation]:
-    pairs = (("src/lxd/", "github_api"), ("src/github_api/", "lxd"))
+    pairs = (
+        ("src/lxd/", "github_api"),
+        ("src/github_api/", "lxd"),
+        ("src/openstack_backend/seam.py", "github_api"),
+        ("src/openstack_backend/client.py", "github_api"),
+        ("src/openstack_backend/seam.py", "lxd"),
+        ("src/openstack_backend/client.py", "lxd"),
+    )
     for folder, forbidden in pairs:
         for rel in project.imports:
             if not rel.startswith(folder):
                 continue
             for line, module, _ in project.modules(rel):
                 if module.split(".")[0] == forbidden:
-                    yield Violation(rel, line, module, "the LXD and GitHub seams stay apart")
+                    yield Violation(rel, line, module, "the seams stay apart")
 
 
 def _pure_plan(project: Project) -> Iterator[Violation]:
@@ -253,6 +263,20 @@ TINY_CORE = {
         ("src/runner_manager.py", "from juju.host import run\n", "juju.host", "Juju face"),
         ("src/lxd/instance.py", "from github_api.types import X\n", "github_api.types", "apart"),
         ("src/github_api/client.py", "import lxd.client\n", "lxd.client", "apart"),
+        ("src/openstack_backend/manager.py", "import openstack\n", "openstack", "only"),
+        (
+            "src/openstack_backend/seam.py",
+            "from openstack import connection\n",
+            "openstack",
+            "only",
+        ),
+        ("src/runner.py", "import keystoneauth1.session\n", "keystoneauth1.session", "only"),
+        (
+            "src/openstack_backend/client.py",
+            "from github_api.types import X\n",
+            "github_api.types",
+            "apart",
+        ),
         ("src/reconcile_plan.py", "import subprocess\n", "subprocess", "pure"),
         ("src/reconcile_plan.py", "from lxd.client import LxdClient\n", "pylxd", "pure"),
         ("src/reconcile_plan.py", "from runner_type import A\n", "os", "pure"),
@@ -288,6 +312,7 @@ def test_planted_violation_is_caught(
         ("src/lxd/instance.py", "import pylxd\nfrom lxd import client\n"),
         ("src/github_api/client.py", "from github import Auth\nfrom github_api import types\n"),
         ("src/reactive/consumer.py", "from kombu import Connection\n"),
+        ("src/openstack_backend/client.py", "import openstack.config\nimport keystoneauth1\n"),
         ("lib/charms/github_runner/v0/cos_agent.py", "import ops\n"),
         ("src/runner.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import ops\n"),
         ("src/reconcile_plan.py", "from dataclasses import dataclass\nimport runner_type\n"),
