@@ -11,6 +11,7 @@ import pytest
 import errors
 from juju.event_timer import EventTimer
 from tests.unit.fakes_systemd import FakeSystemctl
+from tests.unit.systemd_verify import findings
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
@@ -60,7 +61,8 @@ def test_rendered_units_pass_systemd_analyze_verify(
     timer = make_timer(root, FakeSystemctl())
     timer.ensure_event_timer("reconcile-runners", interval, timeout)
     result = verify(root, f"{BASE}.service", f"{BASE}.timer")
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    checked = (f"{BASE}.service", f"{BASE}.timer")
+    assert (result.returncode, result.stdout, findings(result.stderr, checked)) == (0, "", [])
 
 
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
@@ -153,3 +155,13 @@ def test_disable_removes_the_units(root: Path) -> None:
     systemctl.calls.clear()
     timer.disable_event_timer("reconcile-runners")  # idempotent
     assert systemctl.calls == []
+
+
+def test_verify_findings_about_other_units_are_dropped() -> None:
+    out = (
+        "keystone.service: Dependency After=keystone.service is dropped.\n"
+        "/tmp/x/a.service:3: Unknown key name 'Foo' in section 'Service', ignoring.\n"
+        "a.service: Command /bin/nope is not executable: No such file or directory\n"
+        "Failed to load something.\n"
+    )
+    assert findings(out, ("a.service",)) == out.splitlines()[1:]

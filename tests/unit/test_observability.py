@@ -33,6 +33,7 @@ from reconcile_plan import (
     RunnerState,
 )
 from tests.unit.fakes_systemd import FakeSystemctl
+from tests.unit.systemd_verify import verify
 
 NOW = datetime.now(timezone.utc)
 
@@ -364,14 +365,7 @@ def test_exporter_unit_verifies_clean(tmp_path: Path) -> None:
     path = tmp_path / "github-runner-metrics-gh-0.service"
     service = MetricsExporterService("gh/0", config_root=tmp_path / "etc", unit_dir=tmp_path)
     path.write_text(service.render_unit())
-    result = subprocess.run(
-        ["systemd-analyze", "verify", str(path)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert verify(path) == (0, [])
 
 
 def test_state_keys_are_json_label_lists(state_file: StateFile) -> None:
