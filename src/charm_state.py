@@ -40,6 +40,7 @@ from juju.auth_options import (
     parse_webhook_secret_id,
 )
 from juju.intake_host import webhook_url
+from juju.openstack_options import OPENSTACK_CLOUDS_YAML_SECRET_ID_CONFIG_NAME, read_openstack
 from juju.option_urls import HOSTNAME
 from juju.options import (
     APP_PRIVATE_KEY_SECRET_ID_CONFIG_NAME,
@@ -210,6 +211,9 @@ def from_charm(
         webhook_secret=read_webhook_secret(charm),
         ssh_debug_connections=read_ssh_debug_connections(charm),
         arch=parse_arch(platform.machine() if machine is None else machine),
+        openstack=read_openstack(
+            charm.config, lambda name, sid: _secret_content(charm, name, sid)
+        ),
         app_name=app_name,
         unit_number=unit_number,
     )
@@ -281,7 +285,8 @@ def watches_secret(config: Mapping[str, Any], secret: ops.Secret) -> bool:
 
     Returns:
         Whether ``token`` (as a secret URI), ``token-secret-id``,
-        ``github-app-private-key-secret-id`` or ``webhook-secret`` names it.
+        ``github-app-private-key-secret-id``, ``webhook-secret`` or
+        ``openstack-clouds-yaml-secret-id`` names it.
     """
     unique = secret.unique_identifier or _secret_key(secret.id or "")
     if not unique:
@@ -291,6 +296,7 @@ def watches_secret(config: Mapping[str, Any], secret: ops.Secret) -> bool:
         TOKEN_SECRET_ID_CONFIG_NAME,
         APP_PRIVATE_KEY_SECRET_ID_CONFIG_NAME,
         WEBHOOK_SECRET_CONFIG_NAME,
+        OPENSTACK_CLOUDS_YAML_SECRET_ID_CONFIG_NAME,
     )
     values = (str(config.get(name) or "").strip() for name in names)
     return any(value and _secret_key(value) == unique for value in values)

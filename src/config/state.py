@@ -102,6 +102,33 @@ class GithubAppCredentials(BaseModel):
         return hashlib.sha256(self.private_key.get_secret_value().strip().encode()).hexdigest()
 
 
+class OpenstackSettings(BaseModel):
+    """The OpenStack cloud runners are servers on (``backend=openstack``).
+
+    Attributes:
+        cloud: The cloud's name in the clouds.yaml (``openstack-cloud``).
+        clouds_yaml: The clouds.yaml (``openstack-clouds-yaml-secret-id``). Secret.
+        auth_url: The cloud's keystone URL.
+        flavor: The flavor of runner servers (``openstack-flavor``).
+        image: The image of runner servers (``openstack-image``).
+        network: The network runner servers get a port on (``openstack-network``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    cloud: str
+    clouds_yaml: SecretStr
+    auth_url: str
+    flavor: str
+    image: str
+    network: str
+
+    @field_serializer("clouds_yaml", when_used="json")
+    def _dump_clouds_yaml(self, value: SecretStr, info: SerializationInfo) -> str:
+        """Write the file in clear only when asked to (under ``REVEAL_SECRETS``)."""
+        return _dump_secret(value, info)
+
+
 class CharmState(BaseModel):
     """The validated state of the charm.
 
@@ -136,6 +163,7 @@ class CharmState(BaseModel):
             serialised (only the unit's webhook intake needs it, through its own file).
         ssh_debug_connections: tmate servers from the debug-ssh relation.
         arch: CPU architecture of the unit.
+        openstack: The OpenStack cloud runners are created on; None: LXD on the unit's machine.
         app_name: The application name.
         unit_number: The unit number.
     """
@@ -168,6 +196,7 @@ class CharmState(BaseModel):
     webhook_secret: SecretStr | None = Field(default=None, exclude=True)
     ssh_debug_connections: tuple[SSHDebugConnection, ...]
     arch: Arch
+    openstack: OpenstackSettings | None = None
     app_name: str
     unit_number: int
 

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Protocol
 
 from config.state import CharmState
+from errors import ConfigError
 from github_api.types import RunnerApplication
+from juju.openstack_options import BACKEND_CONFIG_NAME
 from juju.policy_host import RepoPolicyEndpoint
 from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerInfo
 from runner_type import VirtualMachineResources
@@ -56,7 +58,16 @@ def manager_config(
 
     Returns:
         The configuration.
+
+    Raises:
+        ConfigError: Naming ``backend``, with the OpenStack backend (this manager runs LXD
+            runners only).
     """
+    if state.openstack is not None:
+        raise ConfigError(
+            BACKEND_CONFIG_NAME,
+            "openstack: this revision's runner manager runs LXD runners only; set it to lxd",
+        )
     return LXDRunnerManagerConfig(
         charm_state=state,
         image=runner_image(state),

@@ -9,22 +9,24 @@
   is created with (names or IDs).
 
 An option the chosen backend would not honour is refused: ``openstack-*`` options with the LXD
-backend are a ConfigError naming them, as is any missing one with the OpenStack backend. Reading
-the secret is the Juju face's (``charm_state``); the values are checked here, and no message ever
-quotes the file's content (it holds passwords).
+backend are a ConfigError naming them, as is any missing one with the OpenStack backend. The
+Juju face (``charm_state``) passes the reader of the secret; the values are checked here, and no
+message ever quotes the file's content (it holds passwords).
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from pydantic import SecretStr
 
+from config.state import OpenstackSettings
 from errors import ConfigError
 from juju.options import get_str
 
@@ -221,3 +223,40 @@ def parse_clouds_yaml(text: str, cloud: str, secret_id: str) -> OpenstackCloud:
             option, f"the cloud {cloud!r} of {secret_id} has no http(s) auth.auth_url: {fix}"
         )
     return OpenstackCloud(name=cloud, clouds_yaml=text, auth_url=str(auth_url))
+
+
+SecretReader = Callable[[str, str], Mapping[str, str]]
+"""Read a Juju secret's content: (option naming it, secret ID) -> keys and values."""
+
+
+def read_openstack(
+    config: Mapping[str, Any], read_secret: SecretReader
+) -> OpenstackSettings | None:
+    """Read the OpenStack cloud the ``backend`` and ``openstack-*`` options choose.
+
+    Args:
+        config: The charm's options.
+        read_secret: Reads the clouds.yaml secret (raising a ConfigError that names the
+            option when it is missing or not granted).
+
+    Returns:
+        The cloud with ``backend=openstack``; None with the LXD backend.
+
+    Raises:
+        ConfigError: Naming the option, for a bad option or a secret holding no usable
+            clouds.yaml.
+    """
+    options = parse_openstack_options(config)
+    if options is None:
+        return None
+    secret_id = options.clouds_yaml_secret_id
+    content = read_secret(OPENSTACK_CLOUDS_YAML_SECRET_ID_CONFIG_NAME, secret_id)
+    cloud = parse_clouds_yaml(content.get(SECRET_CLOUDS_YAML_KEY, ""), options.cloud, secret_id)
+    return OpenstackSettings(
+        cloud=cloud.name,
+        clouds_yaml=SecretStr(cloud.clouds_yaml),
+        auth_url=cloud.auth_url,
+        flavor=options.flavor,
+        image=options.image,
+        network=options.network,
+    )

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+from ops import testing
 
+from charm import GithubRunnerCharm
+from charm_state import watches_secret
+from config.state import REVEAL_SECRETS, CharmState
 from errors import ConfigError
+from juju.manager_port import manager_config
 from juju.openstack_options import (
     Backend,
     OpenstackOptions,
     parse_backend,
     parse_clouds_yaml,
     parse_openstack_options,
+    read_openstack,
 )
+from tests.unit.charm_events_helpers import deployed, with_config
+from tests.unit.fakes_charm import FakeRunnerManager, base_state
+from tests.unit.test_charm_state import build
 
 SECRET = "secret:d0erdgfmp25c762i8np0"
 CLOUDS = """\
@@ -144,3 +155,84 @@ def test_bad_clouds_yaml_names_the_option_and_hides_the_file(
 def test_oversized_clouds_yaml_is_refused() -> None:
     with pytest.raises(ConfigError, match="64 KiB"):
         parse_clouds_yaml(CLOUDS + "#" * 70_000, "", SECRET)
+
+
+def test_read_openstack_reads_the_secret_the_option_names() -> None:
+    asked: list[tuple[str, str]] = []
+
+    def read(option: str, secret_id: str) -> dict[str, str]:
+        asked.append((option, secret_id))
+        return {"clouds-yaml": CLOUDS}
+
+    settings = read_openstack(_openstack(), read)
+    assert asked == [("openstack-clouds-yaml-secret-id", SECRET)]
+    assert settings is not None
+    assert (settings.cloud, settings.flavor, settings.image, settings.network) == (
+        "testcloud",
+        "runner-small",
+        "github-runner-noble",
+        "runners",
+    )
+    assert settings.clouds_yaml.get_secret_value() == CLOUDS
+    assert read_openstack({}, read) is None
+    assert len(asked) == 1  # the LXD backend reads no secret
+
+
+def test_a_secret_without_clouds_yaml_names_the_option() -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_openstack(_openstack(), lambda option, secret_id: {"yaml": CLOUDS})
+    assert caught.value.option == "openstack-clouds-yaml-secret-id"
+    assert "'clouds-yaml'" in caught.value.reason
+
+
+def test_the_charm_state_holds_the_cloud_and_never_shows_the_file() -> None:
+    secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
+    state = build(_openstack(**{"openstack-clouds-yaml-secret-id": secret.id}), secrets=[secret])
+    assert state.openstack is not None
+    assert state.openstack.auth_url == "http://127.0.0.1:5000/v3"
+    assert "s3cr3t" not in repr(state)
+    assert "s3cr3t" not in state.model_dump_json()
+    revealed = state.model_dump_json(context={REVEAL_SECRETS: True})
+    assert CharmState.model_validate_json(revealed) == state
+    assert build().openstack is None
+
+
+def test_the_charm_state_says_how_to_grant_the_secret() -> None:
+    uri = "secret:cs0h8b1vrs1c73ebsmf0"
+    with pytest.raises(ConfigError) as caught:
+        build(_openstack(**{"openstack-clouds-yaml-secret-id": uri}))
+    assert caught.value.option == "openstack-clouds-yaml-secret-id"
+    assert f"juju grant-secret {uri}" in caught.value.reason
+
+
+def test_the_clouds_yaml_secret_is_watched() -> None:
+    secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
+    config = _openstack(**{"openstack-clouds-yaml-secret-id": secret.id})
+
+    class _Seen:
+        id = secret.id
+        unique_identifier = secret.id.rsplit(":", 1)[-1]
+
+    assert watches_secret(config, _Seen())  # type: ignore[arg-type]
+    assert not watches_secret({}, _Seen())  # type: ignore[arg-type]
+
+
+def test_the_lxd_manager_refuses_the_openstack_backend() -> None:
+    secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
+    state = build(_openstack(**{"openstack-clouds-yaml-secret-id": secret.id}), secrets=[secret])
+    with pytest.raises(ConfigError) as caught:
+        manager_config(state, Path("/var/lib/runners"), None)
+    assert caught.value.option == "backend"
+
+
+def test_a_unit_set_to_openstack_is_blocked_on_backend_and_creates_nothing(
+    ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager
+) -> None:
+    secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
+    out = deployed(ctx, base_state())
+    manager.calls.clear()
+    config = _openstack(**{"openstack-clouds-yaml-secret-id": secret.id})
+    out = ctx.run(ctx.on.config_changed(), with_config(replace(out, secrets={secret}), **config))
+    assert "reconcile" not in manager.names()
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert out.unit_status.message.startswith("backend: openstack")
