@@ -1,0 +1,466 @@
+#!/usr/bin/env python3
+"""Churn soak: many short jobs through a warm pool of ephemeral runners, under every fault.
+
+Real LXD, the sandbox GitHub, the production metrics stores (loop-mounted SharedFilesystemManager).
+A manager process (a child, like the charm's timer runs reconciles) reconciles a pool of K
+runners every ~second; each runner takes one job and is replaced by a later reconcile. The parent
+queues N jobs (``sleep 1..20``; at most K + K/2 not yet finished at a time), cancels 5 % of them
+mid-run (sandbox ``POST /_sandbox/jobs/{id}/cancel``: the runner learns it from its heartbeat) and
+injects, all along, 10 % 5xx answers to GitHub REST requests, then once each (at a share of the
+jobs done): a kill -9 of the manager process mid-reconcile (15 %; a new one starts), a
+rate-limit window (30 %), an LXD daemon restart (55 %: SIGTERM to the daemon, which leaves
+instances running, then ``scripts/setup-lxd.sh`` starts it again the way it did at setup).
+
+Invariants (exit 1 when one breaks): every job completed exactly once, ``success`` or (only the
+cancelled ones) ``cancelled``; after the final flush nothing left: instances, GitHub records,
+metrics stores, loop devices, mounts; the manager's RSS and open fds flat (median of its first
+10 % of reconciles vs its last 10 %, on the manager process that ran longest: more than +25 % and
++40 MiB RSS, or more than +8 fds, is growth; CPython's allocator keeps arenas and pylxd/requests
+keep a few pooled sockets, so small steps are noise, a leak per reconcile or per runner over
+hundreds of them is not); runner logs and quarantine within their bounds (``MAX_LOG_FILES`` files
+of ``MAX_LOG_BYTES``, ``QUARANTINE_MAX_ARCHIVES``). Reported: job wait (queued -> in progress)
+p50/p95 of the first 50 vs the last 50 jobs, totals, the faults actually injected. Must run as
+root under ``flock /tmp/work/lxd.lock`` (it restarts the LXD daemon).
+
+    flock /tmp/work/lxd.lock python benchmarks/soak.py [--json] [--small] [--jobs N] [--pool K]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._lib.bench import (
+    Report,
+    fmt,
+    force_delete_instances,
+    lxd_instances,
+    parse_args,
+    summary,
+)
+from harness.local import LocalEnvironment, LocalOptions
+from metrics.shared_fs import SharedFilesystemManager
+from metrics.storage import QUARANTINE_MAX_ARCHIVES
+from observability.runner_logs import MAX_LOG_BYTES, MAX_LOG_FILES
+from paths import REPO_ROOT
+from runner_manager_type import LXDFlushMode
+
+APP = "bench-soak"
+CANCEL_SHARE, FAULT_P = 0.05, 0.1
+KILL_AT, LIMIT_AT, RESTART_AT = 0.15, 0.30, 0.55
+RSS_TOLERANCE, RSS_SLACK_KIB, FD_SLACK = 0.25, 40 << 10, 8
+CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from errors import GithubRunnerError
+    from harness.local import RESOURCES, LocalEnvironment
+    from metrics.shared_fs import SharedFilesystemManager
+    env = LocalEnvironment.attach(json.loads(sys.argv[1]))
+    s = env.settings()
+    env.options.storage = SharedFilesystemManager(s.metrics_storage_dir, s.quarantine_dir)
+    env.manager = env.build_manager()
+    size, stop = int(sys.argv[2]), sys.argv[3]
+    def rss():
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+    n = 0
+    while not os.path.exists(stop):
+        n += 1
+        print(json.dumps({"begin": n}), flush=True)
+        began, error = time.monotonic(), None
+        try:
+            env.manager.reconcile(size, RESOURCES)
+        except GithubRunnerError as exc:
+            error = "handled " + type(exc).__name__
+        except Exception as exc:
+            error = f"uncaught {type(exc).__name__}: {exc}"[:300]
+        print(json.dumps({"end": n, "s": round(time.monotonic() - began, 2), "error": error,
+                          "rss_kib": rss(), "fds": len(os.listdir("/proc/self/fd"))}), flush=True)
+        time.sleep(1.0)
+    """
+)
+
+
+class ManagerProcess:
+    """The reconcile loop in a child process; its lines are collected by a reader thread."""
+
+    def __init__(self, spec: str, size: int, stop_file: Path):
+        self.spec, self.size, self.stop_file = spec, size, stop_file
+        self.records: list[dict[str, Any]] = []  # every line, with the child's pid
+        self.began = threading.Event()
+        self.proc: subprocess.Popen[str] | None = None
+        self.pids: list[int] = []
+
+    def start(self) -> None:
+        """Start a new child (after the first, or after a kill)."""
+        path = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT / "lib"), str(REPO_ROOT)])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, self.spec, str(self.size), str(self.stop_file)],
+            env={**os.environ, "PYTHONPATH": path},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.pids.append(self.proc.pid)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                record = {**json.loads(line), "pid": proc.pid}
+            except ValueError:
+                continue
+            self.records.append(record)
+            if "begin" in record:
+                self.began.set()
+
+    def kill_mid_reconcile(self, rng: random.Random) -> float:
+        """SIGKILL the child at a random moment of its next reconcile; start a new one."""
+        assert self.proc is not None
+        self.began.clear()
+        self.began.wait(60)
+        delay = rng.uniform(0.1, 1.5)
+        time.sleep(delay)
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self.start()
+        return delay
+
+    def stop(self) -> None:
+        """Let the child finish its reconcile and exit (bounded), else kill it."""
+        self.stop_file.touch()
+        if self.proc is not None:
+            try:
+                self.proc.wait(300)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+
+    def ends(self) -> list[dict[str, Any]]:
+        """The finished reconciles."""
+        return [r for r in self.records if "end" in r]
+
+
+def _is_daemon(pid: int) -> bool:
+    """Whether a process named lxd is the daemon, not an instance's ``[lxc monitor]``."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return argv[0].endswith(b"/lxd") and b"waitready" not in argv and b"shutdown" not in argv
+
+
+def restart_lxd() -> dict[str, Any]:
+    """SIGTERM the LXD daemon (instances keep running), then start it with setup-lxd.sh."""
+    began = time.monotonic()
+    pids = subprocess.run(["pgrep", "-x", "lxd"], capture_output=True, text=True, check=False)
+    daemons = [int(p) for p in pids.stdout.split() if _is_daemon(int(p))]
+    for pid in daemons:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in daemons):
+        time.sleep(0.2)
+    start = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "setup-lxd.sh")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return {"pids": daemons, "rc": start.returncode, "s": round(time.monotonic() - began, 1)}
+
+
+def host_state() -> dict[str, int]:
+    """Loop devices and mounts of the host (compared before vs after)."""
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False)
+    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+        mount_count = sum(1 for _ in mounts)
+    return {"loop_devices": len(loops.stdout.splitlines()), "mounts": mount_count}
+
+
+def flat(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """RSS and fds of the first vs the last 10 % of one process's reconciles."""
+    tenth = max(1, len(samples) // 10)
+    head, tail = samples[:tenth], samples[-tenth:]
+    rss = [statistics.median(r["rss_kib"] for r in part) for part in (head, tail)]
+    fds = [statistics.median(r["fds"] for r in part) for part in (head, tail)]
+    return {
+        "reconciles": len(samples),
+        "rss_mib_first": round(rss[0] / 1024, 1),
+        "rss_mib_last": round(rss[1] / 1024, 1),
+        "fds_first": fds[0],
+        "fds_last": fds[1],
+        "rss_grew": rss[1] > rss[0] * (1 + RSS_TOLERANCE) and rss[1] - rss[0] > RSS_SLACK_KIB,
+        "fds_grew": fds[1] - fds[0] > FD_SLACK,
+    }
+
+
+def dir_files(path: Path) -> list[Path]:
+    """Regular files below a directory (none if it is missing)."""
+    return [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+
+
+def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any]:  # noqa: C901
+    """Queue the jobs, cancel some, inject the faults; return what happened."""
+    total, size = args.jobs, args.pool
+    longest = 6 if args.small else 20
+    durations = [rng.randint(1, longest) for _ in range(total)]
+    cancel = set(rng.sample(range(total), max(1, round(CANCEL_SHARE * total))))
+    for i in cancel:  # long enough to be cancelled mid-run: the runner's heartbeat is every 5 s
+        durations[i] = 20
+    manager = ManagerProcess(json.dumps(env.attach_spec()), size, env.workdir / "stop")
+    events: dict[str, Any] = {}
+    ids: list[int] = []  # job ids in queue order
+    index_of: dict[int, int] = {}
+    cancel_at: dict[int, float] = {}
+    cancelled: set[int] = set()
+    env.control("POST", "/faults", {"status": 503, "probability": FAULT_P})
+    manager.start()
+    deadline = time.monotonic() + (300 if args.small else 60 * 60)
+    jobs: dict[int, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        jobs = {j["id"]: j for j in env.control("GET", "/jobs") if j["id"] in index_of}
+        done = sum(1 for j in jobs.values() if j["status"] == "completed")
+        if done == total:
+            break
+        open_jobs = len(ids) - done
+        while len(ids) < total and open_jobs < size + size // 2:
+            i = len(ids)
+            job = env.queue_job([f"sleep {durations[i]}"], name=f"soak-{i}")
+            ids.append(job["id"])
+            index_of[job["id"]] = i
+            open_jobs += 1
+        now = time.time()
+        for job_id, job in jobs.items():
+            i = index_of[job_id]
+            if i in cancel and job["status"] == "in_progress" and job_id not in cancelled:
+                started = job["event_times"].get("in_progress", now)
+                at = cancel_at.setdefault(job_id, started + rng.uniform(2.0, 8.0))
+                if now >= at:
+                    env.control("POST", f"/jobs/{job_id}/cancel")
+                    cancelled.add(job_id)
+        if "kill" not in events and done >= KILL_AT * total:
+            events["kill"] = {"after_s": round(manager.kill_mid_reconcile(rng), 2), "at": done}
+        if "rate_limit" not in events and done >= LIMIT_AT * total:
+            window = 8 if args.small else 20
+            env.control("POST", "/faults", {"rate_limit": {"remaining": 0, "reset_in": window}})
+            events["rate_limit"] = {"window_s": window, "at": done}
+        if "lxd_restart" not in events and done >= RESTART_AT * total:
+            events["lxd_restart"] = {**restart_lxd(), "at": done}
+        time.sleep(1.0)
+    faults = env.control("GET", "/faults")
+    stats = env.control("GET", "/stats")
+    env.control("DELETE", "/faults")
+    manager.stop()
+    return {
+        "jobs": [jobs.get(j, {"id": j, "status": "lost"}) for j in ids],
+        "planned": total,
+        "cancel_planned": sorted(ids[i] for i in cancel if i < len(ids)),
+        "cancel_sent": sorted(cancelled),
+        "events": events,
+        "fault_hits": sum(f["hits"] for f in faults),
+        "rate_limited": stats.get("rate_limited"),
+        "requests": sum(n for k, n in stats["requests"].items() if " /_" not in k),
+        "manager": manager,
+    }
+
+
+def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
+    """Run the soak; exit 1 when an invariant breaks."""
+    args = parse_args(
+        __doc__ or "",
+        [
+            ("--jobs", {"type": int, "default": 0}),
+            ("--pool", {"type": int, "default": 0}),
+            ("--seed", {"type": int, "default": 20261204}),
+        ],
+    )
+    args.jobs = args.jobs or (30 if args.small else 300)
+    args.pool = args.pool or (4 if args.small else 8)
+    rng = random.Random(args.seed)
+    report = Report("soak", args.small)
+    before = host_state()
+    run: dict[str, Any] = {}
+    left: dict[str, Any] = {}
+    options = LocalOptions(
+        app_name=APP,
+        repo="octo/bench",
+        labels=("bench",),
+        metrics=True,
+        settings={"busy_delete_wait": 2.0},
+    )
+    began = time.monotonic()
+    try:
+        with LocalEnvironment(options) as env:
+            settings = env.settings()
+            env.options.storage = SharedFilesystemManager(
+                settings.metrics_storage_dir, settings.quarantine_dir
+            )
+            env.manager = env.build_manager()
+            run = drive(env, args, rng)
+            run["seconds"] = round(time.monotonic() - began, 1)
+            env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
+            env.manager.flush(LXDFlushMode.FLUSH_BUSY)
+            logs = dir_files(settings.runner_log_dir)
+            left = {
+                "instances": env.instances(),
+                "registrations": env.registrations(),
+                "stores": [s.runner_name for s in env.options.storage.list_all()],
+                "log_files": len(logs),
+                "log_max_bytes": max((p.stat().st_size for p in logs), default=0),
+                "log_total_bytes": sum(p.stat().st_size for p in logs),
+                "quarantine": len(dir_files(settings.quarantine_dir)),
+            }
+    finally:
+        leaked = force_delete_instances(f"{APP}-")
+    after = host_state()
+    report.check(not leaked, f"instances left behind after the final flush: {leaked}")
+    report.check(not lxd_instances(f"{APP}-"), "instances still present after cleanup")
+    report.check(not left.get("registrations"), f"GitHub registrations left: {left}")
+    report.check(not left.get("stores"), f"metrics stores left: {left.get('stores')}")
+    for key in ("loop_devices", "mounts"):
+        report.check(after[key] <= before[key], f"{key}: {before[key]} before, {after[key]} after")
+    report.check(left.get("log_files", 0) <= MAX_LOG_FILES, f"runner logs: {left}")
+    report.check(left.get("log_max_bytes", 0) <= MAX_LOG_BYTES, f"runner log size: {left}")
+    report.check(left.get("quarantine", 0) <= QUARANTINE_MAX_ARCHIVES, f"quarantine: {left}")
+
+    jobs = run.get("jobs", [])
+    cancel_sent = set(run.get("cancel_sent", []))
+    bad = [
+        j
+        for j in jobs
+        if j["status"] != "completed"
+        or j.get("conclusion") not in ("success", "cancelled")
+        or (j.get("conclusion") == "cancelled" and j["id"] not in cancel_sent)
+    ]
+    report.check(len(jobs) == args.jobs, f"{len(jobs)} of {args.jobs} jobs queued")
+    ignored = [
+        j["id"] for j in jobs if j["id"] in cancel_sent and j.get("conclusion") != "cancelled"
+    ]
+    report.check(not ignored, f"cancelled mid-run but not concluded cancelled: {ignored}")
+    report.check(not bad, f"{len(bad)} jobs not completed once as expected: {bad[:5]}")
+    waits = [
+        j["event_times"]["in_progress"] - j["event_times"]["queued"]
+        for j in jobs
+        if "in_progress" in j.get("event_times", {}) and "queued" in j["event_times"]
+    ]
+    first, last = summary(waits[:50]), summary(waits[-50:])
+
+    manager: ManagerProcess | None = run.get("manager")
+    ends = manager.ends() if manager else []
+    uncaught = [r["error"] for r in ends if (r["error"] or "").startswith("uncaught")]
+    handled: dict[str, int] = {}
+    for r in ends:
+        if (r["error"] or "").startswith("handled"):
+            handled[r["error"][8:]] = handled.get(r["error"][8:], 0) + 1
+    by_pid = {
+        pid: [r for r in ends if r["pid"] == pid] for pid in (manager.pids if manager else [])
+    }
+    longest = max(by_pid.values(), key=len, default=[])
+    memory = flat(longest) if longest else {}
+    report.check(bool(memory) and not memory["rss_grew"], f"manager RSS grew: {memory}")
+    report.check(bool(memory) and not memory["fds_grew"], f"manager open fds grew: {memory}")
+    report.check(not uncaught, f"uncaught exceptions in reconciles: {uncaught[:5]}")
+    events = run.get("events", {})
+    for name in ("kill", "rate_limit", "lxd_restart"):
+        report.check(name in events, f"fault {name} never injected")
+    report.check(events.get("lxd_restart", {}).get("rc", 0) == 0, "LXD did not start again")
+
+    conclusions = [j.get("conclusion") for j in jobs]
+    table = report.table(
+        f"soak: {args.jobs} jobs, pool of {args.pool}, {len(cancel_sent)} cancelled",
+        "figure",
+        "value",
+        "expected",
+    )
+    table.add_row("wall s", fmt(run.get("seconds")), "")
+    table.add_row(
+        "jobs success / cancelled / other",
+        f"{conclusions.count('success')} / {conclusions.count('cancelled')} / {len(bad)}",
+        f"-, {len(cancel_sent)}, 0",
+    )
+    table.add_row(
+        "wait p50 / p95 s, first 50 jobs", f"{fmt(first['p50'])} / {fmt(first['p95'])}", ""
+    )
+    table.add_row("wait p50 / p95 s, last 50 jobs", f"{fmt(last['p50'])} / {fmt(last['p95'])}", "")
+    table.add_row(
+        "reconciles (ok, handled errors, uncaught)",
+        f"{len(ends)} ({sum(1 for r in ends if not r['error'])}, {sum(handled.values())},"
+        f" {len(uncaught)})",
+        "uncaught 0",
+    )
+    table.add_row("  handled errors", ", ".join(f"{k} {v}" for k, v in handled.items()) or "-", "")
+    table.add_row(
+        "5xx injected / REST requests",
+        f"{run.get('fault_hits')} / {run.get('requests')}",
+        f"~{FAULT_P:.0%}",
+    )
+    table.add_row("requests refused by the rate limit", str(run.get("rate_limited")), "> 0")
+    table.add_row("kill -9 mid-reconcile", json.dumps(events.get("kill")), "1")
+    table.add_row("LXD daemon restart", json.dumps(events.get("lxd_restart")), "1, rc 0")
+    table.add_row(
+        "manager RSS MiB first / last 10 %",
+        f"{memory.get('rss_mib_first')} / {memory.get('rss_mib_last')}",
+        f"< +{RSS_TOLERANCE:.0%} or +{RSS_SLACK_KIB >> 10} MiB",
+    )
+    table.add_row(
+        "manager fds first / last 10 %",
+        f"{memory.get('fds_first')} / {memory.get('fds_last')}",
+        f"<= +{FD_SLACK}",
+    )
+    table.add_row(
+        "left: instances, records, stores",
+        f"{len(left.get('instances', []))}, "
+        f"{len(left.get('registrations', []))}, {len(left.get('stores', []))}",
+        "0, 0, 0",
+    )
+    table.add_row(
+        "loop devices, mounts before -> after",
+        f"{before['loop_devices']}, {before['mounts']} -> "
+        f"{after['loop_devices']}, {after['mounts']}",
+        "not more",
+    )
+    table.add_row(
+        "runner log files (max bytes), quarantine",
+        f"{left.get('log_files')} ({left.get('log_max_bytes')}), {left.get('quarantine')}",
+        f"<= {MAX_LOG_FILES} ({MAX_LOG_BYTES}), <= {QUARANTINE_MAX_ARCHIVES}",
+    )
+    report.figures.update(
+        jobs=args.jobs,
+        pool=args.pool,
+        seed=args.seed,
+        seconds=run.get("seconds"),
+        conclusions={c: conclusions.count(c) for c in set(conclusions) if c},
+        wait_first_50=first,
+        wait_last_50=last,
+        wait_all=summary(waits),
+        reconciles=len(ends),
+        handled_errors=handled,
+        uncaught=uncaught,
+        faults={
+            "5xx": run.get("fault_hits"),
+            "requests": run.get("requests"),
+            "rate_limited": run.get("rate_limited"),
+            "cancels": len(cancel_sent),
+            **events,
+        },
+        manager_memory=memory,
+        left=left,
+        host_before=before,
+        host_after=after,
+    )
+    return report.finish(args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
