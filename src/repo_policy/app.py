@@ -1,4 +1,4 @@
-"""The WSGI application of the policy service (no framework: four routes).
+"""The WSGI application of the policy service (no framework: five routes).
 
 * ``GET /health`` -> 200 ``{"ok": true}``.
 * ``GET /one-time-token`` with ``Authorization: Bearer <service token>`` -> 200, the token as
@@ -7,6 +7,8 @@
   -> 200 ``{"allowed": true, "reason"}``; 403 ``{"allowed": false, "reason"}`` for a refused
   job or a refused token; 400 for a malformed body; 401 without a token; 503 when GitHub could
   not be asked (retry later).
+* ``PUT /metrics/<runner>/<file>`` (when built with a receiver): a cloud runner's metric file
+  (:mod:`metrics.push`).
 * ``GET /checks-in-flight`` with the service token -> 200 ``{"in_flight": [digest, ...]}``: the
   SHA-256 digests of the tokens of the ``/check`` requests being answered
   (:mod:`repo_policy.in_flight`; what a wait-repo-check flush waits for).
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from errors import RepoPolicyConfigError, RepoPolicyTokenError
+from metrics.push import MetricsPushApp
 from repo_policy.config import PolicyConfig
 from repo_policy.in_flight import ChecksInFlight
 from repo_policy.policy import BadCheckRequestError, CheckRequest, Decision, PolicyGitHub, evaluate
@@ -64,6 +67,7 @@ class PolicyApp:
         config: Callable[[], PolicyConfig],
         *,
         before_check: Callable[[CheckRequest], None] | None = None,
+        metrics_push: MetricsPushApp | None = None,
     ) -> None:
         """Build the application.
 
@@ -75,12 +79,15 @@ class PolicyApp:
             config: Returns the current configuration.
             before_check: Test hook called with each valid check request before GitHub is
                 asked (e.g. to make one check slow). Never set in production.
+            metrics_push: Where cloud runners push their metric files (``PUT /metrics/...``,
+                :mod:`metrics.push`); None: the route answers 404.
         """
         self._service_token = service_token
         self.tokens = tokens
         self._github = github
         self._config = config
         self._before_check = before_check
+        self._metrics_push = metrics_push
         self.in_flight = ChecksInFlight()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -95,6 +102,8 @@ class PolicyApp:
         """
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "") or "/"
+        if self._metrics_push is not None and self._metrics_push.handles(path):
+            return self._metrics_push(environ, start_response)
         try:
             status, headers, body = self._route(method, path.rstrip("/") or "/", environ)
         except Exception:  # a bug answers 500 (and never allows a job)
