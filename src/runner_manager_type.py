@@ -118,17 +118,17 @@ RunnerManagerConfig = LXDRunnerManagerConfig
 class OpenstackRunnerManagerConfig:
     """Configuration of an OpenStack runner manager.
 
-    This charm manages LXD runners only; the type exists so configuration written for the
-    OpenStack flavour of the API can be read and rejected with a clear message.
+    What ``openstack_backend.manager.OpenstackRunnerManager`` runs Nova servers with (the
+    cloud itself, a ``clouds.yaml`` and cloud name, is given to the manager beside it).
 
     Attributes:
         charm_state: The state of the charm.
         path: GitHub repository path ``<owner>/<repo>`` or the GitHub organisation.
-        labels: Additional labels for the runners.
+        labels: Additional labels for the runners (beside the charm's ``labels`` option).
         token: GitHub personal access token to register runners.
         flavor: OpenStack flavor defining the runner resources.
-        image: OpenStack image id to boot the runner with.
-        network: OpenStack network for runner network access.
+        image: OpenStack (Glance) image name or id to boot the runner with.
+        network: OpenStack network name or id for runner network access.
         dockerhub_mirror: URL of a Docker Hub mirror to use.
         reactive_config: The configuration to spawn runners reactively.
     """

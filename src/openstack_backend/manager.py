@@ -1,0 +1,393 @@
+"""OpenstackRunnerManager: the runners of one unit as Nova servers (a ``RunnerManagerPort``).
+
+Reconcile: one server listing and one GitHub listing, judged by the same pure plan as LXD
+runners (``reconcile_plan.plan_reconcile``); servers in ERROR are judged unhealthy, deleted
+(their fault logged) and replaced in the same reconcile; a runner that finished its job powers
+off (SHUTOFF) and is deleted. Creations register a JIT runner, then ask Nova for a server whose
+user data carries that JIT config. A quota refusal stops the creations of the reconcile: the
+report says so (``OpenstackReconcileReport.quota_exceeded``) and the next reconcile tries again;
+no error escapes. Nova can accept racing creations past the quota and send the extras to ERROR:
+those are cleaned by the next reconcile like any server in ERROR.
+
+Image: the configured Glance image (``config.image``, name or id), built outside the charm.
+``has_runner_image`` says whether it exists; ``build_runner_image`` builds nothing: a no-op when
+the image exists, else a clear ``OpenstackNotFoundError``; ``schedule_build_runner_image`` is a
+no-op. The flavor sets the resources: ``reconcile``'s ``resources`` argument is not used.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jinja2 import Environment
+
+from artifacts import runner_binary
+from config.settings import RunnerManagerSettings
+from errors import (
+    ConfigError,
+    GithubClientError,
+    GithubNotFoundError,
+    OpenstackNotFoundError,
+    OpenstackQuotaError,
+    RunnerBinaryError,
+)
+from github_api.seam import GithubPlatform
+from github_api.types import RunnerApplication
+from manager.executor import run_parallel
+from manager.report import ReconcileReport
+from manager.templates import template_environment
+from manager.unit_lock import UnitLock
+from observability.github_meter import metered_github_client
+from openstack_backend.client import OpenstackClient
+from openstack_backend.observe import Ownership, observe, owned_servers
+from openstack_backend.runners import RunnerSide, ServerTarget, create_runner, remove_runner
+from openstack_backend.seam import OpenstackCloud, ServerView
+from openstack_backend.user_data import UserDataConfig
+from reconcile_plan import DeleteReason, Deletion, PlanTimeouts, judge, plan_flush, plan_reconcile
+from runner_manager_type import LXDFlushMode, OpenstackRunnerManagerConfig, RunnerInfo
+from runner_type import VirtualMachineResources, runner_labels
+
+logger = logging.getLogger(__name__)
+
+_BUSY_FLUSH_MODES = (
+    LXDFlushMode.FLUSH_BUSY,
+    LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK,
+    LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK,
+)
+
+
+@dataclass
+class OpenstackReconcileReport(ReconcileReport):
+    """What the last reconcile or flush did, with the cloud's refusals.
+
+    Attributes:
+        quota_exceeded: The cloud's quota message when it refused a server (None otherwise):
+            the charm can show it; the next reconcile tries again.
+        not_attempted: Creations the plan wanted but the quota refusal stopped.
+    """
+
+    quota_exceeded: str | None = None
+    not_attempted: int = 0
+
+
+class OpenstackRunnerManager:
+    """Manage the runners of one unit on an OpenStack cloud.
+
+    Attributes:
+        runner_bin_path: The cached runner application tarball.
+        cron_path: Unused for OpenStack (no image rebuild); kept for the port.
+    """
+
+    def __init__(
+        self,
+        app_name: str,
+        unit: int,
+        config: OpenstackRunnerManagerConfig,
+        cloud: OpenstackCloud | None = None,
+        github: GithubPlatform | None = None,
+        *,
+        settings: RunnerManagerSettings | None = None,
+        clouds_yaml: Path | None = None,
+        cloud_name: str = "",
+        user_data: UserDataConfig | None = None,
+        jinja: Environment | None = None,
+    ) -> None:
+        """Construct the manager.
+
+        Args:
+            app_name: The application name; server names start with ``<app>-<unit>-``.
+            unit: The unit number.
+            config: The OpenStack runner configuration (image, flavor, network, GitHub).
+            cloud: The cloud; when not given, an ``OpenstackClient`` over ``clouds_yaml``.
+            github: GitHub; when not given, the unit's metered client for ``config.token``.
+            settings: Paths, parallelism and timeouts (the unit's defaults when not given).
+            clouds_yaml: The ``clouds.yaml`` file (when ``cloud`` is not given).
+            cloud_name: The cloud's name in it.
+            user_data: What runners' user data holds besides the JIT config (proxies and the
+                mirror come from the configuration when not given).
+            jinja: The template environment (the project's when not given).
+
+        Raises:
+            ConfigError: If neither ``cloud`` nor ``clouds_yaml`` and ``cloud_name`` are given.
+        """
+        self.app_name = app_name
+        self.unit = unit
+        self.config = config
+        self.state = config.charm_state
+        self.settings = settings or RunnerManagerSettings.for_unit(app_name, unit)
+        self.owner = Ownership(app_name, unit)
+        self.prefix = self.owner.prefix
+        self.runner_bin_path = self.settings.runner_bin_path
+        self.cron_path = self.settings.cron_path
+        if cloud is None:
+            if clouds_yaml is None or not cloud_name:
+                raise ConfigError("openstack-clouds-yaml", "no clouds.yaml and cloud name given")
+            cloud = OpenstackClient(clouds_yaml, cloud_name)
+        self.cloud: OpenstackCloud = cloud
+        self.github: GithubPlatform = github or _github_client(config, self.settings)
+        labels = runner_labels((*self.state.labels, *config.labels), app_name, "", self.state.arch)
+        self._side = RunnerSide(
+            cloud=self.cloud,
+            github=self.github,
+            jinja=jinja or template_environment(),
+            path=config.path,
+            owner=self.owner,
+            labels=labels,
+            user_data=user_data
+            or UserDataConfig(
+                runner_dir=self.settings.runner_dir,
+                runner_user=self.settings.runner_user,
+                proxies=self.state.proxy,
+                dockerhub_mirror=config.dockerhub_mirror,
+            ),
+            busy_delete_wait=self.settings.busy_delete_wait,
+        )
+        self._lock = UnitLock(self.settings.state_dir / "runner-manager.lock")
+        self.last_report = OpenstackReconcileReport()
+
+    # --- GitHub ----------------------------------------------------------------------------------
+
+    def get_github_info(self) -> Iterator[RunnerInfo]:
+        """Get information on this unit's runners from GitHub.
+
+        Returns:
+            Information from GitHub on each runner.
+        """
+        for record in self.github.list_runners(self.config.path, self.prefix):
+            yield RunnerInfo(name=record.name, status=record.status, busy=record.busy)
+
+    # --- reconcile -------------------------------------------------------------------------------
+
+    def reconcile(self, quantity: int, resources: VirtualMachineResources) -> int:
+        """Bring runners in line with the target.
+
+        Args:
+            quantity: Number of intended runners.
+            resources: Unused: the flavor sets the resources of OpenStack runners.
+
+        Returns:
+            Difference between intended runners and healthy runners before the change.
+
+        Raises:
+            OpenstackNotFoundError: If the configured image, flavor or network does not exist
+                (raised after the deletions; nothing is created).
+        """
+        start = time.monotonic()
+        with self._locked("reconcile"):
+            servers, instances, records = observe(
+                self.cloud, self.github, self.config.path, self.owner
+            )
+            plan = plan_reconcile(
+                instances, records, quantity, datetime.now(timezone.utc), self._timeouts()
+            )
+            report = OpenstackReconcileReport(plan=plan)
+            self.last_report = report
+            logger.info(
+                "openstack reconcile: %d wanted, %d servers; delete %d, create %d",
+                quantity,
+                len(servers),
+                len(plan.deletions),
+                plan.create,
+            )
+            self._delete(plan.deletions, servers, report, allow_busy=False)
+            if plan.create:
+                self._create(plan.create, report)
+            report.duration = time.monotonic() - start
+        return plan.delta
+
+    def _timeouts(self) -> PlanTimeouts:
+        return PlanTimeouts(bootstrap=self.settings.bootstrap_timeout)
+
+    def _target(self) -> ServerTarget:
+        return ServerTarget(
+            image=self.cloud.image_id(self.config.image),
+            flavor=self.cloud.flavor_id(self.config.flavor),
+            network=self.cloud.network_id(self.config.network),
+        )
+
+    def _create(self, count: int, report: OpenstackReconcileReport) -> None:
+        target = self._target()
+        refused = threading.Event()
+
+        def create_one(_: int) -> str | None:
+            if refused.is_set():
+                return None
+            try:
+                return create_runner(self._side, target)
+            except OpenstackQuotaError as exc:
+                refused.set()
+                report.quota_exceeded = exc.message
+                raise
+
+        results = run_parallel(create_one, range(count), self.settings.create_parallelism)
+        for outcome in results:
+            if outcome is None or isinstance(outcome, OpenstackQuotaError):
+                report.not_attempted += 1
+            elif isinstance(outcome, Exception):
+                report.failed.append(getattr(outcome, "runner_name", None) or "?")
+                logger.error("runner creation failed: %s", outcome)
+            else:
+                report.created.append(outcome)
+        if report.quota_exceeded:
+            logger.warning(
+                "quota exceeded: %d of %d runners not created (%s); retried next reconcile",
+                report.not_attempted,
+                count,
+                report.quota_exceeded,
+            )
+
+    def _delete(
+        self,
+        deletions: tuple[Deletion, ...],
+        servers: list[ServerView],
+        report: ReconcileReport,
+        allow_busy: bool,
+    ) -> None:
+        by_name = {s.name: s for s in servers}
+
+        def delete_one(deletion: Deletion) -> str:
+            server = by_name.get(deletion.runner.name)
+            if server is not None and server.fault:
+                logger.warning("deleting %s (%s)", server.name, server.fault)
+            remove_runner(self._side, deletion.runner, server.id if server else None, allow_busy)
+            return deletion.runner.name
+
+        results = run_parallel(delete_one, deletions, self.settings.delete_parallelism)
+        for deletion, outcome in zip(deletions, results, strict=True):
+            if isinstance(outcome, Exception):
+                report.failed.append(deletion.runner.name)
+                logger.warning("removing %s failed: %s", deletion.runner.name, outcome)
+            else:
+                report.deleted[outcome] = deletion.reason.value
+
+    # --- flush -----------------------------------------------------------------------------------
+
+    def flush(self, mode: LXDFlushMode = LXDFlushMode.FLUSH_IDLE) -> int:
+        """Remove existing runners (GitHub record first, then the server).
+
+        The ``*_WAIT_REPO_CHECK`` modes act as their counterparts without the wait: OpenStack
+        runners run no pre-job policy check yet.
+
+        Args:
+            mode: Strategy for flushing runners.
+
+        Returns:
+            Number of servers removed.
+
+        Raises:
+            GithubClientError: If GitHub cannot be used and the mode does not force.
+        """
+        start = time.monotonic()
+        with self._locked("flush"):
+            try:
+                servers, instances, records = observe(
+                    self.cloud, self.github, self.config.path, self.owner
+                )
+            except GithubClientError:
+                if mode is not LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK:
+                    raise
+                logger.warning("GitHub unusable: force flush removes the servers only")
+                return self._force_delete_servers()
+            runners = judge(instances, records, datetime.now(timezone.utc), self._timeouts())
+            deletions = plan_flush(runners, include_busy=mode in _BUSY_FLUSH_MODES)
+            report = OpenstackReconcileReport()
+            self._delete(deletions, servers, report, allow_busy=mode in _BUSY_FLUSH_MODES)
+            report.duration = time.monotonic() - start
+            self.last_report = report
+        return sum(
+            1 for reason in report.deleted.values() if reason != DeleteReason.ORPHAN_RECORD.value
+        )
+
+    def _force_delete_servers(self) -> int:
+        servers = owned_servers(self.cloud, self.owner)
+        results = run_parallel(
+            lambda s: self.cloud.delete_server(s.id), servers, self.settings.delete_parallelism
+        )
+        return sum(1 for r in results if not isinstance(r, Exception))
+
+    # --- runner binary ---------------------------------------------------------------------------
+
+    def get_latest_runner_bin_url(self, os_name: str = "linux") -> RunnerApplication:
+        """Get the latest runner application for this unit's os and architecture.
+
+        Args:
+            os_name: Name of the operating system.
+
+        Returns:
+            Information on the runner application.
+
+        Raises:
+            RunnerBinaryError: If GitHub cannot tell.
+        """
+        try:
+            return self.github.get_runner_application(
+                self.config.path, os_name=os_name, arch=self.state.arch.value
+            )
+        except GithubNotFoundError as exc:
+            raise RunnerBinaryError(f"no runner application for {os_name}") from exc
+
+    def update_runner_bin(self, binary: RunnerApplication) -> None:
+        """Download a runner application, replacing the current copy once verified.
+
+        Args:
+            binary: Information on the runner application to download.
+        """
+        with self._locked("update-runner-bin"):
+            runner_binary.download(binary, self.runner_bin_path)
+
+    def check_runner_bin(self) -> bool:
+        """Check whether a usable runner binary is cached."""
+        return runner_binary.cached_binary(self.runner_bin_path) is not None
+
+    def runner_bin_version(self) -> str | None:
+        """Return the version of the cached runner binary, if any."""
+        cached = runner_binary.cached_binary(self.runner_bin_path)
+        return cached.version if cached else None
+
+    # --- image -----------------------------------------------------------------------------------
+
+    def has_runner_image(self) -> bool:
+        """Whether the configured image exists in the cloud."""
+        try:
+            self.cloud.image_id(self.config.image)
+        except OpenstackNotFoundError:
+            return False
+        return True
+
+    def build_runner_image(self) -> None:
+        """Build nothing: the image is the configured Glance image, made outside the charm.
+
+        Raises:
+            OpenstackNotFoundError: If that image does not exist (with what to do).
+        """
+        if not self.has_runner_image():
+            raise OpenstackNotFoundError(
+                f"image {self.config.image!r} is not in the cloud: upload a runner image to "
+                "Glance (the charm builds none for OpenStack)",
+                404,
+                "build_runner_image",
+            )
+
+    def schedule_build_runner_image(self) -> None:
+        """Schedule nothing: OpenStack runner images are not rebuilt by the charm."""
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _locked(self, what: str) -> AbstractContextManager[None]:
+        return self._lock.exclusive(self.settings.lock_timeout, what)
+
+
+def _github_client(
+    config: OpenstackRunnerManagerConfig, settings: RunnerManagerSettings
+) -> GithubPlatform:
+    state = config.charm_state
+    return metered_github_client(
+        state.github_credentials(config.token), state.api_url, settings.state_dir
+    )
