@@ -15,9 +15,11 @@ import pytest
 
 from github_api.client import GithubClient
 from github_api.seam import GithubPlatform
+from juju.manager_port import RunnerManagerPort
 from lxd import LxdClient, LxdCloud, LxdInstanceFiles, LxdInstanceHandle
 from metrics.github import JobsOfRunClient
 from openstack_backend.client import OpenstackClient
+from openstack_backend.manager import OpenstackRunnerManager
 from openstack_backend.seam import OpenstackCloud
 from reactive.consumer import GithubJobChecker
 from repo_policy.policy import PolicyGitHub
@@ -150,3 +152,14 @@ def test_openstack_implementations_match_their_protocol(implementation: type) ->
         assert hasattr(implementation, name), f"{implementation.__name__} lacks {name}"
         expected = _shape(getattr(OpenstackCloud, name))
         assert _shape(getattr(implementation, name)) == expected, f"{name} differs"
+
+
+def _openstack_manager_is_a_port(manager: OpenstackRunnerManager) -> RunnerManagerPort:
+    """Statically (mypy): the OpenStack manager is what the charm calls."""
+    return manager
+
+
+def test_openstack_manager_matches_the_runner_manager_port() -> None:
+    for name in _protocol_methods(RunnerManagerPort):
+        expected = _shape(getattr(RunnerManagerPort, name))
+        assert _shape(getattr(OpenstackRunnerManager, name)) == expected, f"{name} differs"
