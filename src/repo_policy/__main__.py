@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--github-api-url", required=True, help="GitHub REST API base URL")
     serve.add_argument("--config-file", type=Path, help="JSON policy configuration")
     serve.add_argument("--state-file", type=Path, help="where one-time tokens survive restarts")
+    serve.add_argument(
+        "--metrics-stores", type=Path, help="metrics stores of cloud runners (with the key)"
+    )
+    serve.add_argument(
+        "--metrics-push-key", type=Path, help="the unit's metrics push key (0600, made if absent)"
+    )
     serve.add_argument("--threads", type=int, default=4, help="waitress worker threads")
     defaults = ServerLimits()
     serve.add_argument(
@@ -83,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         github_api_url=args.github_api_url,
         config_file=args.config_file,
         state_file=args.state_file,
+        metrics_stores=args.metrics_stores,
+        metrics_push_key=args.metrics_push_key,
     )
     try:
         limits = ServerLimits(

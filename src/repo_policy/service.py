@@ -13,6 +13,8 @@ from errors import GithubApiError
 from github_api.app_tokens import source_from_text
 from github_api.client import GithubClient
 from github_api.types import BranchProtection, GitHubRepo, PullRequestInfo, WorkflowRunInfo
+from metrics.push import MetricsPushApp, MetricsPushReceiver, load_or_create_key
+from metrics.storage import DirectoryStorageManager
 from repo_policy.app import PolicyApp
 from repo_policy.config import ConfigSource, WatchedFile
 from repo_policy.policy import CheckRequest, PolicyGitHub
@@ -105,6 +107,10 @@ class ServiceFiles:
         github_api_url: The GitHub REST API base URL.
         config_file: The JSON configuration (:class:`repo_policy.config.PolicyConfig`).
         state_file: Where one-time token digests survive restarts, if anywhere.
+        metrics_stores: The metrics stores of the unit's cloud runners: with
+            ``metrics_push_key``, the service takes their pushed metric files
+            (:mod:`metrics.push`).
+        metrics_push_key: The unit's push key (made on first use, 0600).
     """
 
     token_file: Path
@@ -112,6 +118,8 @@ class ServiceFiles:
     github_api_url: str
     config_file: Path | None = None
     state_file: Path | None = None
+    metrics_stores: Path | None = None
+    metrics_push_key: Path | None = None
 
 
 def build_app(
@@ -142,7 +150,16 @@ def build_app(
         github=_GithubSource(files.github_token_file, files.github_api_url),
         config=config.get,
         before_check=before_check,
+        metrics_push=_metrics_push(files),
     )
+
+
+def _metrics_push(files: ServiceFiles) -> MetricsPushApp | None:
+    """The push route of the unit's cloud runners, when the files name their stores."""
+    if files.metrics_stores is None or files.metrics_push_key is None:
+        return None
+    stores = DirectoryStorageManager(files.metrics_stores)
+    return MetricsPushApp(MetricsPushReceiver(stores, load_or_create_key(files.metrics_push_key)))
 
 
 class BackgroundServer:

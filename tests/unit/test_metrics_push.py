@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
 from repo_policy.app import PolicyApp
 from repo_policy.config import PolicyConfig
 from repo_policy.policy import PolicyGitHub
+from repo_policy.service import BackgroundServer, ServiceFiles, build_app
 from repo_policy.tokens import OneTimeTokenStore
 
 RUNNER = "gh-0-0123abcd"
@@ -177,3 +179,31 @@ def test_the_policy_service_serves_the_push_route(storage: DirectoryStorageManag
 
 def _no_github() -> PolicyGitHub:
     raise AssertionError("a push never asks GitHub")
+
+
+def test_the_service_built_from_its_files_takes_pushes_over_http(
+    storage: DirectoryStorageManager, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "svc-token"
+    token_file.write_text("svc")
+    key_file = tmp_path / "state" / "metrics-push.key"
+    files = ServiceFiles(
+        token_file=token_file,
+        github_token_file=tmp_path / "absent",
+        github_api_url="http://127.0.0.1:9",
+        metrics_stores=tmp_path / "stores",
+        metrics_push_key=key_file,
+    )
+    with BackgroundServer(build_app(files), threads=1) as server:
+        token = push_token(key_file.read_bytes(), RUNNER)
+        request = urllib.request.Request(  # noqa: S310 -- loopback
+            f"{server.url}/metrics/{RUNNER}/pre-job-metrics.json",
+            data=_pre_job(),
+            method="PUT",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 -- loopback
+            assert answer.status == 204
+    (metrics,) = list(extract(storage, ignore_runners=set()))
+    assert metrics.pre_job is not None
+    assert metrics.post_job is None
