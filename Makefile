@@ -5,13 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: help venv fmt lint static unit setup integration test demo bench clean pack pack-check lock
+.PHONY: help venv fmt lint static unit setup setup-openstack integration test demo bench clean pack pack-check lock
 
 help:
 	@echo "make demo         run the runner manager against local LXD and the sandbox"
 	@echo "make test         lint, static, unit, then integration (sets up LXD, image, broker)"
 	@echo "make pack         build github-runner_ubuntu@24.04-amd64.charm (scripts/pack-charm.py)"
-	@echo "make fmt|lint|static|unit|pack-check|integration|setup|bench|lock"
+	@echo "make fmt|lint|static|unit|pack-check|integration|setup|setup-openstack|bench|lock"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +64,13 @@ setup:
 	scripts/setup-rabbitmq.sh
 	scripts/setup-prometheus.sh
 
-integration: venv setup
+# Test OpenStack (keystone, glance, placement, neutron, nova fake driver) on 127.0.0.1 (root;
+# idempotent; ~1 s when already up; starts RabbitMQ itself if needed). Clouds files under
+# /var/lib/github-runner-openstack.
+setup-openstack: venv
+	scripts/setup-openstack.sh
+
+integration: venv setup setup-openstack
 	# Real daemons on a small shared machine: one rerun, reported in the summary (R / "rerun").
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --durations=25 --reruns 1 --reruns-delay 2
 
