@@ -198,28 +198,35 @@ class OpenstackClient:
         """
 
         def delete() -> None:
-            found = self._conn.compute.find_server(server, ignore_missing=True)
-            if found is not None:
-                self._conn.compute.delete_server(found, ignore_missing=True)
+            found = self._conn.compute.find_server(server, ignore_missing=False)
+            self._conn.compute.delete_server(found, ignore_missing=True)
 
-        self._call("delete_server", delete, server)
+        try:
+            self._call("delete_server", delete, server)
+        except OpenstackNotFoundError:
+            return  # already gone
 
     def image_id(self, image: str) -> str:
         """Return the id of an image given by name or id."""
-        return self._find("image", lambda: self._conn.image.find_image(image), image)
+        return self._find("image", lambda: self._conn.image.find_image(image, False), image)
 
     def flavor_id(self, flavor: str) -> str:
         """Return the id of a flavor given by name or id."""
-        return self._find("flavor", lambda: self._conn.compute.find_flavor(flavor), flavor)
+        return self._find("flavor", lambda: self._conn.compute.find_flavor(flavor, False), flavor)
 
     def network_id(self, network: str) -> str:
         """Return the id of a network given by name or id."""
-        return self._find("network", lambda: self._conn.network.find_network(network), network)
+        return self._find(
+            "network", lambda: self._conn.network.find_network(network, False), network
+        )
 
     def _find(self, kind: str, lookup: Callable[[], Any], wanted: str) -> str:
-        found = self._call(f"find_{kind}", lookup)
-        if found is None:
-            raise OpenstackNotFoundError(f"no {kind} {wanted!r} in the cloud", 404, f"find_{kind}")
+        try:
+            found = self._call(f"find_{kind}", lookup)
+        except OpenstackNotFoundError as exc:
+            raise OpenstackNotFoundError(
+                f"no {kind} {wanted!r} in the cloud", 404, f"find_{kind}"
+            ) from exc
         return str(found.id)
 
 
