@@ -30,26 +30,18 @@ from juju.actions import RunnerActions
 from juju.dependencies import ensure_dependencies
 from juju.host import HostSystem, SystemPort
 from juju.intake_host import intake_settings
-from juju.manager_port import RunnerManagerPort, manager_config
+from juju.manager_port import ManagerConfig, RunnerManagerPort, manager_config
 from juju.policy_host import RepoPolicyEndpoint
 from juju.runner_counts import count_runners, status_message
+from juju.runner_managers import create_runner_manager
 from juju.runner_storage import DETACHED_STORAGE_PATH, prepare_storage, storage_location
 from metrics.events import METRICS_LOG_PATH
-from runner_manager_type import FLUSH_MODE_BY_ACTION_PARAM, LXDFlushMode, LXDRunnerManagerConfig
+from runner_manager_type import FLUSH_MODE_BY_ACTION_PARAM, LXDFlushMode
 
 logger = logging.getLogger(__name__)
 
 RECONCILE_EVENT = "reconcile-runners"
 PREVIOUS_CREDENTIALS_LABEL = "previous-credentials"
-
-
-def create_runner_manager(
-    app_name: str, unit: int, config: LXDRunnerManagerConfig
-) -> RunnerManagerPort:
-    """Build the real runner manager (imported lazily: it pulls in LXD and GitHub clients)."""
-    from runner_manager import RunnerManager  # noqa: PLC0415
-
-    return RunnerManager(app_name, unit, config)
 
 
 class ReconcileRunnersEvent(ops.EventBase):
@@ -68,9 +60,7 @@ class GithubRunnerCharm(ops.CharmBase):
     on = GithubRunnerCharmEvents()
     _stored = ops.StoredState()  # type: ignore[no-untyped-call]
 
-    manager_factory: Callable[[str, int, LXDRunnerManagerConfig], RunnerManagerPort] = (
-        create_runner_manager
-    )
+    manager_factory: Callable[[str, int, ManagerConfig], RunnerManagerPort] = create_runner_manager
     system_factory: Callable[[str], SystemPort] = HostSystem
 
     def __init__(self, framework: ops.Framework) -> None:
@@ -241,15 +231,22 @@ class GithubRunnerCharm(ops.CharmBase):
         """Make the host ready (LXD, storage, network, policy service, binary, image, timer)."""
         storage = prepare_storage(state, self._attached_storage(), self.system, self.unit.name)
         if not self._stored.installed:
-            self._progress("Setting up LXD")
-            self.system.setup_lxd(storage)
+            if state.openstack is None:
+                self._progress("Setting up LXD")
+                self.system.setup_lxd(storage)
             self.system.configure_logrotate()
             self.system.ensure_metrics_exporter()
-        # After LXD: runners reach the service on their network. Only here, with the current state.
-        net = self.system.ensure_runner_network(state.runner_network)
         token, options = state.service_credentials(), state.repo_policy.model_dump()
-        policy = self.system.ensure_repo_policy(token, state.api_url, options, net.host_address)
-        self.system.apply_network_policy(state, net, policy)  # the denylist, on the host
+        if state.openstack is None:
+            # After LXD: runners reach the service on their network. Only here, with this state.
+            net = self.system.ensure_runner_network(state.runner_network)
+            policy = self.system.ensure_repo_policy(
+                token, state.api_url, options, net.host_address
+            )
+            self.system.apply_network_policy(state, net, policy)  # the denylist, on the host
+        else:  # servers on the cloud reach the unit on its own address
+            listen = str(self.model.get_binding("juju-info").network.bind_address)
+            policy = self.system.ensure_repo_policy(token, state.api_url, options, listen)
         self._ensure_intake(state)
         manager = self._manager(state, policy, storage)
         ensure_dependencies(manager, self._progress, first_install=not self._stored.installed)

@@ -143,6 +143,13 @@ class OpenstackRunnerManagerConfig:
     dockerhub_mirror: str | None
     reactive_config: ReactiveConfig | None = None
 
+    def __repr__(self) -> str:
+        """Show the configuration without the token."""
+        return (
+            f"OpenstackRunnerManagerConfig(path={self.path!r}, flavor={self.flavor!r}, "
+            f"image={self.image!r}, network={self.network!r}, token=***)"
+        )
+
 
 @dataclass(frozen=True)
 class RunnerInfo:

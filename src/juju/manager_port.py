@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Protocol
 
 from config.state import CharmState
-from errors import ConfigError
 from github_api.types import RunnerApplication
-from juju.openstack_options import BACKEND_CONFIG_NAME
 from juju.policy_host import RepoPolicyEndpoint
-from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerInfo
+from runner_manager_type import (
+    LXDFlushMode,
+    LXDRunnerManagerConfig,
+    OpenstackRunnerManagerConfig,
+    RunnerInfo,
+)
 from runner_type import VirtualMachineResources
 
 
@@ -45,28 +48,35 @@ def runner_image(state: CharmState) -> str:
     return "github-runner-test" if state.test_mode else f"github-runner-{state.base_image.value}"
 
 
+ManagerConfig = LXDRunnerManagerConfig | OpenstackRunnerManagerConfig
+"""What a unit's manager is built from: LXD runners on the machine, or servers on a cloud."""
+
+
 def manager_config(
     state: CharmState, storage: Path, policy: RepoPolicyEndpoint | None
-) -> LXDRunnerManagerConfig:
+) -> ManagerConfig:
     """Build the runner manager's configuration for a state.
 
     Args:
         state: The charm state (its GitHub credentials are the manager's).
-        storage: The directory holding runner disks.
+        storage: The directory holding runner disks (LXD).
         policy: Where runners reach the policy service; None for a manager that creates no
             runner (it only lists or removes them).
 
     Returns:
-        The configuration.
-
-    Raises:
-        ConfigError: Naming ``backend``, with the OpenStack backend (this manager runs LXD
-            runners only).
+        The configuration: OpenStack's when the state has a cloud, else LXD's.
     """
     if state.openstack is not None:
-        raise ConfigError(
-            BACKEND_CONFIG_NAME,
-            "openstack: this revision's runner manager runs LXD runners only; set it to lxd",
+        return OpenstackRunnerManagerConfig(
+            charm_state=state,
+            path=state.path,
+            labels=(),
+            token=state.token.get_secret_value(),
+            flavor=state.openstack.flavor,
+            image=state.openstack.image,
+            network=state.openstack.network,
+            dockerhub_mirror=state.dockerhub_mirror,
+            reactive_config=state.reactive_config,
         )
     return LXDRunnerManagerConfig(
         charm_state=state,

@@ -50,6 +50,14 @@ _SECRET_ID = re.compile(r"^(?:secret:(?://[0-9a-f-]{36}/)?)?[0-9a-z]{20}$")
 # Names or IDs of OpenStack resources: printable ASCII, no space at the ends, 1-255 characters.
 _RESOURCE = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$")
 MAX_CLOUDS_YAML_BYTES = 64 * 1024
+# Options only the LXD backend can honour, and what to do instead on a cloud. (``vm-*`` and
+# ``base-image`` have defaults, so they are documented as LXD-only rather than refused.)
+LXD_ONLY_OPTIONS = {
+    "network": "servers get their port on openstack-network",
+    "denylist": "it is enforced on the LXD host: use the cloud's security groups",
+    "test-mode": "it makes LXD containers",
+    "experimental-use-aproxy": "it redirects the LXD bridge's traffic on the host",
+}
 
 
 class Backend(str, enum.Enum):
@@ -128,7 +136,7 @@ def parse_openstack_options(config: Mapping[str, Any]) -> OpenstackOptions | Non
 
     Raises:
         ConfigError: Naming the option, for an OpenStack option set with the LXD backend, a
-            missing one with the OpenStack backend, or a bad value.
+            missing one or an LXD-only option set with the OpenStack backend, or a bad value.
     """
     backend = parse_backend(config)
     values = {name: get_str(config, name).strip() for name in OPENSTACK_OPTIONS}
@@ -141,6 +149,11 @@ def parse_openstack_options(config: Mapping[str, Any]) -> OpenstackOptions | Non
                 f"{BACKEND_CONFIG_NAME}=openstack",
             )
         return None
+    for name, instead in LXD_ONLY_OPTIONS.items():
+        if config.get(name) not in (None, "", False):
+            raise ConfigError(
+                name, f"does not apply with {BACKEND_CONFIG_NAME}=openstack ({instead})"
+            )
     missing = [name for name in REQUIRED_OPENSTACK_OPTIONS if not values[name]]
     if missing:
         raise ConfigError(

@@ -62,7 +62,36 @@ WEBHOOK_SECRET = testing.Secret(
 SHORT_WEBHOOK_SECRET = testing.Secret(
     tracked_content={"webhook-secret": "short"}, id=_secret_id("shortwebhook")
 )
-SECRETS = [KEY_SECRET, NOT_A_KEY_SECRET, TOKEN_SECRET, WEBHOOK_SECRET, SHORT_WEBHOOK_SECRET]
+CLOUDS_YAML = (
+    "clouds:\n  testcloud:\n    auth:\n      auth_url: http://127.0.0.1:5000/v3\n"
+    "      username: runner\n      password: cloud-pass\n      project_name: runners\n"
+)
+CLOUDS_SECRET = testing.Secret(
+    tracked_content={"clouds-yaml": CLOUDS_YAML}, id=_secret_id("clouds")
+)
+SECRETS = [
+    KEY_SECRET,
+    NOT_A_KEY_SECRET,
+    TOKEN_SECRET,
+    WEBHOOK_SECRET,
+    SHORT_WEBHOOK_SECRET,
+    CLOUDS_SECRET,
+]
+
+
+def openstack_config(**overrides: str) -> dict[str, str]:
+    """Options of a unit on the OpenStack backend (the cloud in ``CLOUDS_SECRET``).
+
+    The overrides come first: a bad-value table names its option by the first key.
+    """
+    base = {
+        "backend": "openstack",
+        "openstack-clouds-yaml-secret-id": CLOUDS_SECRET.id,
+        "openstack-flavor": "runner-small",
+        "openstack-image": "github-runner-noble",
+        "openstack-network": "runners",
+    }
+    return {**overrides, **{k: v for k, v in base.items() if k not in overrides}}
 
 
 def app_config(**overrides: Any) -> dict[str, Any]:

@@ -16,11 +16,11 @@ from config.state import CharmState
 from github_api.types import GitHubRunnerStatus, RunnerApplication
 from juju.host import SystemPort
 from juju.intake_host import IntakeSettings
-from juju.manager_port import RunnerManagerPort
+from juju.manager_port import ManagerConfig, RunnerManagerPort
 from juju.policy_host import RepoPolicyEndpoint
 from juju.runner_network import RunnerNetwork
 from paths import REPO_ROOT
-from runner_manager_type import LXDFlushMode, LXDRunnerManagerConfig, RunnerInfo
+from runner_manager_type import LXDFlushMode, RunnerInfo
 from runner_type import VirtualMachineResources
 
 ROOT = REPO_ROOT
@@ -88,11 +88,11 @@ class FakeRunnerManager:
     image: bool = True
     fail: dict[str, Exception] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
-    configs: list[tuple[str, int, LXDRunnerManagerConfig]] = field(default_factory=list)
+    configs: list[tuple[str, int, ManagerConfig]] = field(default_factory=list)
     runner_bin_path: Path = Path("/var/cache/github-runner/runner.tgz")
     cron_path: Path = Path("/etc/cron.d/github-runner-image")
 
-    def factory(self, app_name: str, unit: int, config: LXDRunnerManagerConfig) -> _Bound:
+    def factory(self, app_name: str, unit: int, config: ManagerConfig) -> _Bound:
         """Build a manager bound to one configuration (as the real factory does)."""
         self.configs.append((app_name, unit, config))
         return _Bound(self, config)
@@ -113,7 +113,7 @@ class FakeRunnerManager:
 class _Bound:
     """The fake manager as the charm sees it: one instance per configuration."""
 
-    def __init__(self, fake: FakeRunnerManager, config: LXDRunnerManagerConfig) -> None:
+    def __init__(self, fake: FakeRunnerManager, config: ManagerConfig) -> None:
         self.fake = fake
         self.config = config
         self.runner_bin_path = fake.runner_bin_path

@@ -24,6 +24,7 @@ from tests.unit.app_credentials import (
     WEBHOOK_SECRET,
     WEBHOOK_VALUE,
     app_config,
+    openstack_config,
 )
 from tests.unit.fakes_charm import (
     TOKEN,
@@ -129,6 +130,10 @@ GOOD: list[tuple[dict[str, Any], str, Any]] = [
     (app_config(), "github_app.installation_id", INSTALLATION_ID),
     ({"webhook-secret": WEBHOOK_SECRET.id}, "webhook_secret", WEBHOOK_VALUE),
     ({"webhook-secret": " "}, "webhook_secret", None),
+    ({"backend": "lxd"}, "openstack", None),
+    (openstack_config(), "openstack.auth_url", "http://127.0.0.1:5000/v3"),
+    (openstack_config(**{"openstack-cloud": "testcloud"}), "openstack.cloud", "testcloud"),
+    (openstack_config(**{"openstack-network": "n"}), "openstack.network", "n"),
 ]  # fmt: skip
 # experimental-use-aproxy=true needs the model proxy: test_proxy_from_the_juju_environment.
 
@@ -233,6 +238,15 @@ BAD: list[tuple[dict[str, Any], str]] = [
     (
         {"webhook-secret": "secret:" + "0" * 20},
         "webhook-secret: cannot read the secret secret:" + "0" * 20,
+    ),
+    ({"backend": "k8s"}, "backend: 'k8s' is not one of lxd, openstack"),
+    ({"openstack-flavor": "m1.small"}, "openstack-flavor: openstack-flavor only apply"),
+    (openstack_config(**{"openstack-image": ""}), "openstack-image: openstack-image must be set"),
+    (openstack_config(**{"openstack-network": "a\u00e9"}), "openstack-network: 'a\u00e9' is not"),
+    (openstack_config(**{"openstack-cloud": "x"}), "openstack-cloud: the clouds.yaml of secret:"),
+    (
+        openstack_config(**{"openstack-clouds-yaml-secret-id": TOKEN_SECRET.id}),
+        f"openstack-clouds-yaml-secret-id: the secret {TOKEN_SECRET.id} has no 'clouds-yaml' key",
     ),
 ]
 # Juju accepts only booleans for these, and every boolean is valid.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ from juju.openstack_options import (
     parse_openstack_options,
     read_openstack,
 )
-from tests.unit.charm_events_helpers import deployed, with_config
-from tests.unit.fakes_charm import FakeRunnerManager, base_state
+from juju.runner_managers import write_clouds_yaml
+from runner_manager_type import LXDRunnerManagerConfig, OpenstackRunnerManagerConfig
+from tests.unit.fakes_charm import FakeRunnerManager, FakeSystem, base_state, reconcile_event
 from tests.unit.test_charm_state import build
 
 SECRET = "secret:d0erdgfmp25c762i8np0"
@@ -217,22 +219,55 @@ def test_the_clouds_yaml_secret_is_watched() -> None:
     assert not watches_secret({}, _Seen())  # type: ignore[arg-type]
 
 
-def test_the_lxd_manager_refuses_the_openstack_backend() -> None:
+def test_an_openstack_state_builds_the_openstack_manager_config() -> None:
     secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
     state = build(_openstack(**{"openstack-clouds-yaml-secret-id": secret.id}), secrets=[secret])
+    config = manager_config(state, Path("/var/lib/runners"), None)
+    assert isinstance(config, OpenstackRunnerManagerConfig)
+    assert (config.flavor, config.image, config.network) == (
+        "runner-small",
+        "github-runner-noble",
+        "runners",
+    )
+    assert config.token not in repr(config)
+    assert isinstance(manager_config(build(), Path("/r"), None), LXDRunnerManagerConfig)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("network", "lxdbr0"), ("denylist", "10.0.0.0/8"), ("test-mode", "insecure")],
+)
+def test_lxd_only_options_are_refused_with_openstack(option: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        manager_config(state, Path("/var/lib/runners"), None)
-    assert caught.value.option == "backend"
+        parse_openstack_options(_openstack(**{option: value}))
+    assert caught.value.option == option
+    assert "backend=openstack" in caught.value.reason
 
 
-def test_a_unit_set_to_openstack_is_blocked_on_backend_and_creates_nothing(
-    ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager
+def test_a_unit_on_openstack_sets_up_no_lxd_and_reconciles_on_the_cloud(
+    ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager, system: FakeSystem
 ) -> None:
     secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
-    out = deployed(ctx, base_state())
-    manager.calls.clear()
     config = _openstack(**{"openstack-clouds-yaml-secret-id": secret.id})
-    out = ctx.run(ctx.on.config_changed(), with_config(replace(out, secrets={secret}), **config))
-    assert "reconcile" not in manager.names()
-    assert isinstance(out.unit_status, testing.BlockedStatus)
-    assert out.unit_status.message.startswith("backend: openstack")
+    out = ctx.run(ctx.on.install(), replace(base_state(config=config), secrets={secret}))
+    assert "setup_lxd" not in system.names()
+    assert "ensure_runner_network" not in system.names()
+    assert "apply_network_policy" not in system.names()
+    policy = next(call for call in system.calls if call[0] == "ensure_repo_policy")
+    assert policy[-1] == "192.0.2.0"  # the unit's own address: servers reach it there
+    assert isinstance(manager.configs[-1][2], OpenstackRunnerManagerConfig)
+    out = ctx.run(reconcile_event(), out)
+    assert "reconcile" in manager.names()
+    assert isinstance(manager.configs[-1][2], OpenstackRunnerManagerConfig)
+    assert out.unit_status.name == "active"
+
+
+def test_the_clouds_yaml_is_written_private_and_only_when_it_changed(tmp_path: Path) -> None:
+    path = write_clouds_yaml(tmp_path / "state", CLOUDS)
+    assert path.read_text() == CLOUDS
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = path.stat().st_mtime_ns
+    assert write_clouds_yaml(tmp_path / "state", CLOUDS) == path
+    assert path.stat().st_mtime_ns == before
+    write_clouds_yaml(tmp_path / "state", CLOUDS + "\n")
+    assert path.read_text() == CLOUDS + "\n"
