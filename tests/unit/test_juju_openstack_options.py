@@ -271,3 +271,12 @@ def test_the_clouds_yaml_is_written_private_and_only_when_it_changed(tmp_path: P
     assert path.stat().st_mtime_ns == before
     write_clouds_yaml(tmp_path / "state", CLOUDS + "\n")
     assert path.read_text() == CLOUDS + "\n"
+
+
+def test_reactive_mode_is_refused_on_openstack() -> None:
+    secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
+    config = _openstack(**{"openstack-clouds-yaml-secret-id": secret.id})
+    with pytest.raises(ConfigError) as caught:
+        build(config, secrets=[secret], database_uri="mongodb://u:p@db:27017/x")
+    assert caught.value.option == "backend"
+    assert "reactive mode" in caught.value.reason
