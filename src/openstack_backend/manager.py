@@ -13,6 +13,10 @@ Image: the configured Glance image (``config.image``, name or id), built outside
 ``has_runner_image`` says whether it exists; ``build_runner_image`` builds nothing: a no-op when
 the image exists, else a clear ``OpenstackNotFoundError``; ``schedule_build_runner_image`` is a
 no-op. The flavor sets the resources: ``reconcile``'s ``resources`` argument is not used.
+
+Not yet for OpenStack runners: reactive mode (``reactive_config`` is ignored, with a warning),
+the pre-job policy check (no hook in the user data; the ``*_WAIT_REPO_CHECK`` flushes do not
+wait) and metrics (``UserDataConfig.metrics_url`` is the hook a runner POSTs its job's end to).
 """
 
 from __future__ import annotations
@@ -150,6 +154,8 @@ class OpenstackRunnerManager:
             busy_delete_wait=self.settings.busy_delete_wait,
         )
         self._lock = UnitLock(self.settings.state_dir / "runner-manager.lock")
+        if config.reactive_config is not None:
+            logger.warning("reactive mode is not supported on OpenStack yet: runners are kept")
         self.last_report = OpenstackReconcileReport()
 
     # --- GitHub ----------------------------------------------------------------------------------
