@@ -254,6 +254,9 @@ log_dir = $LOGDIR
 connection = $(db keystone)
 [token]
 provider = fernet
+[identity]
+# test infrastructure: cheap password hashing (every service authenticates at start)
+password_hash_rounds = 4
 EOF2
 
 conf /etc/placement/placement.conf <<EOF2
@@ -331,6 +334,8 @@ osapi_compute_listen = $HOST
 osapi_compute_listen_port = 8774
 osapi_compute_workers = 1
 compute_driver = fake.FakeDriver
+# periodic tasks (the scheduler's host discovery below) start at once, not after up to 60 s
+periodic_fuzzy_delay = 0
 transport_url = $TRANSPORT
 use_neutron = true
 vif_plugging_is_fatal = false
@@ -378,20 +383,26 @@ printf '[neutron.ml2.mechanism_drivers]\ngithub_runner_bind_all = %s\n' \
 NEUTRON_CONF=(--config-file /etc/neutron/neutron.conf --config-file
     /etc/neutron/plugins/ml2/ml2_conf.ini)
 keystone_chain() {
-    once keystone-db keystone-manage db_sync
-    once keystone-fernet keystone-manage fernet_setup --keystone-user root --keystone-group root
+    local p=()
+    once keystone-db keystone-manage db_sync & p+=($!)
+    once keystone-fernet keystone-manage fernet_setup --keystone-user root --keystone-group root &
+    p+=($!)
     once keystone-credential keystone-manage credential_setup --keystone-user root \
-        --keystone-group root
+        --keystone-group root & p+=($!)
+    for q in "${p[@]}"; do wait "$q" || return 1; done
     once keystone-bootstrap keystone-manage bootstrap --bootstrap-password "$ADMIN_PW" \
         --bootstrap-admin-url "http://$HOST:5000/v3/" \
         --bootstrap-internal-url "http://$HOST:5000/v3/" \
         --bootstrap-public-url "http://$HOST:5000/v3/" --bootstrap-region-id RegionOne
 }
 nova_chain() {
+    local p=()
     once nova-api-db nova-manage api_db sync
-    once nova-cell0 nova-manage cell_v2 map_cell0
+    once nova-cell0 nova-manage cell_v2 map_cell0 & p+=($!)
     once nova-cell1 bash -c \
-        'nova-manage cell_v2 list_cells | grep -q " cell1 " || nova-manage cell_v2 create_cell --name cell1'
+        'nova-manage cell_v2 list_cells | grep -q " cell1 " || nova-manage cell_v2 create_cell --name cell1' &
+    p+=($!)
+    for q in "${p[@]}"; do wait "$q" || return 1; done
     once nova-db nova-manage db sync
 }
 pids=()
@@ -432,6 +443,7 @@ wait_port nova-api 8774
 # ---------------------------------------------------------------------------------------------
 # 7. resources and clouds files
 once provision-resources "$PY" "$HERE/openstack/provision.py" resources
-once nova-discover-hosts nova-manage cell_v2 discover_hosts --verbose
+# (the scheduler maps the compute host within ~2 s: discover_hosts_in_cells_interval; the
+# hypervisor provision.py waits for is only listed once mapped)
 log "up in $(($(date +%s) - T0))s; clouds: $STATE/clouds.yaml (cloud testcloud)," \
     "admin: $STATE/admin-clouds.yaml (cloud testcloud-admin), names: $STATE/resources.json"
