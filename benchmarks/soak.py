@@ -152,12 +152,15 @@ class ManagerProcess:
 
 
 def _is_daemon(pid: int) -> bool:
-    """Whether a process named lxd is the daemon, not an instance's ``[lxc monitor]``."""
+    """Whether a process named lxd is the daemon (``lxd --group root ...``: no subcommand).
+
+    Not an instance's ``[lxc monitor]``, nor a helper (``lxd forkfile``, ``lxd waitready``).
+    """
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        argv = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
     except OSError:
         return False
-    return argv[0].endswith(b"/lxd") and b"waitready" not in argv and b"shutdown" not in argv
+    return bool(argv) and argv[0].endswith(b"/lxd") and (len(argv) == 1 or argv[1][:1] == b"-")
 
 
 def restart_lxd() -> dict[str, Any]:
@@ -317,6 +320,7 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
                 "registrations": env.registrations(),
                 "stores": [s.runner_name for s in env.options.storage.list_all()],
                 "log_files": len(logs),
+                "log_names": sorted(str(p.relative_to(settings.runner_log_dir)) for p in logs)[:8],
                 "log_max_bytes": max((p.stat().st_size for p in logs), default=0),
                 "log_total_bytes": sum(p.stat().st_size for p in logs),
                 "quarantine": len(dir_files(settings.quarantine_dir)),
@@ -374,7 +378,9 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
     events = run.get("events", {})
     for name in ("kill", "rate_limit", "lxd_restart"):
         report.check(name in events, f"fault {name} never injected")
-    report.check(events.get("lxd_restart", {}).get("rc", 0) == 0, "LXD did not start again")
+    restart = events.get("lxd_restart", {})
+    report.check(restart.get("rc", 0) == 0, "LXD did not start again")
+    report.check(len(restart.get("pids", [0])) == 1, f"not one LXD daemon signalled: {restart}")
 
     conclusions = [j.get("conclusion") for j in jobs]
     table = report.table(
