@@ -20,7 +20,8 @@ per runner):
 5. flush back to 0 (idle flush; the template stays).
 
 After the last N: force flush, then every instance and metrics store (image, mount, loop
-device) of the unit must be gone. Ratios are N=max over N=second size (40/8; small 8/4).
+device) of the unit must be gone. Ratios are the largest N over the second size (40/8; small
+8/4; the first size when only two are given).
 
 Exits 1 when any creation fails, a steady reconcile creates or deletes anything, the steady
 reconcile wall time at the largest N is over 2x the one at the second size, the meter and the
@@ -64,16 +65,29 @@ WALL_GOAL = 2.0
 
 
 class LxdCounter:
-    """Counts the requests a transport sends (wraps its ``request`` on the instance)."""
+    """Counts the requests a transport sends and the seconds they take, by path.
+
+    Wraps ``request`` on the transport instance (every call of the LXD client, its instances
+    and their files goes through it).
+    """
 
     def __init__(self, transport: LxdTransport) -> None:
         """Wrap ``transport.request``."""
         self.calls = 0
+        self.seconds = 0.0
+        self.paths: dict[str, float] = {}
         inner: Callable[..., Any] = transport.request
 
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            return inner(*args, **kwargs)
+        def counted(method: str, path: str, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return inner(method, path, **kwargs)
+            finally:
+                took = time.perf_counter() - began
+                self.calls += 1
+                self.seconds += took
+                key = f"{method.upper()} {path.split('?', 1)[0]}"
+                self.paths[key] = self.paths.get(key, 0.0) + took
 
         transport.request = counted  # type: ignore[method-assign]
 
@@ -151,9 +165,10 @@ def steady(
 ) -> dict[str, Any]:
     """``reps`` reconciles with nothing to do: medians of wall, CPU, LXD and GitHub requests."""
     rows: list[dict[str, float]] = []
+    paths = dict(lxd.paths)
     for _ in range(reps):
         env.control("POST", "/stats/reset")
-        calls, meter = lxd.calls, metered(env)
+        calls, waited, meter = lxd.calls, lxd.seconds, metered(env)
         with stopwatch() as times:
             env.manager.reconcile(count, RESOURCES)
         done = env.manager.last_report
@@ -167,7 +182,9 @@ def steady(
         report.check(
             github == sandbox, f"N={count}: meter counted {github}, sandbox served {sandbox}"
         )
-        rows.append({**times, "lxd": lxd.calls - calls, "github": github})
+        rows.append(
+            {**times, "lxd": lxd.calls - calls, "lxd_s": lxd.seconds - waited, "github": github}
+        )
     wall, cpu = median([r["wall"] for r in rows]), median([r["cpu"] for r in rows])
     return {
         "reps": reps,
@@ -175,6 +192,12 @@ def steady(
         "wall_max_s": round(max(r["wall"] for r in rows), 3),
         "cpu_s": round(cpu or 0.0, 3),
         "lxd_calls": median([r["lxd"] for r in rows]),
+        "lxd_wait_s": round(median([r["lxd_s"] for r in rows]) or 0.0, 3),
+        "lxd_mean_s_by_path": {
+            key: round((took - paths.get(key, 0.0)) / reps, 4)
+            for key, took in lxd.paths.items()
+            if took > paths.get(key, 0.0)
+        },
         "github_requests": median([r["github"] for r in rows]),
     }
 
@@ -235,6 +258,7 @@ def show(report: Report, sizes: tuple[int, ...], results: dict[str, Any]) -> Non
         "steady wall",
         "steady CPU",
         "LXD calls",
+        "LXD wait",
         "GitHub req.",
         "RSS MiB",
         "flush",
@@ -250,17 +274,19 @@ def show(report: Report, sizes: tuple[int, ...], results: dict[str, Any]) -> Non
             fmt(row["steady"]["wall_s"], "s"),
             fmt(row["steady"]["cpu_s"], "s"),
             fmt(row["steady"]["lxd_calls"]),
+            fmt(row["steady"]["lxd_wait_s"], "s"),
             fmt(row["steady"]["github_requests"]),
             fmt(row["rss_mib"]),
             fmt(row["flush_s"], "s"),
         )
-    big, base = str(sizes[-1]), str(sizes[1] if len(sizes) > 1 else sizes[0])
+    big, base = str(sizes[-1]), str(sizes[1] if len(sizes) > 2 else sizes[0])
     figures = {
         "runners_per_minute": (results[big]["runners_per_minute"], results[base]),
         "host_memory_mib_per_runner": (results[big]["host_memory_mib_per_runner"], results[base]),
         "steady_wall_s": (results[big]["steady"]["wall_s"], results[base]["steady"]),
         "steady_cpu_s": (results[big]["steady"]["cpu_s"], results[base]["steady"]),
         "lxd_calls": (results[big]["steady"]["lxd_calls"], results[base]["steady"]),
+        "lxd_wait_s": (results[big]["steady"]["lxd_wait_s"], results[base]["steady"]),
         "github_requests": (results[big]["steady"]["github_requests"], results[base]["steady"]),
         "rss_mib": (results[big]["rss_mib"], results[base]),
     }
