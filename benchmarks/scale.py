@@ -11,7 +11,7 @@ per runner):
 2. page caches dropped, then ``reconcile(N)`` from 0: seconds until the sandbox shows N runners
    online, runners online per minute, failed creations; host memory per idle runner
    (MemAvailable before, minus with all N online, over N);
-3. ``--reconciles`` (default 7; small 3) reconciles with nothing to do (N wanted, N healthy):
+3. ``--reconciles`` (default 7; small 5) reconciles with nothing to do (N wanted, N healthy):
    wall and CPU seconds of each (CPU: this process, i.e. the manager and the in-process
    sandbox answering it), LXD API requests (every ``LxdTransport.request`` of the manager's
    LXD client) and GitHub requests (the project's own meter, ``observability.github_meter``,
@@ -321,7 +321,7 @@ def main() -> int:
         sizes = tuple(int(x) for x in args.sizes.split(","))
     else:
         sizes = (1, 4, 8) if args.small else (1, 8, 24, 40)
-    reps = args.reconciles or (3 if args.small else 7)
+    reps = args.reconciles or (5 if args.small else 7)
     report = Report("scale", args.small)
     results = run(sizes, reps, report)
     if all(str(count) in results for count in sizes):
