@@ -47,8 +47,9 @@ REQUIRED_OPENSTACK_OPTIONS = (
 OPENSTACK_OPTIONS = (*REQUIRED_OPENSTACK_OPTIONS, OPENSTACK_CLOUD_CONFIG_NAME)
 # A Juju secret URI (``secret:<id>``, optionally with the model UUID) or a bare secret ID.
 _SECRET_ID = re.compile(r"^(?:secret:(?://[0-9a-f-]{36}/)?)?[0-9a-z]{20}$")
-# Names or IDs of OpenStack resources: printable ASCII, no space at the ends, 1-255 characters.
-_RESOURCE = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$")
+# Names or IDs of OpenStack resources: letters, digits and ._:@+/- with inner spaces, 1-255
+# characters (no quote, $, backtick or brace: nothing a template or shell could take as code).
+_RESOURCE = re.compile(r"^[\w.:@+/-](?:[\w.:@+/ -]{0,253}[\w.:@+/-])?$", re.ASCII)
 MAX_CLOUDS_YAML_BYTES = 64 * 1024
 # Options only the LXD backend can honour, and what to do instead on a cloud. (``vm-*`` and
 # ``base-image`` have defaults, so they are documented as LXD-only rather than refused.)
@@ -173,7 +174,10 @@ def parse_openstack_options(config: Mapping[str, Any]) -> OpenstackOptions | Non
         OPENSTACK_NETWORK_CONFIG_NAME,
     ):
         if values[name] and not _RESOURCE.match(values[name]):
-            raise ConfigError(name, f"{values[name]!r} is not a name or ID (1-255 characters)")
+            raise ConfigError(
+                name,
+                f"{values[name]!r} is not a name or ID (1-255 letters, digits, spaces, ._:@+/-)",
+            )
     return OpenstackOptions(
         clouds_yaml_secret_id=secret_id,
         cloud=values[OPENSTACK_CLOUD_CONFIG_NAME],

@@ -13,11 +13,13 @@ import pytest
 import errors
 from tests.unit.app_credentials import (
     CLIENT_ID,
+    CLOUDS_SECRET,
     KEY_SECRET,
     SECRETS,
     TOKEN_SECRET,
     WEBHOOK_SECRET,
     app_config,
+    openstack_config,
 )
 from tests.unit.fakes_charm import TOKEN, charm_config
 from tests.unit.test_charm_state import build
@@ -55,6 +57,12 @@ STRING_OPTIONS = {
     "github-app-installation-id": "4242",
     "github-app-private-key-secret-id": KEY_SECRET.id,
     "webhook-secret": WEBHOOK_SECRET.id,
+    "backend": "openstack",
+    "openstack-clouds-yaml-secret-id": CLOUDS_SECRET.id,
+    "openstack-cloud": "testcloud",
+    "openstack-flavor": "runner-small",
+    "openstack-image": "github-runner-noble",
+    "openstack-network": "runners",
 }
 AUTH_OPTIONS = ("github-app-client-id", "github-app-installation-id",
                 "github-app-private-key-secret-id")  # fmt: skip
@@ -73,6 +81,8 @@ def _config(option: str, value: Any) -> dict[str, Any]:
         return app_config(**{option: value})
     if option == "token-secret-id":
         return {option: value, "token": ""}
+    if option.startswith("openstack-"):
+        return openstack_config(**{option: value})
     return {option: value}
 
 
