@@ -131,6 +131,9 @@ class OpenstackRunnerManagerConfig:
         network: OpenStack network name or id for runner network access.
         dockerhub_mirror: URL of a Docker Hub mirror to use.
         reactive_config: The configuration to spawn runners reactively.
+        repo_policy_url: The pre-job policy service as runners reach it (metrics are pushed
+            under ``<url>/metrics/``); None: no check, no metrics push.
+        service_token: The charm's token for the policy service. Secret.
     """
 
     charm_state: CharmState
@@ -142,12 +145,15 @@ class OpenstackRunnerManagerConfig:
     network: str
     dockerhub_mirror: str | None
     reactive_config: ReactiveConfig | None = None
+    repo_policy_url: str | None = None
+    service_token: str = ""
 
     def __repr__(self) -> str:
-        """Show the configuration without the token."""
+        """Show the configuration without the tokens."""
         return (
             f"OpenstackRunnerManagerConfig(path={self.path!r}, flavor={self.flavor!r}, "
-            f"image={self.image!r}, network={self.network!r}, token=***)"
+            f"image={self.image!r}, network={self.network!r}, "
+            f"repo_policy_url={self.repo_policy_url!r}, token=***, service_token=***)"
         )
 
 

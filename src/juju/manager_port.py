@@ -77,6 +77,8 @@ def manager_config(
             network=state.openstack.network,
             dockerhub_mirror=state.dockerhub_mirror,
             reactive_config=state.reactive_config,
+            repo_policy_url=policy.url if policy else None,
+            service_token=policy.service_token if policy else "",
         )
     return LXDRunnerManagerConfig(
         charm_state=state,

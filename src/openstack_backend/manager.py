@@ -14,9 +14,15 @@ Image: the configured Glance image (``config.image``, name or id), built outside
 the image exists, else a clear ``OpenstackNotFoundError``; ``schedule_build_runner_image`` is a
 no-op. The flavor sets the resources: ``reconcile``'s ``resources`` argument is not used.
 
-Not yet for OpenStack runners: reactive mode (``reactive_config`` is ignored, with a warning),
-the pre-job policy check (no hook in the user data; the ``*_WAIT_REPO_CHECK`` flushes do not
-wait) and metrics (``UserDataConfig.metrics_url`` is the hook a runner POSTs its job's end to).
+Pre-job check and metrics, as for LXD runners: with ``config.repo_policy_url`` each creation
+gets a one-time token from the policy service, and the user data writes it with the same
+job-started hook (``pre-job.sh.j2``); with metrics enabled each runner also gets a metrics store
+(``openstack_backend.metrics_push``) its pushed files land in, and the stores of gone runners
+are extracted after the deletions (``runner_start`` / ``runner_stop`` events, as LXD's manager
+issues them; ``runner_installed`` at creation).
+
+Not yet for OpenStack runners: reactive mode (``reactive_config`` is ignored, with a warning);
+the ``*_WAIT_REPO_CHECK`` flushes do not wait for checks in flight.
 """
 
 from __future__ import annotations
@@ -48,13 +54,22 @@ from manager.executor import run_parallel
 from manager.report import ReconcileReport
 from manager.templates import template_environment
 from manager.unit_lock import UnitLock
+from metrics.recorder import MetricsRecorder
 from observability.github_meter import metered_github_client
 from openstack_backend.client import OpenstackClient
+from openstack_backend.metrics_push import RunnerMetricsPush
 from openstack_backend.observe import Ownership, observe, owned_servers
-from openstack_backend.runners import RunnerSide, ServerTarget, create_runner, remove_runner
+from openstack_backend.runners import (
+    OneTimeTokens,
+    RunnerSide,
+    ServerTarget,
+    create_runner,
+    remove_runner,
+)
 from openstack_backend.seam import OpenstackCloud, ServerView
 from openstack_backend.user_data import UserDataConfig
 from reconcile_plan import DeleteReason, Deletion, PlanTimeouts, judge, plan_flush, plan_reconcile
+from repo_policy.client import RepoPolicyComplianceClient
 from runner_manager_type import LXDFlushMode, OpenstackRunnerManagerConfig, RunnerInfo
 from runner_type import VirtualMachineResources, runner_labels
 
@@ -102,6 +117,7 @@ class OpenstackRunnerManager:
         cloud_name: str = "",
         user_data: UserDataConfig | None = None,
         jinja: Environment | None = None,
+        policy: OneTimeTokens | None = None,
     ) -> None:
         """Construct the manager.
 
@@ -117,6 +133,8 @@ class OpenstackRunnerManager:
             user_data: What runners' user data holds besides the JIT config (proxies and the
                 mirror come from the configuration when not given).
             jinja: The template environment (the project's when not given).
+            policy: The policy service's token issuer (a client of ``config.repo_policy_url``
+                when not given and the URL is set).
 
         Raises:
             ConfigError: If neither ``cloud`` nor ``clouds_yaml`` and ``cloud_name`` are given.
@@ -137,6 +155,23 @@ class OpenstackRunnerManager:
         self.cloud: OpenstackCloud = cloud
         self.github: GithubPlatform = github or _github_client(config, self.settings)
         labels = runner_labels((*self.state.labels, *config.labels), app_name, "", self.state.arch)
+        policy_url = config.repo_policy_url
+        if policy is None and policy_url:
+            policy = RepoPolicyComplianceClient(policy_url, config.service_token)
+        enabled = self.state.is_metrics_enabled and bool(policy_url)
+        push = (
+            RunnerMetricsPush.for_unit(self.settings.state_dir, policy_url or "")
+            if enabled
+            else None
+        )
+        self.metrics = MetricsRecorder(
+            enabled=enabled,
+            flavor=app_name,
+            storage=push.storage if push else None,
+            github=self.github,
+            served=config.path,
+            state_dir=self.settings.state_dir,
+        )
         self._side = RunnerSide(
             cloud=self.cloud,
             github=self.github,
@@ -150,8 +185,11 @@ class OpenstackRunnerManager:
                 runner_user=self.settings.runner_user,
                 proxies=self.state.proxy,
                 dockerhub_mirror=config.dockerhub_mirror,
+                repo_policy_url=policy_url,
             ),
             busy_delete_wait=self.settings.busy_delete_wait,
+            policy=policy if policy_url else None,
+            metrics=push,
         )
         self._lock = UnitLock(self.settings.state_dir / "runner-manager.lock")
         if config.reactive_config is not None:
@@ -203,6 +241,7 @@ class OpenstackRunnerManager:
                 plan.create,
             )
             self._delete(plan.deletions, servers, report, allow_busy=False)
+            self._collect(servers, report)
             if plan.create:
                 self._create(plan.create, report)
             report.duration = time.monotonic() - start
@@ -225,8 +264,11 @@ class OpenstackRunnerManager:
         def create_one(_: int) -> str | None:
             if refused.is_set():
                 return None
+            began = time.monotonic()
             try:
-                return create_runner(self._side, target)
+                name = create_runner(self._side, target)
+                self.metrics.runner_installed(time.monotonic() - began, name)
+                return name
             except OpenstackQuotaError as exc:
                 refused.set()
                 report.quota_exceeded = exc.message
@@ -248,6 +290,11 @@ class OpenstackRunnerManager:
                 count,
                 report.quota_exceeded,
             )
+
+    def _collect(self, servers: list[ServerView], report: ReconcileReport) -> None:
+        """Extract the metrics of the runners whose servers are gone (or were just deleted)."""
+        alive = {s.name for s in servers} - set(report.deleted)
+        self.metrics.collect(ignore_runners=alive)
 
     def _delete(
         self,
@@ -305,6 +352,7 @@ class OpenstackRunnerManager:
             deletions = plan_flush(runners, include_busy=mode in _BUSY_FLUSH_MODES)
             report = OpenstackReconcileReport()
             self._delete(deletions, servers, report, allow_busy=mode in _BUSY_FLUSH_MODES)
+            self._collect(servers, report)
             report.duration = time.monotonic() - start
             self.last_report = report
         return sum(

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Protocol
 
 import tenacity
 from jinja2 import Environment
@@ -21,15 +22,25 @@ from errors import (
     RunnerBusyError,
     RunnerCreateError,
     RunnerRemoveError,
+    TemplateValueError,
 )
 from github_api.seam import GithubPlatform
 from github_api.types import GitHubPath
+from openstack_backend.metrics_push import RunnerMetricsPush
 from openstack_backend.observe import Ownership
 from openstack_backend.seam import OpenstackCloud
 from openstack_backend.user_data import UserDataConfig, render_user_data
 from reconcile_plan import Runner
 
 logger = logging.getLogger(__name__)
+
+
+class OneTimeTokens(Protocol):
+    """The policy service as the manager uses it (``repo_policy.client``)."""
+
+    def get_one_time_token(self) -> str:
+        """Return a token a runner can use once for its pre-job check."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,8 @@ class RunnerSide:
         labels: The labels runners register with.
         user_data: The user data settings.
         busy_delete_wait: Seconds to wait for GitHub to release a killed busy runner.
+        policy: The policy service giving each runner its one-time token (None: no check).
+        metrics: Makes each runner's metrics store and push token (None: no metrics).
     """
 
     cloud: OpenstackCloud
@@ -70,6 +83,8 @@ class RunnerSide:
     labels: tuple[str, ...]
     user_data: UserDataConfig
     busy_delete_wait: float = 30.0
+    policy: OneTimeTokens | None = None
+    metrics: RunnerMetricsPush | None = None
 
 
 def new_name(owner: Ownership) -> str:
@@ -93,11 +108,24 @@ def create_runner(side: RunnerSide, target: ServerTarget) -> str:
     """
     name = new_name(side.owner)
     try:
+        policy_token = side.policy.get_one_time_token() if side.policy is not None else None
+        push = side.metrics.create(name) if side.metrics is not None else None
+    except GithubRunnerError as exc:
+        raise RunnerCreateError(f"files of {name} failed: {exc}", name) from exc
+    try:
         jit = side.github.get_jit_config(side.path, name, side.labels)
     except GithubRunnerError as exc:
+        _discard_store(side, name)
         raise RunnerCreateError(f"JIT registration of {name} failed: {exc}", name) from exc
-    user_data = render_user_data(side.jinja, name, jit.encoded_jit_config, side.user_data)
     try:
+        user_data = render_user_data(
+            side.jinja,
+            name,
+            jit.encoded_jit_config,
+            side.user_data,
+            policy_token=policy_token,
+            push=push,
+        )
         side.cloud.create_server(
             name,
             image=target.image,
@@ -107,13 +135,19 @@ def create_runner(side: RunnerSide, target: ServerTarget) -> str:
             metadata=side.owner.metadata(),
             tags=side.owner.tags(),
         )
-    except OpenstackError as exc:
+    except (OpenstackError, TemplateValueError) as exc:
         with contextlib.suppress(GithubRunnerError):  # else an orphan record: next reconcile
             side.github.delete_runner(side.path, jit.runner_id, name)
+        _discard_store(side, name)
         if isinstance(exc, OpenstackQuotaError):
             raise
         raise RunnerCreateError(f"server of {name} refused: {exc}", name) from exc
     return name
+
+
+def _discard_store(side: RunnerSide, name: str) -> None:
+    if side.metrics is not None:
+        side.metrics.discard(name)
 
 
 def remove_runner(
