@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from config.settings import RunnerManagerSettings
 from juju.systemd import (
     SYSTEMD_UNIT_DIR,
     Systemctl,
@@ -32,6 +33,7 @@ from juju.systemd import (
     uninstall,
 )
 from juju.unit_ports import PortFree, port_is_free, remembered_port
+from openstack_backend.metrics_push import push_key_path, stores_dir
 from paths import REPO_ROOT
 
 logger = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ class RepoPolicyService:
         charm_dir: Path | None = None,
         systemctl: Systemctl = run_systemctl,
         port_free: PortFree = port_is_free,
+        state_dir: Path | None = None,
     ) -> None:
         """Build it.
 
@@ -110,6 +113,10 @@ class RepoPolicyService:
             charm_dir: The charm's directory (its ``src`` holds the service's code).
             systemctl: The systemctl seam.
             port_free: Whether a port can be listened on (a real bind when not given).
+            state_dir: The unit's state directory (``RunnerManagerSettings.for_unit``'s when
+                not given): the service writes the metrics its OpenStack runners push into the
+                stores there and reads (or makes) the unit's push key there
+                (``openstack_backend.metrics_push``).
         """
         self.unit_name = unit_name
         self.slug = unit_slug(unit_name)
@@ -120,6 +127,10 @@ class RepoPolicyService:
         self.charm_dir = charm_dir or REPO_ROOT
         self._systemctl = systemctl
         self._port_free = port_free
+        if state_dir is None:
+            app, _, number = unit_name.rpartition("/")
+            state_dir = RunnerManagerSettings.for_unit(app, int(number)).state_dir
+        self.state_dir = state_dir
 
     @property
     def unit_path(self) -> Path:
@@ -237,5 +248,8 @@ class RepoPolicyService:
             "github_api_url": github_api_url,
             "config_file": str(self.config_dir / "policy.json"),
             "state_directory": self.service_name,
+            "metrics_stores": str(stores_dir(self.state_dir)),
+            "metrics_push_key": str(push_key_path(self.state_dir)),
+            "metrics_push_key_dir": str(push_key_path(self.state_dir).parent),
         }
         return render_unit("repo-policy.service.j2", context)

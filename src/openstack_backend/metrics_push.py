@@ -26,6 +26,7 @@ from metrics.type import RUNNER_INSTALLED_TS_FILE_NAME
 from openstack_backend.user_data import MetricsPush
 
 STORES_DIR_NAME = "openstack-metrics-stores"
+PUSH_KEY_DIR_NAME = "metrics-push"
 PUSH_KEY_NAME = "metrics-push.key"
 
 
@@ -35,8 +36,11 @@ def stores_dir(state_dir: Path) -> Path:
 
 
 def push_key_path(state_dir: Path) -> Path:
-    """Return the unit's metrics push key file."""
-    return state_dir / PUSH_KEY_NAME
+    """Return the unit's metrics push key file, alone in its directory.
+
+    The policy service may write there (and nowhere else in the state directory).
+    """
+    return state_dir / PUSH_KEY_DIR_NAME / PUSH_KEY_NAME
 
 
 def storage_manager(state_dir: Path) -> DirectoryStorageManager:

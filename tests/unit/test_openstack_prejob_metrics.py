@@ -219,3 +219,23 @@ def test_the_config_repr_hides_the_tokens() -> None:
     shown = repr(replace(config, repo_policy_url="http://10.0.0.1:8567", service_token="svc-x"))
     assert "ghp_secret" not in shown and "svc-x" not in shown
     assert "http://10.0.0.1:8567" in shown
+
+
+def test_the_units_policy_service_takes_the_pushes_where_the_manager_reads(
+    tmp_path: Path,
+) -> None:
+    from juju.policy_host import RepoPolicyService
+
+    state_dir = tmp_path / "state" / "gh-0"
+    service = RepoPolicyService(
+        "gh/0", config_dir=tmp_path / "etc", unit_dir=tmp_path / "units", state_dir=state_dir
+    )
+    unit = service.render_unit("https://api.github.com", "10.0.0.1", 8567)
+    (start,) = (line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert f'--metrics-stores "{stores_dir(state_dir)}"' in start
+    assert f'--metrics-push-key "{push_key_path(state_dir)}"' in start
+    assert f"ReadWritePaths=-{stores_dir(state_dir)} -{push_key_path(state_dir).parent}" in unit
+    assert "ExecStartPre=+/bin/mkdir -p -m 0700" in unit
+    default = RepoPolicyService("gh/0", config_dir=tmp_path / "etc", unit_dir=tmp_path / "u")
+    settings = RunnerManagerSettings.for_unit("gh", 0)
+    assert default.state_dir == settings.state_dir
