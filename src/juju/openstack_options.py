@@ -61,12 +61,6 @@ LXD_ONLY_OPTIONS = {
 }
 
 
-# OpenStack runners do not run the pre-job repository policy check yet (their user data has no
-# job-started hook), so the repo-policy-* options would not be honoured: until they do, the
-# OpenStack backend is refused (Blocked, naming backend). Tests of the wiring behind it set this.
-OPENSTACK_RUNNERS_CHECK_JOBS = False
-
-
 class Backend(str, enum.Enum):
     """Where runners run."""
 
@@ -268,8 +262,7 @@ def read_openstack(
 
     Raises:
         ConfigError: Naming the option, for a bad option or a secret holding no usable
-            clouds.yaml; naming ``backend`` while OpenStack runners skip the pre-job check
-            (``OPENSTACK_RUNNERS_CHECK_JOBS``), and in reactive mode (OpenStack runners are a
+            clouds.yaml; naming ``backend`` in reactive mode (OpenStack runners are a
             warm pool only: the reactive consumers create LXD runners).
     """
     options = parse_openstack_options(config)
@@ -284,12 +277,6 @@ def read_openstack(
     secret_id = options.clouds_yaml_secret_id
     content = read_secret(OPENSTACK_CLOUDS_YAML_SECRET_ID_CONFIG_NAME, secret_id)
     cloud = parse_clouds_yaml(content.get(SECRET_CLOUDS_YAML_KEY, ""), options.cloud, secret_id)
-    if not OPENSTACK_RUNNERS_CHECK_JOBS:
-        raise ConfigError(
-            BACKEND_CONFIG_NAME,
-            "openstack: runners on OpenStack do not run the pre-job repository policy check yet, "
-            "so the repo-policy-* options cannot be honoured; set backend=lxd",
-        )
     return OpenstackSettings(
         cloud=cloud.name,
         clouds_yaml=SecretStr(cloud.clouds_yaml),

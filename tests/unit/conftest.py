@@ -27,14 +27,3 @@ def system() -> FakeSystem:
 def ctx(manager: FakeRunnerManager, system: FakeSystem) -> testing.Context[GithubRunnerCharm]:
     """The charm with the fakes at its seams."""
     return make_context(manager, system)
-
-
-@pytest.fixture(autouse=True)
-def openstack_backend_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let units choose the OpenStack backend, to test the wiring behind it.
-
-    Production refuses it until OpenStack runners run the pre-job policy check
-    (``juju.openstack_options.OPENSTACK_RUNNERS_CHECK_JOBS``);
-    ``test_juju_openstack_options`` tests that refusal.
-    """
-    monkeypatch.setattr("juju.openstack_options.OPENSTACK_RUNNERS_CHECK_JOBS", True)

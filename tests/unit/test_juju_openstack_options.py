@@ -280,17 +280,3 @@ def test_reactive_mode_is_refused_on_openstack() -> None:
         build(config, secrets=[secret], database_uri="mongodb://u:p@db:27017/x")
     assert caught.value.option == "backend"
     assert "reactive mode" in caught.value.reason
-
-
-def test_openstack_is_refused_while_its_runners_skip_the_pre_job_check(
-    ctx: testing.Context[GithubRunnerCharm],
-    manager: FakeRunnerManager,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("juju.openstack_options.OPENSTACK_RUNNERS_CHECK_JOBS", False)
-    secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
-    config = _openstack(**{"openstack-clouds-yaml-secret-id": secret.id})
-    out = ctx.run(ctx.on.config_changed(), replace(base_state(config=config), secrets={secret}))
-    assert isinstance(out.unit_status, testing.BlockedStatus)
-    assert out.unit_status.message.startswith("backend: openstack: runners on OpenStack do not")
-    assert "reconcile" not in manager.names()

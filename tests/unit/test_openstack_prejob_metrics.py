@@ -239,3 +239,22 @@ def test_the_units_policy_service_takes_the_pushes_where_the_manager_reads(
     default = RepoPolicyService("gh/0", config_dir=tmp_path / "etc", unit_dir=tmp_path / "u")
     settings = RunnerManagerSettings.for_unit("gh", 0)
     assert default.state_dir == settings.state_dir
+
+
+def test_the_manager_config_takes_the_units_policy_endpoint() -> None:
+    from ops import testing
+
+    from juju.manager_port import manager_config
+    from juju.policy_host import RepoPolicyEndpoint
+    from tests.unit.test_juju_openstack_options import CLOUDS, _openstack, build
+
+    secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
+    state = build(_openstack(**{"openstack-clouds-yaml-secret-id": secret.id}), secrets=[secret])
+    endpoint = RepoPolicyEndpoint("http://10.0.0.5:8567", "svc-secret")
+    config = manager_config(state, Path("/var/lib/runners"), endpoint)
+    assert isinstance(config, OpenstackRunnerManagerConfig)
+    assert (config.repo_policy_url, config.service_token) == (endpoint.url, endpoint.service_token)
+    assert "svc-secret" not in repr(config)
+    bare = manager_config(state, Path("/var/lib/runners"), None)
+    assert isinstance(bare, OpenstackRunnerManagerConfig)
+    assert (bare.repo_policy_url, bare.service_token) == (None, "")
