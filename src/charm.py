@@ -30,7 +30,7 @@ from juju.actions import RunnerActions
 from juju.dependencies import ensure_dependencies
 from juju.host import HostSystem, SystemPort
 from juju.intake_host import intake_settings
-from juju.manager_port import ManagerConfig, RunnerManagerPort, manager_config
+from juju.manager_port import CloudRefusals, ManagerConfig, RunnerManagerPort, manager_config
 from juju.policy_host import RepoPolicyEndpoint
 from juju.runner_counts import count_runners, status_message
 from juju.runner_managers import create_runner_manager
@@ -285,6 +285,10 @@ class GithubRunnerCharm(ops.CharmBase):
         delta = manager.reconcile(state.virtual_machines, state.vm_resources)
         counts = self._count(manager)
         self._stored.error_status = self._stored.error_message = ""
+        refusal = manager.quota_refusal() if isinstance(manager, CloudRefusals) else None
+        if refusal:  # the cloud's quota, not a crash: shown until a reconcile fits in it
+            fix = "raise the project's quota or lower virtual-machines; retrying each reconcile"
+            self._stored.error_status, self._stored.error_message = "blocked", f"{refusal}: {fix}"
         return {"delta": delta, **counts}
 
     def _flush_previous_credentials(self, state: CharmState, policy: RepoPolicyEndpoint) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from config.state import CharmState
 from github_api.types import RunnerApplication
@@ -34,6 +34,15 @@ class RunnerManagerPort(Protocol):
     def has_runner_image(self) -> bool: ...  # noqa: D102
     def build_runner_image(self) -> None: ...  # noqa: D102
     def schedule_build_runner_image(self) -> None: ...  # noqa: D102
+
+
+@runtime_checkable
+class CloudRefusals(Protocol):
+    """A manager whose cloud can refuse creations (OpenStack's quota): the charm shows it."""
+
+    def quota_refusal(self) -> str | None:
+        """The cloud's refusal in the last reconcile (what and how many), None if none."""
+        ...  # pragma: no cover
 
 
 def runner_image(state: CharmState) -> str:

@@ -196,6 +196,20 @@ class OpenstackRunnerManager:
             logger.warning("reactive mode is not supported on OpenStack yet: runners are kept")
         self.last_report = OpenstackReconcileReport()
 
+    def quota_refusal(self) -> str | None:
+        """Say what the cloud's quota refused in the last reconcile, if it refused anything.
+
+        Returns:
+            ``quota exceeded: N runners not created (<the cloud's message>)``, or None.
+        """
+        report = self.last_report
+        if not report.quota_exceeded:
+            return None
+        return (
+            f"OpenStack quota exceeded: {report.not_attempted} runners not created "
+            f"({report.quota_exceeded})"
+        )
+
     # --- GitHub ----------------------------------------------------------------------------------
 
     def get_github_info(self) -> Iterator[RunnerInfo]:

@@ -82,6 +82,7 @@ class FakeRunnerManager:
 
     runners: list[RunnerInfo] = field(default_factory=list)
     reconcile_delta: int = 0
+    quota: str | None = None
     flushed: int = 0
     bin_version: str | None = "2.300.0"
     latest: RunnerApplication = field(default_factory=lambda: application("2.300.0"))
@@ -127,6 +128,10 @@ class _Bound:
     def reconcile(self, quantity: int, resources: VirtualMachineResources) -> int:
         self._call("reconcile", quantity, resources)
         return self.fake.reconcile_delta
+
+    def quota_refusal(self) -> str | None:
+        """The cloud's refusal the fake is told to report (``quota``)."""
+        return self.fake.quota
 
     def flush(self, mode: LXDFlushMode = LXDFlushMode.FLUSH_IDLE) -> int:
         self._call("flush", mode)

@@ -280,3 +280,19 @@ def test_reactive_mode_is_refused_on_openstack() -> None:
         build(config, secrets=[secret], database_uri="mongodb://u:p@db:27017/x")
     assert caught.value.option == "backend"
     assert "reactive mode" in caught.value.reason
+
+
+def test_the_cloud_quota_blocks_the_unit_until_a_reconcile_fits(
+    ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager
+) -> None:
+    secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
+    config = _openstack(**{"openstack-clouds-yaml-secret-id": secret.id})
+    out = ctx.run(ctx.on.install(), replace(base_state(config=config), secrets={secret}))
+    manager.quota = "OpenStack quota exceeded: 3 runners not created (Quota exceeded)"
+    out = ctx.run(reconcile_event(), out)
+    assert isinstance(out.unit_status, testing.BlockedStatus)
+    assert out.unit_status.message.startswith(manager.quota)
+    assert "lower virtual-machines" in out.unit_status.message
+    manager.quota = None
+    out = ctx.run(reconcile_event(), out)
+    assert isinstance(out.unit_status, testing.ActiveStatus)

@@ -168,6 +168,9 @@ def test_quota_gives_fewer_creations_and_a_report_not_a_crash(cloud, github, set
     assert report.not_attempted == 3
     assert len(report.created) == 2
     assert cloud.calls.count("create_server") == 3  # stopped at the first refusal
+    refusal = manager.quota_refusal()
+    assert refusal is not None
+    assert refusal.startswith("OpenStack quota exceeded: 3 runners not created (")
     # The refused runner's JIT registration is undone: no orphan record is left.
     assert {r.name for r in github.records.values()} == {s.name for s in cloud.servers.values()}
     # Once quota frees up, the next reconcile creates the rest.
@@ -176,6 +179,7 @@ def test_quota_gives_fewer_creations_and_a_report_not_a_crash(cloud, github, set
     manager.reconcile(5, RESOURCES)
     assert len(cloud.servers) == 5
     assert manager.last_report.quota_exceeded is None
+    assert manager.quota_refusal() is None
 
 
 def test_quota_with_parallel_creations(cloud, github, settings) -> None:
