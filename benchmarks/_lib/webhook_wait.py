@@ -31,6 +31,7 @@ from errors import GithubRunnerError
 from harness.local import RESOURCES, LocalEnvironment
 
 CEILING = 2  # virtual-machines: runners + consumers
+IDLE_GRACE_S = 60  # reactive_idle_grace of the webhook manager: idle spares live this long
 
 
 @dataclass
@@ -129,7 +130,7 @@ def webhook_waits(
     sandbox: Any = env.sandbox
     queue = f"{env.options.app_name}-wh-{uuid.uuid4().hex[:8]}"
     manager = webhook_manager(
-        env, mq_uri, queue, grace=timedelta(seconds=60), base_virtual_machines=floor
+        env, mq_uri, queue, grace=timedelta(seconds=IDLE_GRACE_S), base_virtual_machines=floor
     )
     config = reactive_runner_config(manager.config, manager.settings)
     assert config is not None
@@ -158,7 +159,10 @@ def webhook_waits(
                 ready = _wait(lambda: _idle_online(env) >= 1, 120)
                 report.check(ready, "webhook_floor: no warm runner came online")
             else:
-                report.check(_wait(lambda: not env.instances(), 60), "webhook: runner left")
+                # A spare runner (made for a job another runner took) is reaped only after the
+                # manager's 60 s idle grace: wait past it, or a spare fails the run (seen in CI).
+                gone = _wait(lambda: not env.instances(), IDLE_GRACE_S + 60)
+                report.check(gone, "webhook: runner left")
                 drop_caches()
             job = env.queue_job(["true"])
             started = _started(env, job["id"], 120)
