@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 
 from artifacts import runner_binary, runner_image
 from config.settings import RunnerManagerSettings
-from errors import GithubClientError, GithubNotFoundError, LXDNotFoundError, RunnerBinaryError
+from errors import GithubClientError, LXDNotFoundError
 from github_api.seam import GithubPlatform
-from github_api.types import RunnerApplication
+from github_api.types import GitHubPath
 from lxd import LxdInstanceHandle
 from manager.clients import build_clients
 from manager.complete_settings import complete_settings
@@ -24,6 +24,7 @@ from manager.observe import observe
 from manager.reactive_side import ReactiveSide, ReactiveTarget
 from manager.removal import force_delete_instances, keep_logs, wait_repo_checks
 from manager.report import ReconcileReport
+from manager.runner_bin import RunnerBinaryMethods
 from manager.runner_template import ensure_template, remove_templates
 from manager.templates import template_environment
 from manager.unit_lock import UnitLock
@@ -71,7 +72,7 @@ _WAIT_REPO_CHECK_MODES = (
 )
 
 
-class RunnerManager:
+class RunnerManager(RunnerBinaryMethods):
     """Manage the runners of one unit: the seed API.
 
     Attributes:
@@ -410,51 +411,10 @@ class RunnerManager:
         except LXDNotFoundError:
             return None
 
-    # --- runner binary ---------------------------------------------------------------------------
+    # --- runner binary (RunnerBinaryMethods) ----------------------------------------------------
 
-    def get_latest_runner_bin_url(self, os_name: str = "linux") -> RunnerApplication:
-        """Get the latest runner application for this unit's os and architecture.
-
-        Args:
-            os_name: Name of the operating system.
-
-        Returns:
-            Information on the runner application.
-
-        Raises:
-            RunnerBinaryError: If GitHub cannot tell.
-        """
-        try:
-            return self._clients.github.get_runner_application(
-                self.config.path, os_name=os_name, arch=self.state.arch.value
-            )
-        except GithubNotFoundError as exc:
-            raise RunnerBinaryError(f"no runner application for {os_name}") from exc
-
-    def update_runner_bin(self, binary: RunnerApplication) -> None:
-        """Download a runner application, replacing the current copy once verified.
-
-        Args:
-            binary: Information on the runner application to download.
-
-        Raises:
-            RunnerBinaryError: If the download or its verification failed.
-        """
-        with self._locked("update-runner-bin"):
-            runner_binary.download(binary, self.runner_bin_path)
-
-    def check_runner_bin(self) -> bool:
-        """Check whether a usable runner binary is cached.
-
-        Returns:
-            Whether the runner binary exists and its record is consistent.
-        """
-        return runner_binary.cached_binary(self.runner_bin_path) is not None
-
-    def runner_bin_version(self) -> str | None:
-        """Return the version of the cached runner binary, if any."""
-        cached = runner_binary.cached_binary(self.runner_bin_path)
-        return cached.version if cached else None
+    def _runner_bin_query(self) -> tuple[GithubPlatform, GitHubPath, str]:
+        return self._clients.github, self.config.path, self.state.arch.value
 
     # --- image -----------------------------------------------------------------------------------
 

@@ -38,20 +38,18 @@ from pathlib import Path
 
 from jinja2 import Environment
 
-from artifacts import runner_binary
 from config.settings import RunnerManagerSettings
 from errors import (
     ConfigError,
     GithubClientError,
-    GithubNotFoundError,
     OpenstackNotFoundError,
     OpenstackQuotaError,
-    RunnerBinaryError,
 )
 from github_api.seam import GithubPlatform
-from github_api.types import RunnerApplication
+from github_api.types import GitHubPath
 from manager.executor import run_parallel
 from manager.report import ReconcileReport
+from manager.runner_bin import RunnerBinaryMethods
 from manager.templates import template_environment
 from manager.unit_lock import UnitLock
 from metrics.recorder import MetricsRecorder
@@ -96,7 +94,7 @@ class OpenstackReconcileReport(ReconcileReport):
     not_attempted: int = 0
 
 
-class OpenstackRunnerManager:
+class OpenstackRunnerManager(RunnerBinaryMethods):
     """Manage the runners of one unit on an OpenStack cloud.
 
     Attributes:
@@ -380,44 +378,10 @@ class OpenstackRunnerManager:
         )
         return sum(1 for r in results if not isinstance(r, Exception))
 
-    # --- runner binary ---------------------------------------------------------------------------
+    # --- runner binary (RunnerBinaryMethods) ----------------------------------------------------
 
-    def get_latest_runner_bin_url(self, os_name: str = "linux") -> RunnerApplication:
-        """Get the latest runner application for this unit's os and architecture.
-
-        Args:
-            os_name: Name of the operating system.
-
-        Returns:
-            Information on the runner application.
-
-        Raises:
-            RunnerBinaryError: If GitHub cannot tell.
-        """
-        try:
-            return self.github.get_runner_application(
-                self.config.path, os_name=os_name, arch=self.state.arch.value
-            )
-        except GithubNotFoundError as exc:
-            raise RunnerBinaryError(f"no runner application for {os_name}") from exc
-
-    def update_runner_bin(self, binary: RunnerApplication) -> None:
-        """Download a runner application, replacing the current copy once verified.
-
-        Args:
-            binary: Information on the runner application to download.
-        """
-        with self._locked("update-runner-bin"):
-            runner_binary.download(binary, self.runner_bin_path)
-
-    def check_runner_bin(self) -> bool:
-        """Check whether a usable runner binary is cached."""
-        return runner_binary.cached_binary(self.runner_bin_path) is not None
-
-    def runner_bin_version(self) -> str | None:
-        """Return the version of the cached runner binary, if any."""
-        cached = runner_binary.cached_binary(self.runner_bin_path)
-        return cached.version if cached else None
+    def _runner_bin_query(self) -> tuple[GithubPlatform, GitHubPath, str]:
+        return self.github, self.config.path, self.state.arch.value
 
     # --- image -----------------------------------------------------------------------------------
 
