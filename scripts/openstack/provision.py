@@ -4,6 +4,7 @@ Run by that script with openstacksdk (this checkout's venv), idempotently:
 
     provision.py identity   service project, service users, catalog entries
     provision.py resources  charm project and user, flavor, image, network, clouds files
+    provision.py probe      boot one server (retried until one is ACTIVE), then delete it
 
 Passwords come from the environment (ADMIN_PW, SERVICE_PW, RUNNER_PW); output files go to
 $STATE. Every call is bounded by a timeout.
@@ -168,6 +169,46 @@ def resources(state: Path) -> None:
     (state / "resources.json").write_text(json.dumps(names, indent=2) + "\n")
 
 
+def probe(state: Path) -> None:
+    """Boot one server as the charm's user until one reaches ACTIVE, then delete it.
+
+    A listed hypervisor is not yet a bootable cloud: in the first seconds after nova-compute
+    starts, the scheduler or placement may not know the host, and servers go to ERROR. The
+    bring-up ends only when a server boots; each failed try prints nova's fault.
+    """
+    names = json.loads((state / "resources.json").read_text())
+    conn = openstack.connect(**_cloud(USER, os.environ["RUNNER_PW"], PROJECT))
+    flavor = conn.compute.find_flavor(names["flavor"], ignore_missing=False)
+    image = conn.image.find_image(names["image"], ignore_missing=False)
+    network = conn.network.find_network(names["network"], ignore_missing=False)
+    deadline = time.monotonic() + 3 * TIMEOUT
+    fault = "none"
+    for attempt in range(1, 1000):
+        server = conn.compute.create_server(
+            name=f"setup-probe-{attempt}",
+            flavor_id=flavor.id,
+            image_id=image.id,
+            networks=[{"uuid": network.id}],
+        )
+        try:
+            server = conn.compute.wait_for_server(
+                server, status="ACTIVE", failures=["ERROR"], interval=0.5, wait=TIMEOUT
+            )
+            booted = True
+        except openstack.exceptions.ResourceFailure:
+            fault = str((conn.compute.get_server(server.id).fault or {}).get("message"))
+            print(f"provision: probe server {attempt} went to ERROR: {fault}", flush=True)
+            booted = False
+        conn.compute.delete_server(server, ignore_missing=True)
+        conn.compute.wait_for_delete(server, interval=0.5, wait=TIMEOUT)
+        if booted:
+            print(f"provision: probe server {attempt} booted", flush=True)
+            return
+        if time.monotonic() > deadline:
+            sys.exit(f"provision: no server booted within {3 * TIMEOUT} s (last fault: {fault})")
+        time.sleep(2)
+
+
 def main() -> None:
     """Run the step named on the command line."""
     step = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -175,8 +216,10 @@ def main() -> None:
         identity()
     elif step == "resources":
         resources(Path(os.environ["STATE"]))
+    elif step == "probe":
+        probe(Path(os.environ["STATE"]))
     else:
-        sys.exit("usage: provision.py identity|resources")
+        sys.exit("usage: provision.py identity|resources|probe")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,14 @@ WAIT = 60
 
 
 def _active(conn: Any, server: Any) -> Any:
-    return conn.compute.wait_for_server(
-        server, status="ACTIVE", failures=["ERROR"], interval=0.3, wait=WAIT
-    )
+    """Wait for ACTIVE; a server in ERROR fails the test with nova's fault message."""
+    try:
+        return conn.compute.wait_for_server(
+            server, status="ACTIVE", failures=["ERROR"], interval=0.3, wait=WAIT
+        )
+    except exceptions.ResourceFailure:
+        fault = conn.compute.get_server(server.id).fault
+        pytest.fail(f"server {server.name} went to ERROR: {fault}")
 
 
 def test_server_lifecycle_with_tags_and_metadata(
