@@ -229,7 +229,11 @@ class GithubRunnerCharm(ops.CharmBase):
 
     def _ensure_installed(self, state: CharmState) -> tuple[RunnerManagerPort, RepoPolicyEndpoint]:
         """Make the host ready (LXD, storage, network, policy service, binary, image, timer)."""
-        storage = prepare_storage(state, self._attached_storage(), self.system, self.unit.name)
+        storage = (  # runner disks live on the cloud: no local storage is checked or mounted
+            prepare_storage(state, self._attached_storage(), self.system, self.unit.name)
+            if state.openstack is None
+            else DETACHED_STORAGE_PATH
+        )
         if not self._stored.installed:
             if state.openstack is None:
                 self._progress("Setting up LXD")
