@@ -14,7 +14,10 @@
 #   5. db syncs, keystone bootstrap, cell0/cell1;
 #   6. services, one worker each: keystone :5000 and placement :8778 (uwsgi), glance-api :9292,
 #      neutron-server :9696, nova-api :8774, nova-conductor, nova-scheduler, nova-compute with
-#      nova's fake driver (servers go ACTIVE, nothing runs);
+#      the test compute driver scripts/openstack/lxd_virt_driver.py, installed as
+#      nova/virt/github_runner_lxd.py: nova's fake driver (servers go ACTIVE, nothing runs),
+#      except for servers of an image with the property github_runner_lxd=<LXD image alias>,
+#      which run as LXD containers with their user data as the start script (see that file);
 #   7. scripts/openstack/provision.py (openstacksdk): endpoints, service users, the charm's
 #      project `runner` and user `runner` (role member), flavor `runner-small`, image
 #      `runner-tiny` (64 KiB raw), network `runner-net` / subnet 198.18.100.0/24, then
@@ -120,6 +123,21 @@ once() {
     touch "$STATE/done/$name"
 }
 
+# stop_one NAME: stop NAME's process group if it runs; forget its pid file.
+stop_one() {
+    local f="$RUN/$1.pid"
+    [[ -f "$f" ]] || return 0
+    local pid
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+        local t=$(date +%s)
+        while kill -0 "$pid" 2>/dev/null && (($(date +%s) - t < 30)); do sleep 0.2; done
+        log "stopped $1 ($pid)"
+    fi
+    rm -f "$f"
+}
+
 stop_all() {
     local f
     for f in "$RUN"/*.pid; do
@@ -150,6 +168,16 @@ all_up() {
     [[ -f "$STATE/done/provision-resources" && -f "$STATE/clouds.yaml" ]] &&
         port_open 5000 && port_open 8774 && port_open 9696
 }
+# The test compute driver (TEST INFRASTRUCTURE): nova loads compute_driver from the nova.virt
+# package only, so the file goes there. When it changes (or is new), nova-compute is stopped so
+# that the steps below rewrite nova.conf and start it with the driver.
+NOVA_VIRT=$(/usr/bin/python3 -c "import os, nova.virt; print(os.path.dirname(nova.virt.__file__))")
+DRIVER="$NOVA_VIRT/github_runner_lxd.py"
+if ! cmp -s "$HERE/openstack/lxd_virt_driver.py" "$DRIVER"; then
+    cp "$HERE/openstack/lxd_virt_driver.py" "$DRIVER.tmp" && mv "$DRIVER.tmp" "$DRIVER"
+    log "installed the test compute driver as $DRIVER"
+    stop_one nova-compute
+fi
 if all_up; then
     log "already up ($(($(date +%s) - T0))s); clouds: $STATE/clouds.yaml (cloud testcloud)," \
         "admin: $STATE/admin-clouds.yaml (cloud testcloud-admin)"
@@ -333,7 +361,8 @@ enabled_apis = osapi_compute
 osapi_compute_listen = $HOST
 osapi_compute_listen_port = 8774
 osapi_compute_workers = 1
-compute_driver = fake.FakeDriver
+# TEST INFRASTRUCTURE: fake driver + LXD containers for images tagged github_runner_lxd
+compute_driver = github_runner_lxd.GithubRunnerLxdDriver
 # periodic tasks (the scheduler's host discovery below) start at once, not after up to 60 s
 periodic_fuzzy_delay = 0
 transport_url = $TRANSPORT
