@@ -10,8 +10,9 @@
 * ``PUT /metrics/<runner>/<file>`` (when built with a receiver): a cloud runner's metric file
   (:mod:`metrics.push`).
 * ``GET /checks-in-flight`` with the service token -> 200 ``{"in_flight": [digest, ...]}``: the
-  SHA-256 digests of the tokens of the ``/check`` requests being answered
-  (:mod:`repo_policy.in_flight`; what a wait-repo-check flush waits for).
+  SHA-256 digests of the tokens of the ``/check`` requests being answered, counted from when
+  the token is accepted (spent) (:mod:`repo_policy.in_flight`; what a wait-repo-check flush
+  waits for).
 
 Tokens are never logged; the log says, per check, the repository, event, ref and decision.
 """
@@ -122,7 +123,7 @@ class PolicyApp:
         routes: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], Any]]] = {
             "/health": (("GET", "HEAD"), lambda _: _json(200, {"ok": True})),
             "/one-time-token": (("GET",), self._one_time_token),
-            "/check": (("POST",), self._tracked_check),
+            "/check": (("POST",), self._check),
             "/checks-in-flight": (("GET",), self._checks_in_flight),
         }
         route = routes.get(path)
@@ -136,10 +137,6 @@ class PolicyApp:
             return answer
         result: tuple[int, list[tuple[str, str]], bytes] = handler(environ)
         return result
-
-    def _tracked_check(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
-        with self.in_flight.checking(_bearer(environ) or ""):
-            return self._check(environ)
 
     def _checks_in_flight(
         self, environ: dict[str, Any]
@@ -172,6 +169,12 @@ class PolicyApp:
         except RepoPolicyTokenError as exc:
             logger.warning("check refused: %s", exc.message)
             return _json(403, {"allowed": False, "reason": exc.message})
+        # In flight only once its token is spent here: a replayed (spent) token is never counted,
+        # so a job that can read its runner's token (OpenStack's metadata service) holds no flush.
+        with self.in_flight.checking(presented):
+            return self._answer(environ)
+
+    def _answer(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         try:
             check = CheckRequest.from_json(_decode(_read_body(environ)))
         except _BodyError as exc:

@@ -2,11 +2,13 @@
 
 The service keeps, per ``/check`` request being answered, the SHA-256 digest of the one-time
 token it presents; the charm's side asks ``GET /checks-in-flight`` (service token) and matches
-the digests with those it recorded for its runners (LXD instance config, written at creation).
-A job cannot forge this: a check is in flight only while a request bearing that runner's token
-is answered, the token is read and deleted by the pre-job script before the first step, and a
-used token is refused at once. (A flag file inside the runner, as before, could be created by
-any job to hold every flush its full wait.)
+the digests with those it recorded for its runners (LXD instance config, OpenStack server
+metadata, written at creation). A job cannot forge this: a check is in flight only while a
+request whose token the service has just accepted (spent) is answered; the token is read and
+deleted by the pre-job script before the first step, and a used token is refused before it is
+counted (an OpenStack job can read its runner's token back from the metadata service: replaying
+it counts for nothing). (A flag file inside the runner, as before, could be created by any job
+to hold every flush its full wait.)
 """
 
 from __future__ import annotations

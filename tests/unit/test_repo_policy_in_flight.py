@@ -118,3 +118,34 @@ def test_the_record_counts_overlapping_checks() -> None:
     with pytest.raises(RuntimeError), record.checking("b"):
         raise RuntimeError
     assert record.digests() == []
+
+
+class RecordingInFlight(ChecksInFlight):
+    """The real record, also noting every token a check was counted for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counted: list[str] = []
+
+    def checking(self, token: str) -> Any:
+        self.counted.append(token)
+        return super().checking(token)
+
+
+def test_a_replayed_or_unknown_token_is_never_counted_in_flight() -> None:
+    """Only a check whose token the service just spent counts: a replay cannot hold a flush."""
+    app = PolicyApp(lambda: SERVICE_TOKEN, OneTimeTokenStore(), FakeGithub, PolicyConfig)
+    record = RecordingInFlight()
+    app.in_flight = record
+    with BackgroundServer(app, threads=2) as server:
+        client = RepoPolicyComplianceClient(server.url, SERVICE_TOKEN)
+        token = client.get_one_time_token()
+        replies: list[tuple[int, str]] = []
+        for presented in (token, token, token, "never-issued"):
+            out: dict[str, Any] = {}
+            post_check(server.url, presented, out).join(30)
+            replies.append((out["reply"].status_code, out["reply"].json()["reason"]))
+    assert "token" not in replies[0][1], "the first check itself was answered"
+    assert [status for status, _ in replies[1:]] == [403, 403, 403]
+    assert all("token" in reason for _, reason in replies[1:]), replies
+    assert record.counted == [token], "counted once: the check that spent it"
