@@ -212,7 +212,7 @@ def from_charm(
         ssh_debug_connections=read_ssh_debug_connections(charm),
         arch=parse_arch(platform.machine() if machine is None else machine),
         openstack=read_openstack(
-            charm.config, lambda name, sid: _secret_content(charm, name, sid), bool(database_uri)
+            charm.config, lambda name, sid: _secret_content(charm, name, sid)
         ),
         app_name=app_name,
         unit_number=unit_number,

@@ -40,7 +40,7 @@ from juju.systemd import (
 )
 from juju.unit_ports import PORT_FILE, PortFree, port_is_free, remembered_port
 from paths import REPO_ROOT
-from reactive.message import build_supported_labels
+from reactive.message import unit_supported_labels
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +99,7 @@ def intake_settings(state: CharmState) -> IntakeSettings | None:
     reactive, webhook_secret = state.reactive_config, state.webhook_secret
     if reactive is None or webhook_secret is None:
         return None
-    labels = build_supported_labels(
-        state.labels, state.app_name, state.base_image.value, state.arch.value
-    )
+    labels = unit_supported_labels(state)
     settings = RunnerManagerSettings.for_unit(state.app_name, state.unit_number)
     return IntakeSettings(
         webhook_secret=webhook_secret,

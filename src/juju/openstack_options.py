@@ -247,33 +247,28 @@ SecretReader = Callable[[str, str], Mapping[str, str]]
 
 
 def read_openstack(
-    config: Mapping[str, Any], read_secret: SecretReader, reactive: bool = False
+    config: Mapping[str, Any], read_secret: SecretReader
 ) -> OpenstackSettings | None:
     """Read the OpenStack cloud the ``backend`` and ``openstack-*`` options choose.
+
+    Reactive mode (a ``mongodb`` relation) works on either backend: the consumers rebuild the
+    unit's manager, OpenStack's too (``reactive.manager_section``).
 
     Args:
         config: The charm's options.
         read_secret: Reads the clouds.yaml secret (raising a ConfigError that names the
             option when it is missing or not granted).
-        reactive: Whether the unit is in reactive mode (a ``mongodb`` relation).
 
     Returns:
         The cloud with ``backend=openstack``; None with the LXD backend.
 
     Raises:
         ConfigError: Naming the option, for a bad option or a secret holding no usable
-            clouds.yaml; naming ``backend`` in reactive mode (OpenStack runners are a
-            warm pool only: the reactive consumers create LXD runners).
+            clouds.yaml.
     """
     options = parse_openstack_options(config)
     if options is None:
         return None
-    if reactive:
-        raise ConfigError(
-            BACKEND_CONFIG_NAME,
-            "openstack: reactive mode (the mongodb relation) creates LXD runners only; remove "
-            "the relation or set backend=lxd",
-        )
     secret_id = options.clouds_yaml_secret_id
     content = read_secret(OPENSTACK_CLOUDS_YAML_SECRET_ID_CONFIG_NAME, secret_id)
     cloud = parse_clouds_yaml(content.get(SECRET_CLOUDS_YAML_KEY, ""), options.cloud, secret_id)

@@ -17,12 +17,12 @@ from intake.ledger import JobLedger
 from intake.publisher import publish_job
 from intake.routing import Flavor, route
 from manager.job_safety_net import JobSafetyNet, QueuedJobs, SafetyNetSettings
-from reactive.message import build_supported_labels
-from runner_manager_type import LXDRunnerManagerConfig
+from reactive.message import unit_supported_labels
+from runner_manager_type import LXDRunnerManagerConfig, OpenstackRunnerManagerConfig
 
 
 def unit_safety_net(
-    config: LXDRunnerManagerConfig,
+    config: LXDRunnerManagerConfig | OpenstackRunnerManagerConfig,
     settings: RunnerManagerSettings,
     github: QueuedJobs,
     net_settings: SafetyNetSettings | None = None,
@@ -42,9 +42,7 @@ def unit_safety_net(
     reactive = state.reactive_config
     if reactive is None or state.webhook_secret is None:
         return None
-    labels = build_supported_labels(
-        state.labels, state.app_name, state.base_image.value, state.arch.value
-    )
+    labels = unit_supported_labels(state)
     flavor = Flavor(queue_name=reactive.queue_name, labels=frozenset(labels))
 
     def routes(job_labels: Sequence[str]) -> bool:

@@ -21,77 +21,83 @@ job-started hook (``pre-job.sh.j2``); with metrics enabled each runner also gets
 are extracted after the deletions (``runner_start`` / ``runner_stop`` events, as LXD's manager
 issues them; ``runner_installed`` at creation).
 
-Not yet for OpenStack runners: reactive mode (``reactive_config`` is ignored, with a warning);
-the ``*_WAIT_REPO_CHECK`` flushes do not wait for checks in flight.
+Reactive mode (``config.reactive_config``), as LXD's manager: the same ``ReactiveSide`` (the
+safety net and the warm floor's target before planning, ``ceiling - alive`` consumers after) and
+the same consumer processes (``reactive.pool``), which rebuild this manager from their config
+file (``reactive.manager_section``: it names the unit's clouds.yaml) and make one server per job
+with :meth:`OpenstackRunnerManager.create_runners`.
+
+The ``*_WAIT_REPO_CHECK`` flushes wait (``settings.repo_check_wait`` at most) while a runner is
+inside its pre-job check, known as for LXD runners from the unit's side only: the digest of the
+one-time token in the server's metadata against the checks the policy service is answering
+(``openstack_backend.policy_checks``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from jinja2 import Environment
 
 from config.settings import RunnerManagerSettings
-from errors import (
-    ConfigError,
-    GithubClientError,
-    OpenstackNotFoundError,
-    OpenstackQuotaError,
-)
+from errors import ConfigError, GithubClientError, OpenstackNotFoundError
 from github_api.seam import GithubPlatform
 from github_api.types import GitHubPath
 from manager.executor import run_parallel
+from manager.idle_limit import max_idle_age
+from manager.job_safety_net import JobSafetyNet
+from manager.reactive_side import ReactiveSide, ReactiveTarget
 from manager.report import ReconcileReport
 from manager.runner_bin import RunnerBinaryMethods
 from manager.templates import template_environment
 from manager.unit_lock import UnitLock
+from manager.unit_safety_net import unit_safety_net
 from metrics.recorder import MetricsRecorder
 from observability.github_meter import metered_github_client
 from openstack_backend.client import OpenstackClient
+from openstack_backend.creation import OpenstackReconcileReport, create_batch
 from openstack_backend.metrics_push import RunnerMetricsPush
 from openstack_backend.observe import Ownership, observe, owned_servers
-from openstack_backend.runners import (
-    OneTimeTokens,
-    RunnerSide,
-    ServerTarget,
-    create_runner,
-    remove_runner,
-)
+from openstack_backend.policy_checks import PolicyService, wait_repo_checks
+from openstack_backend.runners import RunnerSide, ServerTarget, remove_runner
 from openstack_backend.seam import OpenstackCloud, ServerView
 from openstack_backend.user_data import UserDataConfig
-from reconcile_plan import DeleteReason, Deletion, PlanTimeouts, judge, plan_flush, plan_reconcile
+from reactive.manager_section import CloudFile
+from reactive.pool import ConsumerPool, consumer_pool_for
+from reconcile_plan import (
+    HEALTHY_STATES,
+    DeleteReason,
+    Deletion,
+    PlanTimeouts,
+    judge,
+    plan_flush,
+    plan_reconcile,
+)
 from repo_policy.client import RepoPolicyComplianceClient
 from runner_manager_type import LXDFlushMode, OpenstackRunnerManagerConfig, RunnerInfo
 from runner_type import VirtualMachineResources, runner_labels
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["OpenstackReconcileReport", "OpenstackRunnerManager"]
+
 _BUSY_FLUSH_MODES = (
     LXDFlushMode.FLUSH_BUSY,
     LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK,
     LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK,
 )
-
-
-@dataclass
-class OpenstackReconcileReport(ReconcileReport):
-    """What the last reconcile or flush did, with the cloud's refusals.
-
-    Attributes:
-        quota_exceeded: The cloud's quota message when it refused a server (None otherwise):
-            the charm can show it; the next reconcile tries again.
-        not_attempted: Creations the plan wanted but the quota refusal stopped.
-    """
-
-    quota_exceeded: str | None = None
-    not_attempted: int = 0
+_WAIT_REPO_CHECK_MODES = (
+    LXDFlushMode.FLUSH_IDLE_WAIT_REPO_CHECK,
+    LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK,
+    LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK,
+)
+_HEALTHY_GONE = (DeleteReason.SURPLUS.value, DeleteReason.EXPIRING.value)
 
 
 class OpenstackRunnerManager(RunnerBinaryMethods):
@@ -115,7 +121,9 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
         cloud_name: str = "",
         user_data: UserDataConfig | None = None,
         jinja: Environment | None = None,
-        policy: OneTimeTokens | None = None,
+        policy: PolicyService | None = None,
+        consumer_pool: ConsumerPool | None = None,
+        safety_net: JobSafetyNet | None = None,
     ) -> None:
         """Construct the manager.
 
@@ -131,11 +139,17 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
             user_data: What runners' user data holds besides the JIT config (proxies and the
                 mirror come from the configuration when not given).
             jinja: The template environment (the project's when not given).
-            policy: The policy service's token issuer (a client of ``config.repo_policy_url``
-                when not given and the URL is set).
+            policy: The policy service: one-time tokens, checks in flight (a client of
+                ``config.repo_policy_url`` when not given and the URL is set).
+            consumer_pool: The reactive consumers: given, the unit is in reactive mode. When
+                not given, the consumer processes of ``reactive_config`` if it is set (they
+                read ``clouds_yaml``).
+            safety_net: Reactive mode: enqueues the queued jobs no webhook brought, at each
+                reconcile; the unit's own when not given.
 
         Raises:
             ConfigError: If neither ``cloud`` nor ``clouds_yaml`` and ``cloud_name`` are given.
+            ReactiveRunnerError: In reactive mode without a consumer pool nor ``clouds_yaml``.
         """
         self.app_name = app_name
         self.unit = unit
@@ -156,6 +170,7 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
         policy_url = config.repo_policy_url
         if policy is None and policy_url:
             policy = RepoPolicyComplianceClient(policy_url, config.service_token)
+        self._policy = policy if policy_url else None
         enabled = self.state.is_metrics_enabled and bool(policy_url)
         push = (
             RunnerMetricsPush.for_unit(self.settings.state_dir, policy_url or "")
@@ -186,12 +201,21 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
                 repo_policy_url=policy_url,
             ),
             busy_delete_wait=self.settings.busy_delete_wait,
-            policy=policy if policy_url else None,
+            policy=self._policy,
             metrics=push,
         )
         self._lock = UnitLock(self.settings.state_dir / "runner-manager.lock")
-        if config.reactive_config is not None:
-            logger.warning("reactive mode is not supported on OpenStack yet: runners are kept")
+        cloud_file = CloudFile(clouds_yaml, cloud_name) if clouds_yaml is not None else None
+        self._pool = consumer_pool or consumer_pool_for(
+            app_name, unit, config, self.settings, cloud_file
+        )
+        if self._pool is not None and safety_net is None:
+            safety_net = unit_safety_net(config, self.settings, self.github)
+        self._reactive = (
+            None
+            if self._pool is None
+            else ReactiveSide(self._pool, self.state, self.settings, safety_net)
+        )
         self.last_report = OpenstackReconcileReport()
 
     def quota_refusal(self) -> str | None:
@@ -222,14 +246,17 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
     # --- reconcile -------------------------------------------------------------------------------
 
     def reconcile(self, quantity: int, resources: VirtualMachineResources) -> int:
-        """Bring runners in line with the target.
+        """Bring runners in line with the target (reactive mode: also keep the consumers).
 
         Args:
-            quantity: Number of intended runners.
+            quantity: Number of intended runners (reactive mode: the ceiling of runners and
+                consumers).
             resources: Unused: the flavor sets the resources of OpenStack runners.
 
         Returns:
-            Difference between intended runners and healthy runners before the change.
+            The change in healthy runners: the plan's difference between intended and healthy
+            runners, less the planned creations that did not happen (a quota refusal, a failed
+            creation).
 
         Raises:
             OpenstackNotFoundError: If the configured image, flavor or network does not exist
@@ -240,14 +267,26 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
             servers, instances, records = observe(
                 self.cloud, self.github, self.config.path, self.owner
             )
+            now = datetime.now(timezone.utc)
+            target = ReactiveTarget(quantity, None, 0, quantity)  # non-reactive: as given
+            if self._reactive is not None:  # runners from the queue over a warm floor
+                runners = judge(instances, records, now, self._timeouts())
+                target = self._reactive.target(quantity, runners)
             plan = plan_reconcile(
-                instances, records, quantity, datetime.now(timezone.utc), self._timeouts()
+                instances,
+                records,
+                target.desired,
+                now,
+                self._timeouts(),
+                stale_idle_after=target.stale_idle_after,
+                max_idle_age=self._max_idle_age(),
+                keep_idle=target.keep_idle,
             )
             report = OpenstackReconcileReport(plan=plan)
             self.last_report = report
             logger.info(
                 "openstack reconcile: %d wanted, %d servers; delete %d, create %d",
-                quantity,
+                target.desired,
                 len(servers),
                 len(plan.deletions),
                 plan.create,
@@ -256,11 +295,47 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
             self._collect(servers, report)
             if plan.create:
                 self._create(plan.create, report)
+            if self._reactive is not None:  # consumers = ceiling - runners alive after
+                gone = sum(1 for reason in report.deleted.values() if reason in _HEALTHY_GONE)
+                kept = sum(plan.count(state) for state in HEALTHY_STATES) - gone
+                consumers = self._reactive.keep_consumers(
+                    target.ceiling, kept + len(report.created)
+                )
+                self.metrics.reactive(getattr(self._pool, "queue_depth", None), consumers)
             report.duration = time.monotonic() - start
-        return plan.delta
+        return plan.delta - (plan.create - len(report.created))
+
+    def create_runners(self, count: int, resources: VirtualMachineResources) -> list[str]:
+        """Create ``count`` runners now, without a full reconcile (a reactive consumer's call).
+
+        Args:
+            count: How many runners.
+            resources: Unused: the flavor sets the resources of OpenStack runners.
+
+        Returns:
+            Names of the runners created (fewer when the quota refused some, or none).
+
+        Raises:
+            OpenstackNotFoundError: If the configured image, flavor or network does not exist.
+        """
+        report = OpenstackReconcileReport()
+        # Shared: creations run in parallel with each other, never while runners are judged.
+        with self._lock.shared(self.settings.lock_timeout, "create"):
+            self._create(count, report)
+        return report.created
+
+    @property
+    def github_client(self) -> GithubPlatform:
+        """The GitHub client of this manager (reactive consumers check jobs with it)."""
+        return self.github
 
     def _timeouts(self) -> PlanTimeouts:
         return PlanTimeouts(bootstrap=self.settings.bootstrap_timeout)
+
+    def _max_idle_age(self) -> timedelta | None:
+        """Idle runners older than this are replaced before their one-time token expires."""
+        policy = replace(self.settings, repo_policy_url=self.config.repo_policy_url)
+        return max_idle_age(policy, self.state.reconcile_interval)
 
     def _target(self) -> ServerTarget:
         return ServerTarget(
@@ -270,38 +345,14 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
         )
 
     def _create(self, count: int, report: OpenstackReconcileReport) -> None:
-        target = self._target()
-        refused = threading.Event()
-
-        def create_one(_: int) -> str | None:
-            if refused.is_set():
-                return None
-            began = time.monotonic()
-            try:
-                name = create_runner(self._side, target)
-                self.metrics.runner_installed(time.monotonic() - began, name)
-                return name
-            except OpenstackQuotaError as exc:
-                refused.set()
-                report.quota_exceeded = exc.message
-                raise
-
-        results = run_parallel(create_one, range(count), self.settings.create_parallelism)
-        for outcome in results:
-            if outcome is None or isinstance(outcome, OpenstackQuotaError):
-                report.not_attempted += 1
-            elif isinstance(outcome, Exception):
-                report.failed.append(getattr(outcome, "runner_name", None) or "?")
-                logger.error("runner creation failed: %s", outcome)
-            else:
-                report.created.append(outcome)
-        if report.quota_exceeded:
-            logger.warning(
-                "quota exceeded: %d of %d runners not created (%s); retried next reconcile",
-                report.not_attempted,
-                count,
-                report.quota_exceeded,
-            )
+        create_batch(
+            self._side,
+            self._target(),
+            count,
+            parallelism=self.settings.create_parallelism,
+            metrics=self.metrics,
+            report=report,
+        )
 
     def _collect(self, servers: list[ServerView], report: ReconcileReport) -> None:
         """Extract the metrics of the runners whose servers are gone (or were just deleted)."""
@@ -337,8 +388,8 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
     def flush(self, mode: LXDFlushMode = LXDFlushMode.FLUSH_IDLE) -> int:
         """Remove existing runners (GitHub record first, then the server).
 
-        The ``*_WAIT_REPO_CHECK`` modes act as their counterparts without the wait: OpenStack
-        runners run no pre-job policy check yet.
+        The ``*_WAIT_REPO_CHECK`` modes first wait, at most ``settings.repo_check_wait``, while
+        a runner is inside its pre-job policy check (``openstack_backend.policy_checks``).
 
         Args:
             mode: Strategy for flushing runners.
@@ -351,6 +402,12 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
         """
         start = time.monotonic()
         with self._locked("flush"):
+            if mode in _WAIT_REPO_CHECK_MODES:
+                wait_repo_checks(
+                    self._policy,
+                    lambda: owned_servers(self.cloud, self.owner),
+                    self.settings.repo_check_wait,
+                )
             try:
                 servers, instances, records = observe(
                     self.cloud, self.github, self.config.path, self.owner

@@ -31,8 +31,16 @@ from openstack_backend.observe import Ownership
 from openstack_backend.seam import OpenstackCloud
 from openstack_backend.user_data import UserDataConfig, render_user_data
 from reconcile_plan import Runner
+from repo_policy.in_flight import token_digest
 
 logger = logging.getLogger(__name__)
+
+POLICY_DIGEST_KEY = "github-runner-policy-token-sha256"
+"""Server metadata: SHA-256 of the runner's one-time policy token (what a flush waits on).
+
+The manager writes it at creation; the token itself is spent by the runner's check, so the
+digest (which the server can read back from the metadata service) is worth nothing to a job.
+"""
 
 
 class OneTimeTokens(Protocol):
@@ -132,7 +140,7 @@ def create_runner(side: RunnerSide, target: ServerTarget) -> str:
             flavor=target.flavor,
             network=target.network,
             user_data=user_data,
-            metadata=side.owner.metadata(),
+            metadata=_metadata(side.owner, policy_token),
             tags=side.owner.tags(),
         )
     except (OpenstackError, TemplateValueError) as exc:
@@ -143,6 +151,14 @@ def create_runner(side: RunnerSide, target: ServerTarget) -> str:
             raise
         raise RunnerCreateError(f"server of {name} refused: {exc}", name) from exc
     return name
+
+
+def _metadata(owner: Ownership, policy_token: str | None) -> dict[str, str]:
+    """The server's metadata: its ownership, and its policy token's digest when it has one."""
+    metadata = owner.metadata()
+    if policy_token is not None:
+        metadata[POLICY_DIGEST_KEY] = token_digest(policy_token)
+    return metadata
 
 
 def _discard_store(side: RunnerSide, name: str) -> None:

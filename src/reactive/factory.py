@@ -1,19 +1,22 @@
-"""The consumer process's factory: this unit's RunnerManager, rebuilt from the config file.
+"""The consumer process's factory: this unit's manager, rebuilt from the config file.
 
 A consumer (``reactive.runner``) turns the ``runner_manager`` section its config file holds into
-the runner spawner (the RunnerManager, one runner per job) and the GitHub job checker (the
-manager's GitHub client). This module imports the RunnerManager; the manager never imports it.
+the runner spawner (the unit's manager, one runner per job) and the GitHub job checker (the
+manager's GitHub client). The section says the backend: LXD's RunnerManager or the
+OpenstackRunnerManager (imported only for an OpenStack section: it pulls in openstacksdk). This
+module imports the managers; they never import it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from errors import RunnerCreateError
-from github_api.types import GitHubRunnerStatus, SelfHostedRunner
-from reactive.manager_section import parse_manager_section
+from errors import ReactiveRunnerError, RunnerCreateError
+from github_api.seam import GithubPlatform
+from github_api.types import GitHubPath, GitHubRunnerStatus, SelfHostedRunner
+from reactive.manager_section import ManagerSpec, parse_manager_section
 from reactive.types import (
     GithubJobChecker,
     RunnerActivity,
@@ -22,7 +25,26 @@ from reactive.types import (
     RunnerWatcher,
 )
 from runner_manager import RunnerManager
+from runner_manager_type import OpenstackRunnerManagerConfig
 from runner_type import VirtualMachineResources
+
+
+class SpawningManager(Protocol):
+    """What a consumer uses of a unit's manager (``RunnerManager``, ``OpenstackRunnerManager``)."""
+
+    @property
+    def prefix(self) -> str:
+        """The unit's runner name prefix."""
+        ...  # pragma: no cover
+
+    @property
+    def github_client(self) -> GithubPlatform:
+        """The manager's GitHub client."""
+        ...  # pragma: no cover
+
+    def create_runners(self, count: int, resources: VirtualMachineResources) -> list[str]:
+        """Create ``count`` runners now; return the names of those created."""
+        ...  # pragma: no cover
 
 
 def view_of(runners: Iterable[SelfHostedRunner], name: str | None) -> RunnerView:
@@ -49,15 +71,17 @@ def view_of(runners: Iterable[SelfHostedRunner], name: str | None) -> RunnerView
 
 @dataclass
 class ManagerSpawner:
-    """Creates one runner per job through the RunnerManager, and watches the unit's runners.
+    """Creates one runner per job through the unit's manager, and watches the unit's runners.
 
     Attributes:
         manager: This unit's manager.
-        resources: Resources of each runner instance.
+        resources: Resources of each runner instance (unused by OpenStack: the flavor decides).
+        path: The GitHub organisation or repository the runners register with.
     """
 
-    manager: RunnerManager
+    manager: SpawningManager
     resources: VirtualMachineResources
+    path: GitHubPath
 
     def spawn_one(self) -> str:
         """Create one runner now.
@@ -83,9 +107,7 @@ class ManagerSpawner:
             The view.
         """
         manager = self.manager
-        return view_of(
-            manager.github_client.list_runners(manager.config.path, manager.prefix), name
-        )
+        return view_of(manager.github_client.list_runners(self.path, manager.prefix), name)
 
 
 def reactive_components(section: Mapping[str, Any]) -> tuple[RunnerSpawner, GithubJobChecker]:
@@ -101,8 +123,26 @@ def reactive_components(section: Mapping[str, Any]) -> tuple[RunnerSpawner, Gith
         ReactiveRunnerError: The section is incomplete or invalid.
     """
     spec = parse_manager_section(section)
-    manager = RunnerManager(spec.app_name, spec.unit, spec.config, settings=spec.settings)
-    return ManagerSpawner(manager, spec.config.charm_state.vm_resources), manager.github_client
+    manager = _manager(spec)
+    spawner = ManagerSpawner(manager, spec.config.charm_state.vm_resources, spec.config.path)
+    return spawner, manager.github_client
+
+
+def _manager(spec: ManagerSpec) -> SpawningManager:
+    if not isinstance(spec.config, OpenstackRunnerManagerConfig):
+        return RunnerManager(spec.app_name, spec.unit, spec.config, settings=spec.settings)
+    if spec.cloud is None:  # parse_manager_section always names it for OpenStack
+        raise ReactiveRunnerError("an OpenStack section without its clouds.yaml")
+    from openstack_backend.manager import OpenstackRunnerManager  # noqa: PLC0415 - openstacksdk
+
+    return OpenstackRunnerManager(
+        spec.app_name,
+        spec.unit,
+        spec.config,
+        settings=spec.settings,
+        clouds_yaml=spec.cloud.clouds_yaml,
+        cloud_name=spec.cloud.cloud,
+    )
 
 
 _WATCHER: type[RunnerWatcher] = ManagerSpawner  # mypy: the spawner is also the watcher

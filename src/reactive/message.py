@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -28,6 +28,9 @@ import errors
 from github_api.names import is_owner_name, is_repo_name
 from github_api.types import GitHubRepo
 from runner_type import Arch, runner_labels
+
+if TYPE_CHECKING:
+    from config.state import CharmState
 
 MAX_MESSAGE_BYTES = 64 * 1024
 _JOB_PATH = re.compile(r"/repos/([^/]+)/([^/]+)/actions/jobs/[0-9]{1,19}/?$")
@@ -154,3 +157,19 @@ def build_supported_labels(
     """
     every = runner_labels(configured, app_name, base_image, Arch(arch))
     return frozenset(label.strip().lower() for label in every if label.strip())
+
+
+def unit_supported_labels(state: CharmState) -> frozenset[str]:
+    """Return the labels this unit's runners offer, on its backend.
+
+    LXD runners carry the base image's name (``noble``); OpenStack runners do not: their image
+    is the operator's Glance image, whatever it holds (``OpenstackRunnerManager``'s labels).
+
+    Args:
+        state: The charm state (labels, application, base image, architecture, backend).
+
+    Returns:
+        The labels, lower-cased.
+    """
+    base_image = "" if state.openstack is not None else state.base_image.value
+    return build_supported_labels(state.labels, state.app_name, base_image, state.arch.value)

@@ -20,9 +20,14 @@ from lxd import LxdClient, LxdCloud, LxdInstanceFiles, LxdInstanceHandle
 from metrics.github import JobsOfRunClient
 from openstack_backend.client import OpenstackClient
 from openstack_backend.manager import OpenstackRunnerManager
+from openstack_backend.policy_checks import PolicyService
 from openstack_backend.seam import OpenstackCloud
 from reactive.consumer import GithubJobChecker
+from reactive.factory import SpawningManager
+from repo_policy.client import RepoPolicyComplianceClient
 from repo_policy.policy import PolicyGitHub
+from runner_manager import RunnerManager
+from tests.unit.fakes_core import FakeRepoPolicy
 from tests.unit.fakes_github import FakeGithub
 from tests.unit.fakes_lxd import FakeLxd
 from tests.unit.fakes_openstack import FakeOpenstack
@@ -163,3 +168,25 @@ def test_openstack_manager_matches_the_runner_manager_port() -> None:
     for name in _protocol_methods(RunnerManagerPort):
         expected = _shape(getattr(RunnerManagerPort, name))
         assert _shape(getattr(OpenstackRunnerManager, name)) == expected, f"{name} differs"
+
+
+def _managers_spawn(
+    openstack: OpenstackRunnerManager, lxd: RunnerManager
+) -> tuple[SpawningManager, SpawningManager]:
+    """Statically (mypy): a reactive consumer can spawn through either backend's manager."""
+    return openstack, lxd
+
+
+_POLICY_FAKE: PolicyService = FakeRepoPolicy()
+_POLICY_REAL: PolicyService = RepoPolicyComplianceClient("http://127.0.0.1:9", "svc")
+
+
+@pytest.mark.parametrize("implementation", [FakeRepoPolicy, RepoPolicyComplianceClient])
+def test_policy_implementations_match_the_openstack_managers_protocol(
+    implementation: type,
+) -> None:
+    methods = _protocol_methods(PolicyService)
+    assert {"get_one_time_token", "checks_in_flight"} <= set(methods)
+    for name in methods:
+        expected = _shape(getattr(PolicyService, name))
+        assert _shape(getattr(implementation, name)) == expected, f"{name} differs"

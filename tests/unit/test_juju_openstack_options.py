@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from dataclasses import replace
 from pathlib import Path
@@ -273,13 +274,43 @@ def test_the_clouds_yaml_is_written_private_and_only_when_it_changed(tmp_path: P
     assert path.read_text() == CLOUDS + "\n"
 
 
-def test_reactive_mode_is_refused_on_openstack() -> None:
+def test_reactive_mode_on_openstack_gives_the_openstack_manager_the_queue() -> None:
     secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
     config = _openstack(**{"openstack-clouds-yaml-secret-id": secret.id})
-    with pytest.raises(ConfigError) as caught:
-        build(config, secrets=[secret], database_uri="mongodb://u:p@db:27017/x")
-    assert caught.value.option == "backend"
-    assert "reactive mode" in caught.value.reason
+    uri = "mongodb://u:p@198.18.1.1:27017/x"
+    state = build(config, secrets=[secret], database_uri=uri)
+    assert state.openstack is not None
+    assert state.reactive_config is not None
+    manager = manager_config(state, Path("/var/lib/runners"), None)
+    assert isinstance(manager, OpenstackRunnerManagerConfig)
+    assert manager.reactive_config == state.reactive_config
+    assert manager.reactive_config.mq_uri.get_secret_value() == uri
+
+
+def test_a_reactive_unit_on_openstack_is_active_and_reconciles_on_the_cloud(
+    ctx: testing.Context[GithubRunnerCharm], manager: FakeRunnerManager
+) -> None:
+    secret = testing.Secret(tracked_content={"clouds-yaml": CLOUDS})
+    user = testing.Secret({"uris": "mongodb://user:pass@198.18.1.1:27017/github-runner"})
+    answer = {"resource": "github-runner", "request-id": "r1", "salt": "s"}
+    mongodb = testing.Relation(
+        "mongodb",
+        remote_app_data={
+            "version": "v1",
+            "requests": json.dumps([{**answer, "secret-user": user.id}]),
+            "data": json.dumps({"r1": answer}),
+        },
+    )
+    config = _openstack(**{"openstack-clouds-yaml-secret-id": secret.id})
+    state = replace(base_state(config=config), secrets={secret, user}, relations=[mongodb])
+    out = ctx.run(ctx.on.install(), state)
+    out = ctx.run(reconcile_event(), out)
+    built = manager.configs[-1][2]
+    assert isinstance(built, OpenstackRunnerManagerConfig)
+    assert built.reactive_config is not None
+    assert built.reactive_config.queue_name == "github-runner"
+    assert "reconcile" in manager.names()
+    assert out.unit_status.name == "active", out.unit_status
 
 
 def test_the_cloud_quota_blocks_the_unit_until_a_reconcile_fits(

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from config.settings import RunnerManagerSettings
-from errors import ConfigError, GithubApiError, OpenstackNotFoundError
+from errors import (
+    ConfigError,
+    GithubApiError,
+    OpenstackBadRequestError,
+    OpenstackNotFoundError,
+)
 from openstack_backend.manager import OpenstackRunnerManager
 from openstack_backend.observe import APP_KEY, UNIT_KEY
 from openstack_backend.seam import ACTIVE, ERROR, SHUTOFF
@@ -160,7 +165,7 @@ def test_quota_gives_fewer_creations_and_a_report_not_a_crash(cloud, github, set
     cloud.quota = 2
     manager = make_manager(cloud, github, settings)
     delta = manager.reconcile(5, RESOURCES)
-    assert delta == 5
+    assert delta == 2, "what happened: 2 created, not the 5 planned"
     assert len(cloud.servers) == 2
     report = manager.last_report
     assert report.quota_exceeded is not None
@@ -176,7 +181,7 @@ def test_quota_gives_fewer_creations_and_a_report_not_a_crash(cloud, github, set
     # Once quota frees up, the next reconcile creates the rest.
     cloud.quota = None
     come_online(cloud, github)
-    manager.reconcile(5, RESOURCES)
+    assert manager.reconcile(5, RESOURCES) == 3
     assert len(cloud.servers) == 5
     assert manager.last_report.quota_exceeded is None
     assert manager.quota_refusal() is None
@@ -191,6 +196,18 @@ def test_quota_with_parallel_creations(cloud, github, settings) -> None:
     assert len(report.created) == 3
     assert report.not_attempted == 5
     assert report.failed == []
+
+
+def test_reconcile_returns_what_happened_when_creations_fail(cloud, github, settings) -> None:
+    manager = make_manager(cloud, github, settings)
+    cloud.fail_create = OpenstackBadRequestError("no valid host", 400, "create_server")
+    assert manager.reconcile(2, RESOURCES) == 0, "nothing was created"
+    assert len(manager.last_report.failed) == 2
+    cloud.fail_create = None
+    assert manager.reconcile(2, RESOURCES) == 2
+    come_online(cloud, github)
+    assert manager.reconcile(1, RESOURCES) == -1, "a scale-down is what happened too"
+    assert len(cloud.servers) == 1
 
 
 def test_racing_creates_past_quota_go_to_error_and_are_cleaned(cloud, github, settings) -> None:
