@@ -15,6 +15,9 @@ Scenarios:
 - ``spread`` (1, 2, 3 units, ``ceiling`` consumers each): a burst of jobs published at once;
   job wait (queued -> in_progress, sandbox clock) p50/p95/max, makespan, jobs per unit (the unit
   whose runner ran the job, from the runner name ``<app>-<unit>-``), runners created per job.
+  Repeated ``--runs`` times (the unit counts interleaved, so load drifts over all alike); each
+  figure is the median over the runs, the ratio is of the medians, and the per-run p50s are
+  printed too.
 - ``kill``: with every unit up, a burst is published, then one unit's manager process and its
   consumers are SIGKILLed while they hold messages; every job must still run (the broker
   redelivers the unacked messages to the other units), none twice. The killed unit then comes
@@ -25,7 +28,7 @@ flush removing another unit's runner or GitHub record, instances, consumers or m
 (shared-fs images and mount points) left behind. A job cannot run twice in the sandbox (it hands a
 queued job to one runner); a duplicate delivery shows as ``runners / job`` above 1.
 
-    python benchmarks/scale_out.py [--json] [--small] [--jobs N] [--ceiling C]
+    python benchmarks/scale_out.py [--json] [--small] [--jobs N] [--ceiling C] [--runs R]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -284,6 +288,20 @@ def spread(
     return row
 
 
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over the runs of one unit count; jobs per unit summed."""
+    merged: dict[str, Any] = {"runs": len(rows), "run_p50s": [row["p50"] for row in rows]}
+    for key in ("n", "p50", "p95", "max", "makespan", "runners_per_job", "spare_runners"):
+        values = [row[key] for row in rows if row.get(key) is not None]
+        merged[key] = round(statistics.median(values), 2) if values else None
+    per_unit: dict[str, int] = {}
+    for row in rows:
+        for unit, count in row["jobs_per_unit"].items():
+            per_unit[unit] = per_unit.get(unit, 0) + count
+    merged["jobs_per_unit"] = per_unit
+    return merged
+
+
 def kill(
     env: LocalEnvironment, spec: Path, units: int, *, jobs: int, ceiling: int, report: Report
 ) -> dict[str, Any]:
@@ -342,6 +360,7 @@ def main() -> int:
         [
             ("--jobs", {"type": int, "default": 0, "help": "jobs per burst"}),
             ("--ceiling", {"type": int, "default": 2, "help": "consumers per unit"}),
+            ("--runs", {"type": int, "default": 0, "help": "bursts per unit count (median)"}),
         ],
     )
     jobs = args.jobs or (3 if args.small else 6)
@@ -350,16 +369,21 @@ def main() -> int:
     started = time.monotonic()
     options = LocalOptions(app_name=APP, repo="octo/bench", labels=("bench",))
     delete_queue()
-    figures: dict[str, Any] = {"jobs": jobs, "ceiling": args.ceiling, "spread": {}}
+    runs = args.runs or (1 if args.small else 3)
+    figures: dict[str, Any] = {"jobs": jobs, "ceiling": args.ceiling, "runs": runs, "spread": {}}
+    bursts: dict[int, list[dict[str, Any]]] = {units: [] for units in counts}
     try:
         with LocalEnvironment(options) as env:
             spec = env.workdir / "attach.json"
             spec.write_text(json.dumps(env.attach_spec()))
             figures["isolation"] = isolation(env, 3, report)
+            for _ in range(runs):
+                for units in counts:
+                    bursts[units].append(
+                        spread(env, spec, units, jobs=jobs, ceiling=args.ceiling, report=report)
+                    )
             for units in counts:
-                figures["spread"][str(units)] = spread(
-                    env, spec, units, jobs=jobs, ceiling=args.ceiling, report=report
-                )
+                figures["spread"][str(units)] = median_row(bursts[units])
             figures["kill"] = kill(
                 env, spec, 2 if args.small else 3, jobs=jobs, ceiling=args.ceiling, report=report
             )
@@ -373,9 +397,11 @@ def main() -> int:
 
     base = figures["spread"].get("1", {}).get("p50")
     table = report.table(
-        f"burst of {jobs} jobs, {args.ceiling} consumers per unit (s; sandbox clock)",
+        f"burst of {jobs} jobs, {args.ceiling} consumers per unit, median of {runs} bursts per "
+        "unit count (s; sandbox clock)",
         "units",
         "n",
+        "p50 per run",
         "p50",
         "p95",
         "max",
@@ -391,6 +417,7 @@ def main() -> int:
         table.add_row(
             name,
             str(row["n"]),
+            ", ".join(fmt(p) for p in row.get("run_p50s", [row["p50"]])),
             fmt(row["p50"]),
             fmt(row["p95"]),
             fmt(row["max"]),

@@ -31,7 +31,6 @@ import json
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -48,6 +47,15 @@ from benchmarks._lib.bench import (
     parse_args,
     summary,
 )
+from benchmarks._lib.soak_figures import (
+    FD_SLACK,
+    RSS_SLACK_KIB,
+    RSS_TOLERANCE,
+    dir_files,
+    flat,
+    host_state,
+    wait_windows,
+)
 from harness.local import LocalEnvironment, LocalOptions
 from metrics.shared_fs import SharedFilesystemManager
 from metrics.storage import QUARANTINE_MAX_ARCHIVES
@@ -58,7 +66,6 @@ from runner_manager_type import LXDFlushMode
 APP = "bench-soak"
 CANCEL_SHARE, FAULT_P = 0.05, 0.1
 KILL_AT, LIMIT_AT, RESTART_AT = 0.15, 0.30, 0.55
-RSS_TOLERANCE, RSS_SLACK_KIB, FD_SLACK = 0.25, 40 << 10, 8
 CHILD = textwrap.dedent(
     """
     import json, os, sys, time
@@ -183,37 +190,7 @@ def restart_lxd() -> dict[str, Any]:
     return {"pids": daemons, "rc": start.returncode, "s": round(time.monotonic() - began, 1)}
 
 
-def host_state() -> dict[str, int]:
-    """Loop devices and mounts of the host (compared before vs after)."""
-    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False)
-    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
-        mount_count = sum(1 for _ in mounts)
-    return {"loop_devices": len(loops.stdout.splitlines()), "mounts": mount_count}
-
-
-def flat(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """RSS and fds of the first vs the last 10 % of one process's reconciles."""
-    tenth = max(1, len(samples) // 10)
-    head, tail = samples[:tenth], samples[-tenth:]
-    rss = [statistics.median(r["rss_kib"] for r in part) for part in (head, tail)]
-    fds = [statistics.median(r["fds"] for r in part) for part in (head, tail)]
-    return {
-        "reconciles": len(samples),
-        "rss_mib_first": round(rss[0] / 1024, 1),
-        "rss_mib_last": round(rss[1] / 1024, 1),
-        "fds_first": fds[0],
-        "fds_last": fds[1],
-        "rss_grew": rss[1] > rss[0] * (1 + RSS_TOLERANCE) and rss[1] - rss[0] > RSS_SLACK_KIB,
-        "fds_grew": fds[1] - fds[0] > FD_SLACK,
-    }
-
-
-def dir_files(path: Path) -> list[Path]:
-    """Regular files below a directory (none if it is missing)."""
-    return [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
-
-
-def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any]:  # noqa: C901
+def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any]:  # noqa: C901, PLR0915
     """Queue the jobs, cancel some, inject the faults; return what happened."""
     total, size = args.jobs, args.pool
     longest = 6 if args.small else 20
@@ -231,6 +208,7 @@ def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any
     manager.start()
     deadline = time.monotonic() + (300 if args.small else 60 * 60)
     jobs: dict[int, dict[str, Any]] = {}
+    loads: list[tuple[float, float]] = []  # (time, 1-minute load) each round
     while time.monotonic() < deadline:
         jobs = {j["id"]: j for j in env.control("GET", "/jobs") if j["id"] in index_of}
         done = sum(1 for j in jobs.values() if j["status"] == "completed")
@@ -260,6 +238,7 @@ def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any
             events["rate_limit"] = {"window_s": window, "at": done}
         if "lxd_restart" not in events and done >= RESTART_AT * total:
             events["lxd_restart"] = {**restart_lxd(), "at": done}
+        loads.append((time.time(), os.getloadavg()[0]))
         time.sleep(1.0)
     faults = env.control("GET", "/faults")
     stats = env.control("GET", "/stats")
@@ -275,6 +254,7 @@ def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any
         "rate_limited": stats.get("rate_limited"),
         "requests": sum(n for k, n in stats["requests"].items() if " /_" not in k),
         "manager": manager,
+        "loads": loads,
     }
 
 
@@ -359,6 +339,7 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
         if "in_progress" in j.get("event_times", {}) and "queued" in j["event_times"]
     ]
     first, last = summary(waits[:50]), summary(waits[-50:])
+    windows = wait_windows(jobs, run.get("loads", []), 50)
 
     manager: ManagerProcess | None = run.get("manager")
     ends = manager.ends() if manager else []
@@ -399,6 +380,11 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
         "wait p50 / p95 s, first 50 jobs", f"{fmt(first['p50'])} / {fmt(first['p95'])}", ""
     )
     table.add_row("wait p50 / p95 s, last 50 jobs", f"{fmt(last['p50'])} / {fmt(last['p95'])}", "")
+    table.add_row(
+        "wait p50 s (mean load) per 50 jobs",
+        ", ".join(f"{fmt(w['p50'])} ({fmt(w['load'])})" for w in windows),
+        "",
+    )
     table.add_row(
         "reconciles (ok, handled errors, uncaught)",
         f"{len(ends)} ({sum(1 for r in ends if not r['error'])}, {sum(handled.values())},"
@@ -450,6 +436,7 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
         wait_first_50=first,
         wait_last_50=last,
         wait_all=summary(waits),
+        wait_windows=windows,
         reconciles=len(ends),
         handled_errors=handled,
         uncaught=uncaught,

@@ -1,0 +1,84 @@
+"""The soak's host and process figures: mounts and loop devices, memory, waits over time."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from benchmarks._lib.bench import summary
+
+RSS_TOLERANCE, RSS_SLACK_KIB, FD_SLACK = 0.25, 40 << 10, 8
+
+# iproute2 bind-mounts /run/netns onto itself at the first ``ip netns add`` of a boot and keeps
+# it (the test network's first namespace on a fresh machine makes it): not a leak. The
+# namespaces' own mounts (/run/netns/<name>) still count.
+IPROUTE2_ONCE_PER_BOOT = "/run/netns"
+
+
+def host_state() -> dict[str, int]:
+    """Loop devices and mounts of the host (compared before vs after)."""
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False)
+    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+        points = [line.split()[4] for line in mounts if len(line.split()) > 4]
+    mount_count = sum(1 for point in points if point != IPROUTE2_ONCE_PER_BOOT)
+    return {"loop_devices": len(loops.stdout.splitlines()), "mounts": mount_count}
+
+
+def flat(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """RSS and fds of the first vs the last 10 % of one process's reconciles."""
+    tenth = max(1, len(samples) // 10)
+    head, tail = samples[:tenth], samples[-tenth:]
+    rss = [statistics.median(r["rss_kib"] for r in part) for part in (head, tail)]
+    fds = [statistics.median(r["fds"] for r in part) for part in (head, tail)]
+    return {
+        "reconciles": len(samples),
+        "rss_mib_first": round(rss[0] / 1024, 1),
+        "rss_mib_last": round(rss[1] / 1024, 1),
+        "fds_first": fds[0],
+        "fds_last": fds[1],
+        "rss_grew": rss[1] > rss[0] * (1 + RSS_TOLERANCE) and rss[1] - rss[0] > RSS_SLACK_KIB,
+        "fds_grew": fds[1] - fds[0] > FD_SLACK,
+    }
+
+
+def dir_files(path: Path) -> list[Path]:
+    """Regular files below a directory (none if it is missing)."""
+    return [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+
+
+def wait_windows(
+    jobs: list[dict[str, Any]], loads: list[tuple[float, float]], size: int
+) -> list[dict[str, Any]]:
+    """Job waits per ``size`` jobs in queue order, each with the mean 1-minute load meanwhile.
+
+    A wait that grows over the run is drift only if the load did not grow with it: the load is
+    averaged over the samples from the window's first queued job to its last job's start.
+
+    Args:
+        jobs: The sandbox's jobs, in queue order.
+        loads: ``(unix time, 1-minute load average)`` samples.
+        size: Jobs per window.
+
+    Returns:
+        Per window: its first job's index, the wait summary and ``load`` (None without samples).
+    """
+    windows = []
+    for first in range(0, len(jobs), size):
+        times = [j.get("event_times", {}) for j in jobs[first : first + size]]
+        times = [t for t in times if "queued" in t and "in_progress" in t]
+        if not times:
+            continue
+        since = min(float(t["queued"]) for t in times)
+        until = max(float(t["in_progress"]) for t in times)
+        during = [load for at, load in loads if since <= at <= until]
+        waits = [float(t["in_progress"]) - float(t["queued"]) for t in times]
+        windows.append(
+            {
+                "from_job": first,
+                **summary(waits),
+                "load": round(statistics.mean(during), 2) if during else None,
+            }
+        )
+    return windows
