@@ -10,6 +10,7 @@ and its subclasses.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -155,7 +156,23 @@ class OpenstackClient:
             servers = self._conn.compute.servers(details=True, name=f"^{_regex(prefix)}")
             return [v for v in map(server_view, servers) if v.name.startswith(prefix)]
 
-        return self._call("list_servers", listing)
+        return [self._with_fault(view) for view in self._call("list_servers", listing)]
+
+    def _with_fault(self, view: ServerView) -> ServerView:
+        """Add the fault of a server in ERROR: Nova's detailed listing does not carry it.
+
+        One ``GET /servers/{id}`` per server in ERROR (none for healthy ones). The fault only
+        explains: when it cannot be read (the server went meanwhile, the call failed), the view
+        stays without it.
+        """
+        if view.fault or view.status.upper() != "ERROR":
+            return view
+        try:
+            server = self._conn.compute.get_server(view.id)
+        except (os_exceptions.SDKException, ks_exceptions.ClientException) as exc:
+            logger.info("fault of server %s not read: %s", view.name, exc)
+            return view
+        return dataclasses.replace(view, fault=server_view(server).fault)
 
     def create_server(
         self,

@@ -20,14 +20,15 @@ SHUTOFF = "SHUTOFF"
 
 @dataclass(frozen=True)
 class ServerView:
-    """One Nova server as listed (a single list call gives every field).
+    """One Nova server as listed (a single list call gives every field but the fault).
 
     Attributes:
         name: The server name (the runner name).
         id: Nova's id.
         status: Nova's status, e.g. ``ACTIVE``, ``BUILD``, ``ERROR``, ``SHUTOFF``.
         created_at: When Nova created it (UTC), if it says.
-        fault: The fault message of a server in ERROR, if any.
+        fault: The fault message of a server in ERROR, if any (Nova's detailed listing does
+            not carry it: the client reads it for each server in ERROR).
         metadata: The server's metadata (ownership: app and unit).
         tags: The server's tags.
     """
@@ -46,6 +47,8 @@ class OpenstackCloud(Protocol):
 
     def list_servers(self, prefix: str) -> list[ServerView]:
         """List the servers whose name starts with ``prefix``: one listing, every page.
+
+        Servers in ERROR also get their fault (one read each; none for the others).
 
         Args:
             prefix: Name prefix of the servers to keep (the unit's prefix).

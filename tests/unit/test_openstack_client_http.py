@@ -36,6 +36,8 @@ class Nova:
     page: int = 1000  # servers per listing page
     create_answer: tuple[int, dict[str, Any]] | None = None
     delay: float = 0.0
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)  # shown by GET only, as Nova
+    gone: set[str] = field(default_factory=set)  # listed, but a GET of them answers 404
     requests: list[tuple[str, str, str | None, Any]] = field(default_factory=list)
 
 
@@ -86,9 +88,16 @@ def _handler(nova: Nova) -> type[BaseHTTPRequestHandler]:  # noqa: C901 - the st
                 return self._send(200, _version(base))
             if url.path == "/compute/v2.1/servers/detail":
                 return self._send(200, _page(nova, base, query.get("marker", [""])[0]))
-            found = [s for s in nova.servers if url.path.endswith(f"/servers/{s['id']}")]
+            found = [
+                s
+                for s in nova.servers
+                if url.path.endswith(f"/servers/{s['id']}") and s["id"] not in nova.gone
+            ]
             if found:
-                return self._send(200, {"server": found[0]})
+                fault = nova.faults.get(found[0]["id"])
+                return self._send(
+                    200, {"server": {**found[0], **({"fault": fault} if fault else {})}}
+                )
             return self._send(404, {"itemNotFound": {"code": 404, "message": "not found"}})
 
         def do_POST(self) -> None:
@@ -146,6 +155,27 @@ def test_list_is_one_paginated_listing_at_the_microversion(nova: Nova, client) -
     assert len(gets) == 3  # the pages of one listing
     assert "name=%5Egh-0-" in gets[0][1]
     assert all(r[2] == "compute 2.93" for r in gets)
+
+
+def test_servers_in_error_get_their_fault_which_the_listing_lacks(nova: Nova, client) -> None:
+    nova.servers = [
+        _server("gh-0-aaaa", "s1"),
+        _server("gh-0-bbbb", "s2", status="ERROR"),
+        _server("gh-0-cccc", "s3", status="ERROR"),
+    ]
+    nova.faults = {
+        sid: {"code": 500, "message": "No valid host was found. "} for sid in ("s2", "s3")
+    }
+    nova.gone = {"s3"}  # deleted between the listing and the read: listed without its fault
+    listed = client.list_servers("gh-0-")
+    assert [(s.id, s.status, s.fault) for s in listed] == [
+        ("s1", "ACTIVE", None),
+        ("s2", "ERROR", "No valid host was found. "),
+        ("s3", "ERROR", None),
+    ]
+    gets = [r[1] for r in nova.requests if r[0] == "GET" and "/servers" in r[1]]
+    assert len([g for g in gets if "/servers/detail" in g]) == 1  # still one listing
+    assert sorted(g.rsplit("/", 1)[1] for g in gets if "/detail" not in g) == ["s2", "s3"]
 
 
 def test_create_sends_base64_user_data_tags_and_metadata(nova: Nova, client) -> None:
