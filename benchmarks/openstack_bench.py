@@ -15,13 +15,14 @@ For each N (4 and 8; ``--small``: 2), on each backend:
 1. ``--runs`` (default 3; small 2) cycles of ``reconcile(N)`` from 0, then idle flush to 0:
    per runner, seconds from the reconcile's start to the server first listed ACTIVE
    (OpenStack) or the instance first listed Running (LXD), seen by a poller with its own
-   connection every 50 ms; LXD runners also to all N online on GitHub. Median over all
-   runners of all cycles;
+   connection every 50 ms; LXD runners also to all N online on GitHub; and the creating
+   reconcile's own wall (until it returns). Medians over all runners / cycles;
 2. after the last cycle's creation, ``--reconciles`` (default 7; small 5) reconciles with
    nothing to do: wall and CPU seconds of each (CPU: this process, i.e. the manager and the
    in-process sandbox answering it), server listings (``OpenstackCloud.list_servers`` calls),
    HTTP requests to OpenStack (every request of the manager's openstacksdk session) or to LXD
-   (``LxdTransport.request``), GitHub REST requests (the sandbox's counters); medians.
+   (``LxdTransport.request``) and the seconds waited on them, GitHub REST requests (the
+   sandbox's counters); medians.
 
 Ratios are OpenStack / LXD at the same N. The create->online figure through nova with a nova
 driver that runs servers as LXD containers (``scripts/openstack/``) has its place in
@@ -89,7 +90,7 @@ class Backend:
         manager: The runner manager (``reconcile``, ``flush``, ``last_report``, ``prefix``).
         ready: {runner: created and ready} now (ACTIVE / Running), from an own connection.
         left: Names of the backend's servers or instances with the manager's prefix now.
-        calls: (server listings, backend HTTP requests) so far.
+        calls: (server listings, backend HTTP requests, seconds waited on the backend) so far.
         github: GitHub REST requests since the last reset (reset and 0 when given True).
         online: Seconds until N runners are online after a creation (None: not measured).
         steady_prep: Run before each steady reconcile, untimed.
@@ -99,7 +100,7 @@ class Backend:
     manager: Any
     ready: Callable[[], dict[str, bool]]
     left: Callable[[], list[str]]
-    calls: Callable[[], tuple[int, int]]
+    calls: Callable[[], tuple[int, int, float]]
     github: Callable[[bool], int]
     online: Callable[[int], float | None]
     steady_prep: Callable[[], object]
@@ -120,11 +121,14 @@ def flush(backend: Backend, count: int, report: Report) -> None:
     report.check(not left, f"{backend.label} N={count}: left after the flush: {left}")
 
 
-def create(backend: Backend, count: int, report: Report) -> tuple[list[float], float | None]:
-    """``reconcile(count)`` from 0: seconds to ready per runner, and to all online."""
+def create(
+    backend: Backend, count: int, report: Report
+) -> tuple[list[float], float, float | None]:
+    """``reconcile(count)`` from 0: seconds to ready per runner, of the reconcile, to online."""
     listings = backend.calls()[0]
     with FirstSeen(backend.ready).running() as seen:
         backend.manager.reconcile(count, RESOURCES)
+        returned = time.perf_counter() - seen.began
         made = backend.manager.last_report
         ready = seen.wait(count, DEADLINE)
         online = backend.online(count)
@@ -135,7 +139,7 @@ def create(backend: Backend, count: int, report: Report) -> tuple[list[float], f
     refusal = getattr(made, "quota_exceeded", None) or "no quota refusal"
     report.check(len(made.created) == count, f"{where}: {len(made.created)} created ({refusal})")
     report.check(ready, f"{where}: {len(seen.seen)} of {count} ready in {DEADLINE}s")
-    return list(seen.seen.values()), online
+    return list(seen.seen.values()), returned, online
 
 
 def steady(backend: Backend, count: int, reps: int, report: Report) -> dict[str, Any]:
@@ -145,18 +149,19 @@ def steady(backend: Backend, count: int, reps: int, report: Report) -> dict[str,
     for _ in range(reps):
         backend.steady_prep()
         backend.github(True)
-        listings, http = backend.calls()
+        listings, http, waited = backend.calls()
         with stopwatch() as times:
             backend.manager.reconcile(count, RESOURCES)
         done = backend.manager.last_report
         changed = (done.created, done.deleted, done.failed)
         report.check(not any(changed), f"{where}: a steady reconcile changed {changed}")
-        after_listings, after_http = backend.calls()
+        after_listings, after_http, after_waited = backend.calls()
         rows.append(
             {
                 **times,
                 "listings": after_listings - listings,
                 "http": after_http - http,
+                "wait": after_waited - waited,
                 "github": backend.github(False),
             }
         )
@@ -169,6 +174,7 @@ def steady(backend: Backend, count: int, reps: int, report: Report) -> dict[str,
         "cpu_s": round(median([r["cpu"] for r in rows]) or 0.0, 4),
         "listings": median([r["listings"] for r in rows]),
         "backend_http": median([r["http"] for r in rows]),
+        "backend_wait_s": round(median([r["wait"] for r in rows]) or 0.0, 4),
         "github_requests": median([r["github"] for r in rows]),
     }
 
@@ -177,9 +183,11 @@ def measure(backend: Backend, count: int, runs: int, reps: int, report: Report) 
     """Creation cycles, then steady reconciles, then a flush, at N = ``count``."""
     per_runner: list[float] = []
     online: list[float] = []
+    reconciles: list[float] = []
     for run in range(runs):
-        times, all_online = create(backend, count, report)
+        times, returned, all_online = create(backend, count, report)
         per_runner += times
+        reconciles.append(returned)
         online += [all_online] if all_online is not None else []
         if run < runs - 1:
             flush(backend, count, report)
@@ -188,6 +196,7 @@ def measure(backend: Backend, count: int, runs: int, reps: int, report: Report) 
     return {
         "create_s": round(median(per_runner) or 0.0, 3),
         "create_max_s": round(max(per_runner, default=0.0), 3),
+        "create_reconcile_s": round(median(reconciles) or 0.0, 3),
         "online_s": round(median(online) or 0.0, 3) if online else None,
         "runners": len(per_runner),
         **row,
@@ -298,7 +307,7 @@ def lxd_backend(env: LocalEnvironment) -> Backend:
         manager=env.manager,
         ready=ready,
         left=env.instances,
-        calls=lambda: (0, counter.calls),
+        calls=lambda: (0, counter.calls, counter.seconds),
         github=github,
         online=online,
         steady_prep=lambda: None,  # real runners heartbeat themselves
@@ -334,7 +343,8 @@ def nova_lxd_online(sizes: tuple[int, ...], report: Report) -> dict[str, float] 
 
     The place for that figure (``scripts/openstack/``): per N, seconds from ``reconcile(N)``
     of the OpenStack manager to N runners online on GitHub, beside the LXD backend's
-    ``online_s``. Not measured by this script yet: returns None (its rows show dashes).
+    ``online_s``. Not measured by this script yet: returns None (its rows show dashes);
+    ``benchmarks/openstack_online.py`` measures it on its own (one runner at a time).
     """
     del sizes, report
     return None
@@ -348,11 +358,13 @@ def show(report: Report, sizes: tuple[int, ...], results: dict[str, dict[str, An
         "N",
         "create->ready",
         "max",
+        "reconcile",
         "->all online",
         "steady wall",
         "steady CPU",
         "listings",
         "backend HTTP",
+        "backend wait",
         "GitHub req.",
     )
     nova = results.get("nova_lxd") or {}
@@ -365,13 +377,19 @@ def show(report: Report, sizes: tuple[int, ...], results: dict[str, dict[str, An
                 table.add_row(
                     label,
                     count,
-                    *(fmt(row[k], "s") for k in ("create_s", "create_max_s", "online_s")),
+                    *(
+                        fmt(row[k], "s")
+                        for k in ("create_s", "create_max_s", "create_reconcile_s", "online_s")
+                    ),
                     *(fmt(row[k], "s") for k in ("wall_s", "cpu_s")),
                     fmt(row["listings"] if label.startswith("OpenStack") else None),
                     fmt(row["backend_http"]),
+                    fmt(row["backend_wait_s"], "s"),
                     fmt(row["github_requests"]),
                 )
-        table.add_row("OpenStack, nova LXD driver", count, "-", "-", fmt(nova.get(count), "s"))
+        table.add_row(
+            "OpenStack, nova LXD driver", count, "-", "-", "-", fmt(nova.get(count), "s")
+        )
     ratios: dict[str, dict[str, float | None]] = {}
     against = report.table("OpenStack / LXD", "N", *RATIOS)
     for count in map(str, sizes):

@@ -20,8 +20,9 @@ from sandbox.server import SandboxServer
 class CountingCloud:
     """An ``OpenstackCloud``: an ``OpenstackClient`` whose calls are counted.
 
-    ``calls`` counts the seam's methods (``list_servers`` is the server listing); ``http``
-    counts every HTTP request of the client's openstacksdk session, by method and port.
+    ``calls`` counts the seam's methods (``list_servers`` is the server listing), ``seconds``
+    sums their time; ``http`` counts every HTTP request of the client's openstacksdk session,
+    by method and port.
     """
 
     def __init__(self, client: OpenstackClient) -> None:
@@ -29,6 +30,7 @@ class CountingCloud:
         self.client = client
         self.calls: dict[str, int] = {}
         self.http: dict[str, int] = {}
+        self.seconds = 0.0
         session = client._conn.session.session  # keystoneauth's requests.Session
 
         def count(response: Any, *args: Any, **kwargs: Any) -> None:
@@ -46,13 +48,17 @@ class CountingCloud:
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] = self.calls.get(name, 0) + 1
-            return inner(*args, **kwargs)
+            began = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - began
 
         return counted
 
-    def totals(self) -> tuple[int, int]:
-        """Server listings and HTTP requests so far."""
-        return self.calls.get("list_servers", 0), sum(self.http.values())
+    def totals(self) -> tuple[int, int, float]:
+        """Server listings, HTTP requests and seconds spent in the cloud's calls so far."""
+        return self.calls.get("list_servers", 0), sum(self.http.values()), self.seconds
 
 
 class FirstSeen:
