@@ -86,10 +86,18 @@ install_packages
 port_open() { python3 -c "import socket,sys; socket.create_connection(('$HOST', $1), 1).close()" \
     2>/dev/null; }
 
-# running NAME: true when the pid file names a live process.
-running() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+# running NAME: true when the pid file names a live process (a zombie, dead but not yet reaped,
+# is not one).
+running() {
+    [[ -f "$RUN/$1.pid" ]] || return 1
+    local pid
+    pid=$(cat "$RUN/$1.pid")
+    kill -0 "$pid" 2>/dev/null && [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]]
+}
 
-# start NAME CMD...: start CMD in the background (own session) unless NAME runs already.
+# start NAME CMD...: start CMD in the background (own session) unless NAME runs already. The
+# service inherits no descriptor but 0-2: a lock its caller held (`flock LOCK setup-openstack.sh`)
+# would otherwise stay held for the life of the service.
 start() {
     local name=$1
     shift
@@ -97,7 +105,13 @@ start() {
         return
     fi
     log "starting $name (log $LOGDIR/$name.log)"
-    setsid nohup "$@" </dev/null >>"$LOGDIR/$name.log" 2>&1 &
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if ((fd > 2)); then eval "exec $fd>&-" || true; fi
+        done 2>/dev/null
+        exec setsid nohup "$@" </dev/null >>"$LOGDIR/$name.log" 2>&1
+    ) &
     echo $! >"$RUN/$name.pid"
 }
 
