@@ -328,23 +328,24 @@ class GithubRunnerLxdDriver(fake.FakeDriver):
         destroy_secrets: bool = True,
     ) -> None:
         """Delete the container (LXD images; nothing to do when it is gone)."""
-        if lxd_alias(instance) is not None:
-            self._seen.pop(instance.uuid, None)
-            try:
-                self.lxd.delete(container_name(instance))
-            except LxdError as exc:
-                raise exception.NovaException(f"LXD delete failed: {exc}") from exc
+        # Always, whatever the image: the delete path's instance may not carry the system
+        # metadata the image property is read from, and a missing container is a no-op.
+        self._seen.pop(instance.uuid, None)
+        try:
+            self.lxd.delete(container_name(instance))
+        except LxdError as exc:
+            raise exception.NovaException(f"LXD delete failed: {exc}") from exc
         super().destroy(
             context, instance, network_info, block_device_info, destroy_disks, destroy_secrets
         )
 
     def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
         """Stop the container (forced when nova gives no clean-shutdown time)."""
-        if lxd_alias(instance) is not None:
-            name = container_name(instance)
-            status = self.lxd.status(name)
-            if status is None:
-                raise exception.InstanceNotFound(instance_id=instance.uuid)
+        name = container_name(instance)
+        status = self.lxd.status(name)
+        if status is None and lxd_alias(instance) is not None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        if status is not None:
             if status.lower() != "stopped":
                 self.lxd.set_state(name, "stop", force=timeout == 0)
             self._seen[instance.uuid] = "Stopped"
@@ -359,9 +360,10 @@ class GithubRunnerLxdDriver(fake.FakeDriver):
         accel_info: Any = None,
     ) -> None:
         """Start the container again; its user data unit runs again, as at first boot."""
-        if lxd_alias(instance) is not None:
-            name = container_name(instance)
-            if (self.lxd.status(name) or "").lower() == "stopped":
+        name = container_name(instance)
+        status = self.lxd.status(name)
+        if status is not None:
+            if status.lower() == "stopped":
                 self.lxd.set_state(name, "start")
             self._seen[instance.uuid] = "Running"
         super().power_on(context, instance, network_info, block_device_info, accel_info)
@@ -377,8 +379,9 @@ class GithubRunnerLxdDriver(fake.FakeDriver):
         accel_info: Any = None,
     ) -> None:
         """Restart the container (LXD images)."""
-        if lxd_alias(instance) is not None:
-            self.lxd.set_state(container_name(instance), "restart", force=reboot_type == "HARD")
+        name = container_name(instance)
+        if self.lxd.status(name) is not None:
+            self.lxd.set_state(name, "restart", force=reboot_type == "HARD")
         super().reboot(
             context,
             instance,
@@ -390,16 +393,16 @@ class GithubRunnerLxdDriver(fake.FakeDriver):
         )
 
     def get_info(self, instance: Any, use_cache: bool = True) -> hardware.InstanceInfo:
-        """The power state: the container's, for LXD servers."""
-        if lxd_alias(instance) is None:
-            return super().get_info(instance, use_cache)
+        """The power state: the container's when the server has one."""
         try:
             status = self.lxd.status(container_name(instance))
         except LxdError as exc:
             LOG.warning("LXD state unknown: %s", exc, instance=instance)
             return hardware.InstanceInfo(state=power_state.NOSTATE)
         if status is None:
-            raise exception.InstanceNotFound(instance_id=instance.uuid)
+            if lxd_alias(instance) is not None:
+                raise exception.InstanceNotFound(instance_id=instance.uuid)
+            return super().get_info(instance, use_cache)
         return hardware.InstanceInfo(state=_STATES.get(status.lower(), power_state.NOSTATE))
 
     # --- power state events -----------------------------------------------------------------
