@@ -19,7 +19,8 @@ gets a one-time token from the policy service, and the user data writes it with 
 job-started hook (``pre-job.sh.j2``); with metrics enabled each runner also gets a metrics store
 (``openstack_backend.metrics_push``) its pushed files land in, and the stores of gone runners
 are extracted after the deletions (``runner_start`` / ``runner_stop`` events, as LXD's manager
-issues them; ``runner_installed`` at creation).
+issues them; ``runner_installed`` at creation). Each reconcile ends with the ``reconciliation``
+event and the Prometheus runner series of the unit, as on LXD.
 
 Reactive mode (``config.reactive_config``), as LXD's manager: the same ``ReactiveSide`` (the
 safety net and the warm floor's target before planning, ``ceiling - alive`` consumers after) and
@@ -46,7 +47,7 @@ from pathlib import Path
 from jinja2 import Environment
 
 from config.settings import RunnerManagerSettings
-from errors import ConfigError, GithubClientError, OpenstackNotFoundError
+from errors import ConfigError, GithubClientError
 from github_api.seam import GithubPlatform
 from github_api.types import GitHubPath
 from manager.executor import run_parallel
@@ -62,6 +63,7 @@ from metrics.recorder import MetricsRecorder
 from observability.github_meter import metered_github_client
 from openstack_backend.client import OpenstackClient
 from openstack_backend.creation import OpenstackReconcileReport, create_batch
+from openstack_backend.image import GlanceImageMethods
 from openstack_backend.metrics_push import RunnerMetricsPush
 from openstack_backend.observe import Ownership, observe, owned_servers
 from openstack_backend.policy_checks import PolicyService, wait_repo_checks
@@ -75,6 +77,7 @@ from reconcile_plan import (
     DeleteReason,
     Deletion,
     PlanTimeouts,
+    RunnerState,
     judge,
     plan_flush,
     plan_reconcile,
@@ -100,7 +103,7 @@ _WAIT_REPO_CHECK_MODES = (
 _HEALTHY_GONE = (DeleteReason.SURPLUS.value, DeleteReason.EXPIRING.value)
 
 
-class OpenstackRunnerManager(RunnerBinaryMethods):
+class OpenstackRunnerManager(RunnerBinaryMethods, GlanceImageMethods):
     """Manage the runners of one unit on an OpenStack cloud.
 
     Attributes:
@@ -295,14 +298,22 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
             self._collect(servers, report)
             if plan.create:
                 self._create(plan.create, report)
+            gone = sum(1 for reason in report.deleted.values() if reason in _HEALTHY_GONE)
             if self._reactive is not None:  # consumers = ceiling - runners alive after
-                gone = sum(1 for reason in report.deleted.values() if reason in _HEALTHY_GONE)
                 kept = sum(plan.count(state) for state in HEALTHY_STATES) - gone
                 consumers = self._reactive.keep_consumers(
                     target.ceiling, kept + len(report.created)
                 )
                 self.metrics.reactive(getattr(self._pool, "queue_depth", None), consumers)
             report.duration = time.monotonic() - start
+            not_busy = plan.count(RunnerState.IDLE) + plan.count(RunnerState.STARTING)
+            self.metrics.reconciliation(  # the event and the Prometheus series, as on LXD
+                quantity,
+                report.duration,
+                idle=max(not_busy - gone + len(report.created), 0),
+                busy=plan.count(RunnerState.BUSY),
+                plan=plan,
+            )
         return plan.delta - (plan.create - len(report.created))
 
     def create_runners(self, count: int, resources: VirtualMachineResources) -> list[str]:
@@ -439,33 +450,6 @@ class OpenstackRunnerManager(RunnerBinaryMethods):
 
     def _runner_bin_query(self) -> tuple[GithubPlatform, GitHubPath, str]:
         return self.github, self.config.path, self.state.arch.value
-
-    # --- image -----------------------------------------------------------------------------------
-
-    def has_runner_image(self) -> bool:
-        """Whether the configured image exists in the cloud."""
-        try:
-            self.cloud.image_id(self.config.image)
-        except OpenstackNotFoundError:
-            return False
-        return True
-
-    def build_runner_image(self) -> None:
-        """Build nothing: the image is the configured Glance image, made outside the charm.
-
-        Raises:
-            OpenstackNotFoundError: If that image does not exist (with what to do).
-        """
-        if not self.has_runner_image():
-            raise OpenstackNotFoundError(
-                f"image {self.config.image!r} is not in the cloud: upload a runner image to "
-                "Glance (the charm builds none for OpenStack)",
-                404,
-                "build_runner_image",
-            )
-
-    def schedule_build_runner_image(self) -> None:
-        """Schedule nothing: OpenStack runner images are not rebuilt by the charm."""
 
     # --- helpers ---------------------------------------------------------------------------------
 

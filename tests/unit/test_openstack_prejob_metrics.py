@@ -22,6 +22,8 @@ import pytest
 
 from config.settings import RunnerManagerSettings
 from errors import RepoPolicyError
+from observability import series
+from observability.state import STATE_FILE_NAME, StateFile
 from openstack_backend.manager import OpenstackRunnerManager
 from openstack_backend.metrics_push import push_key_path, stores_dir
 from openstack_backend.user_data import UserDataConfig
@@ -153,6 +155,33 @@ def test_a_runner_alive_keeps_its_store(tmp_path: Path, monkeypatch: pytest.Monk
     manager.reconcile(1, RESOURCES)
     (created,) = cloud.servers.values()
     assert (stores_dir(tmp_path / "state" / "gh-0") / created.name).is_dir()
+
+
+def test_each_reconcile_issues_reconciliation_and_feeds_prometheus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The OpenStack reconcile ends as the LXD one does: the event and the runner gauges."""
+    log = tmp_path / "metrics.log"
+    monkeypatch.setenv("GITHUB_RUNNER_METRICS_LOG", str(log))
+    manager, cloud, github = make_manager(tmp_path, "http://127.0.0.1:9", FakeRepoPolicy())
+    manager.reconcile(2, RESOURCES)
+    cloud.boot()
+    for server in cloud.servers.values():
+        record = github.by_name(server.name)
+        assert record is not None
+        record.online = True
+    manager.reconcile(2, RESOURCES)
+
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    reconciles = [e for e in events if e["event"] == "reconciliation"]
+    assert len(reconciles) == 2
+    assert [(e["idle_runners"], e["active_runners"]) for e in reconciles] == [(2, 0), (2, 0)]
+    assert {e["expected_runners"] for e in reconciles} == {2}
+    assert {e["flavor"] for e in reconciles} == {"gh"}
+    feed = StateFile(tmp_path / "state" / "gh-0" / STATE_FILE_NAME).read()
+    assert feed.value(series.EXPECTED, ("gh",)) == 2
+    assert feed.value(series.IDLE, ("gh",)) == 2  # what the second reconcile observed
+    assert feed.value(series.STARTING, ("gh",)) == 0
 
 
 class RefusingPolicy:
