@@ -92,7 +92,8 @@ class Backend:
         left: Names of the backend's servers or instances with the manager's prefix now.
         calls: (server listings, backend HTTP requests, seconds waited on the backend) so far.
         github: GitHub REST requests since the last reset (reset and 0 when given True).
-        online: Seconds until N runners are online after a creation (None: not measured).
+        online: Waits (bounded) until N runners are online after a creation: whether they
+            are (None: not measured, the OpenStack runners are played).
         steady_prep: Run before each steady reconcile, untimed.
     """
 
@@ -102,7 +103,7 @@ class Backend:
     left: Callable[[], list[str]]
     calls: Callable[[], tuple[int, int, float]]
     github: Callable[[bool], int]
-    online: Callable[[int], float | None]
+    online: Callable[[int], bool | None]
     steady_prep: Callable[[], object]
 
 
@@ -131,7 +132,8 @@ def create(
         returned = time.perf_counter() - seen.began
         made = backend.manager.last_report
         ready = seen.wait(count, DEADLINE)
-        online = backend.online(count)
+        reached = backend.online(count)
+        online = time.perf_counter() - seen.began if reached else None
     where = f"{backend.label} N={count}"
     listed = backend.calls()[0] - listings
     report.check(listed <= 1, f"{where}: a creating reconcile listed servers {listed} times")
@@ -296,11 +298,12 @@ def lxd_backend(env: LocalEnvironment) -> Backend:
             return 0
         return sum(api_counts(env).values())
 
-    def online(count: int) -> float | None:
+    def online(count: int) -> bool:
         try:
-            return env.wait_online(count, DEADLINE)
+            env.wait_online(count, DEADLINE)
         except TimeoutError:
-            return None
+            return False
+        return True
 
     return Backend(
         label="LXD",
