@@ -32,12 +32,16 @@ class InstanceView:
         complete: Whether its creation finished (the manager marks it after starting the
             runner). Observed under the manager's lock, an incomplete instance is what a
             creation killed part-way left behind.
+        registered_first: Whether its GitHub record was made before the instance (OpenStack:
+            the JIT config is in the server's user data). Without its record such an instance
+            can never come online, so it is an orphan at once, not a runner still starting.
     """
 
     name: str
     state: InstanceState
     created_at: datetime
     complete: bool = True
+    registered_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class RunnerState(str, Enum):
     IDLE = "idle"
     BUSY = "busy"
     UNHEALTHY = "unhealthy"  # instance stopped or in error, or never came online in time
-    ORPHAN_INSTANCE = "orphan-instance"  # instance with no GitHub record after the timeout
+    ORPHAN_INSTANCE = "orphan-instance"  # no GitHub record: after the timeout, or registered first
     ORPHAN_RECORD = "orphan-record"  # offline GitHub record with no instance
     UNKNOWN = "unknown"  # online GitHub record with no instance: left alone
 
@@ -189,7 +193,8 @@ def _state(
     if inst.state in _DEAD_INSTANCE_STATES or not inst.complete:
         return RunnerState.UNHEALTHY
     if rec is None:
-        return RunnerState.STARTING if young else RunnerState.ORPHAN_INSTANCE
+        starting = young and not inst.registered_first
+        return RunnerState.STARTING if starting else RunnerState.ORPHAN_INSTANCE
     if rec.online and inst.state is InstanceState.RUNNING:
         return RunnerState.BUSY if rec.busy else RunnerState.IDLE
     if rec.busy:

@@ -114,7 +114,12 @@ def observe(
         logger.warning("servers with our prefix but not our metadata, left alone: %s", foreign)
     now = datetime.now(timezone.utc)  # a server Nova gives no age is judged young
     instances = [
-        InstanceView(name=s.name, state=instance_state(s.status), created_at=s.created_at or now)
+        InstanceView(
+            name=s.name,
+            state=instance_state(s.status),
+            created_at=s.created_at or now,
+            registered_first=True,  # runners.create_runner: the JIT config, then the server
+        )
         for s in servers
     ]
     for server in servers:

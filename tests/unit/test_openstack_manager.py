@@ -161,6 +161,18 @@ def test_finished_runner_powered_off_is_deleted(cloud, github, settings) -> None
     assert len(cloud.servers) == 1
 
 
+def test_young_server_whose_record_is_gone_is_replaced_at_once(cloud, github, settings) -> None:
+    """A kill between deregistration and deletion leaves a server that never comes online."""
+    manager = make_manager(cloud, github, settings)
+    manager.reconcile(1, RESOURCES)
+    (left,) = cloud.servers.values()
+    github.records.clear()  # the record went, the process died before deleting the server
+    manager.reconcile(1, RESOURCES)
+    assert manager.last_report.deleted == {left.name: "orphan-instance"}
+    assert left.id not in cloud.servers
+    assert len(cloud.servers) == 1
+
+
 def test_quota_gives_fewer_creations_and_a_report_not_a_crash(cloud, github, settings) -> None:
     cloud.quota = 2
     manager = make_manager(cloud, github, settings)

@@ -238,6 +238,17 @@ def test_incomplete_instance_is_deleted_even_when_young() -> None:
     assert plan.create == 1
 
 
+def test_young_instance_registered_first_is_an_orphan_without_its_record() -> None:
+    """Registered before it was made, a young instance whose record is gone never comes online."""
+    registered_first = InstanceView("a", InstanceState.RUNNING, YOUNG, registered_first=True)
+    plan = plan_reconcile([registered_first], [], 1, NOW)
+    assert deleted(plan) == {"a": DeleteReason.ORPHAN_INSTANCE}
+    assert plan.create == 1
+    kept = InstanceView("a", InstanceState.RUNNING, YOUNG, registered_first=True)
+    plan = plan_reconcile([kept], [rec("a", online=False)], 1, NOW)
+    assert not deleted(plan) and plan.create == 0  # with its record: starting
+
+
 GRACE = timedelta(minutes=5)
 STALE = NOW - GRACE - timedelta(seconds=1)
 FRESH = NOW - GRACE + timedelta(seconds=1)

@@ -263,14 +263,6 @@ def test_kill_9_mid_reconcile_leaves_what_the_next_reconcile_converges(
     assert not done.created and not done.deleted and not done.failed, done
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a server whose GitHub record is gone (what a kill -9 between remove_runner's two "
-    "steps leaves: record deleted, server not) is judged STARTING while younger than the "
-    "bootstrap timeout (reconcile_plan._state: no record + young), so it counts as one of the "
-    "wanted runners and nothing replaces it until the timeout (5 min by default); OpenStack "
-    "registers the record before the server, so such a server never comes online",
-)
 def test_server_left_by_a_kill_between_deregistration_and_deletion_is_replaced_at_once(
     spec: Spec, client: OpenstackClient
 ) -> None:
