@@ -9,16 +9,8 @@ from ops import testing
 
 from charm import GithubRunnerCharm
 from tests.unit.fakes_charm import FakeRunnerManager, FakeSystem, base_state, reconcile_event
+from tests.unit.test_juju_openstack_options import CLOUDS
 
-CLOUDS = """\
-clouds:
-  testcloud:
-    auth:
-      auth_url: http://127.0.0.1:5000/v3
-      username: runner
-      password: s3cr3t-pa55
-      project_name: runners
-"""
 STORAGE_CALLS = {"disk_space", "ensure_ram_disk", "available_memory"}
 
 
