@@ -40,6 +40,7 @@ root under ``flock /tmp/work/lxd.lock`` (``--only openstack`` needs neither).
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import tempfile
 import time
@@ -73,7 +74,9 @@ from openstack_backend.manager import OpenstackRunnerManager
 from runner_manager_type import LXDFlushMode, OpenstackRunnerManagerConfig
 from sandbox.server import SandboxServer
 
-APP_OS, APP_LXD = "bench-os", "bench-oslxd"
+# A name of its own per run: a concurrent run (``--only openstack`` takes no lock) with the same
+# prefix would see this run's servers as orphans (their records are in another sandbox).
+APP_OS, APP_LXD = f"bench-os{secrets.token_hex(2)}", "bench-oslxd"
 REPO = GitHubRepo("octo", "bench-os")
 ADMIN = "ghp_bench-openstack-admin-0001"  # the loopback sandbox's token
 STATE = Path("/var/lib/github-runner-openstack")
