@@ -193,20 +193,37 @@ class Lxd:
         body = {"action": action, "timeout": 30, "force": force}
         self.call("PUT", f"/1.0/instances/{name}/state", body)
 
+    def stop(self, name: str, force: bool = False) -> None:
+        """Stop the instance; one that stopped by itself meanwhile (a runner shut down) is fine."""
+        try:
+            self.set_state(name, "stop", force=force)
+        except LxdError:
+            if (self.status(name) or "stopped").lower() != "stopped":
+                raise
+
     def delete(self, name: str) -> None:
-        """Stop (forced) and delete the instance; nothing to do when it is gone."""
-        status = self.status(name)
-        if status is None:
-            return
-        if status.lower() != "stopped":
-            self.set_state(name, "stop", force=True)
-        status_code, answer = self.request("DELETE", f"/1.0/instances/{name}")
-        if status_code == 404:
-            return
-        if status_code >= 400:
-            raise LxdError(f"delete {name}: {status_code} {answer.get('error')}")
-        if answer.get("type") == "async":
-            self.call("GET", f"{answer['operation']}/wait?timeout={OPERATION_TIMEOUT}")
+        """Stop (forced) and delete the instance, retried for a while; gone is a success.
+
+        A container that is shutting down by itself (a runner after its job) can refuse the
+        stop or the delete for a moment: both are retried until OPERATION_TIMEOUT.
+        """
+        deadline = time.monotonic() + OPERATION_TIMEOUT
+        while True:
+            status = self.status(name)
+            if status is None:
+                return
+            try:
+                if status.lower() != "stopped":
+                    self.stop(name, force=True)
+                self.call("DELETE", f"/1.0/instances/{name}")
+                return
+            except LxdError as exc:
+                if self.status(name) is None:
+                    return
+                if time.monotonic() > deadline:
+                    raise
+                LOG.warning("retrying the delete of %s: %s", name, exc)
+                time.sleep(1)
 
 
 def container_name(instance: Any) -> str:
@@ -328,8 +345,8 @@ class GithubRunnerLxdDriver(fake.FakeDriver):
         destroy_secrets: bool = True,
     ) -> None:
         """Delete the container (LXD images; nothing to do when it is gone)."""
-        # Always, whatever the image: the delete path's instance may not carry the system
-        # metadata the image property is read from, and a missing container is a no-op.
+        # Always, whatever the image's property says: the container's existence decides (a
+        # missing one is a no-op).
         self._seen.pop(instance.uuid, None)
         try:
             self.lxd.delete(container_name(instance))
@@ -347,7 +364,7 @@ class GithubRunnerLxdDriver(fake.FakeDriver):
             raise exception.InstanceNotFound(instance_id=instance.uuid)
         if status is not None:
             if status.lower() != "stopped":
-                self.lxd.set_state(name, "stop", force=timeout == 0)
+                self.lxd.stop(name, force=timeout == 0)
             self._seen[instance.uuid] = "Stopped"
         super().power_off(instance, timeout, retry_interval)
 
