@@ -11,7 +11,9 @@ would. The unit's real policy service (with the metrics push route) serves in a 
 reconcile -> nova creates a server -> its container runs the user data -> the runner (JIT)
 comes online in the sandbox and takes the queued job -> the job completes and the runner powers
 off -> nova shows SHUTOFF -> the next reconcile deletes the server (and the container goes) and
-turns the metrics the runner pushed to the unit into events.
+turns the metrics the runner pushed to the unit into events. A busy flush removes a server
+whose runner is running a job, and its container goes with it; servers of other images keep
+nova's fake behaviour (no container).
 
 What the test setup cannot show: a real hypervisor, cloud-init, the metadata service or a
 Neutron data path (the container's address comes from the test network's DHCP, not from the
@@ -201,6 +203,22 @@ def test_a_job_runs_on_a_runner_nova_created(
     assert start["queue_duration"] == (started - queued).total_seconds()
     assert (stop["status"], stop["job_conclusion"]) == ("normal", "success")
     assert not (stores_dir(manager.settings.state_dir) / name).exists()
+
+
+def test_a_busy_flush_removes_the_server_running_a_job(world: World) -> None:
+    manager, env = world.manager, world.env
+    manager.reconcile(1, RESOURCES)
+    (server,) = world.servers()
+    wait_for(lambda: world.online() == [server.name], 90, "the runner to come online")
+    job = env.queue_job(["sleep 120"], labels=("self-hosted", "osjob"))
+    wait_for(lambda: env.job(job["id"])["status"] == "in_progress", 60, "the job to start")
+
+    assert manager.flush(LXDFlushMode.FLUSH_IDLE) == 0  # a busy runner stays
+    assert [s.id for s in world.servers()] == [server.id]
+    assert manager.flush(LXDFlushMode.FLUSH_BUSY) == 1
+    wait_for(lambda: world.servers() == [], 60, "the server to be deleted")
+    wait_for(lambda: containers_of([server.id]) == [], 30, "the container to be deleted")
+    assert list(manager.get_github_info()) == []
 
 
 def test_servers_of_other_images_keep_the_fake_behaviour(
