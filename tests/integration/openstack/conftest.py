@@ -1,7 +1,9 @@
 """Fixtures of the tests against the real test OpenStack of ``scripts/setup-openstack.sh``.
 
 That script (``make setup-openstack``) brings up keystone, glance, placement, neutron and nova
-(fake compute driver) from Debian's packages on 127.0.0.1 and writes, under
+(the test compute driver: nova's fake one, or LXD containers for the servers of an image tagged
+``github_runner_lxd``, see ``harness/openstack_lxd.py``) from Debian's packages on 127.0.0.1
+and writes, under
 ``$GITHUB_RUNNER_OPENSTACK_STATE`` (default /var/lib/github-runner-openstack):
 ``clouds.yaml`` (cloud ``testcloud``, the charm's non-admin user), ``admin-clouds.yaml``
 (cloud ``testcloud-admin``) and ``resources.json`` (flavor, image, network names).
