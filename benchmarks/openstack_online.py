@@ -7,13 +7,15 @@ OpenStack side: the charm's ``OpenstackRunnerManager`` on the test OpenStack
 tagged ``github_runner_lxd`` is an LXD container from the test image on the closed test network,
 its user data (the manager's start script: fetch the runner from the sandbox, run it with the
 JIT config) run as root at boot. LXD side: the charm's ``RunnerManager`` in test mode with the
-same sandbox (the environment of ``harness.local``), launching from the image (no template).
+same sandbox (the environment of ``harness.local``), cloning runners from the runner template
+(its default in test mode; the driver creates each container from the image).
 
 Each run, one runner per backend, the order alternating: ``reconcile(1)`` from 0, then wait
-until the sandbox lists the runner online (a poller every 0.2 s; OpenStack also notes when
-nova first lists the server ACTIVE); then an idle flush and a wait until the server (and its
-container) or the instance is gone. Medians over ``--runs`` (default 5; ``--small`` 2) and the
-ratio OpenStack / LXD.
+until the sandbox lists the runner online (a poller: a GitHub listing, then 0.2 s asleep;
+OpenStack also notes when nova first lists the server ACTIVE, one nova listing a loop, so that
+figure is late by up to a loop, ~0.4-0.6 s); then an idle flush and a wait until the server
+(and its container) or the instance is gone. Medians over ``--runs`` (default 5; ``--small``
+2) and the ratio OpenStack / LXD.
 
 Exits 1 when the test OpenStack or its LXD driver is missing, a runner is not online within
 120 s, or a server, container or instance of the benchmark is left after the teardown. Uses
