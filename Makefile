@@ -79,7 +79,7 @@ test: lint static unit pack-check integration bench
 demo: venv setup
 	$(PY) scripts/demo.py
 
-bench: venv setup
+bench: venv setup setup-openstack
 	# Every benchmark at small sizes: each exits non-zero when an invariant breaks (leak, lost job).
 	for b in benchmarks/*.py; do $(PY) $$b --small || exit 1; done
 
