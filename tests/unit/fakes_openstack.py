@@ -12,9 +12,14 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import errors
+from config.settings import RunnerManagerSettings
+from config.state import CharmState
 from openstack_backend.seam import ACTIVE, ERROR, ServerView
+from runner_manager_type import OpenstackRunnerManagerConfig
 
 
 @dataclass
@@ -163,3 +168,31 @@ class FakeOpenstack:
 
     def network_id(self, network: str) -> str:
         return self._lookup("network", self.networks, network)
+
+
+def unit_settings(tmp_path: Path, **overrides: Any) -> RunnerManagerSettings:
+    """Settings of unit ``gh/0`` under ``tmp_path``: short lock timeout, one creation at a time."""
+    options: dict[str, Any] = {"lock_timeout": 0.2, "create_parallelism": 1, **overrides}
+    return RunnerManagerSettings.for_unit(
+        "gh",
+        0,
+        state_root=tmp_path / "state",
+        log_root=tmp_path / "logs",
+        cron_dir=tmp_path / "cron",
+        **options,
+    )
+
+
+def openstack_config(state: CharmState, **overrides: Any) -> OpenstackRunnerManagerConfig:
+    """An OpenStack manager config of ``state``: flavor, image and network as the fake knows."""
+    config = OpenstackRunnerManagerConfig(
+        charm_state=state,
+        path=state.path,
+        labels=(),
+        token=state.token.get_secret_value(),
+        flavor="m1.small",
+        image="runner-image",
+        network="runners",
+        dockerhub_mirror=None,
+    )
+    return replace(config, **overrides)

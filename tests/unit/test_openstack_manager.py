@@ -23,7 +23,7 @@ from runner_manager_type import LXDFlushMode, OpenstackRunnerManagerConfig
 from runner_type import VirtualMachineResources
 from tests.unit.fakes_core import make_state
 from tests.unit.fakes_github import FakeGithub
-from tests.unit.fakes_openstack import FakeOpenstack
+from tests.unit.fakes_openstack import FakeOpenstack, openstack_config, unit_settings
 
 RESOURCES = VirtualMachineResources(cpu=1, memory="1GiB", disk="10GiB")
 OURS = {APP_KEY: "gh", UNIT_KEY: "0"}
@@ -42,31 +42,16 @@ def github() -> FakeGithub:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> RunnerManagerSettings:
-    return RunnerManagerSettings.for_unit(
-        "gh",
-        0,
-        state_root=tmp_path / "state",
-        log_root=tmp_path / "logs",
-        cron_dir=tmp_path / "cron",
-        busy_delete_wait=0.2,
-        lock_timeout=0.2,
-        create_parallelism=1,
-    )
+    return unit_settings(tmp_path, busy_delete_wait=0.2)
 
 
 def make_config(**overrides: object) -> OpenstackRunnerManagerConfig:
-    state = make_state()
-    config = OpenstackRunnerManagerConfig(
-        charm_state=state,
-        path=state.path,
+    return openstack_config(
+        make_state(),
         labels=("gpu",),
-        token=state.token.get_secret_value(),
-        flavor="m1.small",
-        image="runner-image",
-        network="runners",
         dockerhub_mirror="https://mirror.example:5000",
+        **overrides,
     )
-    return replace(config, **overrides)  # type: ignore[arg-type]
 
 
 def make_manager(

@@ -32,7 +32,7 @@ from runner_manager_type import OpenstackRunnerManagerConfig
 from runner_type import VirtualMachineResources
 from tests.unit.fakes_core import FakeRepoPolicy, make_state
 from tests.unit.fakes_github import FakeGithub
-from tests.unit.fakes_openstack import FakeOpenstack
+from tests.unit.fakes_openstack import FakeOpenstack, openstack_config, unit_settings
 from tests.unit.test_openstack_user_data import pre_job_of
 
 RESOURCES = VirtualMachineResources(cpu=1, memory="1GiB", disk="10GiB")
@@ -44,22 +44,9 @@ needs_tools = pytest.mark.skipif(
 def make_manager(
     tmp_path: Path, url: str | None, policy: object, metrics: bool = True
 ) -> tuple[OpenstackRunnerManager, FakeOpenstack, FakeGithub]:
-    settings = RunnerManagerSettings.for_unit(
-        "gh", 0, state_root=tmp_path / "state", log_root=tmp_path / "logs", create_parallelism=1
-    )
+    settings = unit_settings(tmp_path)
     state = make_state(is_metrics_enabled=metrics)
-    config = OpenstackRunnerManagerConfig(
-        charm_state=state,
-        path=state.path,
-        labels=(),
-        token=state.token.get_secret_value(),
-        flavor="m1.small",
-        image="runner-image",
-        network="runners",
-        dockerhub_mirror=None,
-        repo_policy_url=url,
-        service_token="svc",
-    )
+    config = openstack_config(state, repo_policy_url=url, service_token="svc")
     cloud, github = FakeOpenstack(), FakeGithub()
     user_data = UserDataConfig(
         runner_dir=str(tmp_path / "runner"),

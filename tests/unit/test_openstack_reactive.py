@@ -8,8 +8,6 @@ OpenstackRunnerManager from the section its config file holds).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,7 +31,7 @@ from runner_manager_type import OpenstackRunnerManagerConfig
 from runner_type import VirtualMachineResources
 from tests.unit.fakes_core import make_state
 from tests.unit.fakes_github import FakeGithub
-from tests.unit.fakes_openstack import FakeOpenstack
+from tests.unit.fakes_openstack import FakeOpenstack, openstack_config, unit_settings
 from tests.unit.fakes_reactive import FakeConsumerPool
 
 RES = VirtualMachineResources(cpu=1, memory="1GiB", disk="10GiB")
@@ -64,33 +62,14 @@ def os_config(reactive: bool = True, **overrides: object) -> OpenstackRunnerMana
         network="runners",
     )
     state = make_state(openstack=cloud, reactive_config=reactive_config() if reactive else None)
-    config = OpenstackRunnerManagerConfig(
-        charm_state=state,
-        path=state.path,
-        labels=(),
-        token=state.token.get_secret_value(),
-        flavor="m1.small",
-        image="runner-image",
-        network="runners",
-        dockerhub_mirror=None,
-        reactive_config=state.reactive_config,
-        service_token="svc",
+    return openstack_config(
+        state, reactive_config=state.reactive_config, service_token="svc", **overrides
     )
-    return replace(config, **overrides)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> RunnerManagerSettings:
-    return RunnerManagerSettings.for_unit(
-        "gh",
-        0,
-        state_root=tmp_path / "state",
-        log_root=tmp_path / "logs",
-        cron_dir=tmp_path / "cron",
-        lock_timeout=0.2,
-        create_parallelism=1,
-        reactive_idle_grace=GRACE,
-    )
+    return unit_settings(tmp_path, reactive_idle_grace=GRACE)
 
 
 @pytest.fixture
@@ -337,22 +316,6 @@ def test_the_manager_builds_its_pool_from_the_clouds_yaml(tmp_path, settings, gi
         "gh", 0, os_config(reactive=False), FakeOpenstack(), github, settings=settings
     )
     assert plain._pool is None
-
-
-def test_the_openstack_manager_never_imports_the_consumer_factory() -> None:
-    code = "import sys, openstack_backend.manager; print(' '.join(sorted(sys.modules)))"
-    env_path = [p for p in sys.path if p]
-    result = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path[:0] = {env_path!r}; {code}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    loaded = set(result.stdout.split())
-    assert "reactive.pool" in loaded
-    assert "reactive.factory" not in loaded
-    assert "reactive.runner" not in loaded
 
 
 def test_pool_processes_config_is_the_units(tmp_path, settings) -> None:

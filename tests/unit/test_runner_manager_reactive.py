@@ -126,9 +126,10 @@ def test_process_pool_matches_the_seam() -> None:
         assert inspect.signature(getattr(ProcessConsumerPool, name)) == expected
 
 
-def test_runner_manager_never_imports_the_consumer_factory() -> None:
-    # The manager imports the pool, downwards; what imports the manager back is not loaded.
-    code = "import sys, runner_manager; print(' '.join(sorted(sys.modules)))"
+@pytest.mark.parametrize("manager_module", ["runner_manager", "openstack_backend.manager"])
+def test_runner_managers_never_import_the_consumer_factory(manager_module: str) -> None:
+    # A manager imports the pool, downwards; what imports the manager back is not loaded.
+    code = f"import sys, {manager_module}; print(' '.join(sorted(sys.modules)))"
     env_path = [p for p in sys.path if p]
     result = subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path[:0] = {env_path!r}; {code}"],
