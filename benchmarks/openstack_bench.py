@@ -24,9 +24,9 @@ For each N (4 and 8; ``--small``: 2), on each backend:
    (``LxdTransport.request``) and the seconds waited on them, GitHub REST requests (the
    sandbox's counters); medians.
 
-Ratios are OpenStack / LXD at the same N. The create->online figure through nova with a nova
-driver that runs servers as LXD containers (``scripts/openstack/``) has its place in
-``nova_lxd_online``: not measured by this script yet (its rows show dashes).
+Ratios are OpenStack / LXD at the same N. Create->online through nova, with the test nova
+driver that runs servers as LXD containers (``scripts/openstack/``), is measured by
+``benchmarks/openstack_online.py``.
 
 Exits 1 when the test OpenStack is not up, a creation fails or gives fewer than N, a server is
 not ACTIVE (an instance not Running, runners not online) in time, a steady reconcile creates
@@ -344,18 +344,6 @@ def run_lxd(sizes: tuple[int, ...], runs: int, reps: int, report: Report) -> dic
     return results
 
 
-def nova_lxd_online(sizes: tuple[int, ...], report: Report) -> dict[str, float] | None:
-    """Create->online through nova, with the nova driver that runs servers as LXD containers.
-
-    The place for that figure (``scripts/openstack/``): per N, seconds from ``reconcile(N)``
-    of the OpenStack manager to N runners online on GitHub, beside the LXD backend's
-    ``online_s``. Not measured by this script yet: returns None (its rows show dashes);
-    ``benchmarks/openstack_online.py`` measures it on its own (one runner at a time).
-    """
-    del sizes, report
-    return None
-
-
 def show(report: Report, sizes: tuple[int, ...], results: dict[str, dict[str, Any]]) -> None:
     """Tables and ratios (OpenStack / LXD at the same N)."""
     table = report.table(
@@ -373,7 +361,6 @@ def show(report: Report, sizes: tuple[int, ...], results: dict[str, dict[str, An
         "backend wait",
         "GitHub req.",
     )
-    nova = results.get("nova_lxd") or {}
     for count in map(str, sizes):
         for label, row in (
             ("OpenStack (ACTIVE)", results["openstack"].get(count)),
@@ -393,9 +380,6 @@ def show(report: Report, sizes: tuple[int, ...], results: dict[str, dict[str, An
                     fmt(row["backend_wait_s"], "s"),
                     fmt(row["github_requests"]),
                 )
-        table.add_row(
-            "OpenStack, nova LXD driver", count, "-", "-", "-", fmt(nova.get(count), "s")
-        )
     ratios: dict[str, dict[str, float | None]] = {}
     against = report.table("OpenStack / LXD", "N", *RATIOS)
     for count in map(str, sizes):
@@ -425,7 +409,6 @@ def main() -> int:
     results = {
         "openstack": run_openstack(sizes, runs, reps, report) if args.only != "lxd" else {},
         "lxd": run_lxd(sizes, runs, reps, report) if args.only != "openstack" else {},
-        "nova_lxd": nova_lxd_online(sizes, report),
     }
     show(report, sizes, results)
     return report.finish(args.json)
