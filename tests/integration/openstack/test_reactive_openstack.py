@@ -189,8 +189,11 @@ def test_a_job_message_gets_an_owned_server_with_its_jit_config(
     assert queue_size(broker, unit.queue) == 0
     # Consumers = ceiling - runners alive: the server (starting) takes one slot.
     assert unit.manager.reconcile(2, RES) == 0, "a runner made for a job is not scaled down"
-    assert [s.name for s in unit.servers()] == [server.name]
+    assert server.name in [s.name for s in unit.servers()]
     assert len(unit.consumers()) == 1
+    # The pool stops its newest consumer. When that is the one holding the message, the broker
+    # redelivers it and the other consumer, which sees no idle runner (the fake driver's never
+    # come online), makes a second server for the job: at most one more, never lost.
 
     # GitHub cancels the job (a completion): the consumer acks the message.
     unit.control("POST", f"/jobs/{job['id']}/cancel")
@@ -200,8 +203,11 @@ def test_a_job_message_gets_an_owned_server_with_its_jit_config(
     reactive_processes.reconcile(0, config)  # stopped consumers requeue what they still hold
     assert queue_size(broker, unit.queue) == 0, "the message was acked, not held"
 
-    # The flush removes the server and its GitHub record; the next reconcile restores consumers.
-    assert unit.manager.flush(LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK) == 1
+    # The flush removes the servers and their GitHub records; the next reconcile restores
+    # consumers.
+    made = len(unit.servers())
+    assert made in (1, 2), f"{made} servers for one job"
+    assert unit.manager.flush(LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK) == made
     wait_for(lambda: unit.servers() == [], "the server deleted")
     assert list(unit.manager.get_github_info()) == []
     assert unit.manager.reconcile(2, RES) == 0
