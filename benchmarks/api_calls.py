@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import sys
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -44,6 +43,7 @@ from benchmarks._lib.bench import (
     lxd_instances,
     parse_args,
 )
+from benchmarks._lib.cloud_probe import speak_as_runners
 from harness.local import RESOURCES, LocalEnvironment, LocalOptions
 from manager.job_safety_net import JobSafetyNet, SafetyNetSettings
 from reactive.message import JobDetails
@@ -132,18 +132,7 @@ class Records:
 
     def heartbeat(self, route: str = "/heartbeat") -> None:
         """Every record says it is alive (the sandbox keeps it online for 10 s)."""
-        for credential in self.credentials:
-            request = urllib.request.Request(  # noqa: S310 - loopback sandbox
-                f"{self.env.sandbox.base_url}/_runner{route}",
-                data=b"{}",
-                method="POST",
-                headers={
-                    "Authorization": f"RunnerCredential {credential}",
-                    "Content-Type": "application/json",
-                },
-            )
-            with urllib.request.urlopen(request, timeout=10):  # noqa: S310
-                pass
+        speak_as_runners(self.env.sandbox.base_url, self.credentials, route)
 
 
 def steady_state(env: LocalEnvironment, sizes: tuple[int, ...], report: Report) -> dict[str, Any]:

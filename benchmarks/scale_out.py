@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -48,6 +47,7 @@ from benchmarks._lib.bench import (
     fmt,
     force_delete_instances,
     lxd_instances,
+    median,
     parse_args,
     summary,
 )
@@ -293,7 +293,8 @@ def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {"runs": len(rows), "run_p50s": [row["p50"] for row in rows]}
     for key in ("n", "p50", "p95", "max", "makespan", "runners_per_job", "spare_runners"):
         values = [row[key] for row in rows if row.get(key) is not None]
-        merged[key] = round(statistics.median(values), 2) if values else None
+        middle = median(values)
+        merged[key] = None if middle is None else round(middle, 2)
     per_unit: dict[str, int] = {}
     for row in rows:
         for unit, count in row["jobs_per_unit"].items():

@@ -102,6 +102,25 @@ class FirstSeen:
         return len(self.seen) >= count
 
 
+def speak_as_runners(base_url: str, credentials: list[str], route: str = "/heartbeat") -> None:
+    """POST ``route`` of the sandbox's runner protocol once with each runner credential.
+
+    ``/connect`` then ``/heartbeat``: the sandbox keeps a runner online 10 s after its last word.
+    """
+    for credential in credentials:
+        request = urllib.request.Request(  # noqa: S310 - loopback sandbox
+            f"{base_url}/_runner{route}",
+            data=b"{}",
+            method="POST",
+            headers={
+                "Authorization": f"RunnerCredential {credential}",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+            pass
+
+
 def play_runners(sandbox: SandboxServer, prefix: str, route: str = "/heartbeat") -> int:
     """Play the runners a fake-driver cloud does not run: each record with ``prefix`` is alive.
 
@@ -115,18 +134,7 @@ def play_runners(sandbox: SandboxServer, prefix: str, route: str = "/heartbeat")
         credentials = [
             r.credential for r in sandbox.state.runners.values() if r.name.startswith(prefix)
         ]
-    for credential in credentials:
-        request = urllib.request.Request(  # noqa: S310 - loopback sandbox
-            f"{sandbox.base_url}/_runner{route}",
-            data=b"{}",
-            method="POST",
-            headers={
-                "Authorization": f"RunnerCredential {credential}",
-                "Content-Type": "application/json",
-            },
-        )
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
-            pass
+    speak_as_runners(sandbox.base_url, credentials, route)
     return len(credentials)
 
 
