@@ -30,13 +30,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
-import textwrap
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks._lib.bench import (
@@ -54,140 +49,19 @@ from benchmarks._lib.soak_figures import (
     dir_files,
     flat,
     host_state,
+    pipeline_windows,
     wait_windows,
 )
+from benchmarks._lib.soak_manager import ManagerProcess, cpu_seconds, lxd_daemons, restart_lxd
 from harness.local import LocalEnvironment, LocalOptions
 from metrics.shared_fs import SharedFilesystemManager
 from metrics.storage import QUARANTINE_MAX_ARCHIVES
 from observability.runner_logs import MAX_LOG_BYTES, MAX_LOG_FILES
-from paths import REPO_ROOT
 from runner_manager_type import LXDFlushMode
 
 APP = "bench-soak"
 CANCEL_SHARE, FAULT_P = 0.05, 0.1
 KILL_AT, LIMIT_AT, RESTART_AT = 0.15, 0.30, 0.55
-CHILD = textwrap.dedent(
-    """
-    import json, os, sys, time
-    from errors import GithubRunnerError
-    from harness.local import RESOURCES, LocalEnvironment
-    from metrics.shared_fs import SharedFilesystemManager
-    env = LocalEnvironment.attach(json.loads(sys.argv[1]))
-    s = env.settings()
-    env.options.storage = SharedFilesystemManager(s.metrics_storage_dir, s.quarantine_dir)
-    env.manager = env.build_manager()
-    size, stop = int(sys.argv[2]), sys.argv[3]
-    def rss():
-        with open("/proc/self/status") as f:
-            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-    n = 0
-    while not os.path.exists(stop):
-        n += 1
-        print(json.dumps({"begin": n}), flush=True)
-        began, error = time.monotonic(), None
-        try:
-            env.manager.reconcile(size, RESOURCES)
-        except GithubRunnerError as exc:
-            error = "handled " + type(exc).__name__
-        except Exception as exc:
-            error = f"uncaught {type(exc).__name__}: {exc}"[:300]
-        print(json.dumps({"end": n, "s": round(time.monotonic() - began, 2), "error": error,
-                          "rss_kib": rss(), "fds": len(os.listdir("/proc/self/fd"))}), flush=True)
-        time.sleep(1.0)
-    """
-)
-
-
-class ManagerProcess:
-    """The reconcile loop in a child process; its lines are collected by a reader thread."""
-
-    def __init__(self, spec: str, size: int, stop_file: Path):
-        self.spec, self.size, self.stop_file = spec, size, stop_file
-        self.records: list[dict[str, Any]] = []  # every line, with the child's pid
-        self.began = threading.Event()
-        self.proc: subprocess.Popen[str] | None = None
-        self.pids: list[int] = []
-
-    def start(self) -> None:
-        """Start a new child (after the first, or after a kill)."""
-        path = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT / "lib"), str(REPO_ROOT)])
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, self.spec, str(self.size), str(self.stop_file)],
-            env={**os.environ, "PYTHONPATH": path},
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.pids.append(self.proc.pid)
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
-
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                record = {**json.loads(line), "pid": proc.pid}
-            except ValueError:
-                continue
-            self.records.append(record)
-            if "begin" in record:
-                self.began.set()
-
-    def kill_mid_reconcile(self, rng: random.Random) -> float:
-        """SIGKILL the child at a random moment of its next reconcile; start a new one."""
-        assert self.proc is not None
-        self.began.clear()
-        self.began.wait(60)
-        delay = rng.uniform(0.1, 1.5)
-        time.sleep(delay)
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-        self.start()
-        return delay
-
-    def stop(self) -> None:
-        """Let the child finish its reconcile and exit (bounded), else kill it."""
-        self.stop_file.touch()
-        if self.proc is not None:
-            try:
-                self.proc.wait(300)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
-
-    def ends(self) -> list[dict[str, Any]]:
-        """The finished reconciles."""
-        return [r for r in self.records if "end" in r]
-
-
-def _is_daemon(pid: int) -> bool:
-    """Whether a process named lxd is the daemon (``lxd --group root ...``: no subcommand).
-
-    Not an instance's ``[lxc monitor]``, nor a helper (``lxd forkfile``, ``lxd waitready``).
-    """
-    try:
-        argv = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-    except OSError:
-        return False
-    return bool(argv) and argv[0].endswith(b"/lxd") and (len(argv) == 1 or argv[1][:1] == b"-")
-
-
-def restart_lxd() -> dict[str, Any]:
-    """SIGTERM the LXD daemon (instances keep running), then start it with setup-lxd.sh."""
-    began = time.monotonic()
-    pids = subprocess.run(["pgrep", "-x", "lxd"], capture_output=True, text=True, check=False)
-    daemons = [int(p) for p in pids.stdout.split() if _is_daemon(int(p))]
-    for pid in daemons:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in daemons):
-        time.sleep(0.2)
-    start = subprocess.run(
-        [str(REPO_ROOT / "scripts" / "setup-lxd.sh")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    return {"pids": daemons, "rc": start.returncode, "s": round(time.monotonic() - began, 1)}
 
 
 def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any]:  # noqa: C901, PLR0915
@@ -198,7 +72,7 @@ def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any
     cancel = set(rng.sample(range(total), max(1, round(CANCEL_SHARE * total))))
     for i in cancel:  # long enough to be cancelled mid-run: the runner's heartbeat is every 5 s
         durations[i] = 20
-    manager = ManagerProcess(json.dumps(env.attach_spec()), size, env.workdir / "stop")
+    manager = ManagerProcess(json.dumps(env.attach_spec()), size, env.workdir)
     events: dict[str, Any] = {}
     ids: list[int] = []  # job ids in queue order
     index_of: dict[int, int] = {}
@@ -209,6 +83,7 @@ def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any
     deadline = time.monotonic() + (300 if args.small else 60 * 60)
     jobs: dict[int, dict[str, Any]] = {}
     loads: list[tuple[float, float]] = []  # (time, 1-minute load) each round
+    lxd_cpu: list[tuple[float, dict[int, float]]] = []  # (time, {daemon pid: CPU s}) each round
     while time.monotonic() < deadline:
         jobs = {j["id"]: j for j in env.control("GET", "/jobs") if j["id"] in index_of}
         done = sum(1 for j in jobs.values() if j["status"] == "completed")
@@ -236,9 +111,10 @@ def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any
             window = 8 if args.small else 20
             env.control("POST", "/faults", {"rate_limit": {"remaining": 0, "reset_in": window}})
             events["rate_limit"] = {"window_s": window, "at": done}
-        if "lxd_restart" not in events and done >= RESTART_AT * total:
+        if "lxd_restart" not in events and done >= args.restart_at * total:
             events["lxd_restart"] = {**restart_lxd(), "at": done}
         loads.append((time.time(), os.getloadavg()[0]))
+        lxd_cpu.append((time.time(), {p: c for p in lxd_daemons() if (c := cpu_seconds(p))}))
         time.sleep(1.0)
     faults = env.control("GET", "/faults")
     stats = env.control("GET", "/stats")
@@ -255,6 +131,7 @@ def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any
         "requests": sum(n for k, n in stats["requests"].items() if " /_" not in k),
         "manager": manager,
         "loads": loads,
+        "lxd_cpu": lxd_cpu,
     }
 
 
@@ -266,6 +143,7 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
             ("--jobs", {"type": int, "default": 0}),
             ("--pool", {"type": int, "default": 0}),
             ("--seed", {"type": int, "default": 20261204}),
+            ("--restart-at", {"type": float, "default": RESTART_AT, "help": "share of jobs done"}),
         ],
     )
     args.jobs = args.jobs or (30 if args.small else 300)
@@ -343,6 +221,13 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
 
     manager: ManagerProcess | None = run.get("manager")
     ends = manager.ends() if manager else []
+    pipeline = pipeline_windows(
+        windows,
+        manager.events() if manager else [],
+        ends,
+        run.get("lxd_cpu", []),
+        manager.warnings() if manager else [],
+    )
     uncaught = [r["error"] for r in ends if (r["error"] or "").startswith("uncaught")]
     handled: dict[str, int] = {}
     for r in ends:
@@ -385,6 +270,14 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
         ", ".join(f"{fmt(w['p50'])} ({fmt(w['load'])})" for w in windows),
         "",
     )
+    for label, key in (
+        ("runners made per minute, per 50 jobs", "per_min"),
+        ("  creation p50 s", "install_p50"),
+        ("  reconcile p50 s", "reconcile_p50"),
+        ("  LXD daemon CPU s per creation", "lxd_cpu_per_create"),
+        ("  launched from the image (no template)", "from_image"),
+    ):
+        table.add_row(label, ", ".join(fmt(w[key]) for w in pipeline), "")
     table.add_row(
         "reconciles (ok, handled errors, uncaught)",
         f"{len(ends)} ({sum(1 for r in ends if not r['error'])}, {sum(handled.values())},"
@@ -437,6 +330,8 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
         wait_last_50=last,
         wait_all=summary(waits),
         wait_windows=windows,
+        pipeline_windows=pipeline,
+        restart_at=args.restart_at,
         reconciles=len(ends),
         handled_errors=handled,
         uncaught=uncaught,

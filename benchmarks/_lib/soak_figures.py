@@ -62,7 +62,8 @@ def wait_windows(
         size: Jobs per window.
 
     Returns:
-        Per window: its first job's index, the wait summary and ``load`` (None without samples).
+        Per window: its first job's index, its span (``since``, ``until``: unix times), the wait
+        summary and ``load`` (None without samples).
     """
     windows = []
     for first in range(0, len(jobs), size):
@@ -77,8 +78,77 @@ def wait_windows(
         windows.append(
             {
                 "from_job": first,
+                "since": since,
+                "until": until,
                 **summary(waits),
                 "load": round(statistics.mean(during), 2) if during else None,
             }
         )
     return windows
+
+
+def cpu_used(samples: list[tuple[float, dict[int, float]]], since: float, until: float) -> float:
+    """CPU seconds the sampled processes used between two times.
+
+    A pid that ends counts to its last sample, a new one (the restarted daemon) from its first.
+    """
+    first: dict[int, float] = {}
+    last: dict[int, float] = {}
+    for at, by_pid in samples:
+        if since <= at <= until:
+            for pid, seconds in by_pid.items():
+                first.setdefault(pid, seconds)
+                last[pid] = seconds
+    return round(sum(last[pid] - first[pid] for pid in last), 2)
+
+
+def pipeline_windows(
+    windows: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    reconciles: list[dict[str, Any]],
+    lxd_cpu: list[tuple[float, dict[int, float]]],
+    warnings: list[tuple[float, str]],
+) -> list[dict[str, Any]]:
+    """What made each wait window's runners: creations, their time, reconciles, LXD's CPU.
+
+    A wait that steps up is either fewer runners made per minute (each creation slower: LXD,
+    the template, the load) or runners made but taken later (reconciles slower or failing);
+    these figures, over the same spans as the waits, tell which.
+
+    Args:
+        windows: From ``wait_windows`` (their ``since`` / ``until`` spans).
+        events: The manager's metric events (``runner_installed`` with its ``duration``).
+        reconciles: The manager's finished reconciles (``t`` unix time, ``s`` seconds).
+        lxd_cpu: ``(unix time, {daemon pid: CPU seconds so far})`` samples.
+        warnings: ``(unix time, message)`` of the manager's warnings.
+
+    Returns:
+        Per window: ``created`` and ``per_min``, ``install_p50`` s, ``reconcile_p50`` s,
+        ``lxd_cpu_s`` and ``lxd_cpu_per_create`` s, ``from_image`` (template fallbacks).
+    """
+    rows = []
+    for window in windows:
+        since, until = window["since"], window["until"]
+        span = max(until - since, 1e-9)
+        installs = [
+            float(e["duration"])
+            for e in events
+            if e.get("event") == "runner_installed" and since <= float(e["timestamp"]) <= until
+        ]
+        runs = [float(r["s"]) for r in reconciles if since <= float(r.get("t", 0)) <= until]
+        cpu = cpu_used(lxd_cpu, since, until)
+        rows.append(
+            {
+                "from_job": window["from_job"],
+                "created": len(installs),
+                "per_min": round(len(installs) * 60 / span, 1),
+                "install_p50": summary(installs)["p50"],
+                "reconcile_p50": summary(runs)["p50"],
+                "lxd_cpu_s": cpu,
+                "lxd_cpu_per_create": round(cpu / len(installs), 2) if installs else None,
+                "from_image": sum(
+                    1 for at, text in warnings if since <= at <= until and "from the image" in text
+                ),
+            }
+        )
+    return rows
