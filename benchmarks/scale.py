@@ -12,11 +12,12 @@ per runner):
    online, runners online per minute, failed creations; host memory per idle runner
    (MemAvailable before, minus with all N online, over N);
 3. ``--reconciles`` (default 7; small 5) reconciles with nothing to do (N wanted, N healthy):
-   wall and CPU seconds of each (CPU: this process, i.e. the manager and the in-process
-   sandbox answering it), LXD API requests (every ``LxdTransport.request`` of the manager's
+   wall and CPU seconds of each (CPU: this process, the manager: the sandbox GitHub runs in a
+   process of its own, so the N runners' polls and heartbeats it answers are not counted), LXD
+   API requests (every ``LxdTransport.request`` of the manager's
    LXD client) and GitHub requests (the project's own meter, ``observability.github_meter``,
    checked against the sandbox's request count); medians;
-4. the RSS of this process (manager + in-process sandbox) with N runners;
+4. the RSS of this process (the manager and this script; not the sandbox) with N runners;
 5. flush back to 0 (idle flush; the template stays).
 
 After the last N: force flush, then every instance and metrics store (image, mount, loop
@@ -216,7 +217,9 @@ def flush_idle(env: LocalEnvironment, count: int, report: Report) -> float:
 
 def run(sizes: tuple[int, ...], reps: int, report: Report) -> dict[str, Any]:
     """Every size in one environment; teardown checks; the figures by size."""
-    options = LocalOptions(app_name=APP, repo="octo/bench", labels=("bench",), metrics=True)
+    options = LocalOptions(
+        app_name=APP, repo="octo/bench", labels=("bench",), metrics=True, sandbox_process=True
+    )
     env = LocalEnvironment(options)
     base = env.settings().metrics_storage_dir
     stores = SharedFilesystemManager(base, env.settings().quarantine_dir)

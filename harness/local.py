@@ -27,7 +27,7 @@ from pydantic import SecretStr
 from config.settings import RunnerManagerSettings
 from config.state import BaseImage, CharmState, RunnerStorage
 from github_api.types import GitHubRepo
-from harness.netns import entered
+from harness.netns import NamespaceProcess, entered
 from harness.testnet import TestHost, TestNet
 from harness.testnet_serve import PublicSandbox
 from metrics.storage import DirectoryStorageManager, StorageManager
@@ -55,6 +55,8 @@ class LocalOptions:
         metrics: Whether metrics are enabled (directory stores unless ``storage`` is given).
         storage: The metrics store manager to use.
         settings: Overrides of the manager settings.
+        sandbox_process: Run the sandbox in a process of its own (its CPU and memory apart from
+            the manager's: ``LocalEnvironment.sandbox_pid``) instead of this process's threads.
     """
 
     app_name: str = "demo"
@@ -65,6 +67,7 @@ class LocalOptions:
     metrics: bool = False
     storage: StorageManager | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    sandbox_process: bool = False
 
 
 def local_charm_state(**overrides: Any) -> CharmState:
@@ -136,6 +139,8 @@ class LocalEnvironment:
         self.network = testnet.bridge if testnet is not None else ""
         self.sandbox: PublicSandbox | SandboxAddress
         self.servers: list[BackgroundServer] = []
+        self.sandbox_pid: int | None = None  # with ``sandbox_process``
+        self._sandbox_process: NamespaceProcess | None = None
         self.workdir = Path(tempfile.mkdtemp(prefix="github-runner-local-"))
         self.manager: RunnerManager
         self.state: CharmState
@@ -182,11 +187,18 @@ class LocalEnvironment:
                 self.testnet = TestNet().start()
             self.network = self.testnet.bridge
             host = self.add_host("github", manager_link=True)
-            self.sandbox = self.testnet.start_sandbox_in_process(
-                host,
-                token=self.token,
-                readonly_token="readonly-token",  # noqa: S106 - sandbox-only token
-            )
+            readonly = "readonly-token"  # sandbox-only
+            if self.options.sandbox_process:
+                service = self.testnet.start_sandbox(
+                    host, token=self.token, args=("--readonly-token", readonly)
+                )
+                self.sandbox = SandboxAddress(service.url, service.api_url, service.port)
+                self._sandbox_process = service.process
+                self.sandbox_pid = service.process.pid
+            else:
+                self.sandbox = self.testnet.start_sandbox_in_process(
+                    host, token=self.token, readonly_token=readonly
+                )
             self.manager = self.build_manager()
             app = self.manager.get_latest_runner_bin_url()
             self.manager.update_runner_bin(app)
@@ -205,6 +217,8 @@ class LocalEnvironment:
             server.stop()
         if isinstance(self.sandbox, PublicSandbox):
             self.sandbox.stop()
+        if self._sandbox_process is not None:
+            self._sandbox_process.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
         self._close_network()
 
