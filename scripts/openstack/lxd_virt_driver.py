@@ -56,6 +56,7 @@ SOCKETS = (
 TIMEOUT = 30.0  # one LXD request
 OPERATION_TIMEOUT = 120  # an LXD operation (create from an image, start, stop, delete)
 POLL_INTERVAL = 1.0
+POLL_MAX = 30.0  # seconds between polls while LXD does not answer
 SCRIPT_PATH = "/var/lib/nova-user-data"
 UNIT_NAME = "nova-user-data.service"
 UNIT = f"""\
@@ -426,29 +427,39 @@ class GithubRunnerLxdDriver(fake.FakeDriver):
 
     def _poll(self) -> None:
         """Emit STOPPED/STARTED lifecycle events when a container's status changes."""
+        delay, failing = POLL_INTERVAL, False
         while True:
-            time.sleep(POLL_INTERVAL)
+            time.sleep(delay)
             try:
                 statuses = self.lxd.statuses()
-            except LxdError as exc:
-                LOG.warning("LXD poll failed: %s", exc)
+            except LxdError as exc:  # once when it starts failing, then quietly backed off
+                if not failing:
+                    LOG.warning("LXD poll failed (retrying, up to every %ss): %s", POLL_MAX, exc)
+                failing, delay = True, min(delay * 2, POLL_MAX)
                 continue
-            for name, now in statuses.items():
-                uuid = name[len(NAME_PREFIX) :]
-                before = self._seen.get(uuid)
-                self._seen[uuid] = now  # first sight (e.g. after a restart): no event
-                if before is None or before == now:
-                    continue
-                if now.lower() == "stopped":
-                    transition = virtevent.EVENT_LIFECYCLE_STOPPED
-                elif now.lower() == "running":
-                    transition = virtevent.EVENT_LIFECYCLE_STARTED
-                else:
-                    continue
-                LOG.info("LXD container %s%s: %s -> %s", NAME_PREFIX, uuid, before, now)
-                try:
-                    self.emit_event(virtevent.LifecycleEvent(uuid, transition))
-                except Exception:
-                    LOG.exception("lifecycle event of %s failed", uuid)
-            for uuid in set(self._seen) - {n[len(NAME_PREFIX) :] for n in statuses}:
-                self._seen.pop(uuid, None)
+            if failing:
+                LOG.info("LXD answers again: polling every %ss", POLL_INTERVAL)
+            delay, failing = POLL_INTERVAL, False
+            self._emit_changes(statuses)
+
+    def _emit_changes(self, statuses: dict[str, str]) -> None:
+        """Emit the lifecycle events of one poll's statuses (by container name)."""
+        for name, now in statuses.items():
+            uuid = name[len(NAME_PREFIX) :]
+            before = self._seen.get(uuid)
+            self._seen[uuid] = now  # first sight (e.g. after a restart): no event
+            if before is None or before == now:
+                continue
+            if now.lower() == "stopped":
+                transition = virtevent.EVENT_LIFECYCLE_STOPPED
+            elif now.lower() == "running":
+                transition = virtevent.EVENT_LIFECYCLE_STARTED
+            else:
+                continue
+            LOG.info("LXD container %s%s: %s -> %s", NAME_PREFIX, uuid, before, now)
+            try:
+                self.emit_event(virtevent.LifecycleEvent(uuid, transition))
+            except Exception:
+                LOG.exception("lifecycle event of %s failed", uuid)
+        for uuid in set(self._seen) - {n[len(NAME_PREFIX) :] for n in statuses}:
+            self._seen.pop(uuid, None)
