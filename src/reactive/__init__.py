@@ -3,6 +3,7 @@
 - :mod:`reactive.message` — the job message schema and validation, the labels a job may ask for.
 - :mod:`reactive.types` — the consumer's seams (job checker, runner spawner), settings, outcomes.
 - :mod:`reactive.consumer` — the only kombu user: the consumer loop, ack/requeue semantics.
+- :mod:`reactive.settling` — settling a delivery, and the consumer's stop and drain requests.
 - :mod:`reactive.pool` — the ``ConsumerPool`` seam the managers' reconciles use (LXD's and
   OpenStack's), and its implementation over consumer processes (imports no manager).
 - :mod:`reactive.runner_manager` — ``reconcile(quantity, config)`` keeps N consumer processes

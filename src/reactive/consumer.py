@@ -19,17 +19,17 @@ GitHub failed (5xx, rate limit, timeout)       ``GITHUB_ERROR`` (after a backoff
 the spawner failed                             ``SPAWN_FAILED`` (after a backoff delay)  requeue
 an unexpected error (bug, unmapped error)      ``ERROR`` (after a backoff delay)         requeue
 asked to stop (SIGTERM) while holding one      ``STOPPED`` (at once)                     requeue
+asked to drain (SIGUSR1), runner spawned       as above (pickup waited for), then exits  as above
+asked to drain, nothing spawned yet            ``STOPPED`` (at once), then exits         requeue
 =============================================  ========================================  =======
 
-"reject" is ``basic.reject(requeue=False)``: the message is dropped (or dead-lettered when the
-queue has a dead-letter exchange). "requeue" is ``basic.reject(requeue=True)``: the broker puts
-the same message back in the queue atomically. Requeueing never acks and republishes: an
-ack-then-publish loses the job when the process dies between the two calls, a publish-then-ack
-duplicates it. With reject-requeue the message is at all times either in the queue or held,
-unacked, by exactly one consumer, which spawns at most one runner for that delivery. If that
-consumer dies the broker returns the unacked message to the queue (AMQP, Redis, SQL transports;
-kombu's MongoDB transport only restores unacked messages when the connection closes cleanly,
-so a SIGKILL can lose the one message in hand there).
+"reject" drops the message, "requeue" puts it back atomically (:mod:`reactive.settling`, which
+also tells the stop from the drain): it is at all times in the queue or held, unacked, by one
+consumer, which spawns at most one runner per delivery. A draining consumer takes no other
+message (one received while draining is requeued unread; an idle one exits within
+``receive_timeout``). If that consumer dies the broker returns the unacked message to the queue
+(AMQP, Redis, SQL transports; kombu's MongoDB transport only restores unacked messages when the
+connection closes cleanly, so a SIGKILL can lose the one message in hand there).
 
 A redelivered message is checked against GitHub again: if the runner spawned for the previous
 delivery took the job it is acked without a spawn, otherwise it gets one more runner. A job
@@ -59,7 +59,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 import kombu
@@ -76,6 +75,7 @@ from reactive.message import (
     build_supported_labels,
     parse_job_message,
 )
+from reactive.settling import StopRequests, backoff, settle
 from reactive.types import (
     ConsumerSettings,
     GithubJobChecker,
@@ -135,6 +135,7 @@ class JobConsumer:
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
         watcher: RunnerWatcher | None = None,
+        drain: threading.Event | None = None,
     ) -> None:
         """Build a consumer; it connects in :meth:`run`.
 
@@ -143,16 +144,22 @@ class JobConsumer:
             settings: The consumer settings.
             checker: Reads jobs from GitHub.
             spawner: Creates one runner.
-            stop: Set it to make the consumer finish (SIGTERM handler); a new one by default.
+            stop: Set it to make the consumer finish at once (SIGTERM handler); a new one by
+                default.
             clock: Monotonic clock (injectable for tests).
             watcher: Lists the unit's runners; None looks only at the job (the spawner
                 itself when it is a :class:`RunnerWatcher`).
+            drain: Set it to make the consumer finish the message it holds, then return
+                (SIGUSR1 handler); a new one by default.
         """
         self._mq_uri = mq_uri
         self.settings = settings
         self._checker = checker
         self._spawner = spawner
         self._stop = stop if stop is not None else threading.Event()
+        self._requests = StopRequests(
+            self._stop, drain if drain is not None else threading.Event()
+        )
         self._clock = clock
         self._watcher = watcher
         if watcher is None and isinstance(spawner, RunnerWatcher):
@@ -167,6 +174,10 @@ class JobConsumer:
     def stop(self) -> None:
         """Ask the consumer to finish: a held message is requeued at once, then it returns."""
         self._stop.set()
+
+    def drain(self) -> None:
+        """Ask the consumer to see the message it holds through, then return."""
+        self._requests.drain.set()
 
     # --- deciding ----------------------------------------------------------------------------
 
@@ -206,7 +217,7 @@ class JobConsumer:
         verdict = self._leave_to_warm_runner(job.url)
         if verdict is not None:
             return verdict
-        if self._stop.is_set():
+        if self._requests.finishing():
             return Verdict(Outcome.STOPPED)
         try:
             runner_name = self._spawner.spawn_one()
@@ -228,6 +239,8 @@ class JobConsumer:
         try:
             info = self._get_job_after_lag(url)
         except errors.GithubNotFoundError:
+            if self._requests.finishing():  # the grace was cut short: another consumer asks
+                return Verdict(Outcome.STOPPED)
             logger.warning(
                 "Rejecting job %r: not found on GitHub within %.1fs",
                 url,
@@ -281,7 +294,7 @@ class JobConsumer:
         deadline = self._clock() + grace
         interval = min(max(self.settings.pickup_poll_initial, 0.01), 1.0)
         while self._clock() < deadline:
-            if self._stop.wait(min(interval, max(deadline - self._clock(), 0.0))):
+            if self._requests.wait_finishing(min(interval, max(deadline - self._clock(), 0.0))):
                 return Verdict(Outcome.STOPPED)
             verdict = self._check_job(url)
             if verdict is not None:
@@ -326,7 +339,7 @@ class JobConsumer:
             The job.
 
         Raises:
-            GithubNotFoundError: GitHub still does not show it (or the consumer is stopping).
+            GithubNotFoundError: GitHub still does not show it (or the consumer is finishing).
             GithubClientError: Any other GitHub failure, at once.
         """
         settings = self.settings
@@ -335,11 +348,12 @@ class JobConsumer:
             stop=tenacity.stop_any(
                 tenacity.stop_before_delay(settings.not_found_grace),
                 tenacity.stop_when_event_set(self._stop),
+                tenacity.stop_when_event_set(self._requests.drain),
             ),
             wait=tenacity.wait_exponential(
                 multiplier=max(settings.not_found_poll_initial, 0.01), max=2.0
             ),
-            sleep=self._pause,
+            sleep=self._requests.pause,
             before_sleep=lambda state: logger.info(
                 "Job %r not on GitHub yet (attempt %d); asking again", url, state.attempt_number
             ),
@@ -348,12 +362,10 @@ class JobConsumer:
         info: JobInfo = retrying(self._checker.get_job_by_url, url)
         return info
 
-    def _pause(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less when the consumer is asked to stop."""
-        self._stop.wait(seconds)
-
     def _wait_for_pickup(self, url: str, runner_name: str) -> Verdict:
         """Poll GitHub with exponential backoff until the job is taken or the deadline passes.
+
+        A stop ends the wait at once; a drain does not (the runner is spawned: see it through).
 
         Args:
             url: The job URL.
@@ -366,7 +378,7 @@ class JobConsumer:
         interval = max(self.settings.pickup_poll_initial, 0.01)
         while True:
             remaining = max(deadline - self._clock(), 0.0)
-            if self._stop.wait(min(interval, remaining)):
+            if self._requests.wait_stop(min(interval, remaining)):
                 logger.info("Stopping while job %r waits for runner %r", url, runner_name)
                 return Verdict(Outcome.STOPPED, runner_name=runner_name)
             try:
@@ -400,26 +412,15 @@ class JobConsumer:
             interval = min(interval * 2, self.settings.pickup_poll_max)
 
     def _next_error_delay(self, exc: errors.GithubClientError | None = None) -> float:
-        """Return the next requeue delay after a failure (exponential, honours rate-limit resets).
-
-        Args:
-            exc: The GitHub error, if any.
-
-        Returns:
-            Seconds to wait before requeueing.
-        """
-        settings = self.settings
-        delay = min(settings.error_delay_initial * 2.0**self._failures, settings.error_delay_max)
+        """Return the next requeue delay after a failure (:func:`reactive.settling.backoff`)."""
+        delay = backoff(self.settings, self._failures, exc)
         self._failures = min(self._failures + 1, 30)
-        if isinstance(exc, errors.GithubRateLimitError) and exc.reset_at is not None:
-            until_reset = (exc.reset_at - datetime.now(timezone.utc)).total_seconds()
-            delay = min(max(delay, until_reset), settings.error_delay_max)
         return delay
 
     # --- consuming ---------------------------------------------------------------------------
 
     def run(self, max_messages: int | None = None, idle_timeout: float | None = None) -> None:
-        """Consume messages one at a time until stopped.
+        """Consume messages one at a time until asked to stop or to drain.
 
         Broker failures are retried with an exponential backoff (never a hot loop).
 
@@ -430,7 +431,8 @@ class JobConsumer:
         handled = 0
         last_activity = self._clock()
         reconnect_delay = 0.5
-        while not self._stop.is_set():
+        requests = self._requests
+        while not requests.finishing():
             conn = broker_connection(
                 self._mq_uri, self.settings.connect_timeout, self.settings.poll_interval
             )
@@ -448,7 +450,7 @@ class JobConsumer:
                         prefetch_count=1,
                     )
                     with consumer:
-                        while not self._stop.is_set():
+                        while not requests.finishing():
                             if max_messages is not None and handled >= max_messages:
                                 return
                             if not inbox:
@@ -469,9 +471,10 @@ class JobConsumer:
                     type(exc).__name__,
                     reconnect_delay,
                 )
-                self._stop.wait(reconnect_delay)
+                requests.wait_finishing(reconnect_delay)
                 reconnect_delay = min(reconnect_delay * 2, 30.0)
-        logger.info("Consumer for queue %s stopped", self.settings.queue_name)
+        how = "stopped" if self._stop.is_set() else "drained"
+        logger.info("Consumer for queue %s %s", self.settings.queue_name, how)
 
     def _handle(self, message: Any) -> None:
         """Decide about one delivery and settle it with the broker.
@@ -481,19 +484,15 @@ class JobConsumer:
         """
         redelivered = bool(getattr(message, "delivery_info", {}).get("redelivered"))
         logger.info("Received a message (redelivered=%s)", redelivered)
-        try:
-            verdict = self.decide(message.body)
-        except Exception:
-            logger.exception("Unexpected error handling a message; requeueing")
-            verdict = Verdict(Outcome.ERROR, delay=self._next_error_delay())
-        self.counts[verdict.outcome] += 1
-        settlement = verdict.outcome.settlement
-        if settlement == "ack":
-            message.ack()
-        elif settlement == "reject":
-            message.reject(requeue=False)
+        if self._requests.finishing():  # received while draining: another consumer takes it
+            logger.info("Finishing: requeueing the message received without looking at it")
+            verdict = Verdict(Outcome.STOPPED)
         else:
-            if verdict.delay > 0 and self._stop.wait(verdict.delay):
-                logger.info("Stopping: requeueing the held message now")
-            message.requeue()
+            try:
+                verdict = self.decide(message.body)
+            except Exception:
+                logger.exception("Unexpected error handling a message; requeueing")
+                verdict = Verdict(Outcome.ERROR, delay=self._next_error_delay())
+        self.counts[verdict.outcome] += 1
+        settlement = settle(message, verdict, self._requests)
         logger.info("Message %s (%s)", settlement, verdict.outcome.value)

@@ -5,6 +5,10 @@ its start time (field 22 of ``/proc/<pid>/stat``, clock ticks since boot). A pro
 alive only when ``/proc/<pid>/stat`` exists, is not a zombie and shows the recorded start time,
 so a dead consumer whose pid the kernel gave to another process is never counted nor signalled.
 Nothing here parses ``ps`` output.
+
+A consumer asked to drain (``reactive.runner_manager``) has ``drain_since`` in its pid file: the
+``time.monotonic()`` of the request (CLOCK_MONOTONIC is system-wide on Linux, and a process
+alive now was started in this boot, so the value compares across the hooks' processes).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import logging
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from errors import ReactiveRunnerError
 
@@ -40,12 +45,14 @@ class ConsumerProcess:
         start_time: Its start time in clock ticks since boot (``/proc/<pid>/stat`` field 22).
         pid_file: The pid file.
         config_digest: SHA-256 of the config file the process was started with.
+        drain_since: When it was asked to drain (``time.monotonic()``), or None: it takes jobs.
     """
 
     pid: int
     start_time: int
     pid_file: Path
     config_digest: str = ""
+    drain_since: float | None = None
 
 
 def track_child(proc: subprocess.Popen[bytes]) -> None:
@@ -96,6 +103,27 @@ def is_alive(pid: int, start_time: int) -> bool:
     return stat is not None and stat[0] not in ("Z", "X") and stat[1] == start_time
 
 
+def children(pid: int) -> list[int]:
+    """Return the pids of the running children of a process (its ``timeout``'s consumer).
+
+    Args:
+        pid: The parent.
+
+    Returns:
+        Its children that are not zombies, from ``/proc`` (none when it is gone).
+    """
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat_file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()  # field 3 (state) on, field 4 is the ppid
+        if len(fields) > 1 and fields[1] == str(pid) and fields[0] not in ("Z", "X"):
+            found.append(int(stat_file.parent.name))
+    return sorted(found)
+
+
 def _read_pid_file(path: Path) -> ConsumerProcess | None:
     """Read a pid file.
 
@@ -115,11 +143,15 @@ def _read_pid_file(path: Path) -> ConsumerProcess | None:
     if path.name != f"{pid}.json":
         return None
     digest = data.get("config_digest", "")
+    since = data.get("drain_since")
     return ConsumerProcess(
         pid=pid,
         start_time=start_time,
         pid_file=path,
         config_digest=digest if isinstance(digest, str) else "",
+        drain_since=float(since)
+        if isinstance(since, int | float) and not isinstance(since, bool)
+        else None,
     )
 
 
@@ -164,20 +196,48 @@ def write_pid_file(
         The pid file.
     """
     path = pid_dir / f"{pid}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(
-        json.dumps(
-            {
-                "pid": pid,
-                "start_time": start_time,
-                "queue": queue_name,
-                "config_digest": config_digest,
-            }
-        ),
-        encoding="utf-8",
-    )
-    tmp.replace(path)
+    record = {
+        "pid": pid,
+        "start_time": start_time,
+        "queue": queue_name,
+        "config_digest": config_digest,
+    }
+    _write_atomically(path, record)
     return path
+
+
+def mark_draining(process: ConsumerProcess, since: float) -> ConsumerProcess:
+    """Record in its pid file (atomically) that a consumer was asked to drain.
+
+    Args:
+        process: The consumer.
+        since: When it was asked (``time.monotonic()``).
+
+    Returns:
+        The record, draining.
+    """
+    try:
+        record = json.loads(process.pid_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    if not isinstance(record, dict):
+        record = {}
+    record.update(pid=process.pid, start_time=process.start_time, drain_since=since)
+    record.setdefault("config_digest", process.config_digest)
+    _write_atomically(process.pid_file, record)
+    return replace(process, drain_since=since)
+
+
+def _write_atomically(path: Path, record: dict[str, Any]) -> None:
+    """Write a pid file's JSON through a temporary file and a rename.
+
+    Args:
+        path: The pid file.
+        record: Its content.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    tmp.replace(path)
 
 
 @contextlib.contextmanager

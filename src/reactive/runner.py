@@ -4,8 +4,10 @@ The process reads the broker URI from the environment variable ``MQ_URI_ENV`` (a
 from its environment at once, so nothing it starts inherits it), reads the JSON config file the
 charm writes, builds the runner spawner and the GitHub job checker from it (by default
 ``reactive.factory.reactive_components``: this unit's RunnerManager), then consumes job messages
-one at a time until SIGTERM/SIGINT/SIGHUP (or until ``timeout`` ends it). It logs to
-``<log_dir>/<pid>.log``.
+one at a time until SIGTERM/SIGINT/SIGHUP (or until ``timeout`` ends it): the message it holds
+is then requeued at once. SIGUSR1 asks it to drain instead: it sees the message it holds through
+(when a runner was spawned for it), then exits without taking another (``reactive.settling``).
+It logs to ``<log_dir>/<pid>.log``.
 
 Config file (written by the charm, readable by the consumers' user, holds the GitHub token in
 ``runner_manager`` so mode 0600/0640)::
@@ -155,8 +157,9 @@ def reactive_runner(
     config_path: Path = DEFAULT_CONFIG_PATH,
     stop: threading.Event | None = None,
     factory: Factory = reactive_components,
+    drain: threading.Event | None = None,
 ) -> None:
-    """Spawn runners reactively: consume job messages until stopped.
+    """Spawn runners reactively: consume job messages until stopped or drained.
 
     Args:
         mq_uri: The URI of the message queue.
@@ -164,10 +167,11 @@ def reactive_runner(
         config_path: The config file the charm writes.
         stop: Set it to stop (the signal handlers do); a new event by default.
         factory: What builds the spawner and the checker; this unit's RunnerManager by default.
+        drain: Set it to finish the message held, then stop (the SIGUSR1 handler does).
     """
     settings = load_consumer_settings(config_path, queue_name)
     spawner, checker = load_runner_manager(config_path, factory)
-    consumer = JobConsumer(mq_uri, settings, checker, spawner, stop=stop)
+    consumer = JobConsumer(mq_uri, settings, checker, spawner, stop=stop, drain=drain)
     logger.info("Consuming queue %s (pid %d)", queue_name, os.getpid())
     consumer.run()
     logger.info("Consumer outcomes: %s", {o.value: n for o, n in consumer.counts.items()})
@@ -208,17 +212,27 @@ def main(argv: Sequence[str] | None = None, factory: Factory = reactive_componen
     if not mq_uri:
         logger.error("%s is not set; nothing to consume", MQ_URI_ENV)
         return 2
-    stop = threading.Event()
+    stop, drain = threading.Event(), threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         logger.info("Received signal %d; finishing", signum)
         stop.set()
 
+    def on_drain(signum: int, _frame: FrameType | None) -> None:
+        logger.info("Received signal %d; draining", signum)
+        drain.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    signal.signal(signal.SIGUSR1, on_drain)
     try:
         reactive_runner(
-            mq_uri, args.queue_name, config_path=args.config, stop=stop, factory=factory
+            mq_uri,
+            args.queue_name,
+            config_path=args.config,
+            stop=stop,
+            factory=factory,
+            drain=drain,
         )
     except errors.GithubRunnerError as exc:
         logger.error("Reactive runner failed: %s", exc)  # the message only: no traceback

@@ -10,6 +10,15 @@ stale pid files are deleted by every :func:`reconcile`. Nothing here parses ``ps
 pid file also records the SHA-256 of the consumers' config file at start: consumers started with
 an older config (a rotated token, new labels) are replaced by the next :func:`reconcile`.
 
+Consumers the reconcile has too many of are drained, not stopped: SIGUSR1 to the consumer
+(``reactive.settling``) and ``drain_since`` in its pid file. One that holds a message whose
+runner is booting sees it through (a SIGTERM would requeue it, and the consumer the broker then
+gave it to, seeing no idle runner, would spawn a second runner for the job); an idle one exits
+within a second. A draining consumer takes no job: it no longer counts toward the quantity, is
+not signalled again, and is stopped the old way (SIGTERM, then SIGKILL) once its drain outlasts
+``pickup_timeout + kill_grace + drain_margin``. ``reconcile(..., drain=False)`` (teardown) stops
+every consumer not kept at once.
+
 The charm writes that config file with :func:`write_runner_config` (format: reactive.runner).
 """
 
@@ -31,17 +40,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from errors import ReactiveRunnerError  # re-exported: the seed API names it here
+from errors import ReactiveError, ReactiveRunnerError  # the seed API names the latter here
 from paths import SRC_DIR
 from reactive.pid_files import (
     ConsumerProcess,
+    children,
     is_alive,
     list_processes,
     locked,
+    mark_draining,
     proc_stat,
     track_child,
     write_pid_file,
 )
+from reactive.types import ConsumerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +114,9 @@ class ReactiveRunnerConfig:
         pid_dir: Where the pid files live.
         log_dir: Where each consumer writes ``<pid>.log``.
         timeout: Lifetime of a consumer process (``timeout`` duration, e.g. ``1h``).
-        kill_grace: Seconds between SIGTERM and SIGKILL when terminating surplus consumers.
+        kill_grace: Seconds between SIGTERM and SIGKILL when terminating consumers.
+        drain_margin: Seconds a drain may last beyond the consumers' ``pickup_timeout`` plus
+            ``kill_grace`` (a runner being created when it was asked) before it is stopped.
         user: Run consumers as this user when running as root and it exists; None: as the caller.
         entry_module: The module a consumer runs (``python3 -m``): :mod:`reactive.runner`, or a
             module that calls its ``main`` with another factory (tests).
@@ -115,6 +129,7 @@ class ReactiveRunnerConfig:
     log_dir: Path = field(default=REACTIVE_RUNNER_LOG_PATH, kw_only=True)
     timeout: str = field(default=REACTIVE_RUNNER_TIMEOUT_STR, kw_only=True)
     kill_grace: float = field(default=30.0, kw_only=True)
+    drain_margin: float = field(default=120.0, kw_only=True)
     user: str | None = field(default=UBUNTU_USER, kw_only=True)
     entry_module: str = field(default=REACTIVE_RUNNER_MODULE, kw_only=True)
 
@@ -130,8 +145,8 @@ class ReactiveRunnerConfig:
             raise ReactiveRunnerError(f"invalid timeout {self.timeout!r}")
         if not self.mq_uri:
             raise ReactiveRunnerError("empty message queue URI")
-        if self.kill_grace < 0:
-            raise ReactiveRunnerError("kill_grace must not be negative")
+        if self.kill_grace < 0 or self.drain_margin < 0:
+            raise ReactiveRunnerError("kill_grace and drain_margin must not be negative")
         if not _MODULE_NAME.match(self.entry_module):
             raise ReactiveRunnerError(f"invalid entry module {self.entry_module!r}")
 
@@ -358,18 +373,60 @@ def _terminate(processes: list[ConsumerProcess], grace: float) -> None:
         logger.info(REMOVED_RUNNER_LOG_STR, process.pid)
 
 
-def reconcile(quantity: int, config: ReactiveRunnerConfig) -> int:
-    """Keep exactly ``quantity`` consumer processes alive for the queue.
+def _drain_limit(config: ReactiveRunnerConfig) -> float:
+    """Return how long a drain may last: ``pickup_timeout + kill_grace + drain_margin``.
+
+    Args:
+        config: The configuration (the consumers' config file holds ``pickup_timeout``).
+
+    Returns:
+        Seconds.
+    """
+    try:
+        section = json.loads(config.config_path.read_bytes()).get("consumer", {})
+        pickup = ConsumerSettings.from_mapping(config.queue_name, section).pickup_timeout
+    except (OSError, ValueError, AttributeError, TypeError, ReactiveError):
+        pickup = ConsumerSettings(config.queue_name).pickup_timeout
+    return pickup + config.kill_grace + config.drain_margin
+
+
+def _ask_to_drain(process: ConsumerProcess) -> bool:
+    """Send SIGUSR1 to the consumer under a ``timeout`` process (not to ``timeout``: it dies).
+
+    Args:
+        process: The consumer.
+
+    Returns:
+        Whether a consumer process was signalled (none while it starts or ends: it holds
+        nothing then).
+    """
+    if not is_alive(process.pid, process.start_time):
+        return False
+    asked = False
+    for child in children(process.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGUSR1)
+            asked = True
+    return asked
+
+
+def reconcile(quantity: int, config: ReactiveRunnerConfig, *, drain: bool = True) -> int:
+    """Keep exactly ``quantity`` consumer processes taking jobs for the queue.
 
     Consumers started with another version of the config file (a new token, new labels...)
-    are replaced: stopped (they requeue what they hold) and started again.
+    are replaced: stopped (they requeue what they hold) and started again. Surplus consumers
+    (the newest) are drained; draining ones are not counted (see the module docstring).
 
     Args:
         quantity: The number of consumer processes wanted.
         config: The configuration for the reactive runner.
+        drain: False stops surplus and draining consumers at once (teardown): SIGTERM, a held
+            message requeued.
 
     Returns:
-        The difference applied: positive when processes were started, negative when stopped.
+        The difference applied to the consumers that take jobs (draining ones not counted):
+        positive when processes were started, negative when consumers were stopped or asked to
+        drain.
 
     Raises:
         ReactiveRunnerError: If the quantity is negative or a process fails to spawn.
@@ -383,20 +440,35 @@ def reconcile(quantity: int, config: ReactiveRunnerConfig) -> int:
         raise ReactiveRunnerError(f"cannot prepare reactive runner directories: {exc}") from exc
     with locked(config.pid_dir):
         alive = list_processes(config.pid_dir)
-        delta = quantity - len(alive)
         digest = config_digest(config.config_path)
         outdated = [p for p in alive if p.config_digest != digest]
-        current = [p for p in alive if p.config_digest == digest]
-        newest_first = sorted(current, key=lambda p: (p.start_time, p.pid), reverse=True)
-        surplus = newest_first[: max(len(current) - quantity, 0)]
+        draining = [p for p in alive if p.config_digest == digest and p.drain_since is not None]
+        serving = [p for p in alive if p.config_digest == digest and p.drain_since is None]
+        delta = quantity - sum(1 for p in alive if p.drain_since is None)
+        newest_first = sorted(serving, key=lambda p: (p.start_time, p.pid), reverse=True)
+        surplus = newest_first[: max(len(serving) - quantity, 0)]
         logger.info(
-            "Reactive runners: %d alive (%d with an outdated config), %d wanted",
+            "Reactive runners: %d alive (%d with an outdated config, %d draining), %d wanted",
             len(alive),
             len(outdated),
+            len(draining),
             quantity,
         )
-        if outdated or surplus:
-            _terminate(outdated + surplus, config.kill_grace)
-        for _ in range(quantity - (len(current) - len(surplus))):
+        now, limit = time.monotonic(), _drain_limit(config)
+        overdue = [p for p in draining if not drain or now - (p.drain_since or 0.0) > limit]
+        for process in overdue if drain else []:
+            logger.warning(
+                "Reactive runner %s drained for over %.0fs; stopping", process.pid, limit
+            )
+        stopping = outdated + overdue
+        for process in surplus:
+            if drain and _ask_to_drain(process):
+                mark_draining(process, now)
+                logger.info("Asked reactive runner %s to drain", process.pid)
+            else:
+                stopping.append(process)
+        if stopping:
+            _terminate(stopping, config.kill_grace)
+        for _ in range(quantity - (len(serving) - len(surplus))):
             _spawn(config, account, digest)
     return delta

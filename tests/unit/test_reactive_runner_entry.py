@@ -118,7 +118,8 @@ def entry_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     import logging
 
     handlers = list(logging.getLogger().handlers)
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+    saved = {s: signal.getsignal(s) for s in signals}
     monkeypatch.setenv(MQ_URI_ENV, SECRET_URI)
     yield
     for sig, handler in saved.items():
@@ -143,6 +144,7 @@ def test_main_exit_codes(
         seen.update(mq_uri=mq_uri, queue_name=queue_name, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)  # the handler only sets the stop event
         assert kwargs["stop"].is_set()
+        assert not kwargs["drain"].is_set()
         if raised is not None:
             raise raised
 
@@ -156,6 +158,25 @@ def test_main_exit_codes(
     text = log.read_text()
     assert "Received signal 15" in text
     assert "s3cr3t" not in text
+
+
+@pytest.mark.usefixtures("entry_env")
+def test_main_sigusr1_asks_for_a_drain_not_a_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_runner(mq_uri: str, queue_name: str, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGUSR1)  # the pool's drain request
+        seen.update(kwargs)
+
+    monkeypatch.setattr(reactive_runner_module, "reactive_runner", fake_runner)
+    argv = ["--config", str(tmp_path / "c.json"), "--log-dir", str(tmp_path), "--", "app"]
+    assert reactive_runner_module.main(argv) == 0
+    assert seen["drain"].is_set()
+    assert not seen["stop"].is_set()
+    (log,) = tmp_path.glob("*.log")
+    assert f"Received signal {int(signal.SIGUSR1)}; draining" in log.read_text()
 
 
 def test_entry_without_uri_exits_2(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 import errors
 from reactive import runner as reactive_runner_module
 from reactive import runner_manager
+from reactive.pid_files import mark_draining, write_pid_file
 from reactive.runner import load_consumer_settings
 from reactive.runner_manager import (
     MQ_URI_ENV,
@@ -45,7 +46,7 @@ def config(tmp_path: Path) -> Iterator[ReactiveRunnerConfig]:
         user=None,
     )
     yield cfg
-    reconcile(0, cfg)  # never leave processes behind
+    reconcile(0, cfg, drain=False)  # never leave processes behind
 
 
 def children_of(pid: int) -> list[int]:
@@ -92,21 +93,121 @@ def test_spawn_three_then_reconcile_to_one(config: ReactiveRunnerConfig) -> None
     assert reconcile(3, config) == 0
 
     assert reconcile(1, config) == -2
-    # Consumers honour SIGTERM (no SIGKILL was needed): each stopped one logged its clean end.
-    for pid in list(consumers)[1:]:
+    # The newest two are drained (SIGUSR1 to the consumer, not to `timeout`): idle, each ends
+    # at its next receive_timeout and logs its clean end; no SIGTERM, no SIGKILL.
+    drained = [p.pid for p in procs[1:]]
+    wait_for(lambda: not any(running(pid) or running(consumers[pid]) for pid in drained))
+    for pid in drained:
         log = (config.log_dir / f"{consumers[pid]}.log").read_text()
-        assert "Consumer for queue test-app stopped" in log
-    left = list_processes(config.pid_dir)
-    assert len(left) == 1
-    assert left[0].pid == procs[0].pid  # the newest ones were stopped
-    for pid in list(consumers)[1:]:
-        assert not running(pid)
-        assert not running(consumers[pid])  # the python child too, not only `timeout`
+        assert "Received signal 10; draining" in log
+        assert "Consumer for queue test-app drained" in log
+        assert "Received signal 15" not in log
+        assert "s3cr3t" not in log
+    assert [p.pid for p in list_processes(config.pid_dir)] == [procs[0].pid]
     assert running(consumers[procs[0].pid])
     assert sorted(p.name for p in config.pid_dir.glob("*.json")) == [f"{procs[0].pid}.json"]
-    log = (config.log_dir / f"{consumers[procs[1].pid]}.log").read_text()
-    assert "Received signal 15" in log
-    assert "s3cr3t" not in log
+    assert reconcile(1, config) == 0
+    assert "Received signal" not in (config.log_dir / f"{consumers[procs[0].pid]}.log").read_text()
+
+
+def test_without_drain_surplus_is_stopped_at_once(config: ReactiveRunnerConfig) -> None:
+    """Teardown: SIGTERM (a held message requeued at once), gone when reconcile returns."""
+    assert reconcile(2, config) == 2
+    procs = list_processes(config.pid_dir)
+    wait_for(lambda: all(children_of(p.pid) for p in procs))
+    consumer = children_of(procs[1].pid)[0]
+    wait_for(lambda: "Consuming queue" in log_of(config, consumer))
+    assert reconcile(0, config, drain=False) == -2
+    assert list_processes(config.pid_dir) == []
+    assert not running(consumer)
+    assert "Received signal 15; finishing" in log_of(config, consumer)
+    assert "Consumer for queue test-app stopped" in log_of(config, consumer)
+
+
+def log_of(config: ReactiveRunnerConfig, consumer: int) -> str:
+    path = config.log_dir / f"{consumer}.log"
+    return path.read_text() if path.exists() else ""
+
+
+def started_consumers(config: ReactiveRunnerConfig) -> dict[int, int]:
+    """The consumers alive, each `timeout` pid to its python consumer, once they consume."""
+    procs = list_processes(config.pid_dir)
+    wait_for(lambda: all(children_of(p.pid) for p in procs))
+    consumers = {p.pid: children_of(p.pid)[0] for p in procs}
+    wait_for(lambda: all("Consuming queue" in log_of(config, c) for c in consumers.values()))
+    return consumers
+
+
+def test_draining_consumers_are_not_counted_nor_signalled_again(
+    config: ReactiveRunnerConfig,
+) -> None:
+    assert reconcile(2, config) == 2
+    consumers = started_consumers(config)
+    newest = list_processes(config.pid_dir)[-1]
+    # Marked draining as a reconcile marks it, without the signal: a consumer that holds a
+    # message while the runner it made boots (a real one would already have exited, idle).
+    mark_draining(newest, time.monotonic())
+    (holder,) = [p for p in list_processes(config.pid_dir) if p.drain_since is not None]
+    assert holder.pid == newest.pid
+    assert reconcile(2, config) == 1, "the draining one does not count: one started in its place"
+    assert reconcile(2, config) == 0
+    assert len(list_processes(config.pid_dir)) == 3
+    assert reconcile(1, config) == -1
+    assert "Received signal" not in log_of(config, consumers[newest.pid]), "never signalled"
+    # The surplus was chosen among the others: the newest of them, the one started above.
+    others = [p for p in list_processes(config.pid_dir) if p.pid not in consumers]
+    wait_for(lambda: all(not running(p.pid) for p in others))
+    assert [p.pid for p in list_processes(config.pid_dir)] == [
+        pid for pid in consumers if pid != newest.pid
+    ] + [newest.pid]
+    assert running(consumers[newest.pid])
+
+
+def test_overdue_drain_is_stopped_the_old_way(tmp_path: Path) -> None:
+    path = write_consumer_config(tmp_path / "reactive.json", real_section(tmp_path / "state"))
+    data = json.loads(path.read_text())
+    data["consumer"]["pickup_timeout"] = 2  # the bound: 2 + kill_grace 1 + drain_margin 0
+    path.write_text(json.dumps(data))
+    cfg = ReactiveRunnerConfig(
+        SECRET_URI,
+        "test-app",
+        config_path=path,
+        pid_dir=tmp_path / "pids",
+        log_dir=tmp_path / "logs",
+        kill_grace=1.0,
+        drain_margin=0.0,
+        user=None,
+    )
+    try:
+        assert reconcile(2, cfg) == 2
+        consumers = started_consumers(cfg)
+        young, old = list_processes(cfg.pid_dir)
+        mark_draining(young, time.monotonic() - 2.5)  # within its bound
+        mark_draining(old, time.monotonic() - 3.5)  # past it
+        assert reconcile(0, cfg) == 0, "draining ones are not counted"
+        assert [p.pid for p in list_processes(cfg.pid_dir)] == [young.pid]
+        assert "Received signal 15; finishing" in log_of(cfg, consumers[old.pid])
+        assert not running(consumers[old.pid])
+        assert "Received signal" not in log_of(cfg, consumers[young.pid])
+    finally:
+        reconcile(0, cfg, drain=False)
+    assert list_processes(cfg.pid_dir) == []
+
+
+def test_drain_marks_survive_in_the_pid_file(tmp_path: Path) -> None:
+    me = os.getpid()
+    start = int(Path(f"/proc/{me}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    path = write_pid_file(tmp_path, me, start, "q", "abc")
+    (record,) = list_processes(tmp_path)
+    assert record.drain_since is None
+    marked = mark_draining(record, 12.5)
+    assert marked.drain_since == 12.5
+    assert list_processes(tmp_path) == [marked]
+    assert json.loads(path.read_text())["queue"] == "q"  # the rest of the record kept
+    for bad in ("soon", True, None):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "drain_since": bad}))
+        assert list_processes(tmp_path)[0].drain_since is None
+    assert list(tmp_path.glob("*.tmp")) == []
 
 
 def test_stale_pid_file_of_dead_process_is_cleaned(config: ReactiveRunnerConfig) -> None:
@@ -139,6 +240,7 @@ def test_reused_pid_is_not_counted_nor_signalled(config: ReactiveRunnerConfig) -
 
 
 def test_surplus_ignoring_sigterm_is_killed_after_grace(tmp_path: Path) -> None:
+    """No consumer under the recorded process to drain (it starts or ends): stopped at once."""
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
@@ -304,7 +406,7 @@ def test_consumers_with_outdated_config_are_replaced(config: ReactiveRunnerConfi
     for pid in first:
         assert not running(pid)
     assert reconcile(1, config) == -1
-    assert {p.pid for p in list_processes(config.pid_dir)} < second
+    wait_for(lambda: {p.pid for p in list_processes(config.pid_dir)} < second)  # one drained
 
 
 def test_write_runner_config_is_private_atomic_and_loadable(tmp_path: Path) -> None:
