@@ -33,6 +33,7 @@ import pytest
 import errors
 from github_api.types import JobInfo, JobStatus
 from reactive.consumer import publish_job
+from reactive.pid_files import is_alive
 from reactive.runner import main
 from reactive.runner_manager import ReactiveRunnerConfig, list_processes, reconcile
 
@@ -52,8 +53,9 @@ class FileGithub:
     ``jobs/<id>.json`` holds ``{"picks_on_spawn": n, "missing_checks": m, "fail_checks": k,
     "status": s}``: the job turns in_progress ``pickup_delay`` s after its n-th runner is
     spawned; its first m checks answer 404 (GitHub's replication lag), the k next fail with a
-    502; ``status`` forces a status. No file: 404. ``spawns.log`` gets one line per
-    runner: ``<consumer pid> <job id> <runner name> <unix time>``.
+    502; ``status`` forces a status; ``pickup_delay`` replaces :attr:`pickup_delay`. No file:
+    404. ``spawns.log`` gets one line per runner: ``<consumer pid> <job id> <runner name>
+    <unix time>``.
     """
 
     state_dir: Path
@@ -92,7 +94,7 @@ class FileGithub:
         if (
             status == JobStatus.QUEUED
             and len(spawns) >= picks_on
-            and time.time() - spawns[picks_on - 1].at >= self.pickup_delay
+            and time.time() - spawns[picks_on - 1].at >= job.get("pickup_delay", self.pickup_delay)
         ):
             status = JobStatus.IN_PROGRESS
         return JobInfo(
@@ -194,7 +196,7 @@ def consumers(
         entry_module=ENTRY_MODULE,
     )
     yield config
-    reconcile(0, config)
+    reconcile(0, config, drain=False)
     for log in sorted(config.log_dir.glob("*.log")):
         assert "guest:guest" not in log.read_text(), f"broker credentials in {log.name}"
 
@@ -261,7 +263,8 @@ def test_five_jobs_each_get_exactly_one_runner(
     elapsed = time.monotonic() - started
     wait_for(lambda: acks(consumers) == 5, 30, "five acks")
     print(f"\n5 jobs over 3 consumers picked up in {elapsed:.2f}s")
-    assert reconcile(0, consumers) == -3  # SIGTERM: anything still held would be requeued
+    # SIGTERM: anything still held would be requeued
+    assert reconcile(0, consumers, drain=False) == -3
     assert ready_count(broker, queue) == 0  # all five were acked
     spawns = read_spawns(state_dir)
     assert sorted(s.job_id for s in spawns) == [1, 2, 3, 4, 5]
@@ -300,7 +303,7 @@ def test_sigkilled_consumer_message_is_redelivered_and_handled(
         f"\nSIGKILL -> redelivered and re-spawned: median {redelivery_times[5] * 1000:.0f} ms, "
         f"max {redelivery_times[-1] * 1000:.0f} ms over 10 trials"
     )
-    assert reconcile(0, consumers) == -2
+    assert reconcile(0, consumers, drain=False) == -2
     assert ready_count(broker, queue) == 0  # every message acked: none lost, none left
     assert len(read_spawns(state_dir)) == 20
 
@@ -334,7 +337,7 @@ def test_poison_messages_never_crash_or_loop(
     assert reconcile(2, consumers) == 0
     after = {p.pid: consumer_pid(p.pid) for p in list_processes(consumers.pid_dir)}
     assert after == before
-    assert reconcile(0, consumers) == -2
+    assert reconcile(0, consumers, drain=False) == -2
     assert ready_count(broker, queue) == 0
     assert sorted(s.job_id for s in read_spawns(state_dir)) == [1, 2]
     logs = "".join(p.read_text() for p in consumers.log_dir.glob("*.log"))
@@ -356,7 +359,7 @@ def test_foreign_jobs_are_dropped_and_lagging_jobs_picked_up(
     elapsed = wait_for(lambda: acks(consumers) == 1, 30, "the lagging job acked")
     wait_for(lambda: ready_count(broker, queue) == 0, 30, "queue drained")
     print(f"\nforeign job dropped, job seen after two 404s picked up in {elapsed:.2f}s")
-    assert reconcile(0, consumers) == -1
+    assert reconcile(0, consumers, drain=False) == -1
     assert [s.job_id for s in read_spawns(state_dir)] == [8]
     assert len(read_lines(state_dir / "checks-7.log")) == 0  # never asked GitHub
     logs = "".join(p.read_text() for p in consumers.log_dir.glob("*.log"))
@@ -384,7 +387,38 @@ def test_sigterm_while_waiting_requeues_for_another_consumer(
     assert "Stopping while job" in log
     assert "Message requeue (stopped)" in log
     print(f"\nSIGTERM while waiting: consumer requeued and exited in {stopped_in * 1000:.0f} ms")
-    assert reconcile(0, consumers) == -1  # the one left; the stopped one's pid file was stale
+    # the one left; the stopped one's pid file was stale
+    assert reconcile(0, consumers, drain=False) == -1
+    assert ready_count(broker, queue) == 0
+
+
+def test_scale_down_drains_the_consumer_holding_a_message(
+    broker: str, queue: str, state_dir: Path, consumers: ReactiveRunnerConfig
+) -> None:
+    """Its runner takes a slot (ceiling 1): the consumer waiting for it is drained, not stopped.
+
+    Stopped, it would requeue the message, and the next consumer, seeing no idle runner while
+    that one boots, would spawn a second runner for the job.
+    """
+    assert reconcile(1, consumers) == 1
+    wait_consumers_ready(consumers, 1)
+    (holder,) = list_processes(consumers.pid_dir)
+    github = FileGithub(state_dir)
+    publish_job(broker, queue, add_job(state_dir, 9, pickup_delay=3))  # the runner boots 3 s
+    wait_for(lambda: any(s.job_id == 9 for s in read_spawns(state_dir)), 30, "the spawn")
+    assert reconcile(0, consumers) == -1  # consumers = ceiling - runners alive = 0
+    assert reconcile(1, consumers) == 1, "the draining consumer does not count"
+    assert reconcile(1, consumers) == 0
+    wait_for(lambda: picked(github, 9), 30, "pickup by the first runner")
+    wait_for(lambda: acks(consumers) == 1, 30, "the ack")
+    wait_for(lambda: not is_alive(holder.pid, holder.start_time), 10, "the drained exit")
+    assert [s.job_id for s in read_spawns(state_dir)] == [9], "one runner for the job"
+    log = (consumers.log_dir / f"{read_spawns(state_dir)[0].pid}.log").read_text()
+    assert log.count("Received signal") == 1, "asked once"
+    assert "draining" in log and "Message ack (picked-up)" in log
+    assert "requeue" not in log
+    assert f"Consumer for queue {queue} drained" in log
+    assert len(list_processes(consumers.pid_dir)) == 1  # the one started in its place
     assert ready_count(broker, queue) == 0
 
 
