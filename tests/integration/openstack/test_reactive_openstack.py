@@ -8,7 +8,7 @@ what is asserted is what the unit controls. The server is the unit's (name, meta
 user data (read back as the cloud's admin) carries that runner's JIT config and no token, the
 consumer holds the message unacked while the job waits, acks it once GitHub shows the job
 completed (the test cancels it: GitHub's cancel is a completion), and the reconcile keeps
-``ceiling - runners alive`` consumers.
+``ceiling - runners alive`` consumers, draining (not stopping) the surplus: one server per job.
 
 Needs the test OpenStack (``make setup-openstack``) and RabbitMQ (``scripts/setup-rabbitmq.sh``).
 """
@@ -90,9 +90,12 @@ class Unit:
         return self.client.list_servers(self.manager.prefix)
 
     def consumers(self) -> list[Any]:
+        """The consumers that take jobs (not those draining)."""
         config = reactive_runner_config(self.manager.config, self.manager.settings)
         assert config is not None
-        return reactive_processes.list_processes(config.pid_dir)
+        return [
+            p for p in reactive_processes.list_processes(config.pid_dir) if p.drain_since is None
+        ]
 
     def consumer_logs(self) -> str:
         config = reactive_runner_config(self.manager.config, self.manager.settings)
@@ -153,7 +156,7 @@ def unit(test_cloud: Any, broker: str, tmp_path: Path) -> Iterator[Unit]:
     finally:
         processes = reactive_runner_config(config, settings)
         assert processes is not None
-        reactive_processes.reconcile(0, processes)
+        reactive_processes.reconcile(0, processes, drain=False)
         try:
             manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)
         finally:
@@ -189,25 +192,30 @@ def test_a_job_message_gets_an_owned_server_with_its_jit_config(
     assert queue_size(broker, unit.queue) == 0
     # Consumers = ceiling - runners alive: the server (starting) takes one slot.
     assert unit.manager.reconcile(2, RES) == 0, "a runner made for a job is not scaled down"
-    assert server.name in [s.name for s in unit.servers()]
+    assert [s.name for s in unit.servers()] == [server.name]
     assert len(unit.consumers()) == 1
-    # The pool stops its newest consumer. When that is the one holding the message, the broker
-    # redelivers it and the other consumer, which sees no idle runner (the fake driver's never
-    # come online), makes a second server for the job: at most one more, never lost.
+    # A ceiling of 1 leaves no slot: the consumer holding the message is drained too. It keeps
+    # waiting for the job to be taken (stopped, it would requeue the message and the next
+    # consumer, seeing no idle runner, would make a second server for the job).
+    assert unit.manager.reconcile(1, RES) == 0
+    assert unit.consumers() == []
+    assert unit.manager.reconcile(2, RES) == 0
+    assert len(unit.consumers()) == 1, "the draining consumer is not counted"
 
     # GitHub cancels the job (a completion): the consumer acks the message.
     unit.control("POST", f"/jobs/{job['id']}/cancel")
     wait_for(lambda: "acking" in unit.consumer_logs(), "the consumer's ack", deadline=120)
     config = reactive_runner_config(unit.manager.config, unit.manager.settings)
     assert config is not None
-    reactive_processes.reconcile(0, config)  # stopped consumers requeue what they still hold
+    # stopped consumers requeue what they still hold
+    reactive_processes.reconcile(0, config, drain=False)
     assert queue_size(broker, unit.queue) == 0, "the message was acked, not held"
+    assert [s.name for s in unit.servers()] == [server.name], "one server for the job"
+    assert unit.consumer_logs().count("Spawned runner") == 1
+    assert "draining" in unit.consumer_logs()
 
-    # The flush removes the servers and their GitHub records; the next reconcile restores
-    # consumers.
-    made = len(unit.servers())
-    assert made in (1, 2), f"{made} servers for one job"
-    assert unit.manager.flush(LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK) == made
+    # The flush removes the server and its GitHub record; the next reconcile restores consumers.
+    assert unit.manager.flush(LXDFlushMode.FLUSH_BUSY_WAIT_REPO_CHECK) == 1
     wait_for(lambda: unit.servers() == [], "the server deleted")
     assert list(unit.manager.get_github_info()) == []
     assert unit.manager.reconcile(2, RES) == 0
