@@ -7,7 +7,7 @@
 - :mod:`reactive.pool` — the ``ConsumerPool`` seam the managers' reconciles use (LXD's and
   OpenStack's), and its implementation over consumer processes (imports no manager).
 - :mod:`reactive.runner_manager` — ``reconcile(quantity, config)`` keeps N consumer processes
-  (tracked by :mod:`reactive.pid_files`) and writes their config file.
+  (tracked by :mod:`reactive.pid_files`; the surplus drained) and writes their config file.
 - :mod:`reactive.manager_section` — what a consumer rebuilds the unit's manager from (it says
   the backend; an OpenStack section names the clouds.yaml).
 - :mod:`reactive.factory` — rebuilds it (imports the managers; nothing a manager imports

@@ -2,9 +2,10 @@
 
 With a ``mongodb`` relation, runners are created per queued job by consumer processes
 (``reactive.runner``); ``virtual-machines`` is the ceiling: the reconcile keeps
-``ceiling - runners alive`` consumers. The consumers rebuild this unit's manager (LXD's
-RunnerManager or the OpenstackRunnerManager: the same pool serves both) from a config file the
-pool writes (0600, ``reactive.manager_section``).
+``ceiling - runners alive`` consumers (the surplus is drained: one waiting for the runner it
+made sees its job through; ``reactive.runner_manager``). The consumers rebuild this unit's
+manager (LXD's RunnerManager or the OpenstackRunnerManager: the same pool serves both) from a
+config file the pool writes (0600, ``reactive.manager_section``).
 
 While a consumer waits for the runner it made to take its job, it holds the message unacked:
 the queue then looks empty. So "the queue is empty" only lets the reconcile delete runners idle
