@@ -43,7 +43,7 @@ def env(testnet: TestNet) -> Iterator[LocalEnvironment]:
         yield local
         config = reactive_runner_config(local.manager.config, local.manager.settings)
         assert config is not None
-        reactive_processes.reconcile(0, config)
+        reactive_processes.reconcile(0, config, drain=False)
         assert reactive_processes.list_processes(config.pid_dir) == []
 
 
@@ -145,5 +145,5 @@ def test_sigkilled_consumer_loses_no_job(env: LocalEnvironment) -> None:
         assert jit_requests(env) - before <= 2, (
             f"trial {trial}: runners spawned twice per delivery"
         )
-        reactive_processes.reconcile(0, config)
+        reactive_processes.reconcile(0, config, drain=False)
         env.manager.flush(LXDFlushMode.FORCE_FLUSH_WAIT_REPO_CHECK)

@@ -72,7 +72,7 @@ def env(testnet: TestNet) -> Iterator[LocalEnvironment]:
         yield local
         config = reactive_runner_config(local.manager.config, local.manager.settings)
         if config is not None:
-            reactive_processes.reconcile(0, config)
+            reactive_processes.reconcile(0, config, drain=False)
 
 
 class Timer:
