@@ -190,6 +190,12 @@ def _prepare_dirs(config: ReactiveRunnerConfig, account: pwd.struct_passwd | Non
 def _command(config: ReactiveRunnerConfig) -> list[str]:
     """Return the consumer command line (no secret in it).
 
+    The consumer's lifetime (``timeout``) ends in a drain, as a scale-down does: SIGUSR1 to the
+    consumer alone (``--foreground``: not to the ``mount`` or ``losetup`` it may be running for
+    a runner's metrics store), then SIGKILL if it still runs when a drain may have ended. A
+    SIGTERM there would requeue a message whose runner is booting, and the consumer it went to
+    would make the job a second runner.
+
     Args:
         config: The configuration.
 
@@ -198,7 +204,9 @@ def _command(config: ReactiveRunnerConfig) -> list[str]:
     """
     return [
         TIMEOUT_COMMAND,
-        f"--kill-after={max(int(config.kill_grace), 1)}s",
+        "--foreground",
+        "--signal=USR1",
+        f"--kill-after={max(int(_drain_limit(config)), 1)}s",
         config.timeout,
         PYTHON_BIN,
         "-m",

@@ -315,12 +315,12 @@ def test_config_validates_the_entry_module(module: str) -> None:
 
 
 def test_command_runs_the_entry_module() -> None:
-    assert runner_manager._command(ReactiveRunnerConfig(SECRET_URI, "app"))[4:6] == [
+    assert runner_manager._command(ReactiveRunnerConfig(SECRET_URI, "app"))[6:8] == [
         "-m",
         "reactive.runner",
     ]
     other = ReactiveRunnerConfig(SECRET_URI, "app", entry_module="tests.entry")
-    assert runner_manager._command(other)[4:6] == ["-m", "tests.entry"]
+    assert runner_manager._command(other)[6:8] == ["-m", "tests.entry"]
 
 
 def test_config_repr_hides_uri() -> None:
@@ -337,6 +337,29 @@ def test_command_has_no_secret_and_runs_under_timeout() -> None:
     assert "30m" in cmd
     assert cmd[-2:] == ["--", "app"]
     assert not any("s3cr3t" in part for part in cmd)
+    # the lifetime ends in a drain, to the consumer alone, killed only after a drain's bound
+    assert cmd[1:3] == ["--foreground", "--signal=USR1"]
+    kill_after = int(cmd[3].removeprefix("--kill-after=").removesuffix("s"))
+    assert kill_after == int(runner_manager._drain_limit(cfg)) >= 300 + 10
+
+
+def test_consumer_lifetime_ends_in_a_drain(config: ReactiveRunnerConfig) -> None:
+    short = ReactiveRunnerConfig(
+        config.mq_uri,
+        config.queue_name,
+        config_path=config.config_path,
+        pid_dir=config.pid_dir,
+        log_dir=config.log_dir,
+        timeout="2s",
+        kill_grace=config.kill_grace,
+        user=None,
+    )
+    assert reconcile(1, short) == 1
+    (process,) = list_processes(short.pid_dir)
+    wait_for(lambda: not running(process.pid), timeout=30)
+    logs = "".join(p.read_text() for p in short.log_dir.glob("*.log"))
+    assert f"Received signal {int(signal.SIGUSR1)}; draining" in logs
+    assert "finishing" not in logs  # not the SIGTERM path
 
 
 def test_run_as_user_only_when_root_and_user_exists(monkeypatch: pytest.MonkeyPatch) -> None:
