@@ -121,6 +121,8 @@ def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any
     env.control("DELETE", "/faults")
     manager.stop()
     return {
+        "metric_events": manager.events(),  # read now: the work directory goes with the env
+        "warnings": manager.warnings(),
         "jobs": [jobs.get(j, {"id": j, "status": "lost"}) for j in ids],
         "planned": total,
         "cancel_planned": sorted(ids[i] for i in cancel if i < len(ids)),
@@ -223,10 +225,10 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
     ends = manager.ends() if manager else []
     pipeline = pipeline_windows(
         windows,
-        manager.events() if manager else [],
+        run.get("metric_events", []),
         ends,
         run.get("lxd_cpu", []),
-        manager.warnings() if manager else [],
+        run.get("warnings", []),
     )
     uncaught = [r["error"] for r in ends if (r["error"] or "").startswith("uncaught")]
     handled: dict[str, int] = {}

@@ -150,8 +150,10 @@ class LocalEnvironment:
         options = {
             k: v for k, v in self.options.__dict__.items() if k not in ("storage", "settings")
         }
+        plain = (str, int, float, bool, type(None))  # settings that survive JSON as they are
+        settings = {k: v for k, v in self.options.settings.items() if isinstance(v, plain)}
         return {
-            "options": {**options, "labels": list(self.options.labels)},
+            "options": {**options, "labels": list(self.options.labels), "settings": settings},
             "token": self.token,
             "workdir": str(self.workdir),
             "sandbox": [self.sandbox.base_url, self.sandbox.api_url, self.sandbox.port],
