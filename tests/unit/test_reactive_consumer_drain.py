@@ -38,20 +38,27 @@ class _DrainOnSpawn:
         return self.github.spawn_one()
 
 
+def _drained_on_spawn(
+    mq_uri: str, queue: str, github: FakeJobs, *, pickup_timeout: float
+) -> JobConsumer:
+    """A consumer asked to drain the moment it spawns a runner (the scale-down's race)."""
+    asked = threading.Event()
+    return JobConsumer(
+        mq_uri,
+        settings(queue, pickup_timeout=pickup_timeout),
+        github,
+        _DrainOnSpawn(github, asked),
+        drain=asked,
+    )
+
+
 def test_draining_consumer_sees_its_message_through_then_takes_no_other(
     mq_uri: str, queue: str
 ) -> None:
     github = FakeJobs(statuses={1: JobStatus.QUEUED, 2: JobStatus.QUEUED}, pickup_after=3)
     publish_job(mq_uri, queue, message(1))
     publish_job(mq_uri, queue, message(2))
-    asked = threading.Event()
-    consumer = JobConsumer(
-        mq_uri,
-        settings(queue, pickup_timeout=5.0),
-        github,
-        _DrainOnSpawn(github, asked),
-        drain=asked,
-    )
+    consumer = _drained_on_spawn(mq_uri, queue, github, pickup_timeout=5.0)
     consumer.run(max_messages=5, idle_timeout=2.0)  # returns: drained
     assert consumer.counts == {Outcome.PICKED_UP: 1}, "settled as usual: acked on pickup"
     assert github.spawned == ["runner-0"]
@@ -64,14 +71,7 @@ def test_draining_consumer_whose_job_is_not_taken_requeues_after_the_deadline(
 ) -> None:
     github = FakeJobs(statuses={1: JobStatus.QUEUED}, pickup_after=None)
     publish_job(mq_uri, queue, message(1))
-    asked = threading.Event()
-    consumer = JobConsumer(
-        mq_uri,
-        settings(queue, pickup_timeout=0.3),
-        github,
-        _DrainOnSpawn(github, asked),
-        drain=asked,
-    )
+    consumer = _drained_on_spawn(mq_uri, queue, github, pickup_timeout=0.3)
     started = time.monotonic()
     consumer.run(max_messages=5, idle_timeout=2.0)
     assert time.monotonic() - started >= 0.3, "the pickup wait was not cut short"
