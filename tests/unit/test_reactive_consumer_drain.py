@@ -128,6 +128,21 @@ def test_drain_before_the_spawn_requeues_at_once(mq_uri: str, queue: str) -> Non
     assert drain(mq_uri, queue) == [message(1)]
 
 
+def _run_drained_after(
+    mq_uri: str, queue: str, github: FakeJobs, seconds: float, **extra: Any
+) -> JobConsumer:
+    """Run a consumer asked to drain ``seconds`` in; it must return well within 5 s."""
+    asked = threading.Event()
+    consumer = JobConsumer(mq_uri, settings(queue, **extra), github, github, drain=asked)
+    timer = threading.Timer(seconds, asked.set)
+    timer.start()
+    started = time.monotonic()
+    consumer.run(max_messages=5, idle_timeout=10.0)
+    timer.join()
+    assert time.monotonic() - started < 5
+    return consumer
+
+
 @pytest.mark.parametrize(
     ("fault", "extra"),
     [
@@ -145,14 +160,7 @@ def test_drain_cuts_the_waits_before_a_spawn_short(
     else:
         github = FakeJobs(statuses={1: JobStatus.QUEUED}, errors=[fault])
     publish_job(mq_uri, queue, message(1))
-    asked = threading.Event()
-    consumer = JobConsumer(mq_uri, settings(queue, **extra), github, github, drain=asked)
-    timer = threading.Timer(0.3, asked.set)
-    timer.start()
-    started = time.monotonic()
-    consumer.run(max_messages=5, idle_timeout=10.0)
-    timer.join()
-    assert time.monotonic() - started < 5
+    consumer = _run_drained_after(mq_uri, queue, github, 0.3, **extra)
     assert sum(consumer.counts.values()) == 1
     assert consumer.counts.keys() <= {Outcome.STOPPED, Outcome.GITHUB_ERROR}
     assert github.spawned == []
@@ -169,14 +177,7 @@ class _WarmFleet(FakeJobs):
 def test_drain_during_the_warm_grace_requeues_without_a_spawn(mq_uri: str, queue: str) -> None:
     github = _WarmFleet(statuses={1: JobStatus.QUEUED})
     publish_job(mq_uri, queue, message(1))
-    asked = threading.Event()
-    consumer = JobConsumer(mq_uri, settings(queue, warm_grace=60.0), github, github, drain=asked)
-    timer = threading.Timer(0.3, asked.set)
-    timer.start()
-    started = time.monotonic()
-    consumer.run(max_messages=5, idle_timeout=10.0)
-    timer.join()
-    assert time.monotonic() - started < 5
+    consumer = _run_drained_after(mq_uri, queue, github, 0.3, warm_grace=60.0)
     assert consumer.counts == {Outcome.STOPPED: 1}
     assert github.spawned == []
     assert drain(mq_uri, queue) == [message(1)]
