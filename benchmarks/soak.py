@@ -50,6 +50,7 @@ from benchmarks._lib.soak_figures import (
     flat,
     host_state,
     pipeline_windows,
+    turnaround_windows,
     wait_windows,
 )
 from benchmarks._lib.soak_manager import ManagerProcess, cpu_seconds, lxd_daemons, restart_lxd
@@ -220,6 +221,7 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
     ]
     first, last = summary(waits[:50]), summary(waits[-50:])
     windows = wait_windows(jobs, run.get("loads", []), 50)
+    turnaround = turnaround_windows(jobs, 50, args.pool)
 
     manager: ManagerProcess | None = run.get("manager")
     ends = manager.ends() if manager else []
@@ -272,6 +274,12 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
         ", ".join(f"{fmt(w['p50'])} ({fmt(w['load'])})" for w in windows),
         "",
     )
+    for label, key in (
+        ("jobs started per minute, per 50 jobs", "starts_per_min"),
+        ("  mean job run s", "run_s"),
+        ("  runner overhead per job s (pool / rate - run)", "overhead_s"),
+    ):
+        table.add_row(label, ", ".join(fmt(w[key]) for w in turnaround), "")
     for label, key in (
         ("runners made per minute, per 50 jobs", "per_min"),
         ("  creation p50 s", "install_p50"),
@@ -333,6 +341,7 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
         wait_all=summary(waits),
         wait_windows=windows,
         pipeline_windows=pipeline,
+        turnaround_windows=turnaround,
         restart_at=args.restart_at,
         reconciles=len(ends),
         handled_errors=handled,

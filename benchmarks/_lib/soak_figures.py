@@ -152,3 +152,43 @@ def pipeline_windows(
             }
         )
     return rows
+
+
+def turnaround_windows(jobs: list[dict[str, Any]], size: int, pool: int) -> list[dict[str, Any]]:
+    """Per ``size`` jobs: start rate, runner cycle and the overhead of a runner per job.
+
+    The soak keeps a fixed number of jobs open, so by Little's law a window's wait plus run time
+    is that number over its throughput: shorter jobs wait longer at the same throughput, and the
+    wait alone drifts with the job mix. The overhead is what the charm adds per job and does not
+    depend on the mix: with every runner of the pool busy or being replaced, one runner's cycle
+    (``pool`` over the start rate) minus the job's mean run time is the time to replace a runner
+    (delete, create, boot, register, take the next job).
+
+    Args:
+        jobs: The sandbox's jobs, in queue order.
+        size: Jobs per window.
+        pool: Runners in the pool.
+
+    Returns:
+        Per window: ``starts_per_min``, ``cycle_s``, ``run_s`` (mean), ``overhead_s``.
+    """
+    rows = []
+    for first in range(0, len(jobs), size):
+        times = [j.get("event_times", {}) for j in jobs[first : first + size]]
+        done = [t for t in times if "in_progress" in t and "completed" in t]
+        starts = sorted(float(t["in_progress"]) for t in done)
+        if len(starts) < 2 or starts[-1] <= starts[0]:
+            continue
+        rate = (len(starts) - 1) / (starts[-1] - starts[0])  # starts per second
+        run = statistics.mean(float(t["completed"]) - float(t["in_progress"]) for t in done)
+        cycle = pool / rate
+        rows.append(
+            {
+                "from_job": first,
+                "starts_per_min": round(rate * 60, 1),
+                "cycle_s": round(cycle, 2),
+                "run_s": round(run, 2),
+                "overhead_s": round(cycle - run, 2),
+            }
+        )
+    return rows

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from benchmarks._lib.soak_figures import cpu_used, pipeline_windows, wait_windows
+from benchmarks._lib.soak_figures import (
+    cpu_used,
+    pipeline_windows,
+    turnaround_windows,
+    wait_windows,
+)
 
 
 def _job(queued: float, started: float) -> dict[str, object]:
@@ -49,3 +54,22 @@ def test_pipeline_windows_place_creations_reconciles_and_fallbacks_in_each_wait_
     }
     assert (second["created"], second["reconcile_p50"], second["from_image"]) == (1, 3.0, 1)
     assert second["lxd_cpu_per_create"] == 1.5
+
+
+def test_turnaround_is_the_pool_over_the_start_rate_minus_the_run_time() -> None:
+    # a pool of 2: a job starts every 5 s and runs 6 s, so each runner cycles in 10 s: 4 s of
+    # overhead per job, whatever the wait
+    jobs = [
+        {"event_times": {"queued": 0.0, "in_progress": 5.0 * i, "completed": 5.0 * i + 6}}
+        for i in range(6)
+    ]
+    jobs.append({"event_times": {"queued": 0.0}})  # never started: not counted
+    (row,) = turnaround_windows(jobs, 10, 2)
+    assert row == {
+        "from_job": 0,
+        "starts_per_min": 12.0,
+        "cycle_s": 10.0,
+        "run_s": 6.0,
+        "overhead_s": 4.0,
+    }
+    assert turnaround_windows(jobs[:1], 10, 2) == []  # one start: no rate
