@@ -33,6 +33,16 @@ from metrics.storage import (
 
 logger = logging.getLogger(__name__)
 
+_MOUNTINFO_ESCAPES = {"\\040": " ", "\\011": "\t", "\\012": "\n", "\\134": "\\"}
+
+
+def _unescape(field: str) -> str:
+    """A mount point as ``/proc/self/mountinfo`` writes it (octal escapes), as a path."""
+    for escaped, char in _MOUNTINFO_ESCAPES.items():
+        field = field.replace(escaped, char)
+    return field
+
+
 DEFAULT_BASE_DIR = Path("/home/ubuntu/runner-fs")
 STORE_SIZE_BYTES = 1 << 20
 DEFAULT_OWNER_ID = 100000
@@ -107,6 +117,16 @@ class SharedFilesystemManager:
                 runner_name,
             )
         return result.stdout
+
+    @staticmethod
+    def _mounted_points() -> set[str]:
+        """Every mount point of this mount namespace (``/proc/self/mountinfo``, unescaped)."""
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as info:
+                fields = [line.split(" ", 5) for line in info]
+        except OSError:
+            return set()  # then every store is checked on its own
+        return {_unescape(f[4]) for f in fields if len(f) > 4}
 
     def _is_mounted(self, runner_name: str) -> bool:
         return os.path.ismount(self._mount_point(runner_name))
@@ -251,7 +271,12 @@ class SharedFilesystemManager:
         Yields:
             The stores.
         """
+        mounted = self._mounted_points()  # one read, not a mount check per store
         for name in sorted(self._names()):
+            mount_point = self._mount_point(name)
+            if str(mount_point) in mounted and os.path.lexists(self._image(name)):
+                yield MetricsStorage(path=mount_point, runner_name=name)
+                continue
             try:
                 yield self.get(name)
             except MetricsStorageNotFoundError:

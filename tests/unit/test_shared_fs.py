@@ -12,7 +12,7 @@ import pytest
 from errors import MetricsStorageError, MetricsStorageExistsError, MetricsStorageNotFoundError
 from metrics import shared_fs
 from metrics.shared_fs import SharedFilesystemManager
-from metrics.storage import StorageManager
+from metrics.storage import MetricsStorage, StorageManager
 
 
 class FakeMounts(SharedFilesystemManager):
@@ -41,6 +41,9 @@ class FakeMounts(SharedFilesystemManager):
 
     def _is_mounted(self, runner_name: str) -> bool:
         return str(self._mount_point(runner_name)) in self.mounted
+
+    def _mounted_points(self) -> set[str]:
+        return set(self.mounted)
 
     def _mount(self, runner_name: str) -> None:
         if not self._is_mounted(runner_name):
@@ -94,6 +97,29 @@ def test_list_get_delete(tmp_path: Path) -> None:
     manager.delete("a")
     with pytest.raises(MetricsStorageNotFoundError):
         manager.get("a")
+
+
+def test_list_all_reads_the_mounts_once_and_checks_only_the_unmounted(tmp_path: Path) -> None:
+    manager = FakeMounts(tmp_path)
+    for name in ("a", "b", "c"):
+        manager.create(name)
+    manager.mounted.discard(str(tmp_path / "mounts" / "b"))
+    asked: list[str] = []
+    get = manager.get
+
+    def counted_get(runner_name: str) -> MetricsStorage:
+        asked.append(runner_name)
+        return get(runner_name)
+
+    manager.get = counted_get  # type: ignore[method-assign]
+    assert [s.runner_name for s in manager.list_all()] == ["a", "b", "c"]
+    assert asked == ["b"], "mounted stores are listed from the one mount table read"
+    assert manager._is_mounted("b"), "the unmounted one was mounted again"
+
+
+def test_mount_table_paths_are_unescaped() -> None:
+    assert shared_fs._unescape("/srv/runner\\040fs/m\\134x") == "/srv/runner fs/m\\x"
+    assert "/proc" in SharedFilesystemManager._mounted_points()
 
 
 def test_orphan_mount_point_is_listed(tmp_path: Path) -> None:
