@@ -67,6 +67,18 @@ APP = "bench-scale-n"
 WALL_GOAL = 2.0
 
 
+def path_shape(path: str) -> str:
+    """An API path with its instance name or operation id as a placeholder, no query.
+
+    ``instances/r-1a2b/state`` -> ``instances/{name}/state``: one key for every runner's call.
+    """
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    for index, part in enumerate(parts[:-1]):
+        if part in ("instances", "operations", "containers"):
+            parts[index + 1] = "{name}" if part != "operations" else "{id}"
+    return "/".join(parts)
+
+
 class LxdCounter:
     """Counts the requests a transport sends and the seconds they take, by path.
 
@@ -89,7 +101,7 @@ class LxdCounter:
                 took = time.perf_counter() - began
                 self.calls += 1
                 self.seconds += took
-                key = f"{method.upper()} {path.split('?', 1)[0]}"
+                key = f"{method.upper()} {path_shape(path)}"
                 self.paths[key] = self.paths.get(key, 0.0) + took
 
         transport.request = counted  # type: ignore[method-assign]

@@ -18,11 +18,18 @@ metrics stores, loop devices, mounts; the manager's RSS and open fds flat (media
 +40 MiB RSS, or more than +8 fds, is growth; CPython's allocator keeps arenas and pylxd/requests
 keep a few pooled sockets, so small steps are noise, a leak per reconcile or per runner over
 hundreds of them is not); runner logs and quarantine within their bounds (``MAX_LOG_FILES`` files
-of ``MAX_LOG_BYTES``, ``QUARANTINE_MAX_ARCHIVES``). Reported: job wait (queued -> in progress)
-p50/p95 of the first 50 vs the last 50 jobs, totals, the faults actually injected. Must run as
-root under ``flock /tmp/work/lxd.lock`` (it restarts the LXD daemon).
+of ``MAX_LOG_BYTES``, ``QUARANTINE_MAX_ARCHIVES``); with full sizes, no drift of the charm's
+own: the runner creation p50 and the LXD daemon's CPU per creation of the last 50 jobs at most
+``DRIFT_LIMIT`` times the first 50's. Reported: job wait (queued -> in progress) p50/p95 of the
+first 50 vs the last 50 jobs and per 50 jobs with the load; per 50 jobs, what made the runners
+(runners made per minute, creation p50, reconcile p50, LXD daemon CPU per creation, creations
+launched from the image) and the runner overhead per job (the pool over the start rate, minus
+the mean run time: the job wait alone moves with the job mix, as a fixed number of jobs is
+open); totals, the faults actually injected. Must run as root under ``flock /tmp/work/lxd.lock``
+(it restarts the LXD daemon).
 
     flock /tmp/work/lxd.lock python benchmarks/soak.py [--json] [--small] [--jobs N] [--pool K]
+        [--seed S] [--restart-at SHARE]
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from benchmarks._lib.bench import (
     force_delete_instances,
     lxd_instances,
     parse_args,
+    ratio,
     summary,
 )
 from benchmarks._lib.soak_figures import (
@@ -63,6 +71,7 @@ from runner_manager_type import LXDFlushMode
 APP = "bench-soak"
 CANCEL_SHARE, FAULT_P = 0.05, 0.1
 KILL_AT, LIMIT_AT, RESTART_AT = 0.15, 0.30, 0.55
+DRIFT_LIMIT = 1.5  # creation p50 and LXD CPU per creation, last 50 jobs / first 50
 
 
 def drive(env: LocalEnvironment, args: Any, rng: random.Random) -> dict[str, Any]:  # noqa: C901, PLR0915
@@ -245,6 +254,12 @@ def main() -> int:  # noqa: PLR0915 - one linear scenario and its checks
     report.check(bool(memory) and not memory["rss_grew"], f"manager RSS grew: {memory}")
     report.check(bool(memory) and not memory["fds_grew"], f"manager open fds grew: {memory}")
     report.check(not uncaught, f"uncaught exceptions in reconciles: {uncaught[:5]}")
+    for key in ("install_p50", "lxd_cpu_per_create"):  # the charm's own drift, not the mix's
+        grown = ratio(pipeline[-1][key], pipeline[0][key]) if len(pipeline) > 1 else None
+        report.check(
+            args.small or grown is None or grown <= DRIFT_LIMIT,
+            f"{key} of the last 50 jobs is {grown}x the first 50's (drift; <= {DRIFT_LIMIT}x)",
+        )
     events = run.get("events", {})
     for name in ("kill", "rate_limit", "lxd_restart"):
         report.check(name in events, f"fault {name} never injected")
