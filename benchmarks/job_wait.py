@@ -197,7 +197,7 @@ def cold(env: LocalEnvironment, jobs: int, mode: str, report: Report) -> list[fl
         time.sleep(3)  # let the consumer processes import and connect
         return cold_jobs(env, jobs, publish, report)
     finally:
-        reactive_processes.reconcile(0, config)
+        reactive_processes.reconcile(0, config, drain=False)  # teardown: at once
         delete_queue(queue_name)
         env.manager = env.build_manager()
 

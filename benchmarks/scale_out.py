@@ -163,7 +163,7 @@ class Units:
             manager = unit_manager(self.env, unit, reactive=True)
             config = reactive_runner_config(manager.config, manager.settings)
             assert config is not None
-            reactive_processes.reconcile(0, config)
+            reactive_processes.reconcile(0, config, drain=False)  # teardown: at once
 
     def leftover_consumers(self) -> dict[int, list[int]]:
         """Consumers still alive, per unit (none after :meth:`stop_all`)."""

@@ -180,7 +180,7 @@ def webhook_waits(
         timer.join(timeout=300)
         waits.creations = _jit_requests(env) - before
         intake.stop()
-        reactive_processes.reconcile(0, config)
+        reactive_processes.reconcile(0, config, drain=False)  # teardown: at once
         env.manager = env.build_manager()
     report.check(not errors, f"webhook reconciles failed: {errors[:3]}")
     return waits
